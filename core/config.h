@@ -1,0 +1,60 @@
+/* core/config.h - experiment configuration: a YAML tree that remembers where each
+ * value came from, built-in defaults < file < --set overrides, validation against the
+ * core schema and the plugins' declared options (core-internal). */
+#ifndef TEMA_CORE_CONFIG_H
+#define TEMA_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "registry.h"
+#include "tema/plugin.h"
+
+typedef enum tema_cfg_type { TEMA_CFG_NULL = 0, TEMA_CFG_SCALAR, TEMA_CFG_MAP, TEMA_CFG_LIST } tema_cfg_type;
+
+/* struct tema_cfg is the node type behind tema/plugin.h's opaque tema_cfg. */
+struct tema_cfg {
+    tema_cfg_type type;
+    char *key;                  /* key in the parent map, NULL for list items / root */
+    char *value;                /* scalar text (SCALAR only) */
+    bool quoted;                /* scalar was quoted in YAML (a string, never a number) */
+    struct tema_cfg **items;    /* children (MAP: in file order; LIST: elements) */
+    size_t n_items;
+    const char *file;           /* where it was defined: file path or "<command line>" / "<defaults>" */
+    int line, col;              /* 1-based; 0 when unknown */
+};
+
+/* Parse a YAML file (the whole document). Errors: "FILE:LINE:COL: message". */
+tema_status tema_cfg_load(const char *path, tema_cfg **out, tema_err *err);
+tema_status tema_cfg_parse_string(const char *text, const char *label, tema_cfg **out, tema_err *err);
+void tema_cfg_free(tema_cfg *c);
+tema_cfg *tema_cfg_clone(const tema_cfg *c);
+
+/* Lookup by dotted path; list elements by index ("model.encoders.0.dim"). NULL if absent. */
+const tema_cfg *tema_cfg_get(const tema_cfg *root, const char *path);
+/* Typed getters with a fallback when absent; return false when present but ill-typed. */
+const char *tema_cfg_str(const tema_cfg *root, const char *path, const char *fallback);
+int64_t tema_cfg_int(const tema_cfg *root, const char *path, int64_t fallback);
+double tema_cfg_float(const tema_cfg *root, const char *path, double fallback);
+bool tema_cfg_bool(const tema_cfg *root, const char *path, bool fallback);
+
+/* Apply "key.path=value" (value parsed as YAML, so lists/maps work). */
+tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err);
+
+/* The full pipeline used by `tema check` and `tema run`: defaults, then the file, then
+ * the overrides, then validation (unknown keys with the nearest valid key, types, ranges,
+ * unknown plugins with the list of available ones, each plugin's options) and filling
+ * every default (plugin options too), and resolving relative paths against the current
+ * directory. Every problem found is printed to `diag` as FILE:LINE:COL: message; the
+ * return value is the first error. */
+tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int n_overrides,
+                             tema_registry *reg, FILE *diag, tema_cfg **resolved, tema_err *err);
+
+/* Canonical JSON of a tree (keys in schema order, numbers normalised): used for the
+ * run-id hash and stored with results. Caller frees. */
+char *tema_cfg_to_json(const tema_cfg *c);
+/* YAML text of a tree. Caller frees. */
+char *tema_cfg_to_yaml(const tema_cfg *c);
+
+#endif

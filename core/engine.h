@@ -1,0 +1,48 @@
+/* core/engine.h - lifecycle of parameters, graphs and the optimizer; the autograd
+ * implementation behind tema/nn.h (core-internal). */
+#ifndef TEMA_CORE_ENGINE_H
+#define TEMA_CORE_ENGINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tema/backend.h"
+#include "tema/nn.h"
+
+/* The nn op table handed to plugins through tema_host. */
+const tema_nn_api *tema_nn(void);
+
+/* Select the backend used by every later allocation and op (process-wide). */
+void tema_engine_set_backend(const tema_backend_ops *ops, void *self);
+const tema_backend_ops *tema_engine_backend(void);
+void *tema_engine_backend_self(void);
+
+/* Parameters: declare (tema_nn()->param / constant), then finalize: one buffer for all
+ * values, one for gradients, one for each Adam moment. Initialisation is seeded. */
+tema_params *tema_params_new(uint64_t seed);
+tema_status tema_params_finalize(tema_params *p, tema_err *err);
+void tema_params_free(tema_params *p);
+int64_t tema_params_count(const tema_params *p);          /* learnable floats */
+size_t tema_params_n(const tema_params *p);               /* number of tensors */
+tema_tensor *tema_params_at(tema_params *p, size_t i);
+void tema_params_zero_grad(tema_params *p);
+
+typedef struct tema_adam {
+    float lr, beta1, beta2, eps, weight_decay;  /* weight decay as L2 added to the gradient (torch Adam) */
+    int64_t step;
+} tema_adam;
+void tema_adam_step(tema_params *p, tema_adam *opt);
+
+/* Checkpoint: parameters + Adam moments + step, to a file (atomic write) and back. */
+tema_status tema_params_save(const tema_params *p, const tema_adam *opt, const char *path, tema_err *err);
+tema_status tema_params_load(tema_params *p, tema_adam *opt, const char *path, tema_err *err);
+
+/* Graph of one step: arena (grows to its high-water mark, then never reallocates) + tape. */
+tema_graph *tema_graph_new(uint64_t seed);
+void tema_graph_free(tema_graph *g);
+void tema_graph_reset(tema_graph *g, bool training, uint64_t step_seed);
+/* Backpropagate from a [1] tensor; accumulates into parameter gradients. */
+tema_status tema_graph_backward(tema_graph *g, tema_tensor *loss, tema_err *err);
+size_t tema_graph_peak_bytes(const tema_graph *g);
+
+#endif

@@ -1,0 +1,2 @@
+/* core/eval.c: not written yet. */
+#include "tema/status.h"

@@ -1,0 +1,352 @@
+/* core/registry.c - plugin discovery and loading.
+ *
+ * The core knows plugin kinds, never plugin names: everything it learns about a
+ * plugin comes from the descriptor its entry symbol returns. A broken plugin is
+ * reported once (file + reason) and skipped; the others still load. */
+#include "registry.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tema/backend.h"
+#include "tema_build_config.h"
+
+typedef struct loaded {
+    tema_plugin_info info;
+    void *handle;      /* dlopen handle, NULL for static entries */
+} loaded;
+
+struct tema_registry {
+    loaded *items;
+    size_t n, cap;
+    char **errors;
+    size_t n_errors, cap_errors;
+    char names_buf[4096];
+};
+
+static const char *const kind_names[TEMA_KIND_COUNT] = {"backend",    "encoder",  "attention", "tag_select",
+                                                        "tag_repr",   "tagger",   "loss"};
+
+/* Smallest ops struct a plugin of each kind may export in ABI 1.0. */
+static size_t min_ops_size(tema_kind k)
+{
+    switch (k) {
+    case TEMA_KIND_BACKEND: return sizeof(tema_backend_ops);
+    case TEMA_KIND_ENCODER: return sizeof(tema_encoder_ops);
+    case TEMA_KIND_ATTENTION: return sizeof(tema_attention_ops);
+    case TEMA_KIND_TAG_SELECT: return sizeof(tema_tag_select_ops);
+    case TEMA_KIND_TAG_REPR: return sizeof(tema_tag_repr_ops);
+    case TEMA_KIND_TAGGER: return sizeof(tema_tagger_ops);
+    case TEMA_KIND_LOSS: return sizeof(tema_loss_ops);
+    default: return 0;
+    }
+}
+
+const char *tema_kind_name(tema_kind kind)
+{
+    return (unsigned)kind < TEMA_KIND_COUNT ? kind_names[kind] : "unknown";
+}
+
+int tema_kind_from_name(const char *name)
+{
+    for (int k = 0; k < TEMA_KIND_COUNT; k++)
+        if (!strcmp(name, kind_names[k])) return k;
+    return -1;
+}
+
+tema_registry *tema_registry_new(void) { return calloc(1, sizeof(tema_registry)); }
+
+void tema_registry_free(tema_registry *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->n; i++) {
+        free((char *)r->items[i].info.file);
+        if (r->items[i].handle) dlclose(r->items[i].handle);
+    }
+    for (size_t i = 0; i < r->n_errors; i++) free(r->errors[i]);
+    free(r->items);
+    free(r->errors);
+    free(r);
+}
+
+__attribute__((format(printf, 3, 4))) static tema_status record_error(tema_registry *r, tema_err *err, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->n_errors == r->cap_errors) {
+        size_t cap = r->cap_errors ? 2 * r->cap_errors : 8;
+        char **e = realloc(r->errors, cap * sizeof *e);
+        if (e) {
+            r->errors = e;
+            r->cap_errors = cap;
+        }
+    }
+    if (r->n_errors < r->cap_errors) r->errors[r->n_errors++] = strdup(msg);
+    return tema_fail(err, TEMA_EABI, "%s", msg);
+}
+
+static bool valid_name(const char *s)
+{
+    if (!s || !*s || strlen(s) > 64) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+    return true;
+}
+
+/* Checks in the order that makes each later read safe. */
+static tema_status check_descriptor(tema_registry *r, const tema_plugin *p, const char *file, tema_err *err)
+{
+    if (!p) return record_error(r, err, "%s: entry point returned no descriptor", file);
+    if (p->abi_major != TEMA_ABI_MAJOR)
+        return record_error(r, err, "%s: ABI mismatch: plugin built for ABI %u.%u, this tema speaks %d.%d (hint: rebuild the plugin against these headers)",
+                            file, p->abi_major, p->abi_minor, TEMA_ABI_MAJOR, TEMA_ABI_MINOR);
+    if (p->abi_minor > TEMA_ABI_MINOR)
+        return record_error(r, err, "%s: plugin needs ABI %u.%u but this tema offers only %d.%d (hint: upgrade tema)",
+                            file, p->abi_major, p->abi_minor, TEMA_ABI_MAJOR, TEMA_ABI_MINOR);
+    if (p->struct_size < sizeof(tema_plugin))
+        return record_error(r, err, "%s: descriptor is %u bytes, expected at least %zu (hint: rebuild the plugin)", file,
+                            p->struct_size, sizeof(tema_plugin));
+    if ((unsigned)p->kind >= TEMA_KIND_COUNT)
+        return record_error(r, err, "%s: unknown plugin kind %d", file, (int)p->kind);
+    if (!valid_name(p->name))
+        return record_error(r, err, "%s: invalid plugin name '%s' (use [a-z0-9_]+)", file, p->name ? p->name : "(null)");
+    if (!p->version || !p->description)
+        return record_error(r, err, "%s: plugin '%s' has no version or description", file, p->name);
+    if (!p->ops || p->ops_size < min_ops_size(p->kind))
+        return record_error(r, err, "%s: %s plugin '%s' exports an ops table of %u bytes, expected at least %zu", file,
+                            tema_kind_name(p->kind), p->name, p->ops_size, min_ops_size(p->kind));
+    if (p->n_options && !p->options)
+        return record_error(r, err, "%s: plugin '%s' declares %u options but no option table", file, p->name, p->n_options);
+    for (uint32_t i = 0; i < p->n_options; i++)
+        if (!valid_name(p->options[i].name) || !strcmp(p->options[i].name, "plugin") ||
+            (p->options[i].type == TEMA_OPT_ENUM && !p->options[i].choices))
+            return record_error(r, err, "%s: plugin '%s' option %u is invalid (names are [a-z0-9_]+, 'plugin' is reserved, enums need choices)",
+                                file, p->name, i);
+    const tema_plugin *dup = tema_registry_find(r, p->kind, p->name);
+    if (dup) {
+        const char *first = "?";
+        for (size_t i = 0; i < r->n; i++)
+            if (r->items[i].info.plugin == dup) first = r->items[i].info.file;
+        return record_error(r, err, "%s: duplicate %s plugin '%s' (already loaded from %s; this one is ignored)", file,
+                            tema_kind_name(p->kind), p->name, first);
+    }
+    return TEMA_OK;
+}
+
+static tema_status add(tema_registry *r, const tema_plugin *p, const char *file, void *handle, tema_err *err)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        loaded *it = realloc(r->items, cap * sizeof *it);
+        if (!it) return tema_fail(err, TEMA_ENOMEM, "out of memory registering plugins");
+        r->items = it;
+        r->cap = cap;
+    }
+    char *f = strdup(file);
+    if (!f) return tema_fail(err, TEMA_ENOMEM, "out of memory registering plugins");
+    r->items[r->n++] = (loaded){.info = {.plugin = p, .file = f}, .handle = handle};
+    return TEMA_OK;
+}
+
+tema_status tema_registry_add_entry(tema_registry *r, tema_plugin_entry_fn entry, const char *label, tema_err *err)
+{
+    const tema_plugin *p = entry(tema_host_get());
+    tema_status st = check_descriptor(r, p, label, err);
+    return st != TEMA_OK ? st : add(r, p, label, NULL, err);
+}
+
+tema_status tema_registry_load_file(tema_registry *r, const char *path, tema_err *err)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return record_error(r, err, "%s: cannot load: %s", path, dlerror());
+    tema_plugin_entry_fn entry;
+    /* dlsym returns void*; the union avoids the object-to-function pointer cast warning. */
+    union {
+        void *obj;
+        tema_plugin_entry_fn fn;
+    } u = {.obj = dlsym(h, TEMA_PLUGIN_ENTRY_SYMBOL)};
+    entry = u.fn;
+    if (!entry) {
+        dlclose(h);
+        return record_error(r, err, "%s: missing entry symbol '%s' (hint: define it with TEMA_PLUGIN_DEFINE)", path,
+                            TEMA_PLUGIN_ENTRY_SYMBOL);
+    }
+    const tema_plugin *p = entry(tema_host_get());
+    tema_status st = check_descriptor(r, p, path, err);
+    if (st == TEMA_OK) st = add(r, p, path, h, err);
+    if (st != TEMA_OK) dlclose(h);
+    return st;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void scan_dir(tema_registry *r, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 32;
+            char **nn = realloc(names, cap * sizeof *nn);
+            if (!nn) break;
+            names = nn;
+        }
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    /* Sorted, so that "first found wins" for duplicates is the same on every machine. */
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        tema_registry_load_file(r, path, NULL);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void tema_registry_scan(tema_registry *r)
+{
+    const char *env = getenv("TEMA_PLUGIN_PATH");
+    if (env && *env) {
+        char *copy = strdup(env), *save = NULL;
+        for (char *tok = strtok_r(copy, ":", &save); tok; tok = strtok_r(NULL, ":", &save))
+            if (*tok) scan_dir(r, tok);
+        free(copy);
+    }
+    /* The build tree: plugins/ next to the tema binary (meson puts both in the build root). */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            strcpy(slash, "/plugins");
+            if (is_dir(exe)) scan_dir(r, exe);
+        }
+    }
+    if (is_dir(TEMA_INSTALL_PLUGIN_DIR)) scan_dir(r, TEMA_INSTALL_PLUGIN_DIR);
+}
+
+size_t tema_registry_count(const tema_registry *r) { return r->n; }
+const tema_plugin_info *tema_registry_at(const tema_registry *r, size_t i) { return i < r->n ? &r->items[i].info : NULL; }
+size_t tema_registry_error_count(const tema_registry *r) { return r->n_errors; }
+const char *tema_registry_error_at(const tema_registry *r, size_t i) { return i < r->n_errors ? r->errors[i] : NULL; }
+
+const tema_plugin *tema_registry_find(const tema_registry *r, tema_kind kind, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const tema_plugin *p = r->items[i].info.plugin;
+        if (p->kind == kind && !strcmp(p->name, name)) return p;
+    }
+    return NULL;
+}
+
+const char *tema_registry_names(tema_registry *r, tema_kind kind)
+{
+    size_t used = 0;
+    r->names_buf[0] = '\0';
+    for (size_t i = 0; i < r->n; i++) {
+        const tema_plugin *p = r->items[i].info.plugin;
+        if (p->kind != kind) continue;
+        int w = snprintf(r->names_buf + used, sizeof r->names_buf - used, "%s%s", used ? ", " : "", p->name);
+        if (w < 0 || (size_t)w >= sizeof r->names_buf - used) break;
+        used += (size_t)w;
+    }
+    if (!used) snprintf(r->names_buf, sizeof r->names_buf, "(none found: is TEMA_PLUGIN_PATH right?)");
+    return r->names_buf;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+    const tema_plugin *x = (*(const tema_plugin_info *const *)a)->plugin;
+    const tema_plugin *y = (*(const tema_plugin_info *const *)b)->plugin;
+    if (x->kind != y->kind) return (int)x->kind - (int)y->kind;
+    return strcmp(x->name, y->name);
+}
+
+void tema_registry_print(const tema_registry *r, FILE *out)
+{
+    const tema_plugin_info **v = malloc((r->n + 1) * sizeof *v);
+    if (!v) return;
+    for (size_t i = 0; i < r->n; i++) v[i] = &r->items[i].info;
+    qsort(v, r->n, sizeof *v, cmp_info);
+    fprintf(out, "%-10s  %-16s  %-8s  %-60s  %s\n", "KIND", "NAME", "VERSION", "DESCRIPTION", "FILE");
+    for (size_t i = 0; i < r->n; i++) {
+        const tema_plugin *p = v[i]->plugin;
+        fprintf(out, "%-10s  %-16s  %-8s  %-60s  %s\n", tema_kind_name(p->kind), p->name, p->version, p->description,
+                v[i]->file);
+    }
+    free(v);
+}
+
+static const char *opt_type_name(tema_opt_type t)
+{
+    static const char *const n[] = {"int", "float", "bool", "string", "enum", "float list", "string list"};
+    return (unsigned)t < sizeof n / sizeof n[0] ? n[t] : "?";
+}
+
+tema_status tema_registry_describe(const tema_registry *r, const char *name, FILE *out, tema_err *err)
+{
+    /* NAME or KIND/NAME (names are unique within a kind only). */
+    int want_kind = -1;
+    const char *slash = strchr(name, '/');
+    char kind_buf[32];
+    if (slash && (size_t)(slash - name) < sizeof kind_buf) {
+        memcpy(kind_buf, name, (size_t)(slash - name));
+        kind_buf[slash - name] = '\0';
+        want_kind = tema_kind_from_name(kind_buf);
+        if (want_kind < 0) return tema_fail(err, TEMA_ENOTFOUND, "unknown plugin kind '%s'", kind_buf);
+        name = slash + 1;
+    }
+    int shown = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const tema_plugin *p = r->items[i].info.plugin;
+        if (strcmp(p->name, name) != 0 || (want_kind >= 0 && (int)p->kind != want_kind)) continue;
+        if (shown++) fputc('\n', out);
+        fprintf(out, "%s/%s %s - %s\n  file: %s\n", tema_kind_name(p->kind), p->name, p->version, p->description,
+                r->items[i].info.file);
+        if (!p->n_options) fprintf(out, "  options: none\n");
+        else fprintf(out, "  options:\n");
+        for (uint32_t k = 0; k < p->n_options; k++) {
+            const tema_option *o = &p->options[k];
+            char range[160] = "";
+            if (o->type == TEMA_OPT_ENUM) snprintf(range, sizeof range, " one of %s", o->choices);
+            else if ((o->type == TEMA_OPT_INT || o->type == TEMA_OPT_FLOAT) && o->min <= o->max)
+                snprintf(range, sizeof range, " in [%g, %g]", o->min, o->max);
+            fprintf(out, "    %-16s %-11s default %-10s%s\n      %s\n", o->name, opt_type_name(o->type),
+                    o->default_value ? o->default_value : "(required)", range, o->help ? o->help : "");
+        }
+    }
+    if (!shown) {
+        char avail[2048] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < r->n && used < sizeof avail - 80; i++) {
+            const tema_plugin *p = r->items[i].info.plugin;
+            used += (size_t)snprintf(avail + used, sizeof avail - used, "%s%s/%s", used ? ", " : "",
+                                     tema_kind_name(p->kind), p->name);
+        }
+        return tema_fail(err, TEMA_ENOTFOUND, "no plugin named '%s' (available: %s)", name, used ? avail : "none");
+    }
+    return TEMA_OK;
+}

@@ -1,0 +1,2 @@
+/* core/results.c: not written yet. */
+#include "tema/status.h"

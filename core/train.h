@@ -1,0 +1,23 @@
+/* core/train.h - running one experiment: data, model, training, evaluation, results
+ * (core-internal). */
+#ifndef TEMA_CORE_TRAIN_H
+#define TEMA_CORE_TRAIN_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "registry.h"
+
+typedef struct tema_run_opts {
+    const char *results_dir;     /* default "results" */
+    const char *config_path;     /* the experiment file, for the record */
+    bool force;                  /* re-run even when the run is finished */
+} tema_run_opts;
+
+/* Run a resolved experiment (tema_cfg_resolve output). Writes
+ * results_dir/<name>/<run-id>/ and prints progress to stderr, the summary to stdout. */
+tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, const tema_run_opts *opts,
+                                tema_err *err);
+
+#endif

@@ -1,0 +1,242 @@
+/* core/util.c - files, hashing, random numbers, clocks. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tema_build_config.h"
+
+static tema_status write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return TEMA_EIO;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return TEMA_OK;
+}
+
+static void fsync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+tema_status tema_write_file_atomic(const char *path, const void *data, size_t len, tema_err *err)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return tema_fail(err, TEMA_EINVAL, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return tema_fail(err, TEMA_EIO, "%s: cannot create: %s (hint: does the folder exist and is it writable?)",
+                         tmp, strerror(errno));
+    if (write_all(fd, data, len) != TEMA_OK || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return tema_fail(err, TEMA_EIO, "%s: write failed: %s (hint: is the disk full?)", path, strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return tema_fail(err, TEMA_EIO, "%s: rename failed: %s", path, strerror(e));
+    }
+    fsync_parent(path);
+    return TEMA_OK;
+}
+
+tema_status tema_append_line(const char *path, const char *line, tema_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return tema_fail(err, TEMA_EIO, "%s: cannot open for append: %s", path, strerror(errno));
+    size_t n = strlen(line);
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        close(fd);
+        return tema_fail(err, TEMA_ENOMEM, "out of memory appending to %s", path);
+    }
+    memcpy(buf, line, n);
+    buf[n] = '\n';
+    /* One write() of the whole line so that a crash never leaves half a record. */
+    tema_status st = write_all(fd, buf, n + 1);
+    free(buf);
+    if (st == TEMA_OK && fsync(fd) != 0) st = TEMA_EIO;
+    close(fd);
+    if (st != TEMA_OK) return tema_fail(err, st, "%s: append failed: %s", path, strerror(errno));
+    return TEMA_OK;
+}
+
+tema_status tema_read_file(const char *path, char **data, size_t *len, tema_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return tema_fail(err, errno == ENOENT ? TEMA_ENOTFOUND : TEMA_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return tema_fail(err, TEMA_ENOMEM, "out of memory reading %s", path);
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return tema_fail(err, TEMA_ENOMEM, "out of memory reading %s", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return tema_fail(err, TEMA_EIO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    if (len) *len = n;
+    return TEMA_OK;
+}
+
+tema_status tema_mkdirs(const char *path, tema_err *err)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return tema_fail(err, TEMA_EINVAL, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return tema_fail(err, TEMA_EIO, "%s: cannot create folder: %s", buf, strerror(errno));
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    return TEMA_OK;
+}
+
+uint64_t tema_hash64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void tema_rng_seed(tema_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t tema_rng_next(tema_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double tema_rng_uniform(tema_rng *r) { return (double)(tema_rng_next(r) >> 11) * 0x1.0p-53; }
+
+uint64_t tema_rng_below(tema_rng *r, uint64_t n)
+{
+    if (n <= 1) return 0;
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = tema_rng_next(r);
+    while (x >= limit);
+    return x % n;
+}
+
+double tema_rng_normal(tema_rng *r)
+{
+    double u1 = tema_rng_uniform(r), u2 = tema_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+double tema_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t tema_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (size_t)ru.ru_maxrss * 1024u;
+}
+
+char *tema_abspath(const char *path)
+{
+    if (!path) return NULL;
+    if (path[0] == '/') return strdup(path);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return strdup(path);
+    /* Keep it lexical (no realpath): the file may not exist yet, and links stay as written. */
+    const char *p = path;
+    while (p[0] == '.' && p[1] == '/') p += 2;
+    size_t n = strlen(cwd) + strlen(p) + 2;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/%s", cwd, p);
+    return out;
+}
+
+const char *tema_git_commit(void)
+{
+    const char *env = getenv("TEMA_GIT_COMMIT");
+    return env && *env ? env : TEMA_GIT_COMMIT_BUILD;
+}

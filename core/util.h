@@ -1,0 +1,36 @@
+/* core/util.h - small shared helpers (core-internal). */
+#ifndef TEMA_CORE_UTIL_H
+#define TEMA_CORE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tema/status.h"
+
+/* Write a whole file atomically: temp file in the same folder, fsync, rename, fsync dir. */
+tema_status tema_write_file_atomic(const char *path, const void *data, size_t len, tema_err *err);
+/* Append one line (adds '\n') to a file and fsync it (JSON lines logs). */
+tema_status tema_append_line(const char *path, const char *line, tema_err *err);
+/* Read a whole file (NUL-terminated; *len excludes the NUL). Caller frees. */
+tema_status tema_read_file(const char *path, char **data, size_t *len, tema_err *err);
+/* mkdir -p */
+tema_status tema_mkdirs(const char *path, tema_err *err);
+/* 64-bit FNV-1a */
+uint64_t tema_hash64(const void *data, size_t len);
+/* splitmix64-seeded xoshiro256** generator: same seed, same stream, on every machine. */
+typedef struct tema_rng { uint64_t s[4]; } tema_rng;
+void tema_rng_seed(tema_rng *r, uint64_t seed);
+uint64_t tema_rng_next(tema_rng *r);
+double tema_rng_uniform(tema_rng *r);              /* [0,1) */
+uint64_t tema_rng_below(tema_rng *r, uint64_t n);  /* [0,n), unbiased */
+double tema_rng_normal(tema_rng *r);
+/* Seconds since an arbitrary epoch (monotonic). */
+double tema_now(void);
+/* Peak resident set size of this process in bytes. */
+size_t tema_peak_rss(void);
+/* Absolute form of a path relative to the current directory (caller frees). */
+char *tema_abspath(const char *path);
+/* The git commit of the source tree tema was built from. */
+const char *tema_git_commit(void);
+
+#endif

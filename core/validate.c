@@ -1,0 +1,2 @@
+/* core/validate.c: not written yet. */
+#include "tema/status.h"

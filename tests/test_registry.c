@@ -1,0 +1,211 @@
+/* Loader tests: discovery, every loader error, static entries, and an out-of-tree
+ * plugin built against the installed headers with pkg-config. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "registry.h"
+#include "testutil.h"
+
+const tema_plugin *tema_plugin_entry_backend_cpu(const tema_host *host);
+
+static void sh(const char *fmt, const char *a, const char *b, const char *c)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, fmt, a, b, c);
+    int rc = system(cmd);
+    ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
+}
+
+/* Compile one plugin source (text) into dir/name.so against the source-tree headers. */
+static void build_plugin(const char *dir, const char *name, const char *src)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.c", dir, name);
+    tu_write(path, src);
+    char inc[1024];
+    snprintf(inc, sizeof inc, "%s/include", tu_source_root());
+    sh("cc -shared -fPIC -I'%s' -o '%s.so' '%s' 2>&1", inc, path, path);
+}
+
+#define PLUGIN_SRC(abi_major, abi_minor, kind, name)                                                      \
+    "#include <tema/plugin.h>\n"                                                                          \
+    "static const tema_option opts[] = {{\"width\", TEMA_OPT_INT, \"4\", 1, 64, 0, \"a width\"}};\n"      \
+    "static const tema_encoder_ops ops;\n"                                                                \
+    "static const tema_plugin d = {.abi_major = " #abi_major ", .abi_minor = " #abi_minor                 \
+    ", .struct_size = sizeof(tema_plugin), .kind = " #kind ", .name = \"" name "\", .version = \"1.0\","  \
+    " .description = \"test plugin\", .options = opts, .n_options = 1, .ops_size = sizeof ops, .ops = &ops};\n" \
+    "__attribute__((visibility(\"default\"))) const tema_plugin *tema_plugin_entry(const tema_host *h)" \
+    " { (void)h; return &d; }\n"
+
+START_TEST(t_scan_finds_builtin)
+{
+    tema_registry *r = tema_registry_new();
+    tema_registry_scan(r);
+    const tema_plugin *cpu = tema_registry_find(r, TEMA_KIND_BACKEND, "cpu");
+    ck_assert_ptr_nonnull(cpu);
+    ck_assert_uint_eq(cpu->abi_major, TEMA_ABI_MAJOR);
+    ck_assert_uint_eq(tema_registry_error_count(r), 0);
+    ck_assert_ptr_null(tema_registry_find(r, TEMA_KIND_ENCODER, "cpu"));
+    tema_registry_free(r);
+
+    char *out, *err;
+    ck_assert_int_eq(tu_tema("plugins", &out, &err), 0);
+    ck_assert_msg(strstr(out, "backend") && strstr(out, "cpu") && strstr(out, "tema-backend-cpu.so"), "%s", out);
+    free(out);
+    free(err);
+}
+END_TEST
+
+START_TEST(t_every_loader_error)
+{
+    const char *dir = tu_tmpdir();
+    char d[512];
+    snprintf(d, sizeof d, "%s", dir);
+    build_plugin(d, "a_good", PLUGIN_SRC(TEMA_ABI_MAJOR, 0, TEMA_KIND_ENCODER, "good_enc"));
+    build_plugin(d, "b_old_abi", PLUGIN_SRC(99, 0, TEMA_KIND_ENCODER, "old_abi"));
+    build_plugin(d, "c_new_minor", PLUGIN_SRC(TEMA_ABI_MAJOR, 999, TEMA_KIND_ENCODER, "new_minor"));
+    build_plugin(d, "d_dup", PLUGIN_SRC(TEMA_ABI_MAJOR, 0, TEMA_KIND_ENCODER, "good_enc"));
+    build_plugin(d, "e_nosym", "int not_an_entry(void);\nint not_an_entry(void) { return 1; }\n");
+    build_plugin(d, "f_badkind", PLUGIN_SRC(TEMA_ABI_MAJOR, 0, 42, "bad_kind"));
+    char junk[600];
+    snprintf(junk, sizeof junk, "%s/g_junk.so", d);
+    tu_write(junk, "this is not an ELF file\n");
+
+    char args[1024];
+    snprintf(args, sizeof args, "plugins");
+    setenv("TEMA_PLUGIN_PATH", d, 1);
+    char *out, *err;
+    ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+    /* the good one still loads */
+    ck_assert_msg(strstr(out, "good_enc") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "old_abi") == NULL && strstr(out, "new_minor") == NULL, "%s", out);
+    /* one line per broken file, naming the file and the reason */
+    const char *want[][2] = {{"b_old_abi.so", "ABI mismatch"},
+                             {"c_new_minor.so", "needs ABI"},
+                             {"d_dup.so", "duplicate encoder plugin 'good_enc'"},
+                             {"e_nosym.so", "missing entry symbol"},
+                             {"f_badkind.so", "unknown plugin kind"},
+                             {"g_junk.so", "cannot load"}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *line = strstr(err, want[i][0]);
+        ck_assert_msg(line != NULL, "no error for %s in:\n%s", want[i][0], err);
+        const char *eol = strchr(line, '\n');
+        const char *reason = strstr(line, want[i][1]);
+        ck_assert_msg(reason && (!eol || reason < eol), "error for %s lacks '%s':\n%s", want[i][0], want[i][1], err);
+    }
+    free(out);
+    free(err);
+
+    /* the same through the API */
+    tema_registry *r = tema_registry_new();
+    tema_registry_scan(r);
+    ck_assert_uint_eq(tema_registry_error_count(r), 6);
+    ck_assert_ptr_nonnull(tema_registry_find(r, TEMA_KIND_ENCODER, "good_enc"));
+    tema_registry_free(r);
+    unsetenv("TEMA_PLUGIN_PATH");
+}
+END_TEST
+
+START_TEST(t_static_entry_and_duplicate)
+{
+    tema_registry *r = tema_registry_new();
+    tema_err err = {0};
+    ck_assert_int_eq(tema_registry_add_entry(r, tema_plugin_entry_backend_cpu, "builtin:cpu", &err), TEMA_OK);
+    ck_assert_int_eq(tema_registry_add_entry(r, tema_plugin_entry_backend_cpu, "builtin:cpu2", &err), TEMA_EABI);
+    ck_assert_msg(strstr(err.msg, "duplicate backend plugin 'cpu'") && strstr(err.msg, "builtin:cpu2"), "%s", err.msg);
+    ck_assert_uint_eq(tema_registry_count(r), 1);
+    tema_registry_free(r);
+}
+END_TEST
+
+START_TEST(t_describe)
+{
+    char *out, *err;
+    ck_assert_int_eq(tu_tema("plugins --describe cpu", &out, &err), 0);
+    ck_assert_msg(strstr(out, "backend/cpu") && strstr(out, "threads") && strstr(out, "default"), "%s", out);
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_tema("plugins --describe no_such_plugin", &out, &err), 1);
+    ck_assert_msg(strstr(err, "no plugin named 'no_such_plugin'") && strstr(err, "backend/cpu"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* The plugin guide, as a newcomer would follow it: install, pkg-config, one .c file. */
+START_TEST(t_out_of_tree_plugin)
+{
+    char dest[512], plugdir[600], pcdir[1024] = "";
+    snprintf(dest, sizeof dest, "%s", tu_tmpdir());
+    sh("meson install -C '%s' --destdir '%s' --no-rebuild --quiet >/dev/null%s", tu_build_root(), dest, "");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "find '%s' -name tema.pc -printf '%%h'", dest);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_nonnull(fgets(pcdir, sizeof pcdir, p));
+    pclose(p);
+    snprintf(plugdir, sizeof plugdir, "%s/myplugins", dest);
+    sh("mkdir -p '%s'%s%s", plugdir, "", "");
+    snprintf(cmd, sizeof cmd,
+             "PKG_CONFIG_PATH='%s' PKG_CONFIG_SYSROOT_DIR='%s' "
+             "cc -shared -fPIC -Wall -Wextra -Werror $(PKG_CONFIG_PATH='%s' PKG_CONFIG_SYSROOT_DIR='%s' pkg-config --cflags tema) "
+             "-o '%s/tema-tag_repr-softmax.so' '%s/tests/plugin_example/tag_repr_softmax.c' -lm",
+             pcdir, dest, pcdir, dest, plugdir, tu_source_root());
+    ck_assert_int_eq(system(cmd), 0);
+    /* the installed headers, not the source tree's, were used */
+    snprintf(cmd, sizeof cmd, "PKG_CONFIG_PATH='%s' PKG_CONFIG_SYSROOT_DIR='%s' pkg-config --cflags tema | grep -q '%s'",
+             pcdir, dest, dest);
+    ck_assert_int_eq(system(cmd), 0);
+
+    setenv("TEMA_PLUGIN_PATH", plugdir, 1);
+    char *out, *err;
+    ck_assert_int_eq(tu_tema("plugins", &out, &err), 0);
+    ck_assert_msg(strstr(out, "tag_repr") && strstr(out, "softmax") && strstr(out, "myplugins"), "%s", out);
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_tema("plugins --describe tag_repr/softmax", &out, &err), 0);
+    ck_assert_msg(strstr(out, "temperature"), "%s", out);
+    free(out);
+    free(err);
+
+    /* and run it */
+    tema_registry *r = tema_registry_new();
+    tema_registry_scan(r);
+    const tema_plugin *pl = tema_registry_find(r, TEMA_KIND_TAG_REPR, "softmax");
+    ck_assert_ptr_nonnull(pl);
+    const tema_tag_repr_ops *ops = pl->ops;
+    tema_cfg *cfg = NULL;
+    tema_err e = {0};
+    ck_assert_int_eq(tema_cfg_parse_string("temperature: 10\n", "test", &cfg, &e), TEMA_OK);
+    int64_t off[] = {0, 2, 2, 3};
+    int32_t tag[] = {0, 1, 4};
+    float score[] = {30, 20, 55};
+    tema_tag_selection sel = {.n_items = 3, .off = off, .tag = tag, .score = score};
+    ck_assert_int_eq(ops->weights(cfg, &sel, &e), TEMA_OK);
+    /* softmax([3, 2]) and a single tag -> 1 */
+    ck_assert_float_eq_tol(score[0], 0.7310586f, 1e-6f);
+    ck_assert_float_eq_tol(score[1], 0.2689414f, 1e-6f);
+    ck_assert_float_eq_tol(score[2], 1.0f, 1e-6f);
+    tema_cfg_free(cfg);
+    tema_registry_free(r);
+    unsetenv("TEMA_PLUGIN_PATH");
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("registry");
+    TCase *tc = tcase_create("loader");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, t_scan_finds_builtin);
+    tcase_add_test(tc, t_every_loader_error);
+    tcase_add_test(tc, t_static_entry_and_duplicate);
+    tcase_add_test(tc, t_describe);
+    tcase_add_test(tc, t_out_of_tree_plugin);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }

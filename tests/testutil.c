@@ -1,0 +1,114 @@
+/* tests/testutil.c - shared helpers for the Check suites. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t r = fread(b, 1, (size_t)n, f);
+    b[r] = '\0';
+    fclose(f);
+    return b;
+}
+
+const char *tu_data_dir(void)
+{
+    const char *d = getenv("TEMA_TEST_DATA");
+    struct stat st;
+    if (!d || !*d || stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) return NULL;
+    return d;
+}
+
+const char *tu_data_path(const char *name)
+{
+    static char buf[4096];
+    const char *d = tu_data_dir();
+    struct stat st;
+    if (!d) return NULL;
+    snprintf(buf, sizeof buf, "%s/%s", d, name);
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+static char tmp_roots[64][256];
+static int n_tmp_roots;
+
+static void cleanup_tmp(void)
+{
+    for (int i = 0; i < n_tmp_roots; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "rm -rf '%.255s'", tmp_roots[i]);
+        if (system(cmd) != 0) { /* best effort */ }
+    }
+}
+
+const char *tu_tmpdir(void)
+{
+    static char buf[256];
+    snprintf(buf, sizeof buf, "/tmp/tema-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(buf));
+    if (n_tmp_roots < 64) {
+        if (n_tmp_roots == 0) atexit(cleanup_tmp);
+        snprintf(tmp_roots[n_tmp_roots++], 256, "%s", buf);
+    }
+    return buf;
+}
+
+void tu_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+int tu_tema(const char *args, char **out, char **errout)
+{
+    const char *exe = getenv("TEMA_EXE");
+    ck_assert_msg(exe != NULL, "TEMA_EXE is not set (run through meson test)");
+    char o[] = "/tmp/tema-out-XXXXXX", e[] = "/tmp/tema-err-XXXXXX";
+    int fo = mkstemp(o), fe = mkstemp(e);
+    close(fo);
+    close(fe);
+    size_t n = strlen(exe) + strlen(args) + strlen(o) + strlen(e) + 32;
+    char *cmd = malloc(n);
+    snprintf(cmd, n, "'%s' %s >'%s' 2>'%s'", exe, args, o, e);
+    int st = system(cmd);
+    free(cmd);
+    if (out) *out = read_all(o);
+    if (errout) *errout = read_all(e);
+    unlink(o);
+    unlink(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+const char *tu_source_root(void)
+{
+    const char *s = getenv("TEMA_SOURCE_ROOT");
+    return s ? s : ".";
+}
+
+const char *tu_build_root(void)
+{
+    const char *s = getenv("TEMA_BUILD_ROOT");
+    return s ? s : ".";
+}
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,34 @@
+/* tests/testutil.h - shared helpers for the Check suites. */
+#ifndef TEMA_TESTUTIL_H
+#define TEMA_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+/* ../shared/data (from TEMA_TEST_DATA), or NULL when that folder is absent. */
+const char *tu_data_dir(void);
+/* Path of a bundle inside it ("food-kitchen-c2dsr.tar.gz"); static buffer, NULL if absent. */
+const char *tu_data_path(const char *name);
+/* A fresh empty temporary folder (removed at exit). Static storage, valid until next call. */
+const char *tu_tmpdir(void);
+/* Write a file (parent folders must exist). */
+void tu_write(const char *path, const char *text);
+/* Run the built tema binary with a shell-quoted argument string; captures stdout and
+ * stderr (caller frees); returns the exit status. */
+int tu_tema(const char *args, char **out, char **errout);
+/* Source root, build root, and the plugin folder of the build. */
+const char *tu_source_root(void);
+const char *tu_build_root(void);
+/* Run a Check suite single-threaded-safe and return the process exit code. */
+int tu_run_suite(Suite *s);
+
+/* Skip the rest of a test (Check has no skip): prints why. Use with return. */
+#define TU_REQUIRE_DATA(name)                                                                    \
+    do {                                                                                         \
+        if (!tu_data_path(name)) {                                                               \
+            fprintf(stderr, "SKIP %s: %s not found under TEMA_TEST_DATA\n", __func__, name);     \
+            return;                                                                              \
+        }                                                                                        \
+    } while (0)
+
+#endif
