@@ -34,7 +34,10 @@ typedef struct tema_dataset_files {
 } tema_dataset_files;
 
 /* Load a dataset; errors are "FILE:LINE: what is wrong" (FILE inside an archive is shown
- * as ARCHIVE/member). */
+ * as ARCHIVE/member). files names are matched by base name (in an archive, in any folder).
+ * Required: Alist.txt, Blist.txt, userlist.txt and the three data files; items.tsv is
+ * optional. On success *out is owned by the caller (free with tema_dataset_free; every
+ * array and string in it lives until then); on failure *out is NULL. */
 tema_status tema_dataset_load(const char *path, const tema_dataset_files *files, tema_dataset **out,
                               tema_err *err);
 void tema_dataset_free(tema_dataset *d);

@@ -25,6 +25,8 @@ typedef struct loaded {
 struct tema_registry {
     loaded *items;
     size_t n, cap;
+    char **scanned;    /* real paths of folders already scanned */
+    size_t n_scanned;
     char **errors;
     size_t n_errors, cap_errors;
     char names_buf[4096];
@@ -70,6 +72,8 @@ void tema_registry_free(tema_registry *r)
         if (r->items[i].handle) dlclose(r->items[i].handle);
     }
     for (size_t i = 0; i < r->n_errors; i++) free(r->errors[i]);
+    for (size_t i = 0; i < r->n_scanned; i++) free(r->scanned[i]);
+    free(r->scanned);
     free(r->items);
     free(r->errors);
     free(r);
@@ -189,8 +193,30 @@ tema_status tema_registry_load_file(tema_registry *r, const char *path, tema_err
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* The same folder can be reached twice (TEMA_PLUGIN_PATH naming the build tree, a
+ * link): scanning it again would report every plugin in it as a duplicate. */
+static bool already_scanned(tema_registry *r, const char *dir)
+{
+    char *real = realpath(dir, NULL);
+    if (!real) return false;
+    for (size_t i = 0; i < r->n_scanned; i++)
+        if (!strcmp(r->scanned[i], real)) {
+            free(real);
+            return true;
+        }
+    char **s = realloc(r->scanned, (r->n_scanned + 1) * sizeof *s);
+    if (!s) {
+        free(real);
+        return false;
+    }
+    r->scanned = s;
+    r->scanned[r->n_scanned++] = real;
+    return false;
+}
+
 static void scan_dir(tema_registry *r, const char *dir)
 {
+    if (already_scanned(r, dir)) return;
     DIR *d = opendir(dir);
     if (!d) return;
     char **names = NULL;
@@ -209,7 +235,7 @@ static void scan_dir(tema_registry *r, const char *dir)
     }
     closedir(d);
     /* Sorted, so that "first found wins" for duplicates is the same on every machine. */
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);

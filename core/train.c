@@ -1,7 +1,793 @@
-/* core/train.c: not written yet. */
+/* core/train.c - one experiment: data, backend, model, the training loop with
+ * checkpoints and early stopping, evaluation and the results folder.
+ *
+ * Determinism: everything random derives from train.seed and a counter - the epoch's
+ * shuffle from (seed, epoch), dropout from (seed, global step), sampled-softmax negatives
+ * from (seed, global step), evaluation negatives from (seed, set) - so a run resumed from
+ * last.bin continues exactly as the uninterrupted run would have, and one thread gives
+ * bit-identical results.
+ *
+ * Model selection uses the C2DSR rule (optimistic ranks, ties counted in the target's
+ * favour) and the mean of the X and Y validation MRR, so the chosen epoch is the one the
+ * C2DSR code would have picked; the pessimistic and mid-rank metrics are reported beside it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "train.h"
-tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, const tema_run_opts *opts, tema_err *err)
+#include "train_internal.h"
+#include "util.h"
+
+/* ---- interruption ---- */
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+/* ---- settings read from the resolved config ---- */
+
+typedef struct settings {
+    const char *data_path;
+    tema_dataset_files files;
+    int32_t max_len;
+    const char *backend_name;
+    const tema_cfg *backend_opts;
+    int threads;
+    int epochs;
+    int64_t max_steps;
+    int batch_size;
+    double lr, weight_decay, grad_clip;
+    int patience, eval_every;
+    uint64_t seed;
+    bool resume;
+    int positions;
+    bool full_protocol;
+    int32_t n_neg;
+    int eval_batch;
+    tema_metric_spec spec;
+    int debug_stop_epoch;   /* TEMA_DEBUG_STOP_AFTER_EPOCH, 0 = off */
+} settings;
+
+static const char *nonempty(const char *s) { return s && *s && strcmp(s, "null") != 0 ? s : NULL; }
+
+static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
 {
-    (void)resolved; (void)reg; (void)opts;
-    return tema_fail(err, TEMA_EUNSUPPORTED, "training is not implemented yet");
+    memset(s, 0, sizeof *s);
+    s->data_path = nonempty(tema_cfg_str(c, "dataset.path", NULL));
+    if (!s->data_path)
+        return tema_fail(err, TEMA_EINVAL, "config dataset.path: missing; hint: a dataset folder or archive, or "
+                                           "`synthetic`");
+    s->files.train = nonempty(tema_cfg_str(c, "dataset.train_file", NULL));
+    s->files.valid = nonempty(tema_cfg_str(c, "dataset.valid_file", NULL));
+    s->files.test = nonempty(tema_cfg_str(c, "dataset.test_file", NULL));
+    s->max_len = (int32_t)tema_cfg_int(c, "dataset.max_len", 15);
+    s->backend_opts = tema_train_plugin_node(tema_cfg_get(c, "backend"), &s->backend_name);
+    if (!s->backend_name) s->backend_name = "cpu";
+    s->threads = (int)tema_cfg_int(c, "backend.threads", 1);
+    s->epochs = (int)tema_cfg_int(c, "train.epochs", 20);
+    s->max_steps = tema_cfg_int(c, "train.max_steps", 0);
+    s->batch_size = (int)tema_cfg_int(c, "train.batch_size", 256);
+    s->lr = tema_cfg_float(c, "train.lr", 1e-3);
+    s->weight_decay = tema_cfg_float(c, "train.weight_decay", 0);
+    s->grad_clip = tema_cfg_float(c, "train.grad_clip", 0);
+    s->patience = (int)tema_cfg_int(c, "train.patience", 0);
+    s->eval_every = (int)tema_cfg_int(c, "train.eval_every", 1);
+    s->seed = (uint64_t)tema_cfg_int(c, "train.seed", 42);
+    s->resume = tema_cfg_bool(c, "train.resume", true);
+    s->positions = (int)tema_cfg_int(c, "loss.positions", 10);
+    const char *protocol = tema_cfg_str(c, "eval.protocol", "sampled");
+    s->full_protocol = !strcmp(protocol, "full");
+    if (!s->full_protocol && strcmp(protocol, "sampled") != 0)
+        return tema_fail(err, TEMA_EINVAL, "config eval.protocol: '%s'; hint: use `sampled` or `full`", protocol);
+    s->n_neg = (int32_t)tema_cfg_int(c, "eval.negatives", 999);
+    s->eval_batch = (int)tema_cfg_int(c, "eval.batch_size", 256);
+    if (s->max_len < 1 || s->epochs < 0 || s->batch_size < 1 || s->eval_batch < 1 || s->n_neg < 1 ||
+        s->positions < 1 || s->threads < 1 || s->max_steps < 0)
+        return tema_fail(err, TEMA_EINVAL, "config: dataset.max_len, train.batch_size, eval.batch_size, "
+                                           "eval.negatives, loss.positions and backend.threads must be >= 1, "
+                                           "train.epochs and train.max_steps >= 0");
+    if (s->eval_every < 1) s->eval_every = 1;
+    const char *names[TEMA_MAX_METRICS];
+    int n = 0;
+    const tema_cfg *ml = tema_cfg_get(c, "eval.metrics");
+    if (ml && ml->type == TEMA_CFG_LIST)
+        for (size_t i = 0; i < ml->n_items && n < TEMA_MAX_METRICS; i++)
+            if (ml->items[i]->type == TEMA_CFG_SCALAR) names[n++] = ml->items[i]->value;
+    if (n == 0) {
+        names[0] = "mrr";
+        names[1] = "ndcg@5";
+        names[2] = "ndcg@10";
+        names[3] = "hr@1";
+        names[4] = "hr@5";
+        names[5] = "hr@10";
+        n = 6;
+    }
+    tema_status st = tema_metric_parse(names, n, &s->spec, err);
+    if (st != TEMA_OK) return st;
+    const char *dbg = getenv("TEMA_DEBUG_STOP_AFTER_EPOCH");
+    s->debug_stop_epoch = dbg && *dbg ? atoi(dbg) : 0;
+    return TEMA_OK;
+}
+
+/* ---- small helpers ---- */
+
+static uint64_t mix3(uint64_t a, uint64_t b, uint64_t c)
+{
+    uint64_t v[3] = {a, b, c};
+    return tema_hash64(v, sizeof v);
+}
+
+static const char *basename_of(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* The experiment name: `name` in the config, else the experiment file's stem. */
+static void experiment_name(const tema_cfg *c, const char *config_path, char *out, size_t cap)
+{
+    const char *n = nonempty(tema_cfg_str(c, "name", NULL));
+    if (!n) n = nonempty(tema_cfg_str(c, "experiment", NULL));
+    if (n) {
+        snprintf(out, cap, "%s", n);
+        return;
+    }
+    snprintf(out, cap, "%s", config_path ? basename_of(config_path) : "experiment");
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = 0;
+    if (!*out) snprintf(out, cap, "experiment");
+}
+
+static double mrr_mean(const tema_metric_acc *a)
+{
+    int m = tema_metric_index(&a->spec, "mrr");
+    if (m < 0) m = 0;
+    double s = 0;
+    int k = 0;
+    for (int d = 0; d < 2; d++)
+        if (a->count[d] > 0) {
+            s += tema_metric_acc_mean(a, d, TEMA_RANK_OPTIMISTIC, m);
+            k++;
+        }
+    return k ? s / k : NAN;
+}
+
+static void fmt_hms(double sec, char *buf, size_t cap)
+{
+    if (!(sec >= 0) || sec > 1e7) {
+        snprintf(buf, cap, "?");
+        return;
+    }
+    long s = (long)(sec + 0.5);
+    if (s >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(buf, cap, "%ld:%02ld", s / 60, s % 60);
+}
+
+/* ---- trainer state that survives an interruption (last.state beside last.bin) ---- */
+
+typedef struct train_state {
+    int epochs_done;          /* complete epochs */
+    int64_t step_in_epoch;    /* steps done in epoch epochs_done+1 (mid-epoch stop) */
+    int64_t global_step;
+    double loss_sum;          /* of the current, unfinished epoch */
+    double epoch_seconds;     /* of the current, unfinished epoch */
+    int best_epoch;
+    double best_score;
+    double train_seconds;     /* all epochs so far */
+    bool finished_training;   /* early stop or max_steps reached */
+    bool stopped_early;
+    int64_t adam_step;        /* must match last.bin */
+} train_state;
+
+static char *state_path(const tema_run *run)
+{
+    const char *dir = tema_results_dir(run);
+    size_t n = strlen(dir) + 16;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/last.state", dir);
+    return p;
+}
+
+/* Doubles in %a so a resumed run sees the exact same bits. */
+static tema_status state_save(const tema_run *run, const train_state *s, tema_err *err)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "epochs_done %d\nstep_in_epoch %" PRId64 "\nglobal_step %" PRId64 "\nloss_sum %a\nepoch_seconds %a\n"
+             "best_epoch %d\nbest_score %a\ntrain_seconds %a\nfinished_training %d\nstopped_early %d\n"
+             "adam_step %" PRId64 "\n",
+             s->epochs_done, s->step_in_epoch, s->global_step, s->loss_sum, s->epoch_seconds, s->best_epoch,
+             s->best_score, s->train_seconds, (int)s->finished_training, (int)s->stopped_early, s->adam_step);
+    char *path = state_path(run);
+    if (!path) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_status st = tema_write_file_atomic(path, text, strlen(text), err);
+    free(path);
+    return st;
+}
+
+static bool state_load(const tema_run *run, train_state *s)
+{
+    char *path = state_path(run), *text = NULL;
+    size_t len;
+    tema_err e = {0};
+    bool ok = path && tema_read_file(path, &text, &len, &e) == TEMA_OK;
+    free(path);
+    if (!ok) return false;
+    int fin = 0, early = 0;
+    int n = sscanf(text,
+                   "epochs_done %d step_in_epoch %" SCNd64 " global_step %" SCNd64 " loss_sum %la epoch_seconds %la "
+                   "best_epoch %d best_score %la train_seconds %la finished_training %d stopped_early %d "
+                   "adam_step %" SCNd64,
+                   &s->epochs_done, &s->step_in_epoch, &s->global_step, &s->loss_sum, &s->epoch_seconds,
+                   &s->best_epoch, &s->best_score, &s->train_seconds, &fin, &early, &s->adam_step);
+    free(text);
+    s->finished_training = fin != 0;
+    s->stopped_early = early != 0;
+    return n == 11;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat sb;
+    return path && stat(path, &sb) == 0;
+}
+
+/* ---- the summary of an already finished run, from final.json ---- */
+
+static tema_status print_finished(tema_run *run, const settings *s, tema_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/final.json", tema_results_dir(run));
+    json_object *o = json_object_from_file(path);
+    if (!o)
+        return tema_fail(err, TEMA_EFORMAT, "%s: cannot read the finished run's results; hint: re-run with --force",
+                         path);
+    tema_metric_acc acc;
+    tema_metric_acc_init(&acc, &s->spec);
+    json_object *test, *v;
+    int best = 0, epochs = 0;
+    if (json_object_object_get_ex(o, "best_epoch", &v)) best = json_object_get_int(v);
+    if (json_object_object_get_ex(o, "epochs_run", &v)) epochs = json_object_get_int(v);
+    if (json_object_object_get_ex(o, "test", &test) && test) {
+        static const char *const dn[2] = {"X", "Y"};
+        for (int d = 0; d < 2; d++) {
+            json_object *dom, *cases, *rule, *val;
+            if (!json_object_object_get_ex(test, dn[d], &dom) || !dom) continue;
+            if (json_object_object_get_ex(dom, "cases", &cases)) acc.count[d] = json_object_get_int64(cases);
+            for (int r = 0; r < TEMA_RANK_RULES; r++) {
+                if (!json_object_object_get_ex(dom, tema_rank_rule_name((tema_rank_rule)r), &rule) || !rule) continue;
+                for (int m = 0; m < acc.spec.n; m++)
+                    if (json_object_object_get_ex(rule, acc.spec.name[m], &val) && val)
+                        acc.sum[d][r][m] = json_object_get_double(val) * (double)acc.count[d];
+            }
+        }
+    }
+    json_object_put(o);
+    char *text = tema_results_summary(run, &acc, best, epochs);
+    if (!text) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    fprintf(stderr, "tema: run %s is already finished (results in %s); showing its summary. hint: --force re-runs it\n",
+            tema_results_id(run), tema_results_dir(run));
+    fputs(text, stdout);
+    fflush(stdout);
+    free(text);
+    return TEMA_OK;
+}
+
+/* ---- the run ---- */
+
+typedef struct runner {
+    const tema_cfg *cfg;
+    tema_registry *reg;
+    const tema_run_opts *opts;
+    settings s;
+    const tema_plugin *be_p;
+    const tema_backend_ops *be;
+    void *bs;
+    tema_dataset *ds;
+    int64_t *counts;
+    tema_model model;
+    tema_graph *g;
+    tema_adam opt;
+    tema_batch_buf train_bb, eval_bb;
+    int64_t *examples;
+    int64_t n_examples;
+    int32_t *valid_negs, *test_negs;
+    tema_run *run;
+    bool tty;
+    bool trainable;         /* a learnable parameter reaches the loss */
+    float *grad_norm_dev;   /* one float of backend memory */
+} runner;
+
+static tema_status setup_backend(runner *r, tema_err *err)
+{
+    r->be_p = tema_registry_find(r->reg, TEMA_KIND_BACKEND, r->s.backend_name);
+    if (!r->be_p)
+        return tema_fail(err, TEMA_ENOTFOUND, "config backend.plugin: no backend '%s'; hint: available: %s",
+                         r->s.backend_name, tema_registry_names(r->reg, TEMA_KIND_BACKEND));
+    r->be = r->be_p->ops;
+    if (!r->be || r->be_p->ops_size < sizeof(tema_backend_ops) || !r->be->init)
+        return tema_fail(err, TEMA_EABI, "backend '%s' has an incomplete kernel table; hint: rebuild it against "
+                                         "this tema", r->s.backend_name);
+    tema_status st = r->be->init(tema_host_get(), r->s.backend_opts, &r->bs, err);
+    if (st != TEMA_OK) return st;
+    tema_engine_set_backend(r->be, r->bs);
+    r->grad_norm_dev = r->be->alloc(r->bs, sizeof(float));
+    if (!r->grad_norm_dev) return tema_fail(err, TEMA_ENOMEM, "backend: out of memory");
+    return TEMA_OK;
+}
+
+static tema_status load_data(runner *r, tema_err *err)
+{
+    const char *path = r->s.data_path;
+    char synth_dir[4096];
+    if ((!strcmp(path, "synthetic") || !strcmp(basename_of(path), "synthetic")) && !file_exists(path)) {
+        /* a seeded synthetic dataset, generated once per seed and reused by later runs */
+        snprintf(synth_dir, sizeof synth_dir, "%s/_data/synthetic-%" PRIu64,
+                 r->opts->results_dir ? r->opts->results_dir : "results", r->s.seed);
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/traindata_new.txt", synth_dir);
+        if (!file_exists(probe)) {
+            tema_synth_opts so;
+            tema_synth_defaults(&so);
+            so.seed = r->s.seed;
+            tema_status st = tema_synth_write(&so, synth_dir, err);
+            if (st != TEMA_OK) return st;
+            fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", r->s.seed, synth_dir);
+        }
+        path = synth_dir;
+    }
+    tema_status st = tema_dataset_load(path, &r->s.files, &r->ds, err);
+    if (st != TEMA_OK) return st;
+    const tema_dataset *d = r->ds;
+    int64_t n_items = (int64_t)d->n_x + d->n_y;
+    r->counts = calloc((size_t)(n_items > 0 ? n_items : 1), sizeof *r->counts);
+    r->examples = malloc((size_t)(d->train.n_lines > 0 ? d->train.n_lines : 1) * sizeof *r->examples);
+    if (!r->counts || !r->examples) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < d->train.n_lines; i++) {
+        for (int64_t k = d->train.off[i]; k < d->train.off[i + 1]; k++) {
+            int32_t it = d->train.items[k];
+            if (it >= 0 && it < n_items) r->counts[it]++;
+        }
+        if (d->train.off[i + 1] - d->train.off[i] >= 2) r->examples[r->n_examples++] = i;
+    }
+    return TEMA_OK;
+}
+
+static tema_status write_meta(runner *r, tema_err *err)
+{
+    tema_plugin_record recs[4 + TEMA_TRAIN_MAX_ENCODERS];
+    int n = 0;
+    const tema_plugin *ps[4 + TEMA_TRAIN_MAX_ENCODERS];
+    ps[n++] = r->be_p;
+    for (int i = 0; i < r->model.n_enc; i++) ps[n++] = r->model.enc_p[i];
+    ps[n++] = r->model.att_p;
+    ps[n++] = r->model.loss_p;
+    for (int i = 0; i < n; i++) {
+        const char *file = "builtin";
+        for (size_t k = 0; k < tema_registry_count(r->reg); k++) {
+            const tema_plugin_info *pi = tema_registry_at(r->reg, k);
+            if (pi->plugin == ps[i]) file = pi->file;
+        }
+        recs[i] = (tema_plugin_record){.kind = tema_kind_name(ps[i]->kind), .name = ps[i]->name,
+                                       .version = ps[i]->version, .file = file};
+    }
+    tema_run_meta meta = {.plugins = recs, .n_plugins = n, .threads = r->s.threads, .backend = r->be_p->name,
+                          .config_path = r->opts->config_path};
+    return tema_results_meta(r->run, &meta, err);
+}
+
+static tema_status evaluate_set(runner *r, const tema_split *sp, const int32_t *negs, tema_metric_acc *acc,
+                                tema_rank_row *rows, tema_err *err)
+{
+    tema_metric_acc_init(acc, &r->s.spec);
+    tema_eval_ctx c = {.model = &r->model, .g = r->g, .be = r->be, .bs = r->bs, .n_x = r->ds->n_x, .n_y = r->ds->n_y,
+                       .batch_size = r->s.eval_batch, .threads = r->s.threads, .bb = &r->eval_bb};
+    return tema_evaluate(&c, sp, r->s.full_protocol ? NULL : negs, r->s.n_neg, acc, rows, err);
+}
+
+static void clip_gradients(runner *r, double max_norm)
+{
+    int64_t n = tema_params_count(r->model.params);
+    tema_tensor *first = NULL;
+    for (size_t i = 0; i < tema_params_n(r->model.params) && !first; i++) {
+        tema_tensor *t = tema_params_at(r->model.params, i);
+        if (t->flags & TEMA_TENSOR_PARAM) first = t;
+    }
+    if (!first || !first->grad || n == 0) return;
+    /* learnable gradients are one contiguous buffer (core/params.c), first tensor first */
+    float sq = 0;
+    r->be->dot(r->bs, n, first->grad, first->grad, 1.0f, r->grad_norm_dev);
+    r->be->to_host(r->bs, &sq, r->grad_norm_dev, sizeof sq);
+    double norm = sqrt((double)sq);
+    if (norm > max_norm && norm > 0)
+        r->be->unary(r->bs, TEMA_UNARY_SCALE, n, (float)(max_norm / norm), first->grad, first->grad);
+}
+
+/* Does any learnable parameter reach the loss? A model like `pop` carries an encoder the
+ * schema requires but never uses it; then there is nothing to train and the run only
+ * evaluates (epochs_run = 0). Checked on one forward pass of the first batch. */
+static tema_status probe_trainable(runner *r, bool *out, tema_err *err)
+{
+    *out = false;
+    if (tema_params_count(r->model.params) == 0 || r->n_examples == 0) return TEMA_OK;
+    int nb = (int)(r->n_examples < r->s.batch_size ? r->n_examples : r->s.batch_size);
+    tema_batch b;
+    tema_targets t;
+    tema_batch_train(&r->train_bb, &r->ds->train, r->ds->n_x, r->ds->n_y, r->examples, nb, &b, &t);
+    t.seed = r->s.seed;
+    tema_graph_reset(r->g, false, 0);
+    tema_stream streams[TEMA_MAX_STREAMS];
+    int ns = 0;
+    tema_status st = tema_model_forward(&r->model, r->g, &b, streams, &ns, err);
+    if (st != TEMA_OK) return st;
+    tema_tensor *loss = NULL;
+    st = r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &t, &loss, err);
+    if (st != TEMA_OK) return st;
+    *out = loss && (loss->flags & TEMA_TENSOR_NEEDS_GRAD);
+    return TEMA_OK;
+}
+
+static tema_status train_step(runner *r, const int64_t *lines, int nb, uint64_t step, double *loss_out, tema_err *err)
+{
+    const tema_nn_api *nn = tema_nn();
+    tema_batch b;
+    tema_targets t;
+    tema_batch_train(&r->train_bb, &r->ds->train, r->ds->n_x, r->ds->n_y, lines, nb, &b, &t);
+    t.seed = mix3(r->s.seed, step, 0x6e65676174697665ull);
+    tema_graph_reset(r->g, true, mix3(r->s.seed, step, 0x64726f706f7574ull));
+    tema_stream streams[TEMA_MAX_STREAMS];
+    int ns = 0;
+    tema_status st = tema_model_forward(&r->model, r->g, &b, streams, &ns, err);
+    if (st != TEMA_OK) return st;
+    tema_tensor *loss = NULL;
+    st = r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &t, &loss, err);
+    if (st != TEMA_OK) return st;
+    if (!loss || loss->size != 1)
+        return tema_fail(err, TEMA_EINTERNAL, "loss plugin '%s' did not return a [1] tensor (%s)", r->model.loss_p->name,
+                         nn->error(r->g));
+    float lv = 0;
+    r->be->to_host(r->bs, &lv, loss->data, sizeof lv);
+    *loss_out = lv;
+    if (!isfinite(lv))
+        return tema_fail(err, TEMA_EINVAL, "training diverged at step %" PRIu64 ": loss is %g; hint: lower train.lr "
+                                           "or set train.grad_clip",
+                         step + 1, (double)lv);
+    tema_params_zero_grad(r->model.params);
+    st = tema_graph_backward(r->g, loss, err);
+    if (st != TEMA_OK) return st;
+    if (r->s.grad_clip > 0) clip_gradients(r, r->s.grad_clip);
+    tema_adam_step(r->model.params, &r->opt);
+    return TEMA_OK;
+}
+
+static void progress(runner *r, int epoch, int64_t step, int64_t steps, double loss, double rate, bool force)
+{
+    static double last = 0;
+    if (!r->tty) return;
+    double now = tema_now();
+    if (!force && now - last < 0.1) return;
+    last = now;
+    char eta[32];
+    fmt_hms(rate > 0 ? (double)(steps - step) / rate : -1, eta, sizeof eta);
+    fprintf(stderr, "\r\033[Kepoch %d/%d  step %" PRId64 "/%" PRId64 "  loss %.4f  %.2f steps/s  ETA %s", epoch,
+            r->s.epochs, step, steps, loss, rate, eta);
+    fflush(stderr);
+}
+
+static void shuffle(int64_t *a, int64_t n, uint64_t seed)
+{
+    tema_rng rng;
+    tema_rng_seed(&rng, seed);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)tema_rng_below(&rng, (uint64_t)i + 1);
+        int64_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+static tema_status save_last(runner *r, train_state *ts, tema_err *err)
+{
+    ts->adam_step = r->opt.step;
+    tema_status st = state_save(r->run, ts, err);
+    if (st == TEMA_OK) st = tema_params_save(r->model.params, &r->opt, tema_results_last_path(r->run), err);
+    return st;
+}
+
+static tema_status interrupted(runner *r, train_state *ts, const char *why, tema_err *err)
+{
+    if (r->tty) fputc('\n', stderr);
+    tema_status st = save_last(r, ts, err);
+    if (st != TEMA_OK) return st;
+    st = tema_results_interrupted(r->run, err);
+    if (st != TEMA_OK) return st;
+    return tema_fail(err, TEMA_EINTERRUPTED,
+                     "%s after epoch %d step %" PRId64 "; state saved in %s; hint: run the same command again "
+                     "(same experiment file and --set options) to resume",
+                     why, ts->epochs_done + (ts->step_in_epoch ? 1 : 0), ts->step_in_epoch, tema_results_dir(r->run));
+}
+
+static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
+{
+    const settings *s = &r->s;
+    const int64_t steps_per_epoch = (r->n_examples + s->batch_size - 1) / s->batch_size;
+    int64_t *perm = malloc((size_t)(r->n_examples > 0 ? r->n_examples : 1) * sizeof *perm);
+    tema_metric_acc valid;
+    if (!perm) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_status st = TEMA_OK;
+    for (int epoch = ts->epochs_done + 1; epoch <= s->epochs && !ts->finished_training; epoch++) {
+        memcpy(perm, r->examples, (size_t)r->n_examples * sizeof *perm);
+        shuffle(perm, r->n_examples, mix3(s->seed, (uint64_t)epoch, 0x73687566666c65ull));
+        double t0 = tema_now() - ts->epoch_seconds, rate_t0 = tema_now();
+        int64_t rate_s0 = ts->step_in_epoch;
+        bool hit_max = false;
+        for (int64_t k = ts->step_in_epoch; k < steps_per_epoch; k++) {
+            if (s->max_steps > 0 && ts->global_step >= s->max_steps) {
+                hit_max = true;
+                break;
+            }
+            int64_t first = k * s->batch_size;
+            int nb = (int)(r->n_examples - first < s->batch_size ? r->n_examples - first : s->batch_size);
+            double lv = 0;
+            st = train_step(r, perm + first, nb, (uint64_t)ts->global_step, &lv, err);
+            if (st != TEMA_OK) goto out;
+            ts->loss_sum += lv;
+            ts->global_step++;
+            ts->step_in_epoch = k + 1;
+            double el = tema_now() - rate_t0;
+            progress(r, epoch, k + 1, steps_per_epoch, ts->loss_sum / (double)ts->step_in_epoch,
+                     el > 0 ? (double)(k + 1 - rate_s0) / el : 0, k + 1 == steps_per_epoch);
+            if (g_stop_signal && k + 1 < steps_per_epoch) {
+                ts->epoch_seconds = tema_now() - t0;
+                st = interrupted(r, ts, g_stop_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)", err);
+                goto out;
+            }
+        }
+        if (s->max_steps > 0 && ts->global_step >= s->max_steps) hit_max = true;
+        int64_t steps_done = ts->step_in_epoch;
+        /* steps/s of this session's steps only (no validation, no resumed part) */
+        double step_secs = tema_now() - rate_t0;
+        double step_rate = step_secs > 0 ? (double)(steps_done - rate_s0) / step_secs : 0;
+        bool last_epoch = epoch == s->epochs || hit_max;
+        bool evaluated = false;
+        if ((epoch % s->eval_every == 0 || last_epoch) && r->ds->valid.n_lines > 0) {
+            st = evaluate_set(r, &r->ds->valid, r->valid_negs, &valid, NULL, err);
+            if (st != TEMA_OK) goto out;
+            evaluated = true;
+            double score = mrr_mean(&valid);
+            if (ts->best_epoch == 0 || score > ts->best_score) {
+                ts->best_epoch = epoch;
+                ts->best_score = score;
+                st = tema_params_save(r->model.params, &r->opt, tema_results_best_path(r->run), err);
+                if (st != TEMA_OK) goto out;
+            }
+        } else if (r->ds->valid.n_lines == 0 && last_epoch) {
+            ts->best_epoch = epoch; /* nothing to select on: keep the last epoch */
+            st = tema_params_save(r->model.params, &r->opt, tema_results_best_path(r->run), err);
+            if (st != TEMA_OK) goto out;
+        }
+        double secs = tema_now() - t0;
+        double mean_loss = steps_done > 0 ? ts->loss_sum / (double)steps_done : NAN;
+        tema_epoch_record rec = {.epoch = epoch, .steps = steps_done, .train_loss = mean_loss, .seconds = secs,
+                                 .valid = evaluated ? &valid : NULL};
+        st = tema_results_epoch(r->run, &rec, err);
+        if (st != TEMA_OK) goto out;
+        if (r->tty) fputc('\n', stderr);
+        if (evaluated) {
+            int m = tema_metric_index(&valid.spec, "mrr");
+            if (m < 0) m = 0;
+            fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training); valid %s X %.4f "
+                            "Y %.4f (C2DSR rule), best epoch %d\n",
+                    epoch, s->epochs, mean_loss, steps_done, secs, step_rate,
+                    valid.spec.name[m], tema_metric_acc_mean(&valid, 0, TEMA_RANK_OPTIMISTIC, m),
+                    tema_metric_acc_mean(&valid, 1, TEMA_RANK_OPTIMISTIC, m), ts->best_epoch);
+        } else {
+            fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training)\n", epoch,
+                    s->epochs, mean_loss, steps_done, secs, step_rate);
+        }
+        ts->epochs_done = epoch;
+        ts->step_in_epoch = 0;
+        ts->loss_sum = 0;
+        ts->epoch_seconds = 0;
+        ts->train_seconds += secs;
+        if (hit_max) ts->finished_training = true;
+        if (evaluated && s->patience > 0 && epoch - ts->best_epoch >= s->patience) {
+            ts->finished_training = true;
+            ts->stopped_early = epoch < s->epochs;
+            fprintf(stderr, "tema: early stop: no better validation MRR for %d epochs (best epoch %d)\n",
+                    epoch - ts->best_epoch, ts->best_epoch);
+        }
+        st = save_last(r, ts, err);
+        if (st != TEMA_OK) goto out;
+        if (g_stop_signal) {
+            st = interrupted(r, ts, g_stop_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)", err);
+            goto out;
+        }
+        if (s->debug_stop_epoch > 0 && epoch == s->debug_stop_epoch) {
+            st = interrupted(r, ts, "stopped by TEMA_DEBUG_STOP_AFTER_EPOCH", err);
+            goto out;
+        }
+    }
+    ts->finished_training = true;
+out:
+    free(perm);
+    return st;
+}
+
+/* t_session: when this session started; prior: seconds of earlier sessions */
+static tema_status finish(runner *r, train_state *ts, double t_session, double prior, tema_err *err)
+{
+    tema_metric_acc valid, test;
+    bool trainable = r->trainable;
+    if (trainable && ts->best_epoch > 0 && file_exists(tema_results_best_path(r->run))) {
+        tema_status st = tema_params_load(r->model.params, NULL, tema_results_best_path(r->run), err);
+        if (st != TEMA_OK) return st;
+    }
+    tema_rank_row *rows = calloc((size_t)(r->ds->test.n_lines > 0 ? r->ds->test.n_lines : 1), sizeof *rows);
+    if (!rows) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_status st = evaluate_set(r, &r->ds->valid, r->valid_negs, &valid, NULL, err);
+    if (st == TEMA_OK) st = evaluate_set(r, &r->ds->test, r->test_negs, &test, rows, err);
+    if (st == TEMA_OK) {
+        /* ranks.tsv lists evaluated cases only */
+        int64_t n = 0;
+        for (int64_t i = 0; i < r->ds->test.n_lines; i++)
+            if (rows[i].domain >= 0) rows[n++] = rows[i];
+        st = tema_results_ranks(r->run, n, rows, err);
+    }
+    free(rows);
+    if (st != TEMA_OK) return st;
+    int epochs_run = trainable ? ts->epochs_done : 0;
+    const char *warn[2];
+    int n_warn = 0;
+    if (!trainable) warn[n_warn++] = "no learnable parameter reaches the loss: evaluated without training";
+    double total = prior + (tema_now() - t_session);
+    tema_final_record fin = {.valid = r->ds->valid.n_lines ? &valid : NULL, .test = &test,
+                             .best_epoch = trainable ? ts->best_epoch : 0, .epochs_run = epochs_run,
+                             .stopped_early = ts->stopped_early, .total_seconds = total,
+                             .seconds_per_epoch = epochs_run > 0 ? ts->train_seconds / epochs_run : 0,
+                             .peak_memory_bytes = tema_peak_rss(), .warnings = warn, .n_warnings = n_warn};
+    st = tema_results_final(r->run, &fin, err);
+    if (st == TEMA_OK) st = tema_results_finish(r->run, err);
+    if (st != TEMA_OK) return st;
+    fprintf(stderr, "tema: done in %.1f s; peak RSS %.1f MiB, graph arena %.1f MiB; results in %s\n", total,
+            (double)tema_peak_rss() / 1048576.0, (double)tema_graph_peak_bytes(r->g) / 1048576.0,
+            tema_results_dir(r->run));
+    char *text = tema_results_summary(r->run, &test, fin.best_epoch, epochs_run);
+    if (text) {
+        fputs(text, stdout);
+        fflush(stdout);
+        free(text);
+    }
+    return TEMA_OK;
+}
+
+static tema_status run_inner(runner *r, tema_err *err)
+{
+    double t_start = tema_now();
+    tema_status st = read_settings(r->cfg, &r->s, err);
+    if (st != TEMA_OK) return st;
+    char name[256];
+    experiment_name(r->cfg, r->opts->config_path, name, sizeof name);
+    char *json = tema_cfg_to_json(r->cfg), *yaml = tema_cfg_to_yaml(r->cfg);
+    tema_run_state rs = TEMA_RUN_NEW;
+    if (!json) st = tema_fail(err, TEMA_ENOMEM, "cannot serialise the resolved config");
+    else st = tema_results_open(r->opts->results_dir, name, json, yaml, &r->run, &rs, err);
+    free(json);
+    free(yaml);
+    if (st != TEMA_OK) return st;
+    if (rs == TEMA_RUN_FINISHED && !r->opts->force) return print_finished(r->run, &r->s, err);
+
+    if ((st = setup_backend(r, err)) != TEMA_OK) return st;
+    if ((st = load_data(r, err)) != TEMA_OK) return st;
+    const tema_dataset *d = r->ds;
+    r->model.params = tema_params_new(r->s.seed);
+    if (!r->model.params) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    r->model.info = (tema_model_info){.struct_size = sizeof(tema_model_info), .n_x = d->n_x, .n_y = d->n_y,
+                                      .max_len = r->s.max_len, .train_counts = r->counts,
+                                      .titles = (const char *const *)d->title, .seed = r->s.seed,
+                                      .params = r->model.params, .host = tema_host_get()};
+    if ((st = tema_model_build(&r->model, r->cfg, r->reg, err)) != TEMA_OK) return st;
+    r->g = tema_graph_new(r->s.seed);
+    if (!r->g) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
+                         .weight_decay = (float)r->s.weight_decay};
+    if ((st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err)) != TEMA_OK ||
+        (st = tema_batch_buf_init(&r->eval_bb, r->s.eval_batch, r->s.max_len, 1, err)) != TEMA_OK)
+        return st;
+    if (!r->s.full_protocol) {
+        /* drawn once per set, as C2DSR does; the set index keeps valid and test apart */
+        r->valid_negs = malloc((size_t)(d->valid.n_lines + 1) * (size_t)r->s.n_neg * sizeof(int32_t));
+        r->test_negs = malloc((size_t)(d->test.n_lines + 1) * (size_t)r->s.n_neg * sizeof(int32_t));
+        if (!r->valid_negs || !r->test_negs) return tema_fail(err, TEMA_ENOMEM, "out of memory for eval negatives");
+        tema_draw_negatives(mix3(r->s.seed, 1, 0x6576616cull), d->valid.n_lines, d->valid.target, d->n_x, d->n_y,
+                            r->s.n_neg, r->valid_negs);
+        tema_draw_negatives(mix3(r->s.seed, 2, 0x6576616cull), d->test.n_lines, d->test.target, d->n_x, d->n_y,
+                            r->s.n_neg, r->test_negs);
+    }
+
+    /* resume or start fresh */
+    train_state ts = {0};
+    if ((st = probe_trainable(r, &r->trainable, err)) != TEMA_OK) return st;
+    const bool trainable = r->trainable;
+    bool resume = false;
+    if (rs == TEMA_RUN_INTERRUPTED && !r->opts->force && r->s.resume && trainable &&
+        file_exists(tema_results_last_path(r->run)) && state_load(r->run, &ts)) {
+        tema_adam probe = r->opt;
+        st = tema_params_load(r->model.params, &probe, tema_results_last_path(r->run), err);
+        if (st != TEMA_OK) return st;
+        if (probe.step != ts.adam_step)
+            return tema_fail(err, TEMA_EFORMAT, "%s: checkpoint is at optimizer step %" PRId64 " but last.state says "
+                                                "%" PRId64 "; hint: re-run with --force to start over",
+                             tema_results_last_path(r->run), probe.step, ts.adam_step);
+        r->opt = probe;
+        resume = true;
+    }
+    if (!resume) memset(&ts, 0, sizeof ts);
+    /* earlier sessions' training time, so total_seconds spans an interrupted run */
+    const double prior = ts.train_seconds + ts.epoch_seconds;
+    if ((st = tema_results_begin(r->run, !resume, err)) != TEMA_OK) return st;
+    if (!resume) {
+        char *sp = state_path(r->run);
+        if (sp) remove(sp);
+        free(sp);
+    } else {
+        if ((st = tema_results_truncate_epochs(r->run, ts.epochs_done, err)) != TEMA_OK) return st;
+        fprintf(stderr, "tema: resuming %s from epoch %d step %" PRId64 "\n", tema_results_dir(r->run),
+                ts.epochs_done + (ts.step_in_epoch ? 1 : 0), ts.step_in_epoch);
+    }
+    if ((st = write_meta(r, err)) != TEMA_OK) return st;
+    fprintf(stderr, "tema: run %s/%s: %" PRId64 " parameters, %" PRId64 " training sequences, %d threads, backend %s\n",
+            name, tema_results_id(r->run), tema_params_count(r->model.params), r->n_examples, r->s.threads,
+            r->be_p->name);
+    if (trainable && r->s.epochs > 0 && r->n_examples > 0) {
+        st = train_loop(r, &ts, err);
+        if (st != TEMA_OK) return st;
+    }
+    return finish(r, &ts, t_start, prior, err);
+}
+
+tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, const tema_run_opts *opts,
+                                 tema_err *err)
+{
+    tema_run_opts defaults = {.results_dir = "results"};
+    runner r = {.cfg = resolved, .reg = reg, .opts = opts ? opts : &defaults};
+    r.tty = isatty(fileno(stderr)) != 0;
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    g_stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    tema_status st = run_inner(&r, err);
+
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (st != TEMA_OK && st != TEMA_EINTERRUPTED && r.run) {
+        tema_err ignored = {0};
+        tema_results_interrupted(r.run, &ignored);
+    }
+    tema_results_close(r.run);
+    free(r.valid_negs);
+    free(r.test_negs);
+    tema_batch_buf_free(&r.train_bb);
+    tema_batch_buf_free(&r.eval_bb);
+    tema_graph_free(r.g);
+    tema_model_destroy(&r.model);
+    free(r.counts);
+    free(r.examples);
+    tema_dataset_free(r.ds);
+    if (r.be && r.bs) {
+        if (r.grad_norm_dev) r.be->free(r.bs, r.grad_norm_dev);
+        tema_engine_set_backend(NULL, NULL);
+        r.be->destroy(r.bs);
+    }
+    return st;
 }

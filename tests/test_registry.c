@@ -24,9 +24,10 @@ static void build_plugin(const char *dir, const char *name, const char *src)
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.c", dir, name);
     tu_write(path, src);
-    char inc[1024];
+    char inc[1024], so[1024];
     snprintf(inc, sizeof inc, "%s/include", tu_source_root());
-    sh("cc -shared -fPIC -I'%s' -o '%s.so' '%s' 2>&1", inc, path, path);
+    snprintf(so, sizeof so, "%s/%s.so", dir, name);
+    sh("cc -shared -fPIC -I'%s' -o '%s' '%s' 2>&1", inc, so, path);
 }
 
 #define PLUGIN_SRC(abi_major, abi_minor, kind, name)                                                      \

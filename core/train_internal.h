@@ -1,0 +1,85 @@
+/* core/train_internal.h - what core/train.c (the run: config, checkpoints, loop) and
+ * core/train_model.c (model assembly, batches, evaluation) share. Not for other modules. */
+#ifndef TEMA_CORE_TRAIN_INTERNAL_H
+#define TEMA_CORE_TRAIN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "engine.h"
+#include "eval.h"
+#include "registry.h"
+#include "results.h"
+#include "tema/backend.h"
+#include "tema/plugin.h"
+
+#define TEMA_TRAIN_MAX_ENCODERS 8
+
+/* A model assembled from plugins: encoders -> attention -> streams, plus the loss. */
+typedef struct tema_model {
+    tema_model_info info;
+    tema_params *params;                              /* owned */
+    int n_enc;
+    const tema_plugin *enc_p[TEMA_TRAIN_MAX_ENCODERS];
+    const tema_encoder_ops *enc_ops[TEMA_TRAIN_MAX_ENCODERS];
+    void *enc[TEMA_TRAIN_MAX_ENCODERS];
+    const tema_plugin *att_p;
+    const tema_attention_ops *att_ops;
+    void *att;
+    const tema_plugin *loss_p;
+    const tema_loss_ops *loss_ops;
+    void *loss;
+} tema_model;
+
+/* Plugin name and options node of a config entry that is either "name" or a map with a
+ * `plugin` key (the map itself is the options node). */
+const tema_cfg *tema_train_plugin_node(const tema_cfg *node, const char **name);
+
+/* Build every plugin of resolved config `cfg` on `info` (its params must be a fresh store;
+ * the model takes ownership of it) and finalise the parameters. The backend must be set. */
+tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *reg, tema_err *err);
+void tema_model_destroy(tema_model *m);
+/* Encoders + attention on one batch. */
+tema_status tema_model_forward(tema_model *m, tema_graph *g, const tema_batch *b, tema_stream *streams,
+                               int *n_streams, tema_err *err);
+
+/* Host buffers of one batch (allocated once for the largest batch). */
+typedef struct tema_batch_buf {
+    int32_t B, L, P;         /* capacity: sequences, positions, loss positions per sequence */
+    int32_t *seq, *seq_x, *seq_y;
+    int32_t *row_index, *target, *lo, *hi;
+    float *weight;
+    int32_t *eval_target;    /* [B] eval batches: target of each sequence */
+} tema_batch_buf;
+tema_status tema_batch_buf_init(tema_batch_buf *bb, int32_t B, int32_t L, int32_t P, tema_err *err);
+void tema_batch_buf_free(tema_batch_buf *bb);
+
+/* Training batch of nb lines of `sp` (a training split): input = the most recent L+1
+ * entries minus the last, right-aligned; targets at the last P positions that have one.
+ * Fills b and t (pointing into bb). */
+void tema_batch_train(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, int32_t n_y, const int64_t *lines,
+                      int nb, tema_batch *b, tema_targets *t);
+/* Evaluation batch: input = the most recent L entries of each line (target excluded). */
+void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, const int64_t *lines, int nb,
+                     tema_batch *b);
+
+/* Ranks every case of an evaluation split at the last position.
+ * negatives: [n_lines * n_neg] C2DSR negatives (sampled protocol) or NULL (full ranking).
+ * rows (optional, [n_lines]): per-case ranks in split order. Cases whose domain has no
+ * other item are skipped (rank rows of them get domain -1). */
+typedef struct tema_eval_ctx {
+    tema_model *model;
+    tema_graph *g;
+    const tema_backend_ops *be;
+    void *bs;
+    int32_t n_x, n_y;
+    int batch_size;
+    int threads;
+    tema_batch_buf *bb;
+} tema_eval_ctx;
+tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
+                          tema_metric_acc *acc, tema_rank_row *rows, tema_err *err);
+
+#endif

@@ -1,0 +1,363 @@
+/* core/train_model.c - assembling a model from plugins, building batches, evaluation. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train_internal.h"
+#include "util.h"
+
+const tema_cfg *tema_train_plugin_node(const tema_cfg *node, const char **name)
+{
+    *name = NULL;
+    if (!node) return NULL;
+    if (node->type == TEMA_CFG_SCALAR) {
+        *name = node->value;
+        return NULL;
+    }
+    if (node->type == TEMA_CFG_MAP) {
+        *name = tema_cfg_str(node, "plugin", NULL);
+        return node;
+    }
+    return NULL;
+}
+
+static tema_status find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
+                               size_t ops_size, const tema_plugin **out, tema_err *err)
+{
+    if (!name || !*name)
+        return tema_fail(err, TEMA_EINVAL, "config %s: no plugin named; hint: write `plugin: NAME` (available: %s)",
+                         where, tema_registry_names(reg, kind));
+    const tema_plugin *p = tema_registry_find(reg, kind, name);
+    if (!p)
+        return tema_fail(err, TEMA_ENOTFOUND, "config %s: no %s plugin '%s'; hint: available: %s", where,
+                         tema_kind_name(kind), name, tema_registry_names(reg, kind));
+    if (p->ops_size < ops_size || !p->ops)
+        return tema_fail(err, TEMA_EABI, "%s plugin '%s' has an ops table of %u bytes, this tema needs %zu; hint: "
+                                         "rebuild the plugin against this tema",
+                         tema_kind_name(kind), name, p->ops_size, ops_size);
+    *out = p;
+    return TEMA_OK;
+}
+
+static tema_status plugin_error(tema_status st, tema_err *err, const char *kind, const char *name)
+{
+    if (st == TEMA_OK) return st;
+    if (!err || !err->msg[0]) return tema_fail(err, st, "%s plugin '%s' failed (%s)", kind, name, tema_status_name(st));
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return tema_fail(err, st, "%s plugin '%s': %s", kind, name, msg);
+}
+
+tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *reg, tema_err *err)
+{
+    const tema_cfg *encs = tema_cfg_get(cfg, "model.encoders");
+    const tema_cfg *single_enc = NULL;
+    size_t n_enc = 0;
+    if (encs && encs->type == TEMA_CFG_LIST) n_enc = encs->n_items;
+    else if (encs) {
+        single_enc = encs;
+        n_enc = 1;
+    }
+    if (n_enc > TEMA_TRAIN_MAX_ENCODERS)
+        return tema_fail(err, TEMA_EINVAL, "config model.encoders: %zu encoders, at most %d are supported", n_enc,
+                         TEMA_TRAIN_MAX_ENCODERS);
+    int64_t dims[TEMA_TRAIN_MAX_ENCODERS];
+    const char *mods[TEMA_TRAIN_MAX_ENCODERS];
+    for (size_t i = 0; i < n_enc; i++) {
+        const char *name;
+        const tema_cfg *node = single_enc ? single_enc : encs->items[i];
+        const tema_cfg *opts = tema_train_plugin_node(node, &name);
+        char where[64];
+        snprintf(where, sizeof where, "model.encoders.%zu", i);
+        tema_status st = find_plugin(reg, TEMA_KIND_ENCODER, name, where, sizeof(tema_encoder_ops), &m->enc_p[i], err);
+        if (st != TEMA_OK) return st;
+        m->enc_ops[i] = m->enc_p[i]->ops;
+        st = m->enc_ops[i]->create(&m->info, opts, &m->enc[i], err);
+        if (st != TEMA_OK) return plugin_error(st, err, "encoder", name);
+        m->n_enc = (int)i + 1;
+        dims[i] = m->enc_ops[i]->dim(m->enc[i]);
+        mods[i] = m->enc_ops[i]->modality(m->enc[i]);
+    }
+    const char *name;
+    const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.attention"), &name);
+    tema_status st = find_plugin(reg, TEMA_KIND_ATTENTION, name, "model.attention", sizeof(tema_attention_ops),
+                                 &m->att_p, err);
+    if (st != TEMA_OK) return st;
+    m->att_ops = m->att_p->ops;
+    st = m->att_ops->create(&m->info, opts, dims, mods, m->n_enc, &m->att, err);
+    if (st != TEMA_OK) return plugin_error(st, err, "attention", name);
+    opts = tema_train_plugin_node(tema_cfg_get(cfg, "loss"), &name);
+    st = find_plugin(reg, TEMA_KIND_LOSS, name, "loss", sizeof(tema_loss_ops), &m->loss_p, err);
+    if (st != TEMA_OK) return st;
+    m->loss_ops = m->loss_p->ops;
+    st = m->loss_ops->create(&m->info, opts, &m->loss, err);
+    if (st != TEMA_OK) return plugin_error(st, err, "loss", name);
+    return tema_params_finalize(m->params, err);
+}
+
+void tema_model_destroy(tema_model *m)
+{
+    if (m->loss && m->loss_ops) m->loss_ops->destroy(m->loss);
+    if (m->att && m->att_ops) m->att_ops->destroy(m->att);
+    for (int i = 0; i < m->n_enc; i++)
+        if (m->enc[i]) m->enc_ops[i]->destroy(m->enc[i]);
+    tema_params_free(m->params);
+    memset(m, 0, sizeof *m);
+}
+
+tema_status tema_model_forward(tema_model *m, tema_graph *g, const tema_batch *b, tema_stream *streams,
+                               int *n_streams, tema_err *err)
+{
+    tema_tensor *items[TEMA_TRAIN_MAX_ENCODERS] = {0};
+    for (int i = 0; i < m->n_enc; i++) {
+        tema_status st = m->enc_ops[i]->forward(m->enc[i], g, &items[i], err);
+        if (st != TEMA_OK) return plugin_error(st, err, "encoder", m->enc_p[i]->name);
+    }
+    *n_streams = 0;
+    tema_status st = m->att_ops->forward(m->att, g, b, items, m->n_enc, streams, n_streams, err);
+    if (st != TEMA_OK) return plugin_error(st, err, "attention", m->att_p->name);
+    if (*n_streams < 1 || *n_streams > TEMA_MAX_STREAMS)
+        return tema_fail(err, TEMA_EINTERNAL, "attention plugin '%s' returned %d streams (expected 1..%d)",
+                         m->att_p->name, *n_streams, TEMA_MAX_STREAMS);
+    int64_t rows = (int64_t)b->B * b->L;
+    for (int k = 0; k < *n_streams; k++) {
+        const tema_stream *s = &streams[k];
+        if (!s->h || !s->items || s->h->ndim != 2 || s->items->ndim != 2 || s->h->shape[0] != rows ||
+            s->h->shape[1] != s->items->shape[1] || s->items->shape[0] != (int64_t)m->info.n_x + m->info.n_y)
+            return tema_fail(err, TEMA_EINTERNAL, "attention plugin '%s': stream %d has wrong shapes (need h [%lld, d] "
+                                                  "and items [%d, d])",
+                             m->att_p->name, k, (long long)rows, (int)(m->info.n_x + m->info.n_y));
+    }
+    return TEMA_OK;
+}
+
+tema_status tema_batch_buf_init(tema_batch_buf *bb, int32_t B, int32_t L, int32_t P, tema_err *err)
+{
+    memset(bb, 0, sizeof *bb);
+    bb->B = B;
+    bb->L = L;
+    bb->P = P;
+    size_t n = (size_t)B * L, r = (size_t)B * (size_t)(P < L ? P : L);
+    bb->seq = malloc(n * sizeof(int32_t));
+    bb->seq_x = malloc(n * sizeof(int32_t));
+    bb->seq_y = malloc(n * sizeof(int32_t));
+    bb->row_index = malloc(r * sizeof(int32_t));
+    bb->target = malloc(r * sizeof(int32_t));
+    bb->lo = malloc(r * sizeof(int32_t));
+    bb->hi = malloc(r * sizeof(int32_t));
+    bb->weight = malloc(r * sizeof(float));
+    bb->eval_target = malloc((size_t)B * sizeof(int32_t));
+    if (!bb->seq || !bb->seq_x || !bb->seq_y || !bb->row_index || !bb->target || !bb->lo || !bb->hi || !bb->weight ||
+        !bb->eval_target) {
+        tema_batch_buf_free(bb);
+        return tema_fail(err, TEMA_ENOMEM, "training: out of memory for a batch of %d x %d", (int)B, (int)L);
+    }
+    return TEMA_OK;
+}
+
+void tema_batch_buf_free(tema_batch_buf *bb)
+{
+    free(bb->seq);
+    free(bb->seq_x);
+    free(bb->seq_y);
+    free(bb->row_index);
+    free(bb->target);
+    free(bb->lo);
+    free(bb->hi);
+    free(bb->weight);
+    free(bb->eval_target);
+    memset(bb, 0, sizeof *bb);
+}
+
+/* Right-align items[0..n) into row[0..L), pad left with -1; also the domain subsequences. */
+static void fill_row(int32_t *row, int32_t *row_x, int32_t *row_y, int32_t L, const int32_t *items, int64_t n,
+                     int32_t n_x)
+{
+    for (int32_t p = 0; p < L; p++) row[p] = row_x[p] = row_y[p] = -1;
+    for (int64_t i = 0; i < n; i++) row[L - n + i] = items[i];
+    int32_t px = L, py = L;
+    for (int64_t i = n - 1; i >= 0; i--) {
+        if (items[i] < n_x) row_x[--px] = items[i];
+        else row_y[--py] = items[i];
+    }
+}
+
+void tema_batch_train(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, int32_t n_y, const int64_t *lines,
+                      int nb, tema_batch *b, tema_targets *t)
+{
+    const int32_t L = bb->L, P = bb->P < bb->L ? bb->P : bb->L;
+    int64_t R = 0;
+    for (int i = 0; i < nb; i++) {
+        int64_t line = lines[i];
+        const int32_t *it = sp->items + sp->off[line];
+        int64_t n = sp->off[line + 1] - sp->off[line];
+        if (n > L + 1) {
+            it += n - (L + 1);
+            n = L + 1;
+        }
+        int64_t n_in = n > 0 ? n - 1 : 0; /* inputs; input j has target it[j+1] */
+        fill_row(bb->seq + (int64_t)i * L, bb->seq_x + (int64_t)i * L, bb->seq_y + (int64_t)i * L, L, it, n_in, n_x);
+        int64_t first = n_in - P > 0 ? n_in - P : 0;
+        for (int64_t j = first; j < n_in; j++) {
+            int32_t tgt = it[j + 1];
+            bb->row_index[R] = (int32_t)((int64_t)i * L + (L - n_in + j));
+            bb->target[R] = tgt;
+            bb->lo[R] = tgt < n_x ? 0 : n_x;
+            bb->hi[R] = tgt < n_x ? n_x : n_x + n_y;
+            bb->weight[R] = 1.0f;
+            R++;
+        }
+    }
+    *b = (tema_batch){.struct_size = sizeof(tema_batch), .B = nb, .L = L, .seq = bb->seq, .seq_x = bb->seq_x,
+                      .seq_y = bb->seq_y};
+    *t = (tema_targets){.struct_size = sizeof(tema_targets), .rows = R, .row_index = bb->row_index,
+                        .target = bb->target, .lo = bb->lo, .hi = bb->hi, .weight = bb->weight};
+}
+
+void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, const int64_t *lines, int nb,
+                     tema_batch *b)
+{
+    const int32_t L = bb->L;
+    for (int i = 0; i < nb; i++) {
+        int64_t line = lines[i];
+        const int32_t *it = sp->items + sp->off[line];
+        int64_t n = sp->off[line + 1] - sp->off[line];
+        if (n > L) {
+            it += n - L;
+            n = L;
+        }
+        bb->eval_target[i] = sp->target[line];
+        fill_row(bb->seq + (int64_t)i * L, bb->seq_x + (int64_t)i * L, bb->seq_y + (int64_t)i * L, L, it, n, n_x);
+    }
+    *b = (tema_batch){.struct_size = sizeof(tema_batch), .B = nb, .L = L, .seq = bb->seq, .seq_x = bb->seq_x,
+                      .seq_y = bb->seq_y};
+}
+
+/* Scores of one batch against one domain: out[b * nd + j] for item lo + j. Several
+ * streams combine as log sum_k w_k softmax_k (each stream normalised over the domain);
+ * one stream keeps its raw logits (same ranking, no rounding from the normalisation). */
+static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int32_t lo, int32_t nd, const int32_t *dom_ids,
+                                const int32_t *last_rows, float *out, float *tmp, tema_err *err)
+{
+    const tema_nn_api *nn = tema_nn();
+    tema_stream streams[TEMA_MAX_STREAMS];
+    int ns = 0;
+    tema_graph_reset(c->g, false, 0);
+    tema_status st = tema_model_forward(c->model, c->g, b, streams, &ns, err);
+    if (st != TEMA_OK) return st;
+    const int64_t nb = b->B;
+    for (int k = 0; k < ns; k++) {
+        tema_tensor *h = nn->gather_rows(c->g, streams[k].h, last_rows, nb);
+        tema_tensor *e = h ? nn->gather_rows(c->g, streams[k].items, dom_ids, nd) : NULL;
+        tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;
+        if (!z) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
+        float *dst = ns == 1 ? out : tmp;
+        c->be->to_host(c->bs, dst, z->data, (size_t)(nb * nd) * sizeof(float));
+        const float tau = streams[k].inv_temp;
+        if (ns == 1) {
+            if (tau != 1.0f)
+                for (int64_t i = 0; i < nb * nd; i++) dst[i] *= tau;
+            break;
+        }
+        const float lw = logf(streams[k].weight);
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+        for (int64_t r = 0; r < nb; r++) {
+            float *row = tmp + r * nd, *acc = out + r * nd;
+            float mx = -INFINITY;
+            for (int32_t j = 0; j < nd; j++) {
+                row[j] *= tau;
+                mx = row[j] > mx ? row[j] : mx;
+            }
+            double s = 0;
+            for (int32_t j = 0; j < nd; j++) s += exp((double)(row[j] - mx));
+            float lse = mx + (float)log(s);
+            for (int32_t j = 0; j < nd; j++) {
+                float v = row[j] - lse + lw;
+                if (k == 0) acc[j] = v;
+                else {
+                    float m2 = acc[j] > v ? acc[j] : v;
+                    acc[j] = m2 + log1pf(expf(-fabsf(acc[j] - v)));
+                }
+            }
+        }
+    }
+    (void)lo;
+    return TEMA_OK;
+}
+
+tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
+                          tema_metric_acc *acc, tema_rank_row *rows, tema_err *err)
+{
+    const int64_t n = sp->n_lines;
+    const int32_t n_x = c->n_x, n_y = c->n_y, L = c->bb->L;
+    const int B = c->batch_size < c->bb->B ? c->batch_size : c->bb->B;
+    const int32_t nd_max = n_x > n_y ? n_x : n_y;
+    int64_t *order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+    int32_t *dom_ids = malloc((size_t)nd_max * sizeof *dom_ids);
+    int32_t *last_rows = malloc((size_t)B * sizeof *last_rows);
+    float *scores = malloc((size_t)B * (size_t)nd_max * sizeof(float));
+    float *tmp = malloc((size_t)B * (size_t)nd_max * sizeof(float));
+    double *ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
+    float *cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
+    tema_status st = TEMA_OK;
+    if (!order || !dom_ids || !last_rows || !scores || !tmp || !ranks || (negatives && !cand)) {
+        st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (batch %d x %d items)", B, (int)nd_max);
+        goto done;
+    }
+    if (rows)
+        for (int64_t i = 0; i < n; i++)
+            rows[i] = (tema_rank_row){.user = sp->user ? sp->user[i] : i, .domain = -1, .target = sp->target[i]};
+    for (int b = 0; b < B; b++) last_rows[b] = b * L + L - 1;
+    /* X cases first, then Y: each batch is scored against one domain with one product */
+    for (int dom = 0; dom < 2 && st == TEMA_OK; dom++) {
+        const int32_t lo = dom ? n_x : 0, nd = dom ? n_y : n_x;
+        if (nd < 2) continue;
+        for (int32_t j = 0; j < nd; j++) dom_ids[j] = lo + j;
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int32_t t = sp->target[i];
+            if (t < 0 || t >= n_x + n_y || (t >= n_x) != (dom == 1)) continue;
+            if (negatives && negatives[i * n_neg] < 0) continue;
+            order[m++] = i;
+        }
+        for (int64_t s = 0; s < m && st == TEMA_OK; s += B) {
+            int nb = (int)(m - s < B ? m - s : B);
+            tema_batch b;
+            tema_batch_eval(c->bb, sp, n_x, order + s, nb, &b);
+            st = batch_scores(c, &b, lo, nd, dom_ids, last_rows, scores, tmp, err);
+            if (st != TEMA_OK) break;
+#pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
+            for (int k = 0; k < nb; k++) {
+                int64_t i = order[s + k];
+                const float *row = scores + (int64_t)k * nd;
+                int32_t t = sp->target[i] - lo;
+                if (negatives) {
+                    float *cs = cand + (int64_t)k * (n_neg + 1);
+                    cs[0] = row[t];
+                    for (int32_t q = 0; q < n_neg; q++) cs[q + 1] = row[negatives[i * n_neg + q] - lo];
+                    tema_rank(cs, n_neg, ranks + (int64_t)k * TEMA_RANK_RULES);
+                } else {
+                    tema_rank_full(row, nd, t, ranks + (int64_t)k * TEMA_RANK_RULES);
+                }
+            }
+            for (int k = 0; k < nb; k++) {
+                const double *r = ranks + (int64_t)k * TEMA_RANK_RULES;
+                tema_metric_acc_add(acc, dom, r);
+                if (rows) {
+                    tema_rank_row *row = &rows[order[s + k]];
+                    row->domain = dom;
+                    for (int q = 0; q < TEMA_RANK_RULES; q++) row->rank[q] = r[q];
+                }
+            }
+        }
+    }
+done:
+    free(order);
+    free(dom_ids);
+    free(last_rows);
+    free(scores);
+    free(tmp);
+    free(ranks);
+    free(cand);
+    return st;
+}

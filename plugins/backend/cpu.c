@@ -1,0 +1,750 @@
+/* plugins/backend/cpu.c - the CPU backend: OpenBLAS sgemm plus OpenMP loops.
+ *
+ * One thread budget (`threads`) is given to both OpenBLAS and OpenMP. BLAS is only ever
+ * called from the host thread, never from inside an OpenMP region, so the two pools
+ * never run at the same time and the machine is not oversubscribed.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tema/backend.h"
+#include "tema/plugin.h"
+
+/* Loops below this many elements stay on one thread: fork/join costs more than it saves. */
+#define PAR_MIN 32768
+
+void openblas_set_num_threads(int num_threads);
+
+typedef struct cpu_backend {
+    int threads;
+} cpu_backend;
+
+static const tema_option cpu_options[] = {
+    {"threads", TEMA_OPT_INT, "1", 1, 256, NULL, "threads for BLAS and OpenMP loops (one pool)"},
+};
+
+static tema_status cpu_init(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
+{
+    int64_t threads = 1;
+    if (opts && host && host->cfg_int && host->cfg_int(opts, "threads", &threads) != TEMA_OK)
+        return tema_fail(err, TEMA_EINVAL, "cpu backend: option threads is not an integer; hint: threads: 2");
+    if (threads < 1 || threads > 256)
+        return tema_fail(err, TEMA_EINVAL, "cpu backend: threads = %lld is out of range [1, 256]",
+                         (long long)threads);
+    cpu_backend *b = calloc(1, sizeof *b);
+    if (!b) return tema_fail(err, TEMA_ENOMEM, "cpu backend: out of memory");
+    b->threads = (int)threads;
+    openblas_set_num_threads(b->threads);
+    omp_set_num_threads(b->threads);
+    *self = b;
+    return TEMA_OK;
+}
+
+static void cpu_destroy(void *self) { free(self); }
+
+static tema_status cpu_sync(void *self, tema_err *err)
+{
+    (void)self;
+    (void)err;
+    return TEMA_OK;
+}
+
+static void *cpu_alloc(void *self, size_t bytes)
+{
+    (void)self;
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+
+static void cpu_free(void *self, void *p)
+{
+    (void)self;
+    free(p);
+}
+
+static void cpu_memset0(void *self, void *p, size_t bytes)
+{
+    (void)self;
+    if (bytes) memset(p, 0, bytes);
+}
+
+static void cpu_copy(void *self, void *dst, const void *src, size_t bytes)
+{
+    (void)self;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+}
+
+static void cpu_sgemm(void *self, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
+                      int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
+{
+    (void)self;
+    if (M <= 0 || N <= 0) return;
+    for (int64_t b = 0; b < batch; b++) {
+        float *Cb = C + b * stride_c;
+        if (K <= 0) {
+            /* BLAS leaves C untouched when K == 0 only if beta == 1: make beta == 0 exact. */
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) Cb[i * ldc + j] = beta == 0.0f ? 0.0f : beta * Cb[i * ldc + j];
+            continue;
+        }
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                    (blasint)M, (blasint)N, (blasint)K, alpha, A + b * stride_a, (blasint)lda, B + b * stride_b,
+                    (blasint)ldb, beta, Cb, (blasint)ldc);
+    }
+}
+
+static void cpu_axpy(void *self, int64_t n, float alpha, const float *src, float *dst)
+{
+    (void)self;
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) dst[i] += alpha * src[i];
+}
+
+static void cpu_axpy_scalar(void *self, int64_t n, const float *dscalar, float scale, const float *w, float *dst)
+{
+    (void)self;
+    float a = scale * dscalar[0];
+    if (w) {
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dst[i] += a * w[i];
+    } else {
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dst[i] += a;
+    }
+}
+
+static void cpu_dot(void *self, int64_t n, const float *a, const float *b, float scale, float *out)
+{
+    (void)self;
+    double acc = 0.0;
+    if (b) {
+#pragma omp parallel for reduction(+ : acc) if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) acc += (double)a[i] * b[i];
+    } else {
+#pragma omp parallel for reduction(+ : acc) if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) acc += a[i];
+    }
+    out[0] = (float)(acc * scale);
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+static void cpu_unary(void *self, tema_unary_op op, int64_t n, float alpha, const float *x, float *out)
+{
+    (void)self;
+    switch (op) {
+    case TEMA_UNARY_SCALE:
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) out[i] = alpha * x[i];
+        break;
+    case TEMA_UNARY_GELU:
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+        }
+        break;
+    case TEMA_UNARY_RELU:
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case TEMA_UNARY_SIGMOID:
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case TEMA_UNARY_TANH:
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) out[i] = tanhf(x[i]);
+        break;
+    }
+}
+
+static void cpu_unary_bwd(void *self, tema_unary_op op, int64_t n, float alpha, const float *x, const float *out,
+                          const float *dout, float *dx)
+{
+    (void)self;
+    switch (op) {
+    case TEMA_UNARY_SCALE:
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] += alpha * dout[i];
+        break;
+    case TEMA_UNARY_GELU:
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            float u = GELU_K * (v + 0.044715f * v * v * v);
+            float t = tanhf(u);
+            float du = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+            dx[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+        }
+        break;
+    case TEMA_UNARY_RELU:
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dout[i] : 0.0f;
+        break;
+    case TEMA_UNARY_SIGMOID:
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] += dout[i] * out[i] * (1.0f - out[i]);
+        break;
+    case TEMA_UNARY_TANH:
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] += dout[i] * (1.0f - out[i] * out[i]);
+        break;
+    }
+}
+
+static void cpu_binary(void *self, tema_binary_op op, int64_t n, const float *a, const float *b, int64_t bn,
+                       float *out)
+{
+    (void)self;
+    int64_t rows = n / bn;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *ar = a + r * bn;
+        float *o = out + r * bn;
+        if (op == TEMA_BINARY_ADD)
+            for (int64_t j = 0; j < bn; j++) o[j] = ar[j] + b[j];
+        else
+            for (int64_t j = 0; j < bn; j++) o[j] = ar[j] * b[j];
+    }
+}
+
+static void cpu_binary_bwd(void *self, tema_binary_op op, int64_t n, const float *a, const float *b, int64_t bn,
+                           const float *dout, float *da, float *db)
+{
+    (void)self;
+    int64_t rows = n / bn;
+    if (da) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *g = dout + r * bn;
+            float *d = da + r * bn;
+            if (op == TEMA_BINARY_ADD)
+                for (int64_t j = 0; j < bn; j++) d[j] += g[j];
+            else
+                for (int64_t j = 0; j < bn; j++) d[j] += g[j] * b[j];
+        }
+    }
+    if (db) {
+        /* Parallel over columns so each db[j] has one writer; rows summed in order. */
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t j = 0; j < bn; j++) {
+            double acc = 0.0;
+            if (op == TEMA_BINARY_ADD)
+                for (int64_t r = 0; r < rows; r++) acc += dout[r * bn + j];
+            else
+                for (int64_t r = 0; r < rows; r++) acc += (double)dout[r * bn + j] * a[r * bn + j];
+            db[j] += (float)acc;
+        }
+    }
+}
+
+static void cpu_dropout(void *self, int64_t n, float p, uint64_t seed, const float *x, float *out)
+{
+    (void)self;
+    float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = tema_dropout_keep(seed, (uint64_t)i, p) ? x[i] * keep_scale : 0.0f;
+}
+
+static void cpu_dropout_bwd(void *self, int64_t n, float p, uint64_t seed, const float *dout, float *dx)
+{
+    (void)self;
+    float keep_scale = 1.0f / (1.0f - p);
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        if (tema_dropout_keep(seed, (uint64_t)i, p)) dx[i] += dout[i] * keep_scale;
+}
+
+static void cpu_logaddexp(void *self, int64_t n, const float *a, float la, const float *b, float lb, float *out)
+{
+    (void)self;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float u = a[i] + la, v = b[i] + lb;
+        float m = u > v ? u : v;
+        out[i] = m == -INFINITY ? -INFINITY : m + logf(expf(u - m) + expf(v - m));
+    }
+}
+
+static void cpu_logaddexp_bwd(void *self, int64_t n, const float *x, float lx, const float *out,
+                              const float *dout, float *dx)
+{
+    (void)self;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] != -INFINITY) dx[i] += dout[i] * expf(x[i] + lx - out[i]);
+}
+
+static void cpu_layernorm(void *self, int64_t rows, int64_t dim, float eps, const float *x, const float *gamma,
+                          const float *beta, float *out, float *mean, float *rstd)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *o = out + r * dim;
+        double s = 0.0;
+        for (int64_t j = 0; j < dim; j++) s += xr[j];
+        float mu = (float)(s / dim);
+        double v = 0.0;
+        for (int64_t j = 0; j < dim; j++) v += (double)(xr[j] - mu) * (xr[j] - mu);
+        float rs = 1.0f / sqrtf((float)(v / dim) + eps);
+        for (int64_t j = 0; j < dim; j++) {
+            float nrm = (xr[j] - mu) * rs;
+            o[j] = nrm * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
+        }
+        mean[r] = mu;
+        rstd[r] = rs;
+    }
+}
+
+static void cpu_layernorm_bwd(void *self, int64_t rows, int64_t dim, const float *x, const float *gamma,
+                              const float *mean, const float *rstd, const float *dout, float *dx, float *dgamma,
+                              float *dbeta)
+{
+    (void)self;
+    if (dx) {
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = x + r * dim, *g = dout + r * dim;
+            float mu = mean[r], rs = rstd[r];
+            double sum_dn = 0.0, sum_dn_n = 0.0;
+            for (int64_t j = 0; j < dim; j++) {
+                float dn = g[j] * (gamma ? gamma[j] : 1.0f);
+                sum_dn += dn;
+                sum_dn_n += (double)dn * (xr[j] - mu) * rs;
+            }
+            float a = (float)(sum_dn / dim), b = (float)(sum_dn_n / dim);
+            float *d = dx + r * dim;
+            for (int64_t j = 0; j < dim; j++) {
+                float dn = g[j] * (gamma ? gamma[j] : 1.0f);
+                d[j] += rs * (dn - a - (xr[j] - mu) * rs * b);
+            }
+        }
+    }
+    if (dgamma || dbeta) {
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+        for (int64_t j = 0; j < dim; j++) {
+            double sg = 0.0, sb = 0.0;
+            for (int64_t r = 0; r < rows; r++) {
+                float g = dout[r * dim + j];
+                sg += (double)g * (x[r * dim + j] - mean[r]) * rstd[r];
+                sb += g;
+            }
+            if (dgamma) dgamma[j] += (float)sg;
+            if (dbeta) dbeta[j] += (float)sb;
+        }
+    }
+}
+
+static void cpu_softmax(void *self, int64_t rows, int64_t dim, const uint8_t *mask, bool causal, const float *x,
+                        float *out)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        const uint8_t *mr = mask ? mask + r * dim : NULL;
+        float *o = out + r * dim;
+        int64_t lim = causal ? r % dim + 1 : dim;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < lim; j++)
+            if ((!mr || mr[j]) && xr[j] > m) m = xr[j];
+        if (m == -INFINITY) {
+            memset(o, 0, (size_t)dim * sizeof(float));
+            continue;
+        }
+        double s = 0.0;
+        for (int64_t j = 0; j < dim; j++) {
+            float e = (j < lim && (!mr || mr[j])) ? expf(xr[j] - m) : 0.0f;
+            o[j] = e;
+            s += e;
+        }
+        float inv = (float)(1.0 / s);
+        for (int64_t j = 0; j < dim; j++) o[j] *= inv;
+    }
+}
+
+static void cpu_softmax_bwd(void *self, int64_t rows, int64_t dim, const float *out, const float *dout, float *dx)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *o = out + r * dim, *g = dout + r * dim;
+        double s = 0.0;
+        for (int64_t j = 0; j < dim; j++) s += (double)o[j] * g[j];
+        float sf = (float)s;
+        float *d = dx + r * dim;
+        for (int64_t j = 0; j < dim; j++) d[j] += o[j] * (g[j] - sf);
+    }
+}
+
+static void cpu_l2norm(void *self, int64_t rows, int64_t dim, float eps, const float *x, float *out, float *norm)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        double s = 0.0;
+        for (int64_t j = 0; j < dim; j++) s += (double)xr[j] * xr[j];
+        float nr = (float)sqrt(s);
+        norm[r] = nr;
+        float inv = 1.0f / (nr > eps ? nr : eps);
+        for (int64_t j = 0; j < dim; j++) out[r * dim + j] = xr[j] * inv;
+    }
+}
+
+static void cpu_l2norm_bwd(void *self, int64_t rows, int64_t dim, float eps, const float *out, const float *norm,
+                           const float *dout, float *dx)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *o = out + r * dim, *g = dout + r * dim;
+        float *d = dx + r * dim;
+        if (norm[r] > eps) {
+            double s = 0.0;
+            for (int64_t j = 0; j < dim; j++) s += (double)o[j] * g[j];
+            float sf = (float)s, inv = 1.0f / norm[r];
+            for (int64_t j = 0; j < dim; j++) d[j] += (g[j] - o[j] * sf) * inv;
+        } else {
+            for (int64_t j = 0; j < dim; j++) d[j] += g[j] / eps;
+        }
+    }
+}
+
+static float row_lse(const float *x, int64_t n)
+{
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    if (m == -INFINITY) return -INFINITY;
+    double s = 0.0;
+    for (int64_t j = 0; j < n; j++) s += expf(x[j] - m);
+    return m + (float)log(s);
+}
+
+static void cpu_logsumexp(void *self, int64_t rows, int64_t dim, const float *x, float *out)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) out[r] = row_lse(x + r * dim, dim);
+}
+
+static void cpu_logsumexp_bwd(void *self, int64_t rows, int64_t dim, const float *x, const float *out,
+                              const float *dout, float *dx)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < dim; j++) dx[r * dim + j] += dout[r] * expf(x[r * dim + j] - out[r]);
+}
+
+static void cpu_xent(void *self, int64_t rows, int64_t dim, const float *x, const int32_t *t, float *loss,
+                     float *lse)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        lse[r] = row_lse(x + r * dim, dim);
+        loss[r] = t[r] < 0 ? 0.0f : lse[r] - x[r * dim + t[r]];
+    }
+}
+
+static void cpu_xent_bwd(void *self, int64_t rows, int64_t dim, const float *x, const int32_t *t, const float *lse,
+                         const float *dloss, float scale, float *dx)
+{
+    (void)self;
+    float a = scale * dloss[0];
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        if (t[r] < 0) continue;
+        for (int64_t j = 0; j < dim; j++) dx[r * dim + j] += a * expf(x[r * dim + j] - lse[r]);
+        dx[r * dim + t[r]] -= a;
+    }
+}
+
+static void cpu_gather(void *self, int64_t n, int64_t dim, const int32_t *ids, const float *table, float *out)
+{
+    (void)self;
+#pragma omp parallel for if (n * dim > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0) memset(out + i * dim, 0, (size_t)dim * sizeof(float));
+        else memcpy(out + i * dim, table + (int64_t)ids[i] * dim, (size_t)dim * sizeof(float));
+    }
+}
+
+static void cpu_scatter_add(void *self, int64_t n, int64_t dim, const int32_t *ids, const float *dout,
+                            float *dtable)
+{
+    (void)self;
+    /* Rows may repeat, so threads split the columns: each (id, column) has one writer and
+     * the sum order is the row order, independent of the thread count. */
+    int64_t nblk = dim >= 64 ? dim / 16 : 1, blk = (dim + nblk - 1) / nblk;
+#pragma omp parallel for if (n * dim > PAR_MIN) schedule(static)
+    for (int64_t b = 0; b < nblk; b++) {
+        int64_t j0 = b * blk, j1 = j0 + blk < dim ? j0 + blk : dim;
+        for (int64_t i = 0; i < n; i++) {
+            if (ids[i] < 0) continue;
+            float *d = dtable + (int64_t)ids[i] * dim;
+            const float *g = dout + i * dim;
+            for (int64_t j = j0; j < j1; j++) d[j] += g[j];
+        }
+    }
+}
+
+static void cpu_copy2d(void *self, int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                       int64_t ldd, bool accumulate)
+{
+    (void)self;
+#pragma omp parallel for if (rows * cols > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        if (accumulate)
+            for (int64_t j = 0; j < cols; j++) dst[r * ldd + j] += src[r * lds + j];
+        else
+            memcpy(dst + r * ldd, src + r * lds, (size_t)cols * sizeof(float));
+    }
+}
+
+static void cpu_permute0213(void *self, int64_t B, int64_t L, int64_t H, int64_t D, const float *x, float *out,
+                            bool accumulate)
+{
+    (void)self;
+#pragma omp parallel for collapse(2) if (B * L * H * D > PAR_MIN) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t h = 0; h < H; h++) {
+                const float *s = x + ((b * L + l) * H + h) * D;
+                float *d = out + ((b * H + h) * L + l) * D;
+                if (accumulate)
+                    for (int64_t k = 0; k < D; k++) d[k] += s[k];
+                else
+                    memcpy(d, s, (size_t)D * sizeof(float));
+            }
+}
+
+static void cpu_rowdot(void *self, int64_t rows, int64_t dim, float scale, const float *h, const float *items,
+                       const int32_t *t, float *out)
+{
+    (void)self;
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        if (t[r] < 0) {
+            out[r] = 0.0f;
+            continue;
+        }
+        const float *a = h + r * dim, *b = items + (int64_t)t[r] * dim;
+        float s = 0.0f;
+        for (int64_t j = 0; j < dim; j++) s += a[j] * b[j];
+        out[r] = s * scale;
+    }
+}
+
+static void cpu_rowdot_bwd(void *self, int64_t rows, int64_t dim, float scale, const float *h, const float *items,
+                           const int32_t *t, const float *dout, float *dh, float *ditems)
+{
+    (void)self;
+    if (dh) {
+#pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (t[r] < 0) continue;
+            float g = dout[r] * scale;
+            const float *b = items + (int64_t)t[r] * dim;
+            for (int64_t j = 0; j < dim; j++) dh[r * dim + j] += g * b[j];
+        }
+    }
+    if (ditems) { /* targets repeat: serial in row order (rows*dim is small next to the loss) */
+        for (int64_t r = 0; r < rows; r++) {
+            if (t[r] < 0) continue;
+            float g = dout[r] * scale;
+            float *d = ditems + (int64_t)t[r] * dim;
+            for (int64_t j = 0; j < dim; j++) d[j] += g * h[r * dim + j];
+        }
+    }
+}
+
+/* ---- the hot loops of lse_chunked ----
+ * expf() from libm does not vectorise, and these loops run over rows x items (90M
+ * elements per training step), so they use a polynomial exp (Cephes style: 2^n times a
+ * degree-6 polynomial on [-ln2/2, ln2/2]; relative error ~2e-7, inputs below -87 give
+ * ~1e-38 instead of 0) in loops the compiler vectorises, built for AVX-512 and AVX2 with a
+ * generic fallback picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HOT
+#endif
+
+static inline float poly_exp(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float t = x * 1.44269504088896341f;
+    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest without rintf */
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    return p * u.f;
+}
+
+HOT static float span_max(const float *x, int64_t n)
+{
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+HOT static float span_sumexp(const float *x, int64_t n, float shift)
+{
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++) s += poly_exp(x[j] - shift);
+    return s;
+}
+
+HOT static void span_softmax_grad(float *x, int64_t n, float shift, float g)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) x[j] = g * poly_exp(x[j] - shift);
+}
+
+static void cpu_lse_init(void *self, int64_t rows, float *m, float *s)
+{
+    (void)self;
+    for (int64_t r = 0; r < rows; r++) {
+        m[r] = -INFINITY;
+        s[r] = 0.0f;
+    }
+}
+
+static inline void range_in_chunk(int64_t c0, int64_t cols, int32_t lo, int32_t hi, int64_t *j0, int64_t *j1)
+{
+    int64_t a = lo - c0, b = hi - c0;
+    *j0 = a > 0 ? a : 0;
+    *j1 = b < cols ? b : cols;
+}
+
+static void cpu_lse_update(void *self, int64_t rows, int64_t cols, int64_t c0, const float *logits, int64_t ld,
+                           const int32_t *lo, const int32_t *hi, float *m, float *s)
+{
+    (void)self;
+#pragma omp parallel for if (rows * cols > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t j0, j1;
+        range_in_chunk(c0, cols, lo[r], hi[r], &j0, &j1);
+        if (j0 >= j1) continue;
+        const float *x = logits + r * ld;
+        float cm = span_max(x + j0, j1 - j0);
+        float mn = cm > m[r] ? cm : m[r];
+        if (mn == -INFINITY) continue;
+        float acc = span_sumexp(x + j0, j1 - j0, mn);
+        s[r] = s[r] * expf(m[r] - mn) + acc;
+        m[r] = mn;
+    }
+}
+
+static void cpu_lse_finish(void *self, int64_t rows, const float *m, const float *s, float *out)
+{
+    (void)self;
+    for (int64_t r = 0; r < rows; r++) out[r] = s[r] > 0.0f ? m[r] + logf(s[r]) : 0.0f;
+}
+
+static void cpu_lse_grad(void *self, int64_t rows, int64_t cols, int64_t c0, float *logits, int64_t ld,
+                         const int32_t *lo, const int32_t *hi, const float *lse, const float *dout, float scale)
+{
+    (void)self;
+#pragma omp parallel for if (rows * cols > PAR_MIN) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t j0, j1;
+        range_in_chunk(c0, cols, lo[r], hi[r], &j0, &j1);
+        float *x = logits + r * ld;
+        if (j0 >= j1) {
+            memset(x, 0, (size_t)cols * sizeof(float));
+            continue;
+        }
+        float g = scale * dout[r], l = lse[r];
+        for (int64_t j = 0; j < j0; j++) x[j] = 0.0f;
+        span_softmax_grad(x + j0, j1 - j0, l, g);
+        for (int64_t j = j1; j < cols; j++) x[j] = 0.0f;
+    }
+}
+
+static void cpu_adam(void *self, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                     float bc1, float bc2, float *p, const float *g, float *m, float *v)
+{
+    (void)self;
+#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i] + weight_decay * p[i];
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        p[i] -= lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
+    }
+}
+
+static const tema_backend_ops cpu_ops = {
+    .struct_size = sizeof(tema_backend_ops),
+    .version = TEMA_BACKEND_OPS_VERSION,
+    .init = cpu_init,
+    .destroy = cpu_destroy,
+    .sync = cpu_sync,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset0 = cpu_memset0,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .copy = cpu_copy,
+    .sgemm = cpu_sgemm,
+    .axpy = cpu_axpy,
+    .axpy_scalar = cpu_axpy_scalar,
+    .dot = cpu_dot,
+    .unary = cpu_unary,
+    .unary_bwd = cpu_unary_bwd,
+    .binary = cpu_binary,
+    .binary_bwd = cpu_binary_bwd,
+    .dropout = cpu_dropout,
+    .dropout_bwd = cpu_dropout_bwd,
+    .logaddexp = cpu_logaddexp,
+    .logaddexp_bwd = cpu_logaddexp_bwd,
+    .layernorm = cpu_layernorm,
+    .layernorm_bwd = cpu_layernorm_bwd,
+    .softmax = cpu_softmax,
+    .softmax_bwd = cpu_softmax_bwd,
+    .l2norm = cpu_l2norm,
+    .l2norm_bwd = cpu_l2norm_bwd,
+    .logsumexp = cpu_logsumexp,
+    .logsumexp_bwd = cpu_logsumexp_bwd,
+    .xent = cpu_xent,
+    .xent_bwd = cpu_xent_bwd,
+    .gather = cpu_gather,
+    .scatter_add = cpu_scatter_add,
+    .copy2d = cpu_copy2d,
+    .permute0213 = cpu_permute0213,
+    .rowdot = cpu_rowdot,
+    .rowdot_bwd = cpu_rowdot_bwd,
+    .lse_init = cpu_lse_init,
+    .lse_update = cpu_lse_update,
+    .lse_finish = cpu_lse_finish,
+    .lse_grad = cpu_lse_grad,
+    .adam = cpu_adam,
+};
+
+static const tema_plugin cpu_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cpu", "1.0.0",
+                                                          "CPU backend: OpenBLAS sgemm and OpenMP kernels",
+                                                          cpu_options, cpu_ops)};
+TEMA_PLUGIN_DEFINE(cpu_plugin)

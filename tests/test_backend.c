@@ -1,0 +1,634 @@
+/* tests/test_backend.c - conformance: every kernel of every backend found (statically
+ * linked, or a backend plugin in the build's plugin folder) against a plain double
+ * precision reference written here. A new backend passes when this suite passes. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "registry.h"
+#include "testutil.h"
+#include "util.h"
+
+const tema_plugin *tema_plugin_entry_backend_cpu(const tema_host *host);
+
+typedef struct backend {
+    const tema_backend_ops *ops;
+    void *self;
+    char label[128];
+} backend;
+
+static tema_rng rng;
+
+static float *rnd(int64_t n, float scale)
+{
+    float *x = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) x[i] = (float)(scale * (2.0 * tema_rng_uniform(&rng) - 1.0));
+    return x;
+}
+
+static void *dev(const backend *b, const void *host, size_t bytes)
+{
+    void *d = b->ops->alloc(b->self, bytes);
+    ck_assert_ptr_nonnull(d);
+    if (host) b->ops->to_device(b->self, d, host, bytes);
+    return d;
+}
+
+static float *devf(const backend *b, const float *host, int64_t n) { return dev(b, host, sizeof(float) * (size_t)n); }
+
+/* Copies backend memory back and frees it. Caller frees the result. */
+static float *back(const backend *b, float *d, int64_t n)
+{
+    float *h = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    b->ops->sync(b->self, NULL);
+    b->ops->to_host(b->self, h, d, sizeof(float) * (size_t)n);
+    b->ops->free(b->self, d);
+    return h;
+}
+
+static void expect_close(const backend *b, const char *what, const float *got, const double *want, int64_t n,
+                         double tol)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * (1.0 + fabs(want[i])), "%s: %s[%lld] = %.7g, reference %.7g",
+                      b->label, what, (long long)i, got[i], want[i]);
+}
+
+static double *dcopy(const float *x, int64_t n)
+{
+    double *d = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+/* ---- the kernels, one test function each ---- */
+
+static void t_sgemm(const backend *b)
+{
+    for (int t = 0; t < 8; t++) {
+        bool ta = t & 1, tb = (t >> 1) & 1, acc = t >> 2;
+        int64_t M = 5, N = 7, K = 6, batch = 3;
+        int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;
+        int64_t ra = ta ? K : M, rb = tb ? N : K;
+        int64_t sa = ra * lda, sb = rb * ldb, sc = M * ldc;
+        float *A = rnd(batch * sa, 1), *B = rnd(batch * sb, 1), *C = rnd(batch * sc, 1);
+        if (!acc)
+            for (int64_t i = 0; i < batch * sc; i++) C[i] = NAN; /* beta 0 must ignore C */
+        double *want = dcopy(C, batch * sc);
+        float alpha = 0.7f, beta = acc ? 0.5f : 0.0f;
+        for (int64_t q = 0; q < batch; q++)
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        double a = ta ? A[q * sa + k * lda + i] : A[q * sa + i * lda + k];
+                        double bb = tb ? B[q * sb + j * ldb + k] : B[q * sb + k * ldb + j];
+                        s += a * bb;
+                    }
+                    double *c = &want[q * sc + i * ldc + j];
+                    *c = alpha * s + (acc ? beta * *c : 0.0);
+                }
+        float *dA = devf(b, A, batch * sa), *dB = devf(b, B, batch * sb), *dC = devf(b, C, batch * sc);
+        b->ops->sgemm(b->self, ta, tb, M, N, K, alpha, dA, lda, sa, dB, ldb, sb, beta, dC, ldc, sc, batch);
+        float *got = back(b, dC, batch * sc);
+        for (int64_t q = 0; q < batch; q++)
+            for (int64_t i = 0; i < M; i++)
+                expect_close(b, "sgemm", got + q * sc + i * ldc, want + q * sc + i * ldc, N, 1e-5);
+        b->ops->free(b->self, dA);
+        b->ops->free(b->self, dB);
+        free(A), free(B), free(C), free(want), free(got);
+    }
+}
+
+static void t_vector(const backend *b)
+{
+    int64_t n = 1000;
+    float *x = rnd(n, 2), *y = rnd(n, 2), *w = rnd(n, 1);
+    double *want = dcopy(y, n);
+    for (int64_t i = 0; i < n; i++) want[i] += -0.3 * x[i];
+    float *dx = devf(b, x, n), *dy = devf(b, y, n), *dw = devf(b, w, n);
+    b->ops->axpy(b->self, n, -0.3f, dx, dy);
+    float s = 1.5f;
+    float *ds = devf(b, &s, 1);
+    for (int64_t i = 0; i < n; i++) want[i] += 0.5 * 1.5 * w[i];
+    b->ops->axpy_scalar(b->self, n, ds, 0.5f, dw, dy);
+    for (int64_t i = 0; i < n; i++) want[i] += 2.0 * 1.5;
+    b->ops->axpy_scalar(b->self, n, ds, 2.0f, NULL, dy);
+    float *got = back(b, dy, n);
+    expect_close(b, "axpy/axpy_scalar", got, want, n, 1e-6);
+    double dot = 0, sum = 0;
+    for (int64_t i = 0; i < n; i++) dot += (double)x[i] * w[i], sum += x[i];
+    float *dout = devf(b, NULL, 2);
+    b->ops->dot(b->self, n, dx, dw, 0.25f, dout);
+    b->ops->dot(b->self, n, dx, NULL, 1.0f, dout + 1);
+    float *o = back(b, dout, 2);
+    double wd[2] = {dot * 0.25, sum};
+    expect_close(b, "dot", o, wd, 2, 1e-5);
+    b->ops->free(b->self, dx), b->ops->free(b->self, dw), b->ops->free(b->self, ds);
+    free(x), free(y), free(w), free(want), free(got), free(o);
+}
+
+static double ref_unary(int op, double x, double alpha)
+{
+    switch (op) {
+    case TEMA_UNARY_SCALE: return alpha * x;
+    case TEMA_UNARY_GELU: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case TEMA_UNARY_RELU: return x > 0 ? x : 0;
+    case TEMA_UNARY_SIGMOID: return 1 / (1 + exp(-x));
+    default: return tanh(x);
+    }
+}
+
+static void t_unary(const backend *b)
+{
+    int64_t n = 300;
+    float *x = rnd(n, 3), *g = rnd(n, 1), *d0 = rnd(n, 1);
+    for (int op = 0; op <= TEMA_UNARY_TANH; op++) {
+        double *want = malloc(sizeof(double) * n), *wd = dcopy(d0, n);
+        for (int64_t i = 0; i < n; i++) {
+            want[i] = ref_unary(op, x[i], 1.3);
+            double h = 1e-4; /* derivative by a double-precision difference */
+            wd[i] += g[i] * (ref_unary(op, x[i] + h, 1.3) - ref_unary(op, x[i] - h, 1.3)) / (2 * h);
+        }
+        float *dx = devf(b, x, n), *dy = devf(b, NULL, n), *dg = devf(b, g, n), *dd = devf(b, d0, n);
+        b->ops->unary(b->self, (tema_unary_op)op, n, 1.3f, dx, dy);
+        b->ops->unary_bwd(b->self, (tema_unary_op)op, n, 1.3f, dx, dy, dg, dd);
+        float *y = back(b, dy, n), *d = back(b, dd, n);
+        expect_close(b, "unary", y, want, n, 1e-5);
+        expect_close(b, "unary_bwd", d, wd, n, 1e-4);
+        b->ops->free(b->self, dx), b->ops->free(b->self, dg);
+        free(want), free(wd), free(y), free(d);
+    }
+    free(x), free(g), free(d0);
+}
+
+static void t_binary(const backend *b)
+{
+    int64_t n = 24;
+    for (int op = 0; op < 2; op++)
+        for (int64_t bn = 6; bn <= n; bn += n - 6) {
+            float *a = rnd(n, 1), *bb = rnd(bn, 1), *g = rnd(n, 1), *da0 = rnd(n, 1), *db0 = rnd(bn, 1);
+            double *w = malloc(sizeof(double) * n), *wda = dcopy(da0, n), *wdb = dcopy(db0, bn);
+            for (int64_t i = 0; i < n; i++) {
+                double bv = bb[i % bn];
+                w[i] = op ? a[i] * bv : a[i] + bv;
+                wda[i] += op ? g[i] * bv : g[i];
+                wdb[i % bn] += op ? g[i] * a[i] : g[i];
+            }
+            float *d_a = devf(b, a, n), *d_b = devf(b, bb, bn), *d_o = devf(b, NULL, n), *d_g = devf(b, g, n);
+            float *d_da = devf(b, da0, n), *d_db = devf(b, db0, bn);
+            b->ops->binary(b->self, (tema_binary_op)op, n, d_a, d_b, bn, d_o);
+            b->ops->binary_bwd(b->self, (tema_binary_op)op, n, d_a, d_b, bn, d_g, d_da, d_db);
+            float *o = back(b, d_o, n), *oda = back(b, d_da, n), *odb = back(b, d_db, bn);
+            expect_close(b, "binary", o, w, n, 1e-6);
+            expect_close(b, "binary_bwd da", oda, wda, n, 1e-6);
+            expect_close(b, "binary_bwd db", odb, wdb, bn, 1e-5);
+            b->ops->free(b->self, d_a), b->ops->free(b->self, d_b), b->ops->free(b->self, d_g);
+            free(a), free(bb), free(g), free(da0), free(db0), free(w), free(wda), free(wdb), free(o), free(oda),
+                free(odb);
+        }
+}
+
+static void t_dropout_logaddexp(const backend *b)
+{
+    int64_t n = 5000;
+    float p = 0.3f;
+    uint64_t seed = 0x1234567887654321ull;
+    float *x = rnd(n, 1), *y = rnd(n, 1), *g = rnd(n, 1), *d0 = rnd(n, 1);
+    double *w = malloc(sizeof(double) * n), *wd = dcopy(d0, n);
+    for (int64_t i = 0; i < n; i++) {
+        bool k = tema_dropout_keep(seed, (uint64_t)i, p);
+        w[i] = k ? x[i] / (1.0 - p) : 0.0;
+        wd[i] += k ? g[i] / (1.0 - p) : 0.0;
+    }
+    float *dx = devf(b, x, n), *dy = devf(b, y, n), *dg = devf(b, g, n), *dd = devf(b, d0, n), *dout = devf(b, NULL, n);
+    b->ops->dropout(b->self, n, p, seed, dx, dout);
+    b->ops->dropout_bwd(b->self, n, p, seed, dg, dd);
+    float *o = back(b, dout, n), *od = back(b, dd, n);
+    expect_close(b, "dropout", o, w, n, 1e-6);
+    expect_close(b, "dropout_bwd", od, wd, n, 1e-6);
+    /* logaddexp and its backward */
+    float la = -0.7f, lb = 0.4f;
+    double *wl = malloc(sizeof(double) * n);
+    dd = devf(b, d0, n);
+    dout = devf(b, NULL, n);
+    free(wd);
+    wd = dcopy(d0, n);
+    for (int64_t i = 0; i < n; i++) {
+        wl[i] = log(exp(x[i] + (double)la) + exp(y[i] + (double)lb));
+        wd[i] += g[i] * exp(x[i] + (double)la - wl[i]);
+    }
+    b->ops->logaddexp(b->self, n, dx, la, dy, lb, dout);
+    b->ops->logaddexp_bwd(b->self, n, dx, la, dout, dg, dd);
+    free(o), free(od);
+    o = back(b, dout, n), od = back(b, dd, n);
+    expect_close(b, "logaddexp", o, wl, n, 1e-5);
+    expect_close(b, "logaddexp_bwd", od, wd, n, 1e-5);
+    b->ops->free(b->self, dx), b->ops->free(b->self, dy), b->ops->free(b->self, dg);
+    free(x), free(y), free(g), free(d0), free(w), free(wd), free(wl), free(o), free(od);
+}
+
+static void t_layernorm(const backend *b)
+{
+    int64_t rows = 7, dim = 33, n = rows * dim;
+    float *x = rnd(n, 2), *ga = rnd(dim, 1), *be = rnd(dim, 1), *g = rnd(n, 1), *dx0 = rnd(n, 1);
+    float *dg0 = rnd(dim, 1), *db0 = rnd(dim, 1);
+    double *w = malloc(sizeof(double) * n), *wdx = dcopy(dx0, n), *wdg = dcopy(dg0, dim), *wdb = dcopy(db0, dim);
+    double eps = 1e-5;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        double mu = 0, var = 0;
+        for (int64_t j = 0; j < dim; j++) mu += xr[j];
+        mu /= dim;
+        for (int64_t j = 0; j < dim; j++) var += (xr[j] - mu) * (xr[j] - mu);
+        var /= dim;
+        double rs = 1 / sqrt(var + eps), s1 = 0, s2 = 0;
+        for (int64_t j = 0; j < dim; j++) {
+            double nh = (xr[j] - mu) * rs, dn = g[r * dim + j] * ga[j];
+            w[r * dim + j] = nh * ga[j] + be[j];
+            wdg[j] += g[r * dim + j] * nh;
+            wdb[j] += g[r * dim + j];
+            s1 += dn, s2 += dn * nh;
+        }
+        for (int64_t j = 0; j < dim; j++) {
+            double nh = (xr[j] - mu) * rs, dn = g[r * dim + j] * ga[j];
+            wdx[r * dim + j] += rs * (dn - s1 / dim - nh * s2 / dim);
+        }
+    }
+    float *d_x = devf(b, x, n), *d_ga = devf(b, ga, dim), *d_be = devf(b, be, dim), *d_o = devf(b, NULL, n);
+    float *d_st = devf(b, NULL, 2 * rows), *d_g = devf(b, g, n), *d_dx = devf(b, dx0, n), *d_dg = devf(b, dg0, dim),
+          *d_db = devf(b, db0, dim);
+    b->ops->layernorm(b->self, rows, dim, (float)eps, d_x, d_ga, d_be, d_o, d_st, d_st + rows);
+    b->ops->layernorm_bwd(b->self, rows, dim, d_x, d_ga, d_st, d_st + rows, d_g, d_dx, d_dg, d_db);
+    float *o = back(b, d_o, n), *odx = back(b, d_dx, n), *odg = back(b, d_dg, dim), *odb = back(b, d_db, dim);
+    expect_close(b, "layernorm", o, w, n, 1e-5);
+    expect_close(b, "layernorm_bwd dx", odx, wdx, n, 1e-4);
+    expect_close(b, "layernorm_bwd dgamma", odg, wdg, dim, 1e-4);
+    expect_close(b, "layernorm_bwd dbeta", odb, wdb, dim, 1e-5);
+    b->ops->free(b->self, d_x), b->ops->free(b->self, d_ga), b->ops->free(b->self, d_be);
+    b->ops->free(b->self, d_st), b->ops->free(b->self, d_g);
+    free(x), free(ga), free(be), free(g), free(dx0), free(dg0), free(db0), free(w), free(wdx), free(wdg), free(wdb);
+    free(o), free(odx), free(odg), free(odb);
+}
+
+static void t_softmax(const backend *b)
+{
+    int64_t rows = 12, dim = 6, n = rows * dim;
+    uint8_t mask[72];
+    for (int64_t i = 0; i < n; i++) mask[i] = tema_rng_below(&rng, 3) != 0;
+    memset(mask + 2 * dim, 0, (size_t)dim); /* a row with nothing allowed */
+    float *x = rnd(n, 3), *g = rnd(n, 1), *d0 = rnd(n, 1);
+    for (int variant = 0; variant < 3; variant++) {
+        bool use_mask = variant == 1, causal = variant == 2;
+        double *w = malloc(sizeof(double) * n), *wd = dcopy(d0, n);
+        for (int64_t r = 0; r < rows; r++) {
+            double m = -INFINITY, s = 0, dot = 0;
+            for (int64_t j = 0; j < dim; j++) {
+                bool ok = (!use_mask || mask[r * dim + j]) && (!causal || j <= r % dim);
+                if (ok) m = fmax(m, x[r * dim + j]);
+            }
+            for (int64_t j = 0; j < dim; j++) {
+                bool ok = (!use_mask || mask[r * dim + j]) && (!causal || j <= r % dim) && m > -INFINITY;
+                w[r * dim + j] = ok ? exp(x[r * dim + j] - m) : 0;
+                s += w[r * dim + j];
+            }
+            for (int64_t j = 0; j < dim; j++) {
+                if (s > 0) w[r * dim + j] /= s;
+                dot += w[r * dim + j] * g[r * dim + j];
+            }
+            for (int64_t j = 0; j < dim; j++) wd[r * dim + j] += w[r * dim + j] * (g[r * dim + j] - dot);
+        }
+        float *d_x = devf(b, x, n), *d_o = devf(b, NULL, n), *d_g = devf(b, g, n), *d_d = devf(b, d0, n);
+        uint8_t *d_m = dev(b, mask, sizeof mask);
+        b->ops->softmax(b->self, rows, dim, use_mask ? d_m : NULL, causal, d_x, d_o);
+        b->ops->softmax_bwd(b->self, rows, dim, d_o, d_g, d_d);
+        float *o = back(b, d_o, n), *od = back(b, d_d, n);
+        expect_close(b, "softmax", o, w, n, 1e-5);
+        expect_close(b, "softmax_bwd", od, wd, n, 1e-5);
+        b->ops->free(b->self, d_x), b->ops->free(b->self, d_g), b->ops->free(b->self, d_m);
+        free(w), free(wd), free(o), free(od);
+    }
+    free(x), free(g), free(d0);
+}
+
+static void t_rows(const backend *b)
+{
+    int64_t rows = 9, dim = 10, n = rows * dim;
+    float *x = rnd(n, 2), *g = rnd(n, 1), *d0 = rnd(n, 1), *gr = rnd(rows, 1);
+    for (int64_t j = 0; j < dim; j++) x[3 * dim + j] = 0.0f; /* zero row: l2norm's eps branch */
+    float eps = 1e-3f;
+    /* l2norm */
+    double *w = malloc(sizeof(double) * n), *wd = dcopy(d0, n);
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0, dot = 0;
+        for (int64_t j = 0; j < dim; j++) s += (double)x[r * dim + j] * x[r * dim + j];
+        double nr = sqrt(s), den = fmax(nr, eps);
+        for (int64_t j = 0; j < dim; j++) w[r * dim + j] = x[r * dim + j] / den, dot += w[r * dim + j] * g[r * dim + j];
+        for (int64_t j = 0; j < dim; j++)
+            wd[r * dim + j] += nr > eps ? (g[r * dim + j] - w[r * dim + j] * dot) / nr : g[r * dim + j] / eps;
+    }
+    float *d_x = devf(b, x, n), *d_o = devf(b, NULL, n), *d_nr = devf(b, NULL, rows), *d_g = devf(b, g, n),
+          *d_d = devf(b, d0, n);
+    b->ops->l2norm(b->self, rows, dim, eps, d_x, d_o, d_nr);
+    b->ops->l2norm_bwd(b->self, rows, dim, eps, d_o, d_nr, d_g, d_d);
+    float *o = back(b, d_o, n), *od = back(b, d_d, n);
+    expect_close(b, "l2norm", o, w, n, 1e-5);
+    expect_close(b, "l2norm_bwd", od, wd, n, 1e-4);
+    free(o), free(od), free(wd);
+    /* logsumexp */
+    double *wl = malloc(sizeof(double) * rows);
+    wd = dcopy(d0, n);
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (int64_t j = 0; j < dim; j++) s += exp(x[r * dim + j]);
+        wl[r] = log(s);
+        for (int64_t j = 0; j < dim; j++) wd[r * dim + j] += gr[r] * exp(x[r * dim + j] - wl[r]);
+    }
+    float *d_l = devf(b, NULL, rows), *d_gr = devf(b, gr, rows);
+    d_d = devf(b, d0, n);
+    b->ops->logsumexp(b->self, rows, dim, d_x, d_l);
+    b->ops->logsumexp_bwd(b->self, rows, dim, d_x, d_l, d_gr, d_d);
+    o = back(b, d_l, rows), od = back(b, d_d, n);
+    expect_close(b, "logsumexp", o, wl, rows, 1e-5);
+    expect_close(b, "logsumexp_bwd", od, wd, n, 1e-5);
+    free(o), free(od), free(wd);
+    /* cross entropy */
+    int32_t t[9] = {0, 9, -1, 3, 3, 5, -1, 1, 2};
+    double *wloss = malloc(sizeof(double) * rows);
+    wd = dcopy(d0, n);
+    float dl = 0.8f, scale = 0.25f;
+    for (int64_t r = 0; r < rows; r++) {
+        wloss[r] = t[r] < 0 ? 0 : wl[r] - x[r * dim + t[r]];
+        if (t[r] < 0) continue;
+        for (int64_t j = 0; j < dim; j++)
+            wd[r * dim + j] += scale * dl * (exp(x[r * dim + j] - wl[r]) - (j == t[r] ? 1.0 : 0.0));
+    }
+    int32_t *d_t = dev(b, t, sizeof t);
+    float *d_loss = devf(b, NULL, rows), *d_lse = devf(b, NULL, rows), *d_dl = devf(b, &dl, 1);
+    d_d = devf(b, d0, n);
+    b->ops->xent(b->self, rows, dim, d_x, d_t, d_loss, d_lse);
+    b->ops->xent_bwd(b->self, rows, dim, d_x, d_t, d_lse, d_dl, scale, d_d);
+    o = back(b, d_loss, rows), od = back(b, d_d, n);
+    float *ol = back(b, d_lse, rows);
+    expect_close(b, "xent", o, wloss, rows, 1e-5);
+    expect_close(b, "xent lse", ol, wl, rows, 1e-5);
+    expect_close(b, "xent_bwd", od, wd, n, 1e-5);
+    b->ops->free(b->self, d_x), b->ops->free(b->self, d_nr), b->ops->free(b->self, d_g);
+    b->ops->free(b->self, d_gr), b->ops->free(b->self, d_t), b->ops->free(b->self, d_dl);
+    free(o), free(od), free(ol), free(wd), free(w), free(wl), free(wloss);
+    free(x), free(g), free(d0), free(gr);
+}
+
+static void t_layout(const backend *b)
+{
+    /* gather / scatter_add with repeats and padding */
+    int64_t rows = 6, dim = 70, n = 9;
+    int32_t ids[9] = {5, -1, 0, 5, 2, 2, 5, -1, 1};
+    float *tab = rnd(rows * dim, 1), *g = rnd(n * dim, 1), *t0 = rnd(rows * dim, 1);
+    double *w = malloc(sizeof(double) * n * dim), *wt = dcopy(t0, rows * dim);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < dim; j++) {
+            w[i * dim + j] = ids[i] < 0 ? 0 : tab[ids[i] * dim + j];
+            if (ids[i] >= 0) wt[ids[i] * dim + j] += g[i * dim + j];
+        }
+    int32_t *d_ids = dev(b, ids, sizeof ids);
+    float *d_tab = devf(b, tab, rows * dim), *d_o = devf(b, NULL, n * dim), *d_g = devf(b, g, n * dim),
+          *d_t = devf(b, t0, rows * dim);
+    b->ops->gather(b->self, n, dim, d_ids, d_tab, d_o);
+    b->ops->scatter_add(b->self, n, dim, d_ids, d_g, d_t);
+    float *o = back(b, d_o, n * dim), *ot = back(b, d_t, rows * dim);
+    expect_close(b, "gather", o, w, n * dim, 0);
+    expect_close(b, "scatter_add", ot, wt, rows * dim, 1e-6);
+    free(o), free(ot), free(w), free(wt);
+    /* copy2d: overwrite and accumulate a strided block */
+    for (int acc = 0; acc < 2; acc++) {
+        float *dst0 = rnd(4 * 9, 1);
+        double *wd = dcopy(dst0, 36);
+        for (int64_t r = 0; r < 4; r++)
+            for (int64_t j = 0; j < 3; j++) wd[r * 9 + 2 + j] = (acc ? wd[r * 9 + 2 + j] : 0) + tab[r * 5 + 1 + j];
+        float *d_dst = devf(b, dst0, 36);
+        b->ops->copy2d(b->self, 4, 3, d_tab + 1, 5, d_dst + 2, 9, acc);
+        float *od = back(b, d_dst, 36);
+        expect_close(b, "copy2d", od, wd, 36, 1e-6);
+        free(od), free(wd), free(dst0);
+    }
+    /* permute0213 */
+    int64_t B = 2, L = 3, H = 4, D = 5, m = B * L * H * D;
+    float *x = rnd(m, 1), *o0 = rnd(m, 1);
+    for (int acc = 0; acc < 2; acc++) {
+        double *wp = dcopy(o0, m);
+        for (int64_t bb = 0; bb < B; bb++)
+            for (int64_t l = 0; l < L; l++)
+                for (int64_t h = 0; h < H; h++)
+                    for (int64_t k = 0; k < D; k++) {
+                        double *c = &wp[((bb * H + h) * L + l) * D + k];
+                        *c = (acc ? *c : 0) + x[((bb * L + l) * H + h) * D + k];
+                    }
+        float *d_x = devf(b, x, m), *d_p = devf(b, o0, m);
+        b->ops->permute0213(b->self, B, L, H, D, d_x, d_p, acc);
+        float *op = back(b, d_p, m);
+        expect_close(b, "permute0213", op, wp, m, 1e-6);
+        b->ops->free(b->self, d_x);
+        free(op), free(wp);
+    }
+    b->ops->free(b->self, d_ids), b->ops->free(b->self, d_tab), b->ops->free(b->self, d_g);
+    free(x), free(o0), free(tab), free(g), free(t0);
+}
+
+static void t_rowdot(const backend *b)
+{
+    int64_t rows = 8, dim = 5, ni = 6;
+    int32_t t[8] = {0, 5, -1, 5, 2, 1, 1, 0};
+    float *h = rnd(rows * dim, 1), *it = rnd(ni * dim, 1), *g = rnd(rows, 1), *dh0 = rnd(rows * dim, 1),
+          *di0 = rnd(ni * dim, 1);
+    double *w = malloc(sizeof(double) * rows), *wdh = dcopy(dh0, rows * dim), *wdi = dcopy(di0, ni * dim);
+    float sc = 1.7f;
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0;
+        if (t[r] >= 0)
+            for (int64_t j = 0; j < dim; j++) {
+                s += (double)h[r * dim + j] * it[t[r] * dim + j];
+                wdh[r * dim + j] += g[r] * sc * it[t[r] * dim + j];
+                wdi[t[r] * dim + j] += g[r] * sc * h[r * dim + j];
+            }
+        w[r] = s * sc;
+    }
+    int32_t *d_t = dev(b, t, sizeof t);
+    float *d_h = devf(b, h, rows * dim), *d_it = devf(b, it, ni * dim), *d_o = devf(b, NULL, rows),
+          *d_g = devf(b, g, rows), *d_dh = devf(b, dh0, rows * dim), *d_di = devf(b, di0, ni * dim);
+    b->ops->rowdot(b->self, rows, dim, sc, d_h, d_it, d_t, d_o);
+    b->ops->rowdot_bwd(b->self, rows, dim, sc, d_h, d_it, d_t, d_g, d_dh, d_di);
+    float *o = back(b, d_o, rows), *odh = back(b, d_dh, rows * dim), *odi = back(b, d_di, ni * dim);
+    expect_close(b, "rowdot", o, w, rows, 1e-5);
+    expect_close(b, "rowdot_bwd dh", odh, wdh, rows * dim, 1e-5);
+    expect_close(b, "rowdot_bwd ditems", odi, wdi, ni * dim, 1e-5);
+    b->ops->free(b->self, d_t), b->ops->free(b->self, d_h), b->ops->free(b->self, d_it), b->ops->free(b->self, d_g);
+    free(h), free(it), free(g), free(dh0), free(di0), free(w), free(wdh), free(wdi), free(o), free(odh), free(odi);
+}
+
+static void t_lse(const backend *b)
+{
+    /* logits for items [c0, c0+cols) of a bigger range, rows with ranges that cut the chunk */
+    int64_t rows = 5, cols = 7, ld = 9, c0 = 10;
+    int32_t lo[5] = {0, 12, 10, 20, 14}, hi[5] = {30, 15, 17, 25, 14};
+    float *lg = rnd(rows * ld, 4), *m0 = rnd(rows, 1), *s0 = rnd(rows, 1), *dout = rnd(rows, 1);
+    for (int64_t r = 0; r < rows; r++) s0[r] = fabsf(s0[r]) + 0.1f;
+    s0[3] = 0.0f, m0[3] = -INFINITY; /* untouched so far */
+    double *wl = malloc(sizeof(double) * rows);
+    double *wg = malloc(sizeof(double) * rows * ld);
+    for (int64_t r = 0; r < rows; r++) {
+        double tot = s0[r] > 0 ? s0[r] * exp(m0[r]) : 0.0;
+        for (int64_t j = 0; j < cols; j++)
+            if (c0 + j >= lo[r] && c0 + j < hi[r]) tot += exp(lg[r * ld + j]);
+        wl[r] = tot > 0 ? log(tot) : 0.0;
+        for (int64_t j = 0; j < ld; j++) {
+            bool in = j < cols && c0 + j >= lo[r] && c0 + j < hi[r];
+            wg[r * ld + j] = j >= cols ? lg[r * ld + j] : in ? 0.6 * dout[r] * exp(lg[r * ld + j] - wl[r]) : 0.0;
+        }
+    }
+    int32_t *d_lo = dev(b, lo, sizeof lo), *d_hi = dev(b, hi, sizeof hi);
+    float *d_lg = devf(b, lg, rows * ld), *d_m = devf(b, m0, rows), *d_s = devf(b, s0, rows), *d_o = devf(b, NULL, rows),
+          *d_do = devf(b, dout, rows);
+    b->ops->lse_update(b->self, rows, cols, c0, d_lg, ld, d_lo, d_hi, d_m, d_s);
+    b->ops->lse_finish(b->self, rows, d_m, d_s, d_o);
+    float *o = back(b, d_o, rows);
+    expect_close(b, "lse_update+finish", o, wl, rows, 1e-5);
+    float *dl = devf(b, o, rows);
+    b->ops->lse_grad(b->self, rows, cols, c0, d_lg, ld, d_lo, d_hi, dl, d_do, 0.6f);
+    float *og = back(b, d_lg, rows * ld);
+    for (int64_t r = 0; r < rows; r++) expect_close(b, "lse_grad", og + r * ld, wg + r * ld, cols, 1e-5);
+    /* lse_init then an empty range finishes at 0 */
+    float *d_m2 = devf(b, NULL, rows), *d_s2 = devf(b, NULL, rows), *d_o2 = devf(b, NULL, rows);
+    b->ops->lse_init(b->self, rows, d_m2, d_s2);
+    b->ops->lse_finish(b->self, rows, d_m2, d_s2, d_o2);
+    float *o2 = back(b, d_o2, rows);
+    for (int64_t r = 0; r < rows; r++) ck_assert_msg(o2[r] == 0.0f, "%s: lse_finish of nothing = %g", b->label, o2[r]);
+    b->ops->free(b->self, d_lo), b->ops->free(b->self, d_hi), b->ops->free(b->self, d_m), b->ops->free(b->self, d_s);
+    b->ops->free(b->self, d_do), b->ops->free(b->self, dl), b->ops->free(b->self, d_m2), b->ops->free(b->self, d_s2);
+    free(lg), free(m0), free(s0), free(dout), free(wl), free(wg), free(o), free(og), free(o2);
+}
+
+static void t_adam(const backend *b)
+{
+    int64_t n = 50;
+    float *p = rnd(n, 1), *g = rnd(n, 1), *m = rnd(n, 0.1f), *v = rnd(n, 0.1f);
+    for (int64_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    double *wp = malloc(sizeof(double) * n), *wm = malloc(sizeof(double) * n), *wv = malloc(sizeof(double) * n);
+    float lr = 0.01f, b1 = 0.9f, b2 = 0.98f, eps = 1e-6f, wd = 0.1f, bc1 = 0.271f, bc2 = 0.0588f;
+    for (int64_t i = 0; i < n; i++) {
+        double gg = g[i] + (double)wd * p[i];
+        wm[i] = b1 * (double)m[i] + (1 - (double)b1) * gg;
+        wv[i] = b2 * (double)v[i] + (1 - (double)b2) * gg * gg;
+        wp[i] = p[i] - lr * (wm[i] / bc1) / (sqrt(wv[i] / bc2) + eps);
+    }
+    float *d_p = devf(b, p, n), *d_g = devf(b, g, n), *d_m = devf(b, m, n), *d_v = devf(b, v, n);
+    b->ops->adam(b->self, n, lr, b1, b2, eps, wd, bc1, bc2, d_p, d_g, d_m, d_v);
+    float *op = back(b, d_p, n), *om = back(b, d_m, n), *ov = back(b, d_v, n);
+    expect_close(b, "adam p", op, wp, n, 1e-5);
+    expect_close(b, "adam m", om, wm, n, 1e-5);
+    expect_close(b, "adam v", ov, wv, n, 1e-5);
+    b->ops->free(b->self, d_g);
+    free(p), free(g), free(m), free(v), free(wp), free(wm), free(wv), free(op), free(om), free(ov);
+}
+
+/* ---- every backend ---- */
+
+typedef void (*kernel_test)(const backend *b);
+
+static void for_each_backend(kernel_test fn)
+{
+    const tema_host *host = tema_host_get();
+    const tema_plugin *found[16];
+    char labels[16][128];
+    int n = 0;
+    found[n] = tema_plugin_entry_backend_cpu(host);
+    snprintf(labels[n++], sizeof labels[0], "cpu (static)");
+    /* every backend plugin the build produced (tema-backend-*.so in the plugin folder) */
+    tema_registry *reg = tema_registry_new();
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s/plugins", tu_build_root());
+    DIR *dd = opendir(dir);
+    for (struct dirent *e; reg && dd && (e = readdir(dd));) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "tema-backend-", 13) != 0 || len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        tema_err err = {0};
+        ck_assert_msg(tema_registry_load_file(reg, path, &err) == TEMA_OK, "%s: %s", path, err.msg);
+    }
+    if (dd) closedir(dd);
+    if (reg) {
+        for (size_t i = 0; i < tema_registry_count(reg) && n < 16; i++) {
+            const tema_plugin_info *pi = tema_registry_at(reg, i);
+            if (pi->plugin->kind != TEMA_KIND_BACKEND) continue;
+            found[n] = pi->plugin;
+            snprintf(labels[n++], sizeof labels[0], "%s (%s)", pi->plugin->name, pi->file);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const tema_backend_ops *ops = found[i]->ops;
+        ck_assert_msg(found[i]->ops_size >= sizeof(tema_backend_ops) && ops->version == TEMA_BACKEND_OPS_VERSION,
+                      "%s: backend table too old", labels[i]);
+        backend b = {.ops = ops};
+        memcpy(b.label, labels[i], sizeof b.label);
+        tema_err err = {0};
+        ck_assert_msg(ops->init(host, NULL, &b.self, &err) == TEMA_OK, "%s: init: %s", b.label, err.msg);
+        tema_rng_seed(&rng, 2024);
+        fn(&b);
+        ops->destroy(b.self);
+    }
+    tema_registry_free(reg);
+}
+
+#define KERNEL_TEST(fn)                                                                                        \
+    START_TEST(test_##fn) { for_each_backend(fn); }                                                           \
+    END_TEST
+
+KERNEL_TEST(t_sgemm)
+KERNEL_TEST(t_vector)
+KERNEL_TEST(t_unary)
+KERNEL_TEST(t_binary)
+KERNEL_TEST(t_dropout_logaddexp)
+KERNEL_TEST(t_layernorm)
+KERNEL_TEST(t_softmax)
+KERNEL_TEST(t_rows)
+KERNEL_TEST(t_layout)
+KERNEL_TEST(t_rowdot)
+KERNEL_TEST(t_lse)
+KERNEL_TEST(t_adam)
+
+START_TEST(cpu_descriptor)
+{
+    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
+    ck_assert_str_eq(pl->name, "cpu");
+    ck_assert_int_eq(pl->kind, TEMA_KIND_BACKEND);
+    ck_assert_uint_ge(pl->ops_size, sizeof(tema_backend_ops));
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("backend");
+    TCase *tc = tcase_create("kernels");
+    tcase_add_test(tc, test_t_sgemm);
+    tcase_add_test(tc, test_t_vector);
+    tcase_add_test(tc, test_t_unary);
+    tcase_add_test(tc, test_t_binary);
+    tcase_add_test(tc, test_t_dropout_logaddexp);
+    tcase_add_test(tc, test_t_layernorm);
+    tcase_add_test(tc, test_t_softmax);
+    tcase_add_test(tc, test_t_rows);
+    tcase_add_test(tc, test_t_layout);
+    tcase_add_test(tc, test_t_rowdot);
+    tcase_add_test(tc, test_t_lse);
+    tcase_add_test(tc, test_t_adam);
+    tcase_add_test(tc, cpu_descriptor);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }

@@ -1,0 +1,343 @@
+/* tests/test_train.c - end-to-end runs of `tema run` on the toy dataset: results files,
+ * metric ranges, the popularity baseline's exact ranks, determinism, checkpoint + resume. */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "testutil.h"
+
+/* experiment YAML for the toy data; `extra` lines are appended (later keys win) */
+static void write_exp(const char *path, const char *name, const char *attention, int epochs, const char *protocol)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "name: %s\n"
+             "dataset: {path: %s, max_len: 8}\n"
+             "backend: {plugin: cpu, threads: 1}\n"
+             "model:\n"
+             "  encoders: [{plugin: id, dim: 16}]\n"
+             "  attention: %s\n"
+             "loss: {plugin: full_softmax, positions: 4}\n"
+             "train: {epochs: %d, batch_size: 8, lr: 5.0e-3, patience: 0, eval_every: 1, seed: 11}\n"
+             "eval: {protocol: %s, negatives: 99, metrics: [mrr, ndcg@10, hr@10]}\n",
+             name, tu_data_path("toy"), attention, epochs, protocol ? protocol : "sampled");
+    tu_write(path, text);
+}
+
+static char *run_dir(const char *results, const char *name)
+{
+    /* exactly one run folder under results/name */
+    static char buf[4096];
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "ls -d '%s/%s'/*/ 2>/dev/null", results, name);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    buf[0] = 0;
+    int n = 0;
+    char line[4096];
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '/') line[l - 1] = 0;
+        snprintf(buf, sizeof buf, "%s", line);
+        n++;
+    }
+    pclose(p);
+    ck_assert_msg(n == 1, "expected one run folder under %s/%s, found %d", results, name, n);
+    return buf;
+}
+
+static bool exists(const char *dir, const char *file)
+{
+    char p[8400];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    return stat(p, &sb) == 0;
+}
+
+static json_object *load_json(const char *dir, const char *file)
+{
+    char p[8400];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    json_object *o = json_object_from_file(p);
+    ck_assert_msg(o != NULL, "cannot parse %s", p);
+    return o;
+}
+
+static json_object *get(json_object *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+        json_object *next = NULL;
+        ck_assert_msg(o && json_object_object_get_ex(o, k, &next), "missing key '%s' of %s", k, path);
+        o = next;
+    }
+    return o;
+}
+
+static int count_lines(const char *dir, const char *file)
+{
+    char p[8400];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    FILE *f = fopen(p, "r");
+    ck_assert_msg(f != NULL, "missing %s", p);
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static int run_tema(const char *exp, const char *results, char **out, char **err)
+{
+    char args[8500];
+    snprintf(args, sizeof args, "run '%s' --results '%s'", exp, results);
+    return tu_tema(args, out, err);
+}
+
+/* metrics are in range and ordered optimistic >= mid >= pessimistic */
+static void check_metrics(json_object *fin, const char *set)
+{
+    static const char *const dom[2] = {"X", "Y"};
+    static const char *const metrics[3] = {"mrr", "ndcg@10", "hr@10"};
+    for (int d = 0; d < 2; d++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s.%s.cases", set, dom[d]);
+        ck_assert_int_eq(json_object_get_int(get(fin, p)), 5); /* toy: 5 X and 5 Y cases per set */
+        for (int m = 0; m < 3; m++) {
+            double v[3];
+            static const char *const rules[3] = {"optimistic", "mid", "pessimistic"};
+            for (int r = 0; r < 3; r++) {
+                snprintf(p, sizeof p, "%s.%s.%s.%s", set, dom[d], rules[r], metrics[m]);
+                v[r] = json_object_get_double(get(fin, p));
+                ck_assert_msg(v[r] >= 0 && v[r] <= 1, "%s = %g out of [0, 1]", p, v[r]);
+            }
+            ck_assert_msg(v[0] >= v[1] - 1e-12 && v[1] >= v[2] - 1e-12, "%s %s %s: optimistic %g mid %g pessimistic %g",
+                          set, dom[d], metrics[m], v[0], v[1], v[2]);
+        }
+        /* 99 negatives: MRR >= 1/100 */
+        snprintf(p, sizeof p, "%s.%s.pessimistic.mrr", set, dom[d]);
+        ck_assert_double_ge(json_object_get_double(get(fin, p)), 0.01);
+    }
+}
+
+START_TEST(sasrec_toy_end_to_end)
+{
+    TU_REQUIRE_DATA("toy");
+    const char *tmp = tu_tmpdir();
+    char exp[4200], res[4200];
+    snprintf(exp, sizeof exp, "%s/sasrec.yaml", tmp);
+    snprintf(res, sizeof res, "%s/results", tmp);
+    write_exp(exp, "toy-sasrec", "{plugin: single, blocks: 1, heads: 2, dropout: 0.2}", 3, NULL);
+    char *out, *err;
+    int rc = run_tema(exp, res, &out, &err);
+    ck_assert_msg(rc == 0, "tema run failed (%d): %s", rc, err);
+    ck_assert_msg(strstr(out, "domain X") && strstr(out, "domain Y") && strstr(out, "pessimistic"),
+                  "summary missing: %s", out);
+    free(out);
+    free(err);
+    const char *dir = run_dir(res, "toy-sasrec");
+    const char *files[] = {"config.yaml", "config.json", "meta.json", "epochs.jsonl", "final.json", "ranks.tsv",
+                           "DONE", "best.bin", "last.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        ck_assert_msg(exists(dir, files[i]), "%s missing in %s", files[i], dir);
+    ck_assert_int_eq(count_lines(dir, "epochs.jsonl"), 3);
+    ck_assert_int_eq(count_lines(dir, "ranks.tsv"), 1 + 10);
+    json_object *fin = load_json(dir, "final.json");
+    check_metrics(fin, "test");
+    check_metrics(fin, "valid");
+    int best = json_object_get_int(get(fin, "best_epoch"));
+    ck_assert_int_ge(best, 1);
+    ck_assert_int_le(best, 3);
+    ck_assert_int_eq(json_object_get_int(get(fin, "epochs_run")), 3);
+    json_object_put(fin);
+    json_object *meta = load_json(dir, "meta.json");
+    const char *plugs = json_object_to_json_string(get(meta, "plugins"));
+    ck_assert_msg(strstr(plugs, "\"single\"") && strstr(plugs, "\"full_softmax\"") && strstr(plugs, "\"id\""),
+                  "meta.json plugins: %s", plugs);
+    json_object_put(meta);
+
+    /* the loss goes down on this tiny data */
+    char p[4200];
+    snprintf(p, sizeof p, "%s/epochs.jsonl", dir);
+    FILE *f = fopen(p, "r");
+    char line[8192];
+    double first = NAN, last = NAN;
+    while (fgets(line, sizeof line, f)) {
+        json_object *o = json_tokener_parse(line);
+        ck_assert_ptr_nonnull(o);
+        double l = json_object_get_double(get(o, "train_loss"));
+        if (isnan(first)) first = l;
+        last = l;
+        ck_assert_ptr_nonnull(get(o, "valid.X.optimistic"));
+        json_object_put(o);
+    }
+    fclose(f);
+    ck_assert_msg(last < first, "training loss did not decrease: %g -> %g", first, last);
+
+    /* re-running a finished run prints its summary and skips training */
+    rc = run_tema(exp, res, &out, &err);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strstr(err, "already finished"), "stderr: %s", err);
+    ck_assert_msg(strstr(out, "domain X"), "stdout: %s", out);
+    free(out);
+    free(err);
+    ck_assert_int_eq(count_lines(dir, "epochs.jsonl"), 3);
+}
+END_TEST
+
+START_TEST(pop_toy_ranks_match_counts)
+{
+    TU_REQUIRE_DATA("toy");
+    const char *tmp = tu_tmpdir();
+    char exp[4200], res[4200];
+    snprintf(exp, sizeof exp, "%s/pop.yaml", tmp);
+    snprintf(res, sizeof res, "%s/results", tmp);
+    write_exp(exp, "toy-pop", "{plugin: pop}", 2, "full");
+    char *out, *err;
+    int rc = run_tema(exp, res, &out, &err);
+    ck_assert_msg(rc == 0, "tema run failed (%d): %s", rc, err);
+    free(out);
+    free(err);
+    const char *dir = run_dir(res, "toy-pop");
+    json_object *fin = load_json(dir, "final.json");
+    ck_assert_int_eq(json_object_get_int(get(fin, "epochs_run")), 0);
+    check_metrics(fin, "test");
+    json_object_put(fin);
+    ck_assert(!exists(dir, "epochs.jsonl") || count_lines(dir, "epochs.jsonl") == 0);
+    ck_assert(!exists(dir, "best.bin"));
+
+    /* full ranking by training count: rank = 1 + #items of the domain counted more often
+     * (optimistic) or at least as often (pessimistic) as the target */
+    tema_dataset *ds = NULL;
+    tema_err e = {0};
+    ck_assert_msg(tema_dataset_load(tu_data_path("toy"), NULL, &ds, &e) == TEMA_OK, "%s", e.msg);
+    int n = ds->n_x + ds->n_y;
+    int64_t *cnt = calloc((size_t)n, sizeof *cnt);
+    for (int64_t k = 0; k < ds->train.off[ds->train.n_lines]; k++) cnt[ds->train.items[k]]++;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/ranks.tsv", dir);
+    FILE *f = fopen(p, "r");
+    char line[512];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* header */
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        long user;
+        char domain;
+        int target;
+        double opt, pes, mid;
+        ck_assert_int_eq(sscanf(line, "%ld\t%c\t%d\t%lf\t%lf\t%lf", &user, &domain, &target, &opt, &pes, &mid), 6);
+        int lo = target < ds->n_x ? 0 : ds->n_x, hi = target < ds->n_x ? ds->n_x : n;
+        ck_assert_int_eq(domain, target < ds->n_x ? 'X' : 'Y');
+        int greater = 0, ties = 0;
+        for (int j = lo; j < hi; j++)
+            if (j != target) {
+                greater += cnt[j] > cnt[target];
+                ties += cnt[j] == cnt[target];
+            }
+        ck_assert_double_eq(opt, 1 + greater);
+        ck_assert_double_eq(pes, 1 + greater + ties);
+        ck_assert_double_eq(mid, 1 + greater + ties / 2.0);
+        rows++;
+    }
+    fclose(f);
+    ck_assert_int_eq(rows, (int)ds->test.n_lines);
+    free(cnt);
+    tema_dataset_free(ds);
+}
+END_TEST
+
+static char *test_metrics_json(const char *dir)
+{
+    json_object *fin = load_json(dir, "final.json");
+    char *s = strdup(json_object_to_json_string(get(fin, "test")));
+    char *v = strdup(json_object_to_json_string(get(fin, "valid")));
+    char *both = malloc(strlen(s) + strlen(v) + 2);
+    sprintf(both, "%s|%s", s, v);
+    free(s);
+    free(v);
+    json_object_put(fin);
+    return both;
+}
+
+START_TEST(same_seed_same_metrics)
+{
+    TU_REQUIRE_DATA("toy");
+    const char *tmp = tu_tmpdir();
+    char exp[4200], r1[4200], r2[4200];
+    snprintf(exp, sizeof exp, "%s/det.yaml", tmp);
+    snprintf(r1, sizeof r1, "%s/r1", tmp);
+    snprintf(r2, sizeof r2, "%s/r2", tmp);
+    write_exp(exp, "toy-det", "{plugin: single, blocks: 2, heads: 1, dropout: 0.3}", 2, NULL);
+    ck_assert_int_eq(run_tema(exp, r1, NULL, NULL), 0);
+    ck_assert_int_eq(run_tema(exp, r2, NULL, NULL), 0);
+    char *a = test_metrics_json(run_dir(r1, "toy-det"));
+    char *b = test_metrics_json(run_dir(r2, "toy-det"));
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(interrupted_run_resumes_to_same_result)
+{
+    TU_REQUIRE_DATA("toy");
+    const char *tmp = tu_tmpdir();
+    char exp[4200], r1[4200], r2[4200];
+    snprintf(exp, sizeof exp, "%s/resume.yaml", tmp);
+    snprintf(r1, sizeof r1, "%s/straight", tmp);
+    snprintf(r2, sizeof r2, "%s/stopped", tmp);
+    write_exp(exp, "toy-resume", "{plugin: single, blocks: 1, heads: 1, dropout: 0.3}", 4, NULL);
+    ck_assert_int_eq(run_tema(exp, r1, NULL, NULL), 0);
+
+    setenv("TEMA_DEBUG_STOP_AFTER_EPOCH", "2", 1);
+    char *out, *err;
+    int rc = run_tema(exp, r2, &out, &err);
+    unsetenv("TEMA_DEBUG_STOP_AFTER_EPOCH");
+    ck_assert_msg(rc != 0, "a stopped run must not exit 0");
+    ck_assert_msg(strstr(err, "resume"), "the message must say how to resume: %s", err);
+    free(out);
+    free(err);
+    const char *d2 = run_dir(r2, "toy-resume");
+    char dir2[4200];
+    snprintf(dir2, sizeof dir2, "%s", d2);
+    ck_assert(!exists(dir2, "DONE"));
+    ck_assert(!exists(dir2, "final.json"));
+    ck_assert(exists(dir2, "last.bin"));
+    ck_assert_int_eq(count_lines(dir2, "epochs.jsonl"), 2);
+
+    rc = run_tema(exp, r2, &out, &err);
+    ck_assert_msg(rc == 0, "resume failed (%d): %s", rc, err);
+    ck_assert_msg(strstr(err, "resuming"), "stderr: %s", err);
+    free(out);
+    free(err);
+    ck_assert(exists(dir2, "DONE"));
+    ck_assert_int_eq(count_lines(dir2, "epochs.jsonl"), 4);
+    char *a = test_metrics_json(run_dir(r1, "toy-resume"));
+    char *b = test_metrics_json(dir2);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("toy");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, sasrec_toy_end_to_end);
+    tcase_add_test(tc, pop_toy_ranks_match_counts);
+    tcase_add_test(tc, same_seed_same_metrics);
+    tcase_add_test(tc, interrupted_run_resumes_to_same_result);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }
