@@ -138,10 +138,10 @@ END_TEST
 /* The plugin guide, as a newcomer would follow it: install, pkg-config, one .c file. */
 START_TEST(t_out_of_tree_plugin)
 {
-    char dest[512], plugdir[600], pcdir[1024] = "";
+    char dest[256], plugdir[300], pcdir[512] = "";
     snprintf(dest, sizeof dest, "%s", tu_tmpdir());
     sh("meson install -C '%s' --destdir '%s' --no-rebuild --quiet >/dev/null%s", tu_build_root(), dest, "");
-    char cmd[2048];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "find '%s' -name tema.pc -printf '%%h'", dest);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
