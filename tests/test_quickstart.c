@@ -1,0 +1,80 @@
+/* The README's first command, shrunk: the quickstart experiment on the built-in
+ * synthetic data runs end to end, needs nothing from ../shared/data, stores its results,
+ * and a second run of the same experiment is skipped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <json-c/json.h>
+
+#include "testutil.h"
+
+static const char *shrink =
+    "--set train.epochs=2 --set train.max_steps=6 --set train.eval_every=1 "
+    "--set model.encoders.0.dim=16 --set backend.threads=1";
+
+START_TEST(t_quickstart_runs_and_skips_when_finished)
+{
+    char results[512], args[2048], *out, *err;
+    snprintf(results, sizeof results, "%s", tu_tmpdir());
+    snprintf(args, sizeof args, "check '%s/experiments/quickstart.yaml'", tu_source_root());
+    ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+    free(out);
+    free(err);
+
+    snprintf(args, sizeof args, "run '%s/experiments/quickstart.yaml' %s --results '%s'", tu_source_root(), shrink,
+             results);
+    int rc = tu_tema(args, &out, &err);
+    ck_assert_msg(rc == 0, "tema run failed (%d):\n%s", rc, err);
+    ck_assert_msg(strstr(out, "domain X") && strstr(out, "domain Y") && strstr(out, "mrr"), "%s", out);
+    free(out);
+    free(err);
+
+    /* exactly one run folder with its final metrics, both domains, every rule */
+    char cmd[1024], final[1024] = "";
+    snprintf(cmd, sizeof cmd, "ls -d '%s'/quickstart/*/final.json", results);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(fgets(final, sizeof final, p));
+    pclose(p);
+    final[strcspn(final, "\n")] = '\0';
+    json_object *j = json_object_from_file(final);
+    ck_assert_msg(j != NULL, "cannot parse %s", final);
+    json_object *test, *dom, *rule, *mrr;
+    ck_assert(json_object_object_get_ex(j, "test", &test));
+    const char *doms[] = {"X", "Y"}, *rules[] = {"optimistic", "pessimistic", "mid"};
+    for (int d = 0; d < 2; d++) {
+        ck_assert_msg(json_object_object_get_ex(test, doms[d], &dom), "no domain %s in %s", doms[d], final);
+        for (int r = 0; r < 3; r++) {
+            ck_assert(json_object_object_get_ex(dom, rules[r], &rule));
+            ck_assert(json_object_object_get_ex(rule, "mrr", &mrr));
+            double v = json_object_get_double(mrr);
+            ck_assert_msg(v > 0.0 && v <= 1.0, "%s %s mrr = %g", doms[d], rules[r], v);
+        }
+    }
+    json_object_put(j);
+
+    /* the generated data was kept for the next run */
+    snprintf(cmd, sizeof cmd, "ls '%s'/_data/synthetic-*/items.tsv >/dev/null 2>&1", results);
+    ck_assert_int_eq(system(cmd), 0);
+
+    /* same experiment again: recognised as finished, nothing retrained */
+    ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+    ck_assert_msg(strstr(err, "already finished") != NULL, "%s", err);
+    ck_assert_msg(strstr(out, "domain X") != NULL, "%s", out);
+    free(out);
+    free(err);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("quickstart");
+    TCase *tc = tcase_create("quickstart");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, t_quickstart_runs_and_skips_when_finished);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }
