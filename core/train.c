@@ -412,6 +412,16 @@ static void clip_gradients(runner *r, double max_norm)
 /* Does any learnable parameter reach the loss? A model like `pop` carries an encoder the
  * schema requires but never uses it; then there is nothing to train and the run only
  * evaluates (epochs_run = 0). Checked on one forward pass of the first batch. */
+/* Model forward then the loss plugin, on a graph the caller has reset. */
+static tema_status forward_loss(runner *r, const tema_batch *b, const tema_targets *t, tema_tensor **loss, tema_err *err)
+{
+    tema_stream streams[TEMA_MAX_STREAMS];
+    int ns = 0;
+    tema_status st = tema_model_forward(&r->model, r->g, b, streams, &ns, err);
+    if (st != TEMA_OK) return st;
+    return r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, t, loss, err);
+}
+
 static tema_status probe_trainable(runner *r, bool *out, tema_err *err)
 {
     *out = false;
@@ -422,12 +432,8 @@ static tema_status probe_trainable(runner *r, bool *out, tema_err *err)
     tema_batch_train(&r->train_bb, &r->ds->train, r->ds->n_x, r->ds->n_y, r->examples, nb, &b, &t);
     t.seed = r->s.seed;
     tema_graph_reset(r->g, false, 0);
-    tema_stream streams[TEMA_MAX_STREAMS];
-    int ns = 0;
-    tema_status st = tema_model_forward(&r->model, r->g, &b, streams, &ns, err);
-    if (st != TEMA_OK) return st;
     tema_tensor *loss = NULL;
-    st = r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &t, &loss, err);
+    tema_status st = forward_loss(r, &b, &t, &loss, err);
     if (st != TEMA_OK) return st;
     *out = loss && (loss->flags & TEMA_TENSOR_NEEDS_GRAD);
     return TEMA_OK;
@@ -441,12 +447,8 @@ static tema_status train_step(runner *r, const int64_t *lines, int nb, uint64_t 
     tema_batch_train(&r->train_bb, &r->ds->train, r->ds->n_x, r->ds->n_y, lines, nb, &b, &t);
     t.seed = mix3(r->s.seed, step, 0x6e65676174697665ull);
     tema_graph_reset(r->g, true, mix3(r->s.seed, step, 0x64726f706f7574ull));
-    tema_stream streams[TEMA_MAX_STREAMS];
-    int ns = 0;
-    tema_status st = tema_model_forward(&r->model, r->g, &b, streams, &ns, err);
-    if (st != TEMA_OK) return st;
     tema_tensor *loss = NULL;
-    st = r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &t, &loss, err);
+    tema_status st = forward_loss(r, &b, &t, &loss, err);
     if (st != TEMA_OK) return st;
     if (!loss || loss->size != 1)
         return tema_fail(err, TEMA_EINTERNAL, "loss plugin '%s' did not return a [1] tensor (%s)", r->model.loss_p->name,

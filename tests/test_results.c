@@ -16,14 +16,6 @@ static const char cfg_a[] = "{\"name\":\"exp\",\"seed\":1,\"model\":{\"name\":\"
 static const char cfg_b[] = "{\"name\":\"exp\",\"seed\":2,\"model\":{\"name\":\"sasrec\"}}";
 static const char yaml_a[] = "name: exp\nseed: 1\nmodel:\n  name: sasrec\n";
 
-static bool exists(const char *dir, const char *name)
-{
-    char p[4096];
-    struct stat st;
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return stat(p, &st) == 0;
-}
-
 static char *slurp(const char *dir, const char *name)
 {
     char p[4096], *data = NULL;
@@ -141,8 +133,8 @@ START_TEST(open_creates_folder_and_states)
     /* A fresh begin on a finished run clears the DONE marker and old outputs. */
     tu_write(tema_results_last_path(run), "old checkpoint");
     ck_assert_int_eq(tema_results_begin(run, true, &err), TEMA_OK);
-    ck_assert(!exists(dir, "DONE"));
-    ck_assert(!exists(dir, "last.bin"));
+    ck_assert(!tu_exists(dir, "DONE"));
+    ck_assert(!tu_exists(dir, "last.bin"));
     tema_results_close(run);
 
     /* A different config is a different run folder. */
@@ -242,9 +234,9 @@ START_TEST(epochs_append_and_truncate)
 
     /* A resumed (not fresh) begin keeps the log. */
     ck_assert_int_eq(tema_results_begin(run, false, &err), TEMA_OK);
-    ck_assert(exists(dir, "epochs.jsonl"));
+    ck_assert(tu_exists(dir, "epochs.jsonl"));
     ck_assert_int_eq(tema_results_begin(run, true, &err), TEMA_OK);
-    ck_assert(!exists(dir, "epochs.jsonl"));
+    ck_assert(!tu_exists(dir, "epochs.jsonl"));
     ck_assert_int_eq(count_tmp_files(dir), 0);
     tema_results_close(run);
 }
@@ -316,9 +308,9 @@ START_TEST(final_meta_ranks_files)
                           "9\tY\t1001\t1.0\t1000.0\t500.5\n");
     free(tsv);
 
-    ck_assert(!exists(dir, "DONE"));
+    ck_assert(!tu_exists(dir, "DONE"));
     ck_assert_int_eq(tema_results_finish(run, &err), TEMA_OK);
-    ck_assert(exists(dir, "DONE"));
+    ck_assert(tu_exists(dir, "DONE"));
     ck_assert_int_eq(count_tmp_files(dir), 0);
     tema_results_close(run);
 }

@@ -53,14 +53,6 @@ static char *run_dir(const char *results, const char *name)
     return buf;
 }
 
-static bool exists(const char *dir, const char *file)
-{
-    char p[8400];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/%s", dir, file);
-    return stat(p, &sb) == 0;
-}
-
 static json_object *load_json(const char *dir, const char *file)
 {
     char p[8400];
@@ -146,7 +138,7 @@ START_TEST(sasrec_toy_end_to_end)
     const char *files[] = {"config.yaml", "config.json", "meta.json", "epochs.jsonl", "final.json", "ranks.tsv",
                            "DONE", "best.bin", "last.bin"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-        ck_assert_msg(exists(dir, files[i]), "%s missing in %s", files[i], dir);
+        ck_assert_msg(tu_exists(dir, files[i]), "%s missing in %s", files[i], dir);
     ck_assert_int_eq(count_lines(dir, "epochs.jsonl"), 3);
     ck_assert_int_eq(count_lines(dir, "ranks.tsv"), 1 + 10);
     json_object *fin = load_json(dir, "final.json");
@@ -210,8 +202,8 @@ START_TEST(pop_toy_ranks_match_counts)
     ck_assert_int_eq(json_object_get_int(get(fin, "epochs_run")), 0);
     check_metrics(fin, "test");
     json_object_put(fin);
-    ck_assert(!exists(dir, "epochs.jsonl") || count_lines(dir, "epochs.jsonl") == 0);
-    ck_assert(!exists(dir, "best.bin"));
+    ck_assert(!tu_exists(dir, "epochs.jsonl") || count_lines(dir, "epochs.jsonl") == 0);
+    ck_assert(!tu_exists(dir, "best.bin"));
 
     /* full ranking by training count: rank = 1 + #items of the domain counted more often
      * (optimistic) or at least as often (pessimistic) as the target */
@@ -307,9 +299,9 @@ START_TEST(interrupted_run_resumes_to_same_result)
     const char *d2 = run_dir(r2, "toy-resume");
     char dir2[4200];
     snprintf(dir2, sizeof dir2, "%s", d2);
-    ck_assert(!exists(dir2, "DONE"));
-    ck_assert(!exists(dir2, "final.json"));
-    ck_assert(exists(dir2, "last.bin"));
+    ck_assert(!tu_exists(dir2, "DONE"));
+    ck_assert(!tu_exists(dir2, "final.json"));
+    ck_assert(tu_exists(dir2, "last.bin"));
     ck_assert_int_eq(count_lines(dir2, "epochs.jsonl"), 2);
 
     rc = run_tema(exp, r2, &out, &err);
@@ -317,7 +309,7 @@ START_TEST(interrupted_run_resumes_to_same_result)
     ck_assert_msg(strstr(err, "resuming"), "stderr: %s", err);
     free(out);
     free(err);
-    ck_assert(exists(dir2, "DONE"));
+    ck_assert(tu_exists(dir2, "DONE"));
     ck_assert_int_eq(count_lines(dir2, "epochs.jsonl"), 4);
     char *a = test_metrics_json(run_dir(r1, "toy-resume"));
     char *b = test_metrics_json(dir2);

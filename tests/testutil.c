@@ -64,6 +64,14 @@ const char *tu_tmpdir(void)
     return buf;
 }
 
+bool tu_exists(const char *dir, const char *name)
+{
+    char p[8400];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0;
+}
+
 void tu_write(const char *path, const char *text)
 {
     FILE *f = fopen(path, "wb");

@@ -3,6 +3,7 @@
 #define TEMA_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* ../shared/data (from TEMA_TEST_DATA), or NULL when that folder is absent. */
@@ -11,6 +12,8 @@ const char *tu_data_dir(void);
 const char *tu_data_path(const char *name);
 /* A fresh empty temporary folder (removed at exit). Static storage, valid until next call. */
 const char *tu_tmpdir(void);
+/* Does dir/name exist? */
+bool tu_exists(const char *dir, const char *name);
 /* Write a file (parent folders must exist). */
 void tu_write(const char *path, const char *text);
 /* Run the built tema binary with a shell-quoted argument string; captures stdout and
