@@ -14,6 +14,9 @@ typedef struct tema_plugin_info {
 } tema_plugin_info;
 
 const tema_host *tema_host_get(void);           /* the process-wide host table */
+/* Sequence group (tema_seq_kind) of each of n streams and its log weight inside the group
+ * (log w_k / sum of the group's weights); returns the bit mask of groups present. */
+int tema_stream_groups(const tema_stream *streams, int n, int *group, float *logw);
 const char *tema_kind_name(tema_kind kind);     /* "backend", "encoder", ... */
 int tema_kind_from_name(const char *name);      /* -1 if unknown */
 

@@ -419,7 +419,9 @@ static tema_status forward_loss(runner *r, const tema_batch *b, const tema_targe
     int ns = 0;
     tema_status st = tema_model_forward(&r->model, r->g, b, streams, &ns, err);
     if (st != TEMA_OK) return st;
-    return r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, t, loss, err);
+    tema_targets tw = *t;
+    tema_model_seq_weights(&r->model, tw.seq_weight);
+    return r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &tw, loss, err);
 }
 
 static tema_status probe_trainable(runner *r, bool *out, tema_err *err)

@@ -45,6 +45,10 @@ void tema_model_destroy(tema_model *m);
 tema_status tema_model_forward(tema_model *m, tema_graph *g, const tema_batch *b, tema_stream *streams,
                                int *n_streams, tema_err *err);
 
+/* Sequence-group weights w[target domain][tema_seq_kind] from the attention plugin (all 1
+ * when it declares none). */
+void tema_model_seq_weights(const tema_model *m, float w[2][3]);
+
 /* Host buffers of one batch (allocated once for the largest batch). */
 typedef struct tema_batch_buf {
     int32_t B, L, P;         /* capacity: sequences, positions, loss positions per sequence */

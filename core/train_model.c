@@ -1,5 +1,6 @@
 /* core/train_model.c - assembling a model from plugins, building batches, evaluation. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,15 @@ tema_status tema_model_forward(tema_model *m, tema_graph *g, const tema_batch *b
     return TEMA_OK;
 }
 
+void tema_model_seq_weights(const tema_model *m, float w[2][3])
+{
+    for (int d = 0; d < 2; d++)
+        for (int q = 0; q < 3; q++) w[d][q] = 1.0f;
+    if (m->att_p && m->att_p->ops_size >= offsetof(tema_attention_ops, sequence_weights) + sizeof(void *) &&
+        m->att_ops->sequence_weights)
+        m->att_ops->sequence_weights(m->att, w);
+}
+
 tema_status tema_batch_buf_init(tema_batch_buf *bb, int32_t B, int32_t L, int32_t P, tema_err *err)
 {
     memset(bb, 0, sizeof *bb);
@@ -233,10 +243,11 @@ void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, cons
                       .seq_y = bb->seq_y};
 }
 
-/* Scores of one batch against one domain: out[b * nd + j] for item lo + j. Several
- * streams combine as log sum_k w_k softmax_k (each stream normalised over the domain);
- * one stream keeps its raw logits (same ranking, no rounding from the normalisation). */
-static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int32_t lo, int32_t nd, const int32_t *dom_ids,
+/* Scores of one batch against one domain (index dom): out[b * nd + j] for item lo + j.
+ * Streams combine as log sum_g w[dom][g] sum_{k in g} (w_k/W_g) softmax_k (each stream
+ * normalised over the domain, Eq. 16); one stream keeps its raw logits (same ranking, no
+ * rounding from the normalisation). */
+static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, int32_t nd, const int32_t *dom_ids,
                                 const int32_t *last_rows, float *out, float *tmp, tema_err *err)
 {
     const tema_nn_api *nn = tema_nn();
@@ -246,7 +257,14 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int32_t l
     tema_status st = tema_model_forward(c->model, c->g, b, streams, &ns, err);
     if (st != TEMA_OK) return st;
     const int64_t nb = b->B;
+    int group[TEMA_MAX_STREAMS];
+    float logw[TEMA_MAX_STREAMS], sw[2][3];
+    tema_stream_groups(streams, ns, group, logw);
+    tema_model_seq_weights(c->model, sw);
+    bool first = true;
     for (int k = 0; k < ns; k++) {
+        const float gw = sw[dom][group[k]];
+        if (ns > 1 && !(gw > 0)) continue;
         tema_tensor *h = nn->gather_rows(c->g, streams[k].h, last_rows, nb);
         tema_tensor *e = h ? nn->gather_rows(c->g, streams[k].items, dom_ids, nd) : NULL;
         tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;
@@ -259,7 +277,9 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int32_t l
                 for (int64_t i = 0; i < nb * nd; i++) dst[i] *= tau;
             break;
         }
-        const float lw = logf(streams[k].weight);
+        const float lw = logw[k] + logf(gw);
+        const bool init = first;
+        first = false;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
         for (int64_t r = 0; r < nb; r++) {
             float *row = tmp + r * nd, *acc = out + r * nd;
@@ -273,7 +293,7 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int32_t l
             float lse = mx + (float)log(s);
             for (int32_t j = 0; j < nd; j++) {
                 float v = row[j] - lse + lw;
-                if (k == 0) acc[j] = v;
+                if (init) acc[j] = v;
                 else {
                     float m2 = acc[j] > v ? acc[j] : v;
                     acc[j] = m2 + log1pf(expf(-fabsf(acc[j] - v)));
@@ -281,7 +301,9 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int32_t l
             }
         }
     }
-    (void)lo;
+    if (first && ns > 1)
+        return tema_fail(err, TEMA_EINVAL, "evaluation: every stream group has sequence weight 0 for domain %c; hint: "
+                                           "check the attention plugin's lambdas", dom ? 'Y' : 'X');
     return TEMA_OK;
 }
 
@@ -324,7 +346,7 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
             int nb = (int)(m - s < B ? m - s : B);
             tema_batch b;
             tema_batch_eval(c->bb, sp, n_x, order + s, nb, &b);
-            st = batch_scores(c, &b, lo, nd, dom_ids, last_rows, scores, tmp, err);
+            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, scores, tmp, err);
             if (st != TEMA_OK) break;
 #pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
             for (int k = 0; k < nb; k++) {

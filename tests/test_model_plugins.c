@@ -348,18 +348,23 @@ static void loss_free(loss_fixture *f)
     tema_params_free(f->params);
 }
 
+/* 1 stream; 2 streams mixed in one group (both over the merged sequence); 3 streams: that
+ * group plus a second one over S^X, the groups weighed by g_sw by the target's domain. */
 static void make_streams(loss_fixture *f, tema_stream *s)
 {
     s[0] = (tema_stream){.h = f->h, .items = f->items, .weight = f->n_streams > 1 ? 0.3f : 1.0f, .inv_temp = 1.0f};
-    s[1] = (tema_stream){.h = f->h2, .items = f->items, .weight = 0.7f, .inv_temp = 0.5f, .sequence = TEMA_SEQ_X};
+    s[1] = (tema_stream){.h = f->h2, .items = f->items, .weight = 0.7f, .inv_temp = 0.5f, .sequence = TEMA_SEQ_MERGED};
+    s[2] = (tema_stream){.h = f->h, .items = f->items, .weight = 2.0f, .inv_temp = 2.0f, .sequence = TEMA_SEQ_X};
 }
+static const float g_sw[2][3] = {{0.1f, 1.0f, 0.3f}, {0.1f, 0.3f, 1.0f}}; /* [domain][merged, X, Y] */
 
 static double loss_eval(loss_fixture *f, bool backward)
 {
-    tema_stream s[2];
+    tema_stream s[3];
     make_streams(f, s);
     tema_targets t = {.struct_size = sizeof t, .rows = LR, .row_index = g_rows, .target = g_tgt, .lo = f->lo,
                       .hi = f->hi, .weight = g_w, .seed = 77};
+    memcpy(t.seq_weight, g_sw, sizeof g_sw);
     tema_tensor *loss = NULL;
     tema_err err = {0};
     tema_graph_reset(f->g, true, 1);
@@ -411,7 +416,7 @@ START_TEST(losses_finite_and_gradients_match)
     for (size_t i = 0; i < tema_registry_count(g_reg); i++) {
         const tema_plugin *p = tema_registry_at(g_reg, i)->plugin;
         if (p->kind != TEMA_KIND_LOSS) continue;
-        for (int ns = 1; ns <= 2; ns++) {
+        for (int ns = 1; ns <= 3; ns++) {
             loss_fixture f = {0};
             loss_build(&f, p, NULL, ns);
             check_gradient(&f, p->name);
@@ -423,30 +428,37 @@ START_TEST(losses_finite_and_gradients_match)
 }
 END_TEST
 
-/* Reference: -sum_r w_r log sum_k w_k softmax_k(t_r) / sum_r w_r, in double. */
+/* Reference, in double: sum_r w_r sum_g sw[D_r][g] * -log sum_{k in g} (w_k / W_g) softmax_k(t_r)
+ * / sum_r w_r, groups g = the streams' sequences (one stream or one group: plain mixture NLL). */
 static double reference_loss(loss_fixture *f)
 {
-    tema_stream s[2];
+    tema_stream s[3];
     make_streams(f, s);
     double num = 0, den = 0;
     for (int r = 0; r < LR; r++) {
-        double p = 0;
-        for (int k = 0; k < f->n_streams; k++) {
-            const float *h = s[k].h->data + g_rows[r] * LD;
-            double mx = -INFINITY, z[NI];
-            for (int j = f->lo[r]; j < f->hi[r]; j++) {
-                z[j] = 0;
-                for (int d = 0; d < LD; d++) z[j] += (double)h[d] * s[k].items->data[j * LD + d];
-                z[j] *= s[k].inv_temp;
-                mx = z[j] > mx ? z[j] : mx;
+        const int dom = g_tgt[r] < NX ? 0 : 1;
+        for (int grp = 0; grp < 3; grp++) {
+            double p = 0, wg = 0;
+            for (int k = 0; k < f->n_streams; k++) {
+                if ((int)s[k].sequence != grp) continue;
+                const float *h = s[k].h->data + g_rows[r] * LD;
+                double mx = -INFINITY, z[NI];
+                for (int j = f->lo[r]; j < f->hi[r]; j++) {
+                    z[j] = 0;
+                    for (int d = 0; d < LD; d++) z[j] += (double)h[d] * s[k].items->data[j * LD + d];
+                    z[j] *= s[k].inv_temp;
+                    mx = z[j] > mx ? z[j] : mx;
+                }
+                double sum = 0;
+                for (int j = f->lo[r]; j < f->hi[r]; j++) sum += exp(z[j] - mx);
+                p += s[k].weight * exp(z[g_tgt[r]] - mx) / sum;
+                wg += s[k].weight;
             }
-            double sum = 0;
-            for (int j = f->lo[r]; j < f->hi[r]; j++) sum += exp(z[j] - mx);
-            p += s[k].weight * exp(z[g_tgt[r]] - mx) / sum;
+            if (wg > 0) num += g_w[r] * g_sw[dom][grp] * -log(p / wg);
         }
-        num += g_w[r] * -log(p);
         den += g_w[r];
     }
+    /* one group only: its sequence weight still applies, as in training */
     return num / den;
 }
 
@@ -457,7 +469,7 @@ START_TEST(full_softmax_equals_plain_cross_entropy)
     ck_assert_ptr_nonnull(p);
     const char *chunks[2] = {NULL, "chunk: 2\n"}; /* 2 < domain size: several chunks per row */
     for (int c = 0; c < 2; c++)
-        for (int ns = 1; ns <= 2; ns++) {
+        for (int ns = 1; ns <= 3; ns++) {
             loss_fixture f = {0};
             loss_build(&f, p, chunks[c], ns);
             double got = loss_eval(&f, false), want = reference_loss(&f);

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 0
+#define TEMA_ABI_MINOR 1   /* 1.1: stream groups (sequence weights), item tags, mixture_nll */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
@@ -76,6 +76,9 @@ typedef struct tema_cfg tema_cfg;
 typedef enum tema_log_level { TEMA_LOG_DEBUG = 0, TEMA_LOG_INFO = 1, TEMA_LOG_WARN = 2, TEMA_LOG_ERROR = 3 } tema_log_level;
 
 struct tema_backend_ops;
+struct tema_stream;
+struct tema_targets;
+struct tema_tag_selection;
 
 typedef struct tema_host {
     uint32_t abi_major, abi_minor;
@@ -95,6 +98,16 @@ typedef struct tema_host {
     const tema_nn_api *nn;                           /* autograd ops */
     const struct tema_backend_ops *(*backend)(void); /* active backend's kernels (tema/backend.h) */
     void *(*backend_self)(void);                     /* its instance */
+    /* ---- ABI 1.1 (check struct_size) ---- */
+    /* The training objective of a set of streams, given logp[k] = [R] log-probabilities of
+     * each row's target under stream k alone (rows in the order of t). Streams are grouped
+     * by their `sequence`; inside a group they mix with weights w_k / sum_group w; groups are
+     * weighted by t->seq_weight for the row's target domain (see tema_targets):
+     *   loss = sum_r weight_r sum_g seq_weight[D_r][g] * -log sum_{k in g} (w_k/W_g) p_k(t_r)
+     *          / sum_r weight_r
+     * *loss is a [1] tensor on g. One stream with sequence weights 1: plain mean cross-entropy. */
+    tema_status (*mixture_nll)(tema_graph *g, tema_tensor *const *logp, const struct tema_stream *streams,
+                               int n_streams, const struct tema_targets *t, tema_tensor **loss, tema_err *err);
 } tema_host;
 
 /* ---- the descriptor ---- */
@@ -143,6 +156,14 @@ typedef struct tema_model_info {
     uint64_t seed;
     tema_params *params;           /* declare parameters here during create() */
     const tema_host *host;
+    /* ---- ABI 1.1 (check struct_size >= offsetof(tema_model_info, item_tags) + sizeof(void *)) ----
+     * Item tags after the experiment's tagger -> tag_select -> tag_repr pipeline; n_tags == 0
+     * when the experiment configures none. Tag ids are global: domain X's vocabulary first,
+     * then Y's; item_tags->score holds the tag_repr weights. */
+    int32_t n_tags;
+    const char *const *tag_names;  /* [n_tags] */
+    const int32_t *tag_domain;     /* [n_tags] 0 = X, 1 = Y */
+    const struct tema_tag_selection *item_tags; /* n_items == n_x + n_y */
 } tema_model_info;
 
 /* One mini-batch. Sequences are right-aligned (most recent at position L-1) and
@@ -170,6 +191,11 @@ typedef struct tema_encoder_ops {
  * `sequence` tells which input sequence h_k summarises (for per-domain loss weights). */
 typedef enum tema_seq_kind { TEMA_SEQ_MERGED = 0, TEMA_SEQ_X = 1, TEMA_SEQ_Y = 2 } tema_seq_kind;
 
+/* Streams summarising the same sequence form a group (a mixture over modalities, Eq. 13-14
+ * of the TEMA-LLM paper, weights normalised inside the group). Groups combine by sequence
+ * weights that depend on the target's domain D (Eq. 15-16): w[D][TEMA_SEQ_*], e.g. 1 for D's
+ * own sequence, lambda_1 for the other domain's, lambda_2 for the merged one:
+ *   training:  sum_g w[D][g] * -log P_g(t)        inference: log sum_g w[D][g] P_g(j)   */
 typedef struct tema_stream {
     tema_tensor *h;        /* [B*L, d] state after each position */
     tema_tensor *items;    /* [n_x+n_y, d] */
@@ -187,6 +213,10 @@ typedef struct tema_attention_ops {
     tema_status (*forward)(void *self, tema_graph *g, const tema_batch *b, tema_tensor *const *items, int n_enc,
                            tema_stream *streams, int *n_streams, tema_err *err);
     void (*destroy)(void *self);
+    /* ---- ABI 1.1, optional (NULL or absent: every weight 1) ----
+     * w[d][s]: weight of the group of streams summarising sequence kind s (tema_seq_kind)
+     * when the target is in domain d (0 = X, 1 = Y). */
+    void (*sequence_weights)(const void *self, float w[2][3]);
 } tema_attention_ops;
 
 /* Training rows: positions whose next item is a target. Host-owned during forward(). */
@@ -198,6 +228,8 @@ typedef struct tema_targets {
     const int32_t *lo, *hi;    /* [R] item range of the target's domain */
     const float *weight;       /* [R] row weight (1 by default) */
     uint64_t seed;             /* for negative sampling this step */
+    /* ---- ABI 1.1 (check struct_size) ---- */
+    float seq_weight[2][3];    /* group weights by target domain and sequence kind (see tema_stream) */
 } tema_targets;
 
 typedef struct tema_loss_ops {

@@ -2,8 +2,8 @@
  *
  * For row r with target t and domain [lo, hi):
  *   log p_k(t) = <h_k[r], items_k[t]> tau_k - log sum_{j in [lo,hi)} exp(<h_k[r], items_k[j]> tau_k)
- *   loss_r     = -log sum_k w_k p_k(t)          (one stream: -log p(t))
- *   loss       = sum_r weight_r loss_r / sum_r weight_r
+ *   loss       = host->mixture_nll(log p_k(t))  (one stream: mean of -log p(t); several:
+ *                sequence groups of modality mixtures, see tema_stream)
  * The log-sum-exp runs in chunks of `chunk` items (nn->lse_chunked), so the [rows, items]
  * logits matrix is never stored, forward or backward. `positions` is read by the trainer:
  * it decides which rows (the last `positions` positions with a target) are passed in. */
@@ -54,16 +54,9 @@ static tema_status full_forward(void *self, tema_graph *g, const tema_stream *st
     const int64_t R = t->rows;
     int32_t *rows = nn->ids(g, t->row_index, R), *tgt = nn->ids(g, t->target, R), *lo = nn->ids(g, t->lo, R),
             *hi = nn->ids(g, t->hi, R);
-    /* weights must also outlive backward: keep a bitwise copy in the arena */
-    float *w = NULL;
-    if (t->weight) {
-        w = (float *)nn->ids(g, (const int32_t *)t->weight, R);
-        NN_CHECK(w);
-    }
     NN_CHECK(rows && tgt && lo && hi);
 
     tema_tensor *logp[TEMA_MAX_STREAMS];
-    float logw[TEMA_MAX_STREAMS];
     for (int k = 0; k < n_streams; k++) {
         const tema_stream *s = &streams[k];
         tema_tensor *h = nn->gather_rows(g, s->h, rows, R);
@@ -74,25 +67,15 @@ static tema_status full_forward(void *self, tema_graph *g, const tema_stream *st
         NN_CHECK(lse);
         NN_CHECK(lse = nn->scale(g, lse, -1.0f));
         NN_CHECK(logp[k] = nn->add(g, pos, lse));
-        if (!(s->weight > 0))
-            return tema_fail(err, TEMA_EINVAL, "loss full_softmax: stream %d has weight %g (must be > 0)", k,
-                             (double)s->weight);
-        logw[k] = logf(s->weight);
     }
-    tema_tensor *lp = logp[0];
-    if (n_streams > 1 || logw[0] != 0.0f) NN_CHECK(lp = nn->logaddexp_n(g, logp, logw, n_streams));
-    NN_CHECK(lp = nn->scale(g, lp, -1.0f));
-    if (w) NN_CHECK(lp = nn->weighted_mean(g, lp, w));
-    else NN_CHECK(lp = nn->mean(g, lp));
-    *loss = lp;
-    return TEMA_OK;
+    return l->host->mixture_nll(g, logp, streams, n_streams, t, loss, err);
 }
 
 static void full_destroy(void *self) { free(self); }
 
 static const tema_loss_ops full_ops = {.create = full_create, .forward = full_forward, .destroy = full_destroy};
 
-static const tema_plugin full_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_LOSS, "full_softmax", "1.0.0",
+static const tema_plugin full_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_LOSS, "full_softmax", "1.1.0",
                                                            "cross-entropy over the target's whole domain (chunked)",
                                                            full_options, full_ops)};
 TEMA_PLUGIN_DEFINE(full_plugin)

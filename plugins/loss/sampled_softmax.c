@@ -10,8 +10,8 @@
  * The log-Q term makes (1/K) sum_k exp(<h,e_{c_k}> tau) / q(c_k) an unbiased estimate of
  * sum_{j != t} exp(<h,e_j> tau) (masking the accidental hits keeps exactly the j != t
  * part), so the loss tends to the full softmax loss as K grows; without it popular
- * negatives would be over-counted. Several
- * streams mix as in full_softmax: -log sum_k w_k p_k(t). */
+ * negatives would be over-counted. Several streams combine through host->mixture_nll
+ * (sequence groups of modality mixtures), as in full_softmax. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +34,7 @@ typedef struct sampled_loss {
     int64_t n_items;
     double *cdf;            /* [n_items+1] prefix sums of (count+1)^0.75; pop only */
     /* host scratch, grown as needed */
-    int32_t *cand, *grp_rows, *grp_tgt;
+    int32_t *cand, *grp_rows, *grp_tgt, *grp_lo, *grp_hi;
     float *corr, *tcorr, *w;   /* tcorr: [K] -log(K q(c_k)) */
     size_t cand_cap, rows_cap, corr_cap;
 } sampled_loss;
@@ -170,11 +170,13 @@ static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream 
         c = l->rows_cap; ok = ok && grow((void **)&l->grp_rows, &c, (size_t)R, sizeof(int32_t));
         c = l->rows_cap; ok = ok && grow((void **)&l->grp_tgt, &c, (size_t)R, sizeof(int32_t));
         c = l->rows_cap; ok = ok && grow((void **)&l->w, &c, (size_t)R, sizeof(float));
+        c = l->rows_cap; ok = ok && grow((void **)&l->grp_lo, &c, (size_t)R, sizeof(int32_t));
+        c = l->rows_cap; ok = ok && grow((void **)&l->grp_hi, &c, (size_t)R, sizeof(int32_t));
         if (ok) l->rows_cap = (size_t)R;
     }
     if (!ok) return tema_fail(err, TEMA_ENOMEM, "loss sampled_softmax: out of memory");
 
-    tema_tensor *parts[SAMPLED_MAX_GROUPS];
+    tema_tensor *parts[TEMA_MAX_STREAMS][SAMPLED_MAX_GROUPS];
     int64_t done = 0;
     for (int gi = 0; gi < n_groups; gi++) {
         const int32_t lo = glo[gi], hi = ghi[gi];
@@ -185,6 +187,8 @@ static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream 
                 l->grp_rows[n] = t->row_index[r];
                 l->grp_tgt[n] = t->target[r];
                 l->w[done + n] = t->weight ? t->weight[r] : 1.0f;
+                l->grp_lo[done + n] = lo;
+                l->grp_hi[done + n] = hi;
                 n++;
             }
         draw(l, t->seed, lo, hi, K, l->cand);
@@ -199,14 +203,8 @@ static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream 
         tema_tensor *corr = nn->tensor(g, 2, cshape, l->corr);
         NN_CHECK(corr);
 
-        tema_tensor *logp[TEMA_MAX_STREAMS];
-        float logw[TEMA_MAX_STREAMS];
         for (int s = 0; s < n_streams; s++) {
             const tema_stream *st = &streams[s];
-            if (!(st->weight > 0))
-                return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: stream %d has weight %g (must be > 0)", s,
-                                 (double)st->weight);
-            logw[s] = logf(st->weight);
             tema_tensor *h = nn->gather_rows(g, st->h, rows, Rg);
             NN_CHECK(h);
             tema_tensor *e = nn->gather_rows(g, st->items, cand, K);
@@ -225,20 +223,27 @@ static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream 
             tema_tensor *lse = nn->logsumexp(g, all);
             NN_CHECK(lse);
             NN_CHECK(lse = nn->scale(g, lse, -1.0f));
-            NN_CHECK(logp[s] = nn->add(g, zt, lse));
+            NN_CHECK(parts[s][gi] = nn->add(g, zt, lse));
         }
-        tema_tensor *lp = logp[0];
-        if (n_streams > 1 || logw[0] != 0.0f) NN_CHECK(lp = nn->logaddexp_n(g, logp, logw, n_streams));
-        NN_CHECK(parts[gi] = nn->scale(g, lp, -1.0f));
         done += Rg;
     }
-    tema_tensor *nll = parts[0];
-    if (n_groups > 1) NN_CHECK(nll = nn->concat(g, parts, n_groups));
-    float *w = (float *)nn->ids(g, (const int32_t *)l->w, R);
-    NN_CHECK(w);
-    NN_CHECK(nll = nn->weighted_mean(g, nll, w));
-    *loss = nll;
-    return TEMA_OK;
+    /* rows now run domain group by domain group: hand mixture_nll targets in that order */
+    tema_tensor *logp[TEMA_MAX_STREAMS];
+    for (int s = 0; s < n_streams; s++) {
+        logp[s] = parts[s][0];
+        if (n_groups > 1) {
+            tema_tensor *cols[SAMPLED_MAX_GROUPS];
+            for (int gi = 0; gi < n_groups; gi++) cols[gi] = parts[s][gi];
+            NN_CHECK(logp[s] = nn->concat(g, cols, n_groups)); /* [R]: 1-D parts join end to end */
+        }
+    }
+    tema_targets perm = *t;
+    perm.row_index = l->grp_rows; /* not read by mixture_nll */
+    perm.lo = l->grp_lo;
+    perm.hi = l->grp_hi;
+    perm.weight = l->w;
+    perm.target = NULL;
+    return l->host->mixture_nll(g, logp, streams, n_streams, &perm, loss, err);
 }
 
 static void sampled_destroy(void *self)
@@ -252,6 +257,8 @@ static void sampled_destroy(void *self)
     free(l->corr);
     free(l->tcorr);
     free(l->w);
+    free(l->grp_lo);
+    free(l->grp_hi);
     free(l);
 }
 
@@ -259,6 +266,6 @@ static const tema_loss_ops sampled_ops = {.create = sampled_create, .forward = s
                                           .destroy = sampled_destroy};
 
 static const tema_plugin sampled_plugin = {
-    TEMA_PLUGIN_HEADER(TEMA_KIND_LOSS, "sampled_softmax", "1.0.0",
+    TEMA_PLUGIN_HEADER(TEMA_KIND_LOSS, "sampled_softmax", "1.1.0",
                        "sampled softmax with shared negatives and log-Q correction", sampled_options, sampled_ops)};
 TEMA_PLUGIN_DEFINE(sampled_plugin)
