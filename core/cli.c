@@ -7,7 +7,10 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "grid.h"
 #include "registry.h"
+#include "report.h"
+#include "tags.h"
 #include "tema_build_config.h"
 #include "train.h"
 
@@ -15,10 +18,22 @@ static const char usage_text[] =
     "usage: tema <command> [options]\n"
     "\n"
     "commands:\n"
-    "  run EXP.yaml [--set key.path=value]... [--results DIR] [--force]\n"
-    "                         validate and run an experiment (results in DIR, default results/)\n"
-    "  check EXP.yaml [--set key.path=value]... [--print]\n"
-    "                         validate an experiment without running it\n"
+    "  run EXP.yaml [--set key.path=value]... [--results DIR] [--force] [-j N] [--index I]\n"
+    "                         validate and run an experiment (results in DIR, default results/);\n"
+    "                         a grid runs every unfinished entry, N at a time (threads split\n"
+    "                         between them), or only entry I; exit status = failed runs\n"
+    "  check EXP.yaml [--set key.path=value]... [--print] [--index I]\n"
+    "                         validate an experiment (every grid entry) without running it\n"
+    "  manifest EXP.yaml [--set ...]... [--results DIR] [--json]\n"
+    "                         list the runs of a grid: index, run id, the entry's values\n"
+    "  status EXP.yaml [--set ...]... [--results DIR]\n"
+    "                         done / running / failed / pending per run, and totals\n"
+    "  slurm EXP.yaml [--partition P] [--time T] [--cpus C] [--gpus G] [--max-parallel K]\n"
+    "        [--results DIR] [--set ...]... [--submit]\n"
+    "                         write a Slurm job-array script for the grid (and sbatch it)\n"
+    "  report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]\n"
+    "                         tables with significance marks, timing, plots (and an HTML page)\n"
+    "  tags EXP.yaml [--set ...]... [--results DIR] [--force]   tag the items once (stored in DIR/tags/)\n"
     "  plugins [--describe NAME]\n"
     "                         list the plugins found, or one plugin's options\n"
     "  data stats PATH        statistics of a dataset folder or archive\n"
@@ -74,36 +89,77 @@ static int cmd_plugins(int argc, char **argv)
     return rc;
 }
 
+typedef enum exp_mode { MODE_CHECK, MODE_RUN, MODE_MANIFEST, MODE_STATUS, MODE_SLURM } exp_mode;
+
 typedef struct exp_args {
     const char *path;
     const char *overrides[128];
     int n_overrides;
     const char *results;
-    bool force, print;
+    bool force, print, json, submit;
+    long jobs;       /* run: -j N */
+    long index;      /* run / check: --index I; -1 = every entry */
+    tema_slurm_opts slurm;
 } exp_args;
 
-static int parse_exp_args(int argc, char **argv, exp_args *a, bool run)
+static int parse_int_arg(const char *name, const char *v, long lo, long hi, long *out);
+
+static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
 {
     memset(a, 0, sizeof *a);
     a->results = "results";
+    a->jobs = 1;
+    a->index = -1;
+    const bool run = mode == MODE_RUN;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x = 0;
+        int rc = 0;
+        if (!strcmp(o, "--set") && v) {
             if (a->n_overrides == 128) return usage("too many --set options");
             a->overrides[a->n_overrides++] = argv[++i];
-        } else if (!strncmp(argv[i], "--set=", 6)) {
+        } else if (!strncmp(o, "--set=", 6)) {
             if (a->n_overrides == 128) return usage("too many --set options");
-            a->overrides[a->n_overrides++] = argv[i] + 6;
-        } else if (run && !strcmp(argv[i], "--results") && i + 1 < argc) {
+            a->overrides[a->n_overrides++] = o + 6;
+        } else if (mode != MODE_CHECK && !strcmp(o, "--results") && v) {
             a->results = argv[++i];
-        } else if (run && !strcmp(argv[i], "--force")) {
+        } else if (run && !strcmp(o, "--force")) {
             a->force = true;
-        } else if (!run && !strcmp(argv[i], "--print")) {
+        } else if (run && (!strcmp(o, "-j") || !strcmp(o, "--jobs")) && v) {
+            if ((rc = parse_int_arg(o, argv[++i], 1, 1024, &x))) return rc;
+            a->jobs = x;
+        } else if (run && !strncmp(o, "-j", 2) && o[2]) {
+            if ((rc = parse_int_arg("-j", o + 2, 1, 1024, &x))) return rc;
+            a->jobs = x;
+        } else if ((run || mode == MODE_CHECK) && !strcmp(o, "--index") && v) {
+            if ((rc = parse_int_arg(o, argv[++i], 0, 100000000, &x))) return rc;
+            a->index = x;
+        } else if (mode == MODE_CHECK && !strcmp(o, "--print")) {
             a->print = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "tema: unknown option '%s'\n", argv[i]);
+        } else if (mode == MODE_MANIFEST && !strcmp(o, "--json")) {
+            a->json = true;
+        } else if (mode == MODE_SLURM && !strcmp(o, "--submit")) {
+            a->submit = true;
+        } else if (mode == MODE_SLURM && !strcmp(o, "--partition") && v) {
+            a->slurm.partition = argv[++i];
+        } else if (mode == MODE_SLURM && !strcmp(o, "--time") && v) {
+            a->slurm.time = argv[++i];
+        } else if (mode == MODE_SLURM && !strcmp(o, "--cpus") && v) {
+            if ((rc = parse_int_arg(o, argv[++i], 1, 4096, &x))) return rc;
+            a->slurm.cpus = (int)x;
+        } else if (mode == MODE_SLURM && !strcmp(o, "--gpus") && v) {
+            if ((rc = parse_int_arg(o, argv[++i], 0, 64, &x))) return rc;
+            a->slurm.gpus = (int)x;
+        } else if (mode == MODE_SLURM && !strcmp(o, "--max-parallel") && v) {
+            if ((rc = parse_int_arg(o, argv[++i], 1, 100000, &x))) return rc;
+            a->slurm.max_parallel = (int)x;
+        } else if (o[0] == '-' && o[1]) {
+            fprintf(stderr, "tema: unknown option '%s'%s (see tema --help)\n", o,
+                    v || strchr(o, '=') ? "" : " or it needs a value");
             return 2;
         } else if (!a->path) {
-            a->path = argv[i];
+            a->path = o;
         } else {
             return usage("only one experiment file may be given");
         }
@@ -112,32 +168,119 @@ static int parse_exp_args(int argc, char **argv, exp_args *a, bool run)
     return 0;
 }
 
+/* The runs of an experiment (one when it has no grid); NULL after printing the problems. */
+static tema_grid *expand(const exp_args *a, tema_registry *r)
+{
+    tema_err err = {0};
+    tema_grid *g = NULL;
+    if (tema_grid_expand(a->path, a->overrides, a->n_overrides, r, a->results, stderr, &g, &err) != TEMA_OK) {
+        fail(&err);
+        return NULL;
+    }
+    return g;
+}
+
+/* `tema run` / `tema check`: a grid runs every entry (children, -j at a time), --index one
+ * entry in this process, an experiment without a grid its one run in this process. Exit
+ * status of a grid: the number of failed runs (at most 125), 130 when interrupted. */
 static int cmd_experiment(int argc, char **argv, bool run)
 {
     exp_args a;
-    int rc = parse_exp_args(argc, argv, &a, run);
+    int rc = parse_exp_args(argc, argv, &a, run ? MODE_RUN : MODE_CHECK);
     if (rc) return rc;
     tema_registry *r = load_registry(false);
     if (!r) return 1;
+    tema_grid *g = expand(&a, r);
     tema_err err = {0};
-    tema_cfg *cfg = NULL;
-    if (tema_cfg_resolve(a.path, a.overrides, a.n_overrides, r, stderr, &cfg, &err) != TEMA_OK) {
-        rc = fail(&err);
+    if (!g) {
+        rc = 1;
+    } else if (a.index >= (long)g->n_runs) {
+        fprintf(stderr, "tema: error: --index %ld: %s has %zu run%s (0..%zu); hint: see `tema manifest %s`\n", a.index,
+                a.path, g->n_runs, g->n_runs == 1 ? "" : "s", g->n_runs - 1, a.path);
+        rc = 2;
     } else if (!run) {
-        if (a.print) {
-            char *y = tema_cfg_to_yaml(cfg);
+        for (size_t i = 0; a.print && i < g->n_runs; i++) {
+            if (a.index >= 0 && (size_t)a.index != i) continue;
+            char *y = tema_cfg_to_yaml(g->runs[i].cfg);
+            if (g->has_grid) {
+                char label[2048];
+                tema_grid_label(g, &g->runs[i], true, label, sizeof label);
+                printf("--- # entry %zu, run %s: %s\n", i, g->runs[i].id, label);
+            }
             if (y) fputs(y, stdout);
             free(y);
         }
-        printf("%s: ok\n", a.path);
+        if (g->has_grid) printf("%s: ok (grid of %zu run%s)\n", a.path, g->n_runs, g->n_runs == 1 ? "" : "s");
+        else printf("%s: ok\n", a.path);
+    } else if (a.index >= 0 || g->n_runs == 1) {
+        tema_status st = tema_grid_run_one(g, a.index >= 0 ? (size_t)a.index : 0, r, a.force, &err);
+        if (st == TEMA_EINTERRUPTED) rc = TEMA_EXIT_INTERRUPTED;
+        else if (st != TEMA_OK) rc = fail(&err);
+        if (st == TEMA_EUNSUPPORTED) rc = TEMA_EXIT_BUSY;
     } else {
-        tema_run_opts o = {.results_dir = a.results, .config_path = a.path, .force = a.force};
-        if (tema_run_experiment(cfg, r, &o, &err) != TEMA_OK) rc = fail(&err);
+        tema_grid_exec ex = {.jobs = (int)a.jobs, .force = a.force, .overrides = a.overrides,
+                             .n_overrides = a.n_overrides};
+        tema_grid_outcome out;
+        tema_status st = tema_grid_run_local(g, &ex, &out, &err);
+        if (st == TEMA_EINTERRUPTED) {
+            fail(&err);
+            rc = TEMA_EXIT_INTERRUPTED;
+        } else if (st != TEMA_OK) {
+            rc = fail(&err);
+        } else {
+            rc = out.failed > 125 ? 125 : (int)out.failed;
+            if (out.failed)
+                fprintf(stderr, "tema: %zu run%s failed; `tema status %s` lists them, each run folder's `failed` "
+                                "file has the error\n",
+                        out.failed, out.failed == 1 ? "" : "s", a.path);
+        }
     }
-    tema_cfg_free(cfg);
+    tema_grid_free(g);
     tema_registry_free(r);
     return rc;
 }
+
+/* `tema manifest` / `tema status` / `tema slurm` */
+static int cmd_grid_tool(int argc, char **argv, exp_mode mode)
+{
+    exp_args a;
+    int rc = parse_exp_args(argc, argv, &a, mode);
+    if (rc) return rc;
+    tema_registry *r = load_registry(mode != MODE_SLURM);
+    if (!r) return 1;
+    tema_grid *g = expand(&a, r);
+    tema_err err = {0};
+    if (!g) {
+        rc = 1;
+    } else if (mode == MODE_MANIFEST) {
+        tema_grid_print_manifest(g, a.json, stdout);
+    } else if (mode == MODE_STATUS) {
+        tema_grid_print_status(g, stdout, NULL);
+    } else {
+        char *script = NULL;
+        a.slurm.overrides = a.overrides;
+        a.slurm.n_overrides = a.n_overrides;
+        if (tema_grid_write_slurm(g, &a.slurm, &script, &err) != TEMA_OK) {
+            rc = fail(&err);
+        } else {
+            printf("%s\n", script);
+            if (a.submit) {
+                char job[128];
+                if (tema_grid_submit_slurm(script, job, sizeof job, &err) != TEMA_OK) rc = fail(&err);
+                else printf("submitted job %s (%zu array tasks); follow with `tema status %s`\n", job, g->n_runs,
+                            a.path);
+            }
+        }
+        free(script);
+    }
+    tema_grid_free(g);
+    tema_registry_free(r);
+    return rc;
+}
+
+static int cmd_manifest(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_MANIFEST); }
+static int cmd_status(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_STATUS); }
+static int cmd_slurm(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_SLURM); }
 
 static int parse_int_arg(const char *name, const char *v, long lo, long hi, long *out)
 {
@@ -220,6 +363,11 @@ int tema_cli_main(int argc, char **argv)
     if (!strcmp(cmd, "check")) return cmd_experiment(argc - 2, argv + 2, false);
     if (!strcmp(cmd, "run")) return cmd_experiment(argc - 2, argv + 2, true);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tags")) return tema_tags_cli(argc - 2, argv + 2);
+    if (!strcmp(cmd, "manifest")) return cmd_manifest(argc - 2, argv + 2);
+    if (!strcmp(cmd, "status")) return cmd_status(argc - 2, argv + 2);
+    if (!strcmp(cmd, "slurm")) return cmd_slurm(argc - 2, argv + 2);
+    if (!strcmp(cmd, "report")) return tema_report_main(argc - 2, argv + 2);
     fprintf(stderr, "tema: unknown command '%s'\n\n", cmd);
     fputs(usage_text, stderr);
     return 2;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "train.h"
+#include "tags.h"
 #include "train_internal.h"
 #include "util.h"
 
@@ -696,6 +697,8 @@ static tema_status run_inner(runner *r, tema_err *err)
                                       .max_len = r->s.max_len, .train_counts = r->counts,
                                       .titles = (const char *const *)d->title, .seed = r->s.seed,
                                       .params = r->model.params, .host = tema_host_get()};
+    if ((st = tema_tags_attach(r->cfg, r->reg, r->ds, r->opts->results_dir, &r->model.info, err)) != TEMA_OK)
+        return st;
     if ((st = tema_model_build(&r->model, r->cfg, r->reg, err)) != TEMA_OK) return st;
     r->g = tema_graph_new(r->s.seed);
     if (!r->g) return tema_fail(err, TEMA_ENOMEM, "out of memory");
@@ -784,6 +787,7 @@ tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, co
     tema_batch_buf_free(&r.train_bb);
     tema_batch_buf_free(&r.eval_bb);
     tema_graph_free(r.g);
+    tema_tags_detach(&r.model.info);
     tema_model_destroy(&r.model);
     free(r.counts);
     free(r.examples);

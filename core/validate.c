@@ -64,6 +64,11 @@ static const schema_key schema[] = {
     {K("model", V_MAP, NULL)},
     {K("model.encoders", V_PLUGIN_LIST, "[{plugin: id}]"), .choices = "encoder", .alias = "encoder"},
     {K("model.attention", V_PLUGIN, "{plugin: single}"), .choices = "attention"},
+    /* tags (core/tags.c): no tagger = no tags; domains derived from the dataset when absent */
+    {K("dataset.domains", V_STRING_LIST, NULL)},
+    {K("model.tagger", V_PLUGIN, NULL), .choices = "tagger"},
+    {K("model.tag_select", V_PLUGIN, NULL), .choices = "tag_select"},
+    {K("model.tag_repr", V_PLUGIN, NULL), .choices = "tag_repr"},
     {K("loss", V_PLUGIN, "{plugin: full_softmax}"), .choices = "loss"},
     {K("train", V_MAP, NULL), .alias = "training"},
     {K("train.epochs", V_INT, "100"), RANGE(1, 100000), .alias = "num_epochs"},

@@ -1,0 +1,1041 @@
+/* core/tags.c - the tag pipeline: tagger -> stored item-tag scores -> tag_select ->
+ * tag_repr -> tema_model_info, and `tema tags`.
+ *
+ * Store layout, <results>/tags/<dataset name>/<key>/ with key = 16 hex digits of a hash of
+ * the tagger's name, version and canonical settings, the contents of the files its path
+ * options name (a folder: its regular files; options with "cache" in the name are left out,
+ * a cache never changes results), the environment variables that empty options fall back
+ * to ("(empty: env NAME)" in the option's help; never secrets), the domain names, and the
+ * dataset's item counts and titles. A changed vocabulary file or title is a new key, so
+ * stale scores are never read; editing any file of the vocabulary folder re-tags every
+ * dataset (cheap for the lexical tagger; an LLM tagger answers from its cache).
+ *   vocab.tsv   tag <TAB> domain (X|Y) <TAB> domain name <TAB> tag name   (header line first)
+ *   scores.tsv  item <TAB> tag <TAB> score   global ids, nonzero scores only, by item then tag
+ *   meta.json   format, tagger, version, settings, domains, counts, seconds; written last,
+ *               so a folder without it is an interrupted build and is rebuilt. */
+#include "tags.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dataset.h"
+#include "util.h"
+
+#define STORE_FORMAT "tema-tags 1"
+#define HASHED_FILE_MAX (4u << 20) /* bigger files of a path option are hashed by size and mtime */
+
+/* ---- small helpers ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->oom = true;
+            return;
+        }
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap <= b->n + (size_t)k) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Plugin name and options node of a config entry: "name" or {plugin: name, ...}. */
+static const tema_cfg *plugin_node(const tema_cfg *node, const char **name)
+{
+    *name = NULL;
+    if (!node) return NULL;
+    if (node->type == TEMA_CFG_SCALAR) {
+        *name = node->value;
+        return NULL;
+    }
+    if (node->type == TEMA_CFG_MAP) {
+        *name = tema_cfg_str(node, "plugin", NULL);
+        return node;
+    }
+    return NULL;
+}
+
+static const tema_plugin *find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *key,
+                                      size_t ops_size, tema_err *err)
+{
+    if (!name || !*name) {
+        tema_fail(err, TEMA_EINVAL, "config %s: no plugin named; hint: write `%s: {plugin: NAME}` (available: %s)", key,
+                  key, tema_registry_names(reg, kind));
+        return NULL;
+    }
+    const tema_plugin *p = tema_registry_find(reg, kind, name);
+    if (!p) {
+        tema_fail(err, TEMA_ENOTFOUND, "config %s: no %s plugin '%s'; hint: available: %s", key, tema_kind_name(kind),
+                  name, tema_registry_names(reg, kind));
+        return NULL;
+    }
+    if (p->ops_size < ops_size) {
+        tema_fail(err, TEMA_EABI, "%s plugin '%s' has an incomplete ops table; hint: rebuild it", tema_kind_name(kind),
+                  name);
+        return NULL;
+    }
+    return p;
+}
+
+/* ---- domain names ---- */
+
+static bool valid_domain(const char *d)
+{
+    if (!d || !*d || strlen(d) >= TEMA_TAGS_DOMAIN_MAX) return false;
+    for (; *d; d++)
+        if (!(islower((unsigned char)*d) || isdigit((unsigned char)*d) || *d == '_' || *d == '-')) return false;
+    return true;
+}
+
+/* "X = Food" in a README line: the word after "<letter> = ", lower-cased. */
+static bool readme_domain(const char *text, char letter, char *out)
+{
+    char pat[8];
+    snprintf(pat, sizeof pat, "%c = ", letter);
+    for (const char *p = strstr(text, pat); p; p = strstr(p + 1, pat)) {
+        if (p > text && isalnum((unsigned char)p[-1])) continue;
+        const char *w = p + 4;
+        size_t n = 0;
+        while (isalpha((unsigned char)w[n]) && n + 1 < TEMA_TAGS_DOMAIN_MAX) n++;
+        if (n == 0) continue;
+        for (size_t i = 0; i < n; i++) out[i] = (char)tolower((unsigned char)w[i]);
+        out[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
+static void strip_archive_ext(char *name)
+{
+    static const char *const exts[] = {".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".tar", ".zip"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        size_t m = strlen(exts[i]);
+        if (n > m && !strcmp(name + n - m, exts[i])) {
+            name[n - m] = '\0';
+            return;
+        }
+    }
+}
+
+tema_status tema_tags_domains(const tema_cfg *cfg, const tema_dataset *ds, char out[2][TEMA_TAGS_DOMAIN_MAX],
+                              tema_err *err)
+{
+    out[0][0] = out[1][0] = '\0';
+    const tema_cfg *dl = tema_cfg_get(cfg, "dataset.domains");
+    if (dl && dl->type != TEMA_CFG_NULL) {
+        if (dl->type != TEMA_CFG_LIST || dl->n_items != 2)
+            return tema_fail(err, TEMA_EINVAL, "%s:%d: dataset.domains must list exactly two names (domain X, then Y), "
+                                               "e.g. [food, kitchen]", dl->file ? dl->file : "config", dl->line);
+        for (int d = 0; d < 2; d++) {
+            const tema_cfg *e = dl->items[d];
+            if (e->type != TEMA_CFG_SCALAR || !valid_domain(e->value))
+                return tema_fail(err, TEMA_EINVAL, "%s:%d: dataset.domains.%d: '%s' is not a domain name; hint: use "
+                                                   "lower-case letters, digits, '_' or '-' (it names the tag "
+                                                   "vocabulary file)",
+                                 e->file ? e->file : "config", e->line, d,
+                                 e->type == TEMA_CFG_SCALAR ? e->value : "(not a word)");
+            snprintf(out[d], TEMA_TAGS_DOMAIN_MAX, "%s", e->value);
+        }
+        return TEMA_OK;
+    }
+    const char *cfg_path = tema_cfg_str(cfg, "dataset.path", "");
+    char readme[4200];
+    snprintf(readme, sizeof readme, "%s/README.md", ds->path);
+    char *text = NULL;
+    size_t len = 0;
+    tema_err ignored = {0};
+    if (is_dir(ds->path) && tema_read_file(readme, &text, &len, &ignored) != TEMA_OK) text = NULL;
+    bool synthetic = !strcmp(cfg_path, "synthetic") || !strncmp(base_name(ds->path), "synthetic", 9) ||
+                     (text && !strncmp(text, "# Synthetic two-domain dataset", 30));
+    if (synthetic) {
+        free(text);
+        snprintf(out[0], TEMA_TAGS_DOMAIN_MAX, "synth_food");
+        snprintf(out[1], TEMA_TAGS_DOMAIN_MAX, "synth_kitchen");
+        return TEMA_OK;
+    }
+    bool from_readme = text && readme_domain(text, 'X', out[0]) && readme_domain(text, 'Y', out[1]);
+    free(text);
+    if (from_readme && valid_domain(out[0]) && valid_domain(out[1]) && strcmp(out[0], out[1]) != 0) return TEMA_OK;
+    char name[256];
+    snprintf(name, sizeof name, "%s", base_name(ds->path));
+    strip_archive_ext(name);
+    for (char *p = name; *p; p++) *p = (char)tolower((unsigned char)*p);
+    char *save = NULL, *a = strtok_r(name, "-_.", &save), *b = a ? strtok_r(NULL, "-_.", &save) : NULL;
+    if (a && b && valid_domain(a) && valid_domain(b) && strcmp(a, b) != 0) {
+        snprintf(out[0], TEMA_TAGS_DOMAIN_MAX, "%s", a);
+        snprintf(out[1], TEMA_TAGS_DOMAIN_MAX, "%s", b);
+        return TEMA_OK;
+    }
+    return tema_fail(err, TEMA_EINVAL, "cannot tell the two domain names of dataset %s (its README says no 'X = ... "
+                                       "Y = ...' and its name is not like food-kitchen); hint: set dataset.domains, "
+                                       "e.g. domains: [food, kitchen]",
+                     ds->path);
+}
+
+/* ---- the store key ---- */
+
+static uint64_t mix(uint64_t h, const void *data, size_t len)
+{
+    uint64_t v[2] = {h, tema_hash64(data, len)};
+    return tema_hash64(v, sizeof v);
+}
+
+static uint64_t mix_str(uint64_t h, const char *s) { return mix(h, s, strlen(s) + 1); }
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static uint64_t mix_file(uint64_t h, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return mix_str(h, "(missing)");
+    if ((size_t)st.st_size > HASHED_FILE_MAX) {
+        int64_t v[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
+        return mix(h, v, sizeof v);
+    }
+    char *data = NULL;
+    size_t len = 0;
+    tema_err ignored = {0};
+    if (tema_read_file(path, &data, &len, &ignored) != TEMA_OK) return mix_str(h, "(unreadable)");
+    h = mix(h, data, len);
+    free(data);
+    return h;
+}
+
+/* A folder: its regular, non-hidden files by name. */
+static uint64_t mix_path(uint64_t h, const char *path)
+{
+    if (!is_dir(path)) return mix_file(h, path);
+    DIR *d = opendir(path);
+    if (!d) return mix_str(h, "(unreadable folder)");
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            size_t c = cap ? 2 * cap : 32;
+            char **q = realloc(names, c * sizeof *q);
+            if (!q) break;
+            names = q;
+            cap = c;
+        }
+        if (!(names[n] = strdup(e->d_name))) break;
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_cstr);
+    for (size_t i = 0; i < n; i++) {
+        char full[4200];
+        snprintf(full, sizeof full, "%s/%s", path, names[i]);
+        struct stat st;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+            h = mix_str(h, names[i]);
+            h = mix_file(h, full);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return h;
+}
+
+static bool is_path_option(const char *name)
+{
+    static const char *const suffixes[] = {"_path", "_file", "_dir"};
+    if (!strcmp(name, "path") || !strcmp(name, "file") || !strcmp(name, "dir")) return true;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < 3; i++) {
+        size_t m = strlen(suffixes[i]);
+        if (n > m && !strcmp(name + n - m, suffixes[i])) return true;
+    }
+    return false;
+}
+
+/* An empty string option whose help says "(empty: env NAME)" takes its value from the
+ * environment (an LLM endpoint, a model name): that value is part of the settings too.
+ * Secrets (names with KEY, TOKEN, SECRET, PASSWORD) are never read here. Returns how
+ * many were found (at most MAX_ENV_FALLBACKS). */
+#define MAX_ENV_FALLBACKS 8
+typedef struct env_fallback {
+    char name[64];
+    const char *value; /* getenv's, or NULL when unset */
+} env_fallback;
+
+static int env_fallbacks(const tema_plugin *tp, const tema_cfg *opts, env_fallback *out)
+{
+    int n = 0;
+    for (uint32_t k = 0; opts && k < tp->n_options && n < MAX_ENV_FALLBACKS; k++) {
+        const tema_option *o = &tp->options[k];
+        const char *v = tema_cfg_str(opts, o->name, NULL);
+        const char *env = o->help ? strstr(o->help, "env ") : NULL;
+        if (o->type != TEMA_OPT_STRING || (v && *v) || !env) continue;
+        env += 4;
+        size_t len = 0;
+        while ((isupper((unsigned char)env[len]) || isdigit((unsigned char)env[len]) || env[len] == '_') && len < 63) len++;
+        if (len == 0) continue;
+        snprintf(out[n].name, sizeof out[n].name, "%.*s", (int)len, env);
+        if (strstr(out[n].name, "KEY") || strstr(out[n].name, "TOKEN") || strstr(out[n].name, "SECRET") ||
+            strstr(out[n].name, "PASSWORD"))
+            continue;
+        out[n].value = getenv(out[n].name);
+        n++;
+    }
+    return n;
+}
+
+static uint64_t store_key(const tema_plugin *tp, const char *settings_json, const tema_cfg *opts,
+                          const env_fallback *env, int n_env, char domains[2][TEMA_TAGS_DOMAIN_MAX],
+                          const tema_dataset *ds)
+{
+    uint64_t h = mix_str(0x74656d612d746167ull, STORE_FORMAT);
+    h = mix_str(h, tp->name);
+    h = mix_str(h, tp->version);
+    h = mix_str(h, settings_json);
+    for (uint32_t k = 0; opts && k < tp->n_options; k++) {
+        const tema_option *o = &tp->options[k];
+        if (o->type != TEMA_OPT_STRING || !is_path_option(o->name) || strstr(o->name, "cache")) continue;
+        const char *v = tema_cfg_str(opts, o->name, NULL);
+        if (v && *v) h = mix_path(mix_str(h, o->name), v);
+    }
+    for (int i = 0; i < n_env; i++) h = mix_str(mix_str(h, env[i].name), env[i].value ? env[i].value : "(unset)");
+    h = mix_str(h, domains[0]);
+    h = mix_str(h, domains[1]);
+    int32_t counts[2] = {ds->n_x, ds->n_y};
+    h = mix(h, counts, sizeof counts);
+    for (int64_t i = 0; i < (int64_t)ds->n_x + ds->n_y; i++) {
+        const char *t = ds->title ? ds->title[i] : NULL;
+        h = t ? mix_str(h, t) : mix(h, "\001", 1);
+    }
+    return h;
+}
+
+/* ---- the table ---- */
+
+void tema_tag_table_free(tema_tag_table *t)
+{
+    if (!t) return;
+    for (int32_t i = 0; t->tag_names && i < t->n_tags; i++) free(t->tag_names[i]);
+    free(t->tag_names);
+    free(t->score_x);
+    free(t->score_y);
+    free(t->dir);
+    memset(t, 0, sizeof *t);
+}
+
+static float *table_row(const tema_tag_table *t, int d, int64_t item)
+{
+    int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x;
+    return (d ? t->score_y : t->score_x) + item * nt;
+}
+
+static tema_status table_alloc(tema_tag_table *t, tema_err *err)
+{
+    t->tag_names = calloc((size_t)(t->n_tags > 0 ? t->n_tags : 1), sizeof *t->tag_names);
+    t->score_x = calloc((size_t)t->n_x * (size_t)t->n_tags_x + 1, sizeof *t->score_x);
+    t->score_y = calloc((size_t)t->n_y * (size_t)(t->n_tags - t->n_tags_x) + 1, sizeof *t->score_y);
+    if (!t->tag_names || !t->score_x || !t->score_y)
+        return tema_fail(err, TEMA_ENOMEM, "out of memory for %d tags of %d + %d items", (int)t->n_tags, (int)t->n_x,
+                         (int)t->n_y);
+    return TEMA_OK;
+}
+
+/* Run the tagger on both domains. */
+static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, const tema_dataset *ds,
+                                 tema_tag_table *t, tema_err *err)
+{
+    const tema_tagger_ops *ops = tp->ops;
+    const tema_host *host = tema_host_get();
+    tema_tag_vocab v[2] = {{0}};
+    tema_status st = TEMA_OK;
+    const char **no_titles = NULL;
+    double t0 = tema_now();
+    for (int d = 0; d < 2 && st == TEMA_OK; d++) {
+        int64_t n = d ? ds->n_y : ds->n_x;
+        const char *const *titles = ds->title ? (const char *const *)ds->title + (d ? ds->n_x : 0) : NULL;
+        if (!titles) {
+            int64_t most = ds->n_x > ds->n_y ? ds->n_x : ds->n_y;
+            no_titles = no_titles ? no_titles : calloc((size_t)(most > 0 ? most : 1), sizeof *no_titles);
+            if (!no_titles) {
+                st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+                break;
+            }
+            titles = no_titles;
+        }
+        void *self = NULL;
+        st = ops->create(opts, t->domain[d], &self, err);
+        if (st == TEMA_OK) {
+            st = ops->tag(self, titles, n, &v[d], err);
+            ops->destroy(self);
+        }
+        if (st != TEMA_OK) {
+            /* say which domain failed unless the plugin did */
+            if (!strstr(err->msg, t->domain[d])) {
+                char msg[sizeof err->msg], own[160];
+                snprintf(own, sizeof own, "tagger %s: ", tp->name);
+                const char *m = strncmp(err->msg, own, strlen(own)) ? err->msg : err->msg + strlen(own);
+                snprintf(msg, sizeof msg, "%s", m);
+                tema_fail(err, st, "tagger %s, domain %s: %s", tp->name, t->domain[d], msg);
+            }
+            break;
+        }
+        if (v[d].n_tags < 0 || (v[d].n_tags > 0 && (!v[d].tags || (n > 0 && !v[d].score)))) {
+            st = tema_fail(err, TEMA_EINTERNAL, "tagger %s, domain %s returned an invalid vocabulary (%d tags); a bug "
+                                                "in the plugin", tp->name, t->domain[d], (int)v[d].n_tags);
+            break;
+        }
+        for (int32_t k = 0; k < v[d].n_tags && st == TEMA_OK; k++) {
+            const char *name = v[d].tags[k];
+            if (!name || !*name || strpbrk(name, "\t\n\r"))
+                st = tema_fail(err, TEMA_EINTERNAL, "tagger %s, domain %s: tag %d has %s name; a bug in the plugin",
+                               tp->name, t->domain[d], (int)k, !name || !*name ? "an empty" : "a tab or line break in its");
+        }
+        for (int64_t j = 0; j < n * v[d].n_tags && st == TEMA_OK; j++)
+            if (!(v[d].score[j] >= 0) || !isfinite(v[d].score[j]))
+                st = tema_fail(err, TEMA_EINTERNAL, "tagger %s, domain %s: item %lld, tag %lld has score %g (need a "
+                                                    "finite score >= 0); a bug in the plugin",
+                               tp->name, t->domain[d], (long long)(j / v[d].n_tags), (long long)(j % v[d].n_tags),
+                               (double)v[d].score[j]);
+    }
+    free(no_titles);
+    if (st == TEMA_OK) {
+        t->n_x = ds->n_x;
+        t->n_y = ds->n_y;
+        t->n_tags_x = v[0].n_tags;
+        t->n_tags = v[0].n_tags + v[1].n_tags;
+        st = table_alloc(t, err);
+    }
+    for (int d = 0; d < 2 && st == TEMA_OK; d++) {
+        int32_t base = d ? t->n_tags_x : 0;
+        for (int32_t k = 0; k < v[d].n_tags && st == TEMA_OK; k++)
+            if (!(t->tag_names[base + k] = strdup(v[d].tags[k]))) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+        size_t cells = (size_t)(d ? t->n_y : t->n_x) * (size_t)v[d].n_tags;
+        if (cells) memcpy(d ? t->score_y : t->score_x, v[d].score, cells * sizeof(float));
+    }
+    for (int d = 0; d < 2; d++) {
+        for (int32_t k = 0; v[d].tags && k < v[d].n_tags; k++) host->free(v[d].tags[k]);
+        host->free(v[d].tags);
+        host->free(v[d].score);
+    }
+    t->seconds = tema_now() - t0;
+    return st;
+}
+
+static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, const char *settings_json,
+                               const env_fallback *env, int n_env, const tema_dataset *ds, uint64_t key, tema_err *err)
+{
+    tema_status st = tema_mkdirs(t->dir, err);
+    if (st != TEMA_OK) return st;
+    char path[4300];
+    /* a rebuild first marks the folder incomplete, so no reader mixes old and new files */
+    snprintf(path, sizeof path, "%s/meta.json", t->dir);
+    if (remove(path) != 0 && errno != ENOENT)
+        return tema_fail(err, TEMA_EIO, "cannot replace %s: %s", path, strerror(errno));
+    sbuf b = {0};
+    sb_printf(&b, "tag\tdomain\tdomain_name\tname\n");
+    for (int32_t k = 0; k < t->n_tags; k++) {
+        int d = k >= t->n_tags_x;
+        sb_printf(&b, "%d\t%c\t%s\t%s\n", (int)k, d ? 'Y' : 'X', t->domain[d], t->tag_names[k]);
+    }
+    snprintf(path, sizeof path, "%s/vocab.tsv", t->dir);
+    st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
+    b.n = 0;
+    int64_t nonzero = 0, tagged[2] = {0, 0};
+    if (st == TEMA_OK) {
+        sb_printf(&b, "item\ttag\tscore\n");
+        for (int d = 0; d < 2; d++) {
+            int64_t n = d ? t->n_y : t->n_x;
+            int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x, base = d ? t->n_tags_x : 0;
+            for (int64_t i = 0; i < n; i++) {
+                const float *row = table_row(t, d, i);
+                bool any = false;
+                for (int32_t k = 0; k < nt; k++)
+                    if (row[k] > 0) {
+                        sb_printf(&b, "%lld\t%d\t%.9g\n", (long long)(i + (d ? t->n_x : 0)), (int)(base + k),
+                                  (double)row[k]);
+                        nonzero++;
+                        any = true;
+                    }
+                tagged[d] += any;
+            }
+        }
+        snprintf(path, sizeof path, "%s/scores.tsv", t->dir);
+        st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
+    }
+    free(b.p);
+    if (st != TEMA_OK) return st;
+    json_object *m = json_object_new_object();
+    json_object *settings = json_tokener_parse(settings_json);
+    json_object *domains = json_object_new_array(), *items = json_object_new_array(), *tags = json_object_new_array(),
+                *tg = json_object_new_array();
+    char keyhex[32];
+    snprintf(keyhex, sizeof keyhex, "%016" PRIx64, key);
+    json_object_object_add(m, "format", json_object_new_string(STORE_FORMAT));
+    json_object_object_add(m, "key", json_object_new_string(keyhex));
+    json_object_object_add(m, "tagger", json_object_new_string(tp->name));
+    json_object_object_add(m, "version", json_object_new_string(tp->version));
+    json_object_object_add(m, "settings", settings ? settings : json_object_new_string(settings_json));
+    if (n_env > 0) {
+        json_object *e = json_object_new_object();
+        for (int i = 0; i < n_env; i++)
+            json_object_object_add(e, env[i].name, env[i].value ? json_object_new_string(env[i].value) : NULL);
+        json_object_object_add(m, "environment", e);
+    }
+    json_object_object_add(m, "dataset", json_object_new_string(ds->path));
+    for (int d = 0; d < 2; d++) {
+        json_object_array_add(domains, json_object_new_string(t->domain[d]));
+        json_object_array_add(items, json_object_new_int64(d ? t->n_y : t->n_x));
+        json_object_array_add(tags, json_object_new_int(d ? t->n_tags - t->n_tags_x : t->n_tags_x));
+        json_object_array_add(tg, json_object_new_int64(tagged[d]));
+    }
+    json_object_object_add(m, "domains", domains);
+    json_object_object_add(m, "n_items", items);
+    json_object_object_add(m, "n_tags", tags);
+    json_object_object_add(m, "items_with_tags", tg);
+    json_object_object_add(m, "nonzero_scores", json_object_new_int64(nonzero));
+    json_object_object_add(m, "seconds", json_object_new_double(t->seconds));
+    json_object_object_add(m, "tema_commit", json_object_new_string(tema_git_commit()));
+    const char *text = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    snprintf(path, sizeof path, "%s/meta.json", t->dir);
+    size_t tl = strlen(text);
+    char *withnl = malloc(tl + 2);
+    if (!withnl) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    else {
+        memcpy(withnl, text, tl);
+        withnl[tl] = '\n';
+        st = tema_write_file_atomic(path, withnl, tl + 1, err);
+        free(withnl);
+    }
+    json_object_put(m);
+    return st;
+}
+
+/* Next tab-separated field of a line (NUL-terminated in place); NULL at the line's end. */
+static char *next_field(char **p)
+{
+    if (!*p) return NULL;
+    char *f = *p, *tab = strchr(f, '\t');
+    if (tab) {
+        *tab = '\0';
+        *p = tab + 1;
+    } else {
+        *p = NULL;
+    }
+    return f;
+}
+
+static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+#define BAD_STORE_HINT "hint: delete that folder and the tags are rebuilt"
+
+/* Read a complete store; *found = false (no error) when a file of it is missing. */
+static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found, tema_err *err)
+{
+    *found = false;
+    char path[4300], *text = NULL;
+    size_t len = 0;
+    static const char *const files[] = {"vocab.tsv", "scores.tsv", "meta.json"};
+    for (int i = 0; i < 3; i++) {
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", t->dir, files[i]);
+        if (stat(path, &sb) != 0) return TEMA_OK;
+    }
+    tema_status st = tema_read_file(path, &text, &len, err);
+    if (st != TEMA_OK) return st;
+    json_object *m = json_tokener_parse(text);
+    free(text);
+    json_object *v, *tags;
+    bool ok = m && json_object_object_get_ex(m, "format", &v) && json_object_is_type(v, json_type_string) &&
+              !strcmp(json_object_get_string(v), STORE_FORMAT) && json_object_object_get_ex(m, "key", &v) &&
+              json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), keyhex) &&
+              json_object_object_get_ex(m, "n_tags", &tags) && json_object_is_type(tags, json_type_array) &&
+              json_object_array_length(tags) == 2;
+    int64_t ntd[2] = {0, 0};
+    for (int d = 0; ok && d < 2; d++) {
+        ntd[d] = json_object_get_int64(json_object_array_get_idx(tags, (size_t)d));
+        ok = ntd[d] >= 0 && ntd[d] < INT32_MAX / 2;
+    }
+    json_object_put(m);
+    if (!ok) return tema_fail(err, TEMA_EFORMAT, "%s: not a complete tag store for key %s; " BAD_STORE_HINT, path,
+                              keyhex);
+    t->n_tags_x = (int32_t)ntd[0];
+    t->n_tags = (int32_t)(ntd[0] + ntd[1]);
+    st = table_alloc(t, err);
+    if (st != TEMA_OK) return st;
+    /* vocab.tsv */
+    snprintf(path, sizeof path, "%s/vocab.tsv", t->dir);
+    if ((st = tema_read_file(path, &text, &len, err)) != TEMA_OK) return st;
+    int64_t line_no = 0, seen = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line && st == TEMA_OK; line = strtok_r(NULL, "\n", &save)) {
+        if (++line_no == 1) continue; /* header */
+        char *p = line, *f_id = next_field(&p), *f_dom = next_field(&p), *f_dn = next_field(&p), *f_name = next_field(&p);
+        int64_t id;
+        if (!f_name || p || !parse_i64(f_id, 0, t->n_tags - 1, &id) || id != seen ||
+            strcmp(f_dom, id < t->n_tags_x ? "X" : "Y") != 0 || !*f_name) {
+            st = tema_fail(err, TEMA_EFORMAT, "%s:%lld: expected 'tag<TAB>X|Y<TAB>domain<TAB>name' with tag = %lld; "
+                                              BAD_STORE_HINT, path, (long long)line_no, (long long)seen);
+            break;
+        }
+        (void)f_dn;
+        if (!(t->tag_names[seen++] = strdup(f_name))) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    }
+    free(text);
+    if (st == TEMA_OK && seen != t->n_tags)
+        st = tema_fail(err, TEMA_EFORMAT, "%s: %lld tags, meta.json says %d; " BAD_STORE_HINT, path, (long long)seen,
+                       (int)t->n_tags);
+    if (st != TEMA_OK) return st;
+    /* scores.tsv */
+    snprintf(path, sizeof path, "%s/scores.tsv", t->dir);
+    if ((st = tema_read_file(path, &text, &len, err)) != TEMA_OK) return st;
+    const int64_t n_items = (int64_t)t->n_x + t->n_y;
+    line_no = 0;
+    save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line && st == TEMA_OK; line = strtok_r(NULL, "\n", &save)) {
+        if (++line_no == 1) continue;
+        char *p = line, *f_item = next_field(&p), *f_tag = next_field(&p), *f_score = next_field(&p);
+        int64_t item, tag;
+        char *end = NULL;
+        double s = f_score ? strtod(f_score, &end) : NAN;
+        if (!f_score || p || !parse_i64(f_item, 0, n_items - 1, &item) || !parse_i64(f_tag, 0, t->n_tags - 1, &tag) ||
+            *end || !(s > 0) || !isfinite(s) || (item >= t->n_x) != (tag >= t->n_tags_x)) {
+            st = tema_fail(err, TEMA_EFORMAT, "%s:%lld: expected 'item<TAB>tag<TAB>score' with an item and a tag of "
+                                              "the same domain and a score > 0; " BAD_STORE_HINT,
+                           path, (long long)line_no);
+            break;
+        }
+        int d = item >= t->n_x;
+        table_row(t, d, item - (d ? t->n_x : 0))[tag - (d ? t->n_tags_x : 0)] = (float)s;
+    }
+    free(text);
+    if (st == TEMA_OK) *found = true;
+    return st;
+}
+
+tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const tema_dataset *ds,
+                               const char *results_dir, bool force, tema_tag_table *out, tema_err *err)
+{
+    tema_err local = {0};
+    if (!err) err = &local;
+    memset(out, 0, sizeof *out);
+    const char *name = NULL;
+    const tema_cfg *opts = plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
+    const tema_plugin *tp = find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), err);
+    if (!tp) return err->code;
+    tema_status st = tema_tags_domains(cfg, ds, out->domain, err);
+    if (st != TEMA_OK) return st;
+    out->n_x = ds->n_x;
+    out->n_y = ds->n_y;
+    snprintf(out->tagger, sizeof out->tagger, "%s %s", tp->name, tp->version);
+    char *settings = tema_cfg_to_json(opts ? opts : tema_cfg_get(cfg, "model.tagger"));
+    if (!settings) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    env_fallback env[MAX_ENV_FALLBACKS];
+    const int n_env = env_fallbacks(tp, opts, env);
+    const uint64_t key = store_key(tp, settings, opts, env, n_env, out->domain, ds);
+    char keyhex[32], dsname[256];
+    snprintf(keyhex, sizeof keyhex, "%016" PRIx64, key);
+    snprintf(dsname, sizeof dsname, "%s", base_name(ds->path));
+    strip_archive_ext(dsname);
+    size_t n = strlen(results_dir ? results_dir : "results") + strlen(dsname) + 64;
+    out->dir = malloc(n);
+    if (!out->dir) {
+        free(settings);
+        return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    }
+    snprintf(out->dir, n, "%s/tags/%s/%s", results_dir ? results_dir : "results", dsname, keyhex);
+    bool found = false;
+    if (!force) {
+        double t0 = tema_now();
+        st = read_store(out, keyhex, &found, err);
+        out->seconds = tema_now() - t0;
+        out->reused = found;
+    }
+    if (st == TEMA_OK && !found) {
+        /* a half-read store must not leak into the computed table */
+        for (int32_t i = 0; out->tag_names && i < out->n_tags; i++) free(out->tag_names[i]);
+        free(out->tag_names);
+        free(out->score_x);
+        free(out->score_y);
+        out->tag_names = NULL;
+        out->score_x = out->score_y = NULL;
+        st = compute_table(tp, opts, ds, out, err);
+        if (st == TEMA_OK) st = write_store(out, tp, settings, env, n_env, ds, key, err);
+    }
+    free(settings);
+    if (st != TEMA_OK) tema_tag_table_free(out);
+    return st;
+}
+
+/* ---- selection and weights ---- */
+
+void tema_tag_selection_free(tema_tag_selection *s)
+{
+    if (!s) return;
+    const tema_host *host = tema_host_get();
+    host->free(s->off);
+    host->free(s->tag);
+    host->free(s->score);
+    memset(s, 0, sizeof *s);
+}
+
+/* The plugin's output must be a valid selection over n items and nt tags. */
+static tema_status check_selection(const tema_tag_selection *s, int64_t n, int32_t nt, const char *who, bool sorted,
+                                   bool weights, tema_err *err)
+{
+    if (s->n_items != n || !s->off || s->off[0] != 0 || (s->off[n] > 0 && (!s->tag || !s->score)))
+        return tema_fail(err, TEMA_EINTERNAL, "%s returned a malformed selection (%lld items, expected %lld); a bug in "
+                                              "the plugin", who, (long long)s->n_items, (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        if (s->off[i + 1] < s->off[i])
+            return tema_fail(err, TEMA_EINTERNAL, "%s: offsets decrease at item %lld; a bug in the plugin", who,
+                             (long long)i);
+        double sum = 0;
+        for (int64_t k = s->off[i]; k < s->off[i + 1]; k++) {
+            if (s->tag[k] < 0 || s->tag[k] >= nt || (sorted && k > s->off[i] && s->tag[k] <= s->tag[k - 1]))
+                return tema_fail(err, TEMA_EINTERNAL, "%s: item %lld has tag %d out of range [0, %d) or out of "
+                                                      "ascending order; a bug in the plugin",
+                                 who, (long long)i, (int)s->tag[k], (int)nt);
+            if (!isfinite(s->score[k]) || s->score[k] < 0 || (weights && s->score[k] > 1.0f + 1e-5f))
+                return tema_fail(err, TEMA_EINTERNAL, "%s: item %lld, tag %d has %s %g; a bug in the plugin", who,
+                                 (long long)i, (int)s->tag[k], weights ? "weight" : "score", (double)s->score[k]);
+            sum += s->score[k];
+        }
+        if (weights && s->off[i + 1] > s->off[i] && fabs(sum - 1.0) > 1e-3)
+            return tema_fail(err, TEMA_EINTERNAL, "%s: the weights of item %lld sum to %g, not 1; a bug in the plugin",
+                             who, (long long)i, sum);
+    }
+    return TEMA_OK;
+}
+
+tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema_tag_table *t, tema_tag_selection *out,
+                             const char **select_name, const char **repr_name, tema_err *err)
+{
+    tema_err local = {0};
+    if (!err) err = &local;
+    memset(out, 0, sizeof *out);
+    const char *sname = NULL, *rname = NULL;
+    const tema_cfg *snode = tema_cfg_get(cfg, "model.tag_select"), *rnode = tema_cfg_get(cfg, "model.tag_repr");
+    const tema_cfg *sopts = snode ? plugin_node(snode, &sname) : NULL;
+    const tema_cfg *ropts = rnode ? plugin_node(rnode, &rname) : NULL;
+    if (!snode) sname = "hybrid";
+    if (!rnode) rname = "weighted";
+    const tema_plugin *sp = find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
+                                        sizeof(tema_tag_select_ops), err);
+    if (!sp) return err->code;
+    const tema_plugin *rp = find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr", sizeof(tema_tag_repr_ops), err);
+    if (!rp) return err->code;
+    if (select_name) *select_name = sp->name;
+    if (repr_name) *repr_name = rp->name;
+    const tema_tag_select_ops *sops = sp->ops;
+    const tema_tag_repr_ops *rops = rp->ops;
+    const tema_host *host = tema_host_get();
+    char who[160];
+    snprintf(who, sizeof who, "tag_select plugin '%s'", sp->name);
+    tema_tag_selection part[2] = {{0}};
+    tema_status st = TEMA_OK;
+    for (int d = 0; d < 2 && st == TEMA_OK; d++) {
+        int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x;
+        int64_t n = d ? t->n_y : t->n_x;
+        tema_tag_scores s = {.n_items = n, .n_tags = nt, .score = d ? t->score_y : t->score_x};
+        st = sops->select(sopts, &s, &part[d], err);
+        if (st != TEMA_OK) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            tema_fail(err, st, "config model.tag_select: %s", msg);
+        } else {
+            st = check_selection(&part[d], n, nt, who, true, false, err);
+        }
+    }
+    /* merge: Y's items after X's, Y's tag ids after X's */
+    if (st == TEMA_OK) {
+        const int64_t n = (int64_t)t->n_x + t->n_y, total = part[0].off[t->n_x] + part[1].off[t->n_y];
+        out->n_items = n;
+        out->off = host->alloc((size_t)(n + 1) * sizeof *out->off);
+        out->tag = host->alloc((size_t)(total > 0 ? total : 1) * sizeof *out->tag);
+        out->score = host->alloc((size_t)(total > 0 ? total : 1) * sizeof *out->score);
+        if (!out->off || !out->tag || !out->score) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+        for (int d = 0; d < 2 && st == TEMA_OK; d++) {
+            const int64_t first = d ? t->n_x : 0, base = d ? part[0].off[t->n_x] : 0, nd = d ? t->n_y : t->n_x;
+            const int32_t tag_base = d ? t->n_tags_x : 0;
+            for (int64_t i = 0; i <= nd; i++) out->off[first + i] = base + part[d].off[i];
+            for (int64_t k = 0; k < part[d].off[nd]; k++) {
+                out->tag[base + k] = part[d].tag[k] + tag_base;
+                out->score[base + k] = part[d].score[k];
+            }
+        }
+    }
+    tema_tag_selection_free(&part[0]);
+    tema_tag_selection_free(&part[1]);
+    if (st == TEMA_OK) {
+        st = rops->weights(ropts, out, err);
+        if (st != TEMA_OK) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            tema_fail(err, st, "config model.tag_repr: %s", msg);
+        } else {
+            snprintf(who, sizeof who, "tag_repr plugin '%s'", rp->name);
+            st = check_selection(out, out->n_items, t->n_tags, who, true, true, err);
+        }
+    }
+    if (st != TEMA_OK) tema_tag_selection_free(out);
+    return st;
+}
+
+/* ---- summaries ---- */
+
+static int64_t items_with_score(const tema_tag_table *t, int d)
+{
+    int64_t n = d ? t->n_y : t->n_x, c = 0;
+    int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x;
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = table_row(t, d, i);
+        for (int32_t k = 0; k < nt; k++)
+            if (row[k] > 0) {
+                c++;
+                break;
+            }
+    }
+    return c;
+}
+
+static void print_summary(FILE *f, const tema_tag_table *t, const char *const *titles, const tema_tag_selection *sel,
+                          const char *sname, const char *rname)
+{
+    fprintf(f, "tags: %s, %s in %.2f s; stored in %s\n", t->tagger, t->reused ? "reused (loaded)" : "computed",
+            t->seconds, t->dir);
+    int64_t *freq = calloc((size_t)(t->n_tags > 0 ? t->n_tags : 1), sizeof *freq);
+    for (int d = 0; d < 2; d++) {
+        const int64_t n = d ? t->n_y : t->n_x, first = d ? t->n_x : 0;
+        const int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x, base = d ? t->n_tags_x : 0;
+        int64_t scored = items_with_score(t, d), selected = 0, sum = 0, titled = 0;
+        for (int64_t i = 0; titles && i < n; i++) titled += titles[first + i] && titles[first + i][0];
+        for (int64_t i = first; sel && i < first + n; i++) {
+            int64_t k = sel->off[i + 1] - sel->off[i];
+            selected += k > 0;
+            sum += k;
+            for (int64_t j = sel->off[i]; freq && j < sel->off[i + 1]; j++) freq[sel->tag[j]]++;
+        }
+        fprintf(f, "  domain %c (%s): %d tags; %lld of %lld items (%lld titled) score > 0 on some tag", d ? 'Y' : 'X',
+                t->domain[d], (int)nt, (long long)scored, (long long)n, (long long)titled);
+        if (sel)
+            fprintf(f, "; after %s: %lld items with >= 1 tag, %.2f tags per item (%.2f per tagged item)", sname,
+                    (long long)selected, n ? (double)sum / (double)n : 0.0,
+                    selected ? (double)sum / (double)selected : 0.0);
+        fputc('\n', f);
+        if (sel && freq && nt > 0 && selected > 0) {
+            fprintf(f, "    most selected:");
+            for (int shown = 0; shown < 5 && shown < nt; shown++) {
+                int32_t best = -1;
+                for (int32_t k = base; k < base + nt; k++)
+                    if (freq[k] >= 0 && (best < 0 || freq[k] > freq[best])) best = k;
+                if (best < 0 || freq[best] <= 0) break;
+                fprintf(f, "%s %s (%lld)", shown ? "," : "", t->tag_names[best], (long long)freq[best]);
+                freq[best] = -1; /* shown */
+            }
+            fputc('\n', f);
+        }
+    }
+    if (sel) fprintf(f, "  weights: tag_repr %s\n", rname);
+    free(freq);
+}
+
+/* ---- training ---- */
+
+tema_status tema_tags_attach(const tema_cfg *cfg, tema_registry *reg, const tema_dataset *ds, const char *results_dir,
+                             tema_model_info *info, tema_err *err)
+{
+    const tema_cfg *tagger = tema_cfg_get(cfg, "model.tagger");
+    if (!tagger || tagger->type == TEMA_CFG_NULL) {
+        const char *extra = tema_cfg_get(cfg, "model.tag_select") ? "model.tag_select"
+                            : tema_cfg_get(cfg, "model.tag_repr") ? "model.tag_repr" : NULL;
+        if (extra)
+            return tema_fail(err, TEMA_EINVAL, "config %s is set but model.tagger is not, so there are no tags to "
+                                               "select; hint: add `tagger: {plugin: lexical}` under model", extra);
+        return TEMA_OK;
+    }
+    tema_tag_table t;
+    tema_status st = tema_tag_table_get(cfg, reg, ds, results_dir, false, &t, err);
+    if (st != TEMA_OK) return st;
+    tema_tag_selection *sel = calloc(1, sizeof *sel);
+    const char **names = calloc((size_t)(t.n_tags > 0 ? t.n_tags : 1), sizeof *names);
+    int32_t *dom = calloc((size_t)(t.n_tags > 0 ? t.n_tags : 1), sizeof *dom);
+    const char *sname = NULL, *rname = NULL;
+    if (!sel || !names || !dom) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    else st = tema_tags_select(cfg, reg, &t, sel, &sname, &rname, err);
+    if (st == TEMA_OK) {
+        print_summary(stderr, &t, (const char *const *)ds->title, sel, sname, rname);
+        /* the names move from the table to info */
+        for (int32_t k = 0; k < t.n_tags; k++) {
+            names[k] = t.tag_names[k];
+            t.tag_names[k] = NULL;
+            dom[k] = k >= t.n_tags_x;
+        }
+        info->n_tags = t.n_tags;
+        info->tag_names = names;
+        info->tag_domain = dom;
+        info->item_tags = sel;
+    } else {
+        free(sel);
+        free(names);
+        free(dom);
+    }
+    tema_tag_table_free(&t);
+    return st;
+}
+
+void tema_tags_detach(tema_model_info *info)
+{
+    if (!info || info->struct_size < offsetof(tema_model_info, item_tags) + sizeof(void *)) return;
+    for (int32_t k = 0; info->tag_names && k < info->n_tags; k++) free((void *)info->tag_names[k]);
+    free((void *)info->tag_names);
+    free((void *)info->tag_domain);
+    if (info->item_tags) {
+        tema_tag_selection_free((tema_tag_selection *)info->item_tags);
+        free((void *)info->item_tags);
+    }
+    info->n_tags = 0;
+    info->tag_names = NULL;
+    info->tag_domain = NULL;
+    info->item_tags = NULL;
+}
+
+/* ---- tema tags ---- */
+
+static int usage(const char *msg)
+{
+    fprintf(stderr, "tema: %s\nusage: tema tags EXP.yaml [--set key.path=value]... [--results DIR] [--force]\n", msg);
+    return 2;
+}
+
+/* The dataset of a resolved config; `synthetic` is generated once per seed under
+ * <results>/_data/ exactly as `tema run` does, so both see the same data. */
+static tema_status load_dataset(const tema_cfg *cfg, const char *results_dir, tema_dataset **out, tema_err *err)
+{
+    const char *path = tema_cfg_str(cfg, "dataset.path", NULL);
+    if (!path || !*path) return tema_fail(err, TEMA_EINVAL, "config dataset.path: missing");
+    tema_dataset_files files = {.train = tema_cfg_str(cfg, "dataset.train_file", NULL),
+                                .valid = tema_cfg_str(cfg, "dataset.valid_file", NULL),
+                                .test = tema_cfg_str(cfg, "dataset.test_file", NULL)};
+    char synth_dir[4096];
+    struct stat sb;
+    if ((!strcmp(path, "synthetic") || !strcmp(base_name(path), "synthetic")) && stat(path, &sb) != 0) {
+        uint64_t seed = (uint64_t)tema_cfg_int(cfg, "train.seed", 42);
+        snprintf(synth_dir, sizeof synth_dir, "%s/_data/synthetic-%" PRIu64, results_dir, seed);
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/traindata_new.txt", synth_dir);
+        if (stat(probe, &sb) != 0) {
+            tema_synth_opts so;
+            tema_synth_defaults(&so);
+            so.seed = seed;
+            tema_status st = tema_synth_write(&so, synth_dir, err);
+            if (st != TEMA_OK) return st;
+            fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", seed, synth_dir);
+        }
+        path = synth_dir;
+    }
+    return tema_dataset_load(path, &files, out, err);
+}
+
+int tema_tags_cli(int argc, char **argv)
+{
+    const char *exp = NULL, *results = "results", *overrides[128];
+    int n_over = 0;
+    bool force = false;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            if (n_over == 128) return usage("too many --set options");
+            overrides[n_over++] = argv[++i];
+        } else if (!strncmp(argv[i], "--set=", 6)) {
+            if (n_over == 128) return usage("too many --set options");
+            overrides[n_over++] = argv[i] + 6;
+        } else if (!strcmp(argv[i], "--results") && i + 1 < argc) {
+            results = argv[++i];
+        } else if (!strcmp(argv[i], "--force")) {
+            force = true;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "tema: unknown option '%s'\n", argv[i]);
+            return 2;
+        } else if (!exp) {
+            exp = argv[i];
+        } else {
+            return usage("only one experiment file may be given");
+        }
+    }
+    if (!exp) return usage("tags: missing the experiment file (EXP.yaml)");
+    tema_registry *reg = tema_registry_new();
+    if (!reg) return 1;
+    tema_registry_scan(reg);
+    for (size_t i = 0; i < tema_registry_error_count(reg); i++)
+        fprintf(stderr, "tema: plugin error: %s\n", tema_registry_error_at(reg, i));
+    tema_err err = {0};
+    tema_cfg *cfg = NULL;
+    tema_dataset *ds = NULL;
+    tema_tag_table t = {0};
+    tema_tag_selection sel = {0};
+    const char *sname = NULL, *rname = NULL;
+    tema_status st = tema_cfg_resolve(exp, overrides, n_over, reg, stderr, &cfg, &err);
+    if (st == TEMA_OK && !tema_cfg_get(cfg, "model.tagger"))
+        st = tema_fail(&err, TEMA_EINVAL, "%s has no model.tagger, so there is nothing to tag; hint: add `tagger: "
+                                          "{plugin: lexical}` under model", exp);
+    if (st == TEMA_OK) st = load_dataset(cfg, results, &ds, &err);
+    if (st == TEMA_OK) st = tema_tag_table_get(cfg, reg, ds, results, force, &t, &err);
+    if (st == TEMA_OK) st = tema_tags_select(cfg, reg, &t, &sel, &sname, &rname, &err);
+    if (st == TEMA_OK) print_summary(stdout, &t, (const char *const *)ds->title, &sel, sname, rname);
+    else fprintf(stderr, "tema: error: %s\n", err.msg[0] ? err.msg : tema_status_name(err.code));
+    tema_tag_selection_free(&sel);
+    tema_tag_table_free(&t);
+    tema_dataset_free(ds);
+    tema_cfg_free(cfg);
+    tema_registry_free(reg);
+    return st == TEMA_OK ? 0 : 1;
+}

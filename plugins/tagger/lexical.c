@@ -1,0 +1,762 @@
+/* plugins/tagger/lexical.c - offline, deterministic item tagging by BM25 over titles: the
+ * paper's "static keyword-based assignment" (Table IV), and tema's tagger when no LLM is
+ * configured.
+ *
+ * Vocabulary: <vocab_dir>/<domain>.yaml (format in the comment at the top of every file
+ * under experiments/tags/): a list of tags, each with a name and synonyms. Every name and
+ * synonym is a phrase; a tag's query is the set of its phrases.
+ *
+ * Text: lower-cased ASCII words and digit runs (accented and other non-ASCII letters stay
+ * inside words; UTF-8 punctuation such as dashes, quotes, (R) and TM separates them), HTML
+ * entities dropped, possessive 's removed, a few stop words (a, an, and, the, of, ...)
+ * dropped, and English plurals folded (cookies/cookie -> cooki, glasses -> glass,
+ * tomatoes -> tomato, cups -> cup), the same way for titles and phrases. A phrase occurs
+ * in a title where its words occur consecutively.
+ *
+ * Score: Okapi BM25 with phrases as terms, over the titled items of the domain (items
+ * without a title are not documents and score 0 everywhere):
+ *   raw(item, tag) = sum_{p in tag} idf(p) * tf(p) (k1+1) / (tf(p) + k1 (1 - b + b |d|/avgdl))
+ *   idf(p) = ln(1 + (N - df(p) + 0.5) / (df(p) + 0.5))     (always > 0)
+ * Relevance 1..100 = round(100 * raw / S), clamped to [1, 100], where S is the
+ * `scale_quantile` quantile of the domain's positive raw scores: one monotone map per
+ * domain, so an item's tag order is BM25's, and scores compare across items and tags.
+ * The default 0.9 puts a plain one-keyword match at about 20-50 and an item's best tag at
+ * a median of about 60 (food-kitchen titles), so the paper's threshold theta = 70 keeps the
+ * clear matches (the best tag of about 40% of the tagged items). raw = 0 (no phrase of the
+ * tag occurs) stays 0 = unrelated. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "../tag_plugin.h"
+
+#define WHO "tagger lexical"
+#define MAX_WORD 64
+#define MAX_NAME 120
+
+static const tema_option lexical_options[] = {
+    {"vocab_dir", TEMA_OPT_STRING, "experiments/tags", 0, -1, NULL,
+     "folder of the tag vocabularies, one <domain>.yaml per domain (relative to the current directory)"},
+    {"k1", TEMA_OPT_FLOAT, "1.2", 0, 10, NULL, "BM25 term-frequency saturation"},
+    {"b", TEMA_OPT_FLOAT, "0.75", 0, 1, NULL, "BM25 title-length normalisation (0 = none, 1 = full)"},
+    {"scale_quantile", TEMA_OPT_FLOAT, "0.9", 0.5, 1, NULL,
+     "raw BM25 score that maps to relevance 100: this quantile of the domain's positive scores"},
+};
+
+/* ---- growable arrays ---- */
+
+static bool grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return true;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return false;
+    *p = q;
+    *cap = c;
+    return true;
+}
+
+/* ---- text normalisation ---- */
+
+static bool is_stop_word(const char *w)
+{
+    static const char *const stop[] = {"a", "an", "and", "the", "of", "for", "with", "in", "on", "to", "by", "or", "at"};
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++)
+        if (!strcmp(w, stop[i])) return true;
+    return false;
+}
+
+static bool ends_with(const char *w, size_t n, const char *suf)
+{
+    size_t m = strlen(suf);
+    return n >= m && !memcmp(w + n - m, suf, m);
+}
+
+static bool is_vowel(char c) { return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u'; }
+
+/* Plural folding (a light S-stemmer that also maps the singular to the same form, so
+ * cookie/cookies, berry/berries, shoe/shoes agree). Only all-letter words are touched. */
+static void fold_plural(char *w)
+{
+    size_t n = strlen(w);
+    for (size_t i = 0; i < n; i++)
+        if (w[i] < 'a' || w[i] > 'z') return;
+    if (n > 4 && ends_with(w, n, "ies")) {
+        w[n - 2] = '\0'; /* cookies -> cooki */
+        return;
+    }
+    if (n > 4 && (ends_with(w, n, "sses") || ends_with(w, n, "shes") || ends_with(w, n, "ches") ||
+                  ends_with(w, n, "xes") || ends_with(w, n, "zzes") || ends_with(w, n, "oes")))
+        w[n -= 2] = '\0';
+    else if (n > 3 && w[n - 1] == 's' && w[n - 2] != 's')
+        w[--n] = '\0';
+    if (n > 3 && ends_with(w, n, "ie")) w[n - 1] = '\0';           /* cookie -> cooki */
+    else if (n > 3 && w[n - 1] == 'y' && !is_vowel(w[n - 2])) w[n - 1] = 'i'; /* berry -> berri */
+    else if (n > 3 && ends_with(w, n, "oe")) w[n - 1] = '\0';      /* shoe -> sho */
+}
+
+/* Length of an HTML entity at s ("&amp;", "&#39;"), 0 if none. */
+static size_t entity_len(const char *s)
+{
+    if (*s != '&') return 0;
+    size_t i = 1;
+    if (s[i] == '#') i++;
+    size_t start = i;
+    while (i < start + 8 && isalnum((unsigned char)s[i])) i++;
+    return i > start && s[i] == ';' ? i + 1 : 0;
+}
+
+static bool is_apostrophe_entity(const char *s, size_t len)
+{
+    return (len == 5 && !strncmp(s, "&#39;", 5)) || (len == 6 && !strncmp(s, "&apos;", 6)) ||
+           (len == 6 && !strncasecmp(s, "&#x27;", 6));
+}
+
+/* Length of an apostrophe at s (ASCII, U+2019, or its entity), 0 if none. */
+static size_t apostrophe_len(const char *s)
+{
+    if (*s == '\'') return 1;
+    if ((unsigned char)s[0] == 0xE2 && (unsigned char)s[1] == 0x80 && (unsigned char)s[2] == 0x99) return 3;
+    size_t e = entity_len(s);
+    return e && is_apostrophe_entity(s, e) ? e : 0;
+}
+
+static bool word_byte(unsigned char c) { return isalnum(c) || c >= 0x80; }
+
+/* Length of a UTF-8 punctuation or symbol at s that separates words (no-break space,
+ * (R), (C), the general punctuation block: dashes, quotes, bullets; TM), 0 if none.
+ * Other non-ASCII bytes (accented letters, other scripts) belong to words. */
+static size_t utf8_sep_len(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] == 0xC2 && u[1] >= 0xA0 && u[1] <= 0xBF) return 2;            /* U+00A0..U+00BF */
+    if (u[0] == 0xC3 && (u[1] == 0x97 || u[1] == 0xB7)) return 2;           /* times, divide */
+    if (u[0] == 0xE2 && (u[1] == 0x80 || u[1] == 0x81) && u[2] >= 0x80 && u[2] <= 0xBF) return 3; /* U+2000..U+207F */
+    if (u[0] == 0xE2 && u[1] == 0x84 && (u[2] == 0xA2 || u[2] == 0xA0)) return 3; /* TM, SM */
+    if (u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF) return 3;             /* byte order mark */
+    return 0;
+}
+
+/* Call emit(word, ctx) for every normalised word of text, in order. */
+typedef bool (*word_fn)(const char *word, void *ctx);
+
+static bool for_each_word(const char *text, word_fn emit, void *ctx)
+{
+    char w[MAX_WORD];
+    size_t n = 0;
+    const char *s = text;
+    while (true) {
+        size_t ap = n > 0 ? apostrophe_len(s) : 0;
+        if (ap && word_byte((unsigned char)s[ap])) {
+            /* inside a word: drop a possessive 's, join the rest ("don't" -> dont) */
+            if ((s[ap] == 's' || s[ap] == 'S') && !word_byte((unsigned char)s[ap + 1])) s += ap + 1;
+            else s += ap;
+            continue;
+        }
+        unsigned char c = (unsigned char)*s;
+        bool in_word = c && word_byte(c) && apostrophe_len(s) == 0 && utf8_sep_len(s) == 0;
+        if (in_word) {
+            if (n + 1 < sizeof w) w[n++] = (char)tolower(c);
+            s++;
+            continue;
+        }
+        if (n > 0) {
+            w[n] = '\0';
+            n = 0;
+            fold_plural(w);
+            if (!is_stop_word(w) && !emit(w, ctx)) return false;
+        }
+        if (!c) return true;
+        size_t e = entity_len(s), a = apostrophe_len(s), u = utf8_sep_len(s);
+        s += e ? e : ap ? ap : a ? a : u ? u : 1;
+    }
+}
+
+/* ---- the vocabulary ---- */
+
+typedef struct lexical {
+    char *file;                  /* the vocabulary file, for messages */
+    double k1, b, quantile;
+    /* distinct words of the vocabulary; open-addressing hash of their indices */
+    char **word;
+    size_t n_word, cap_word;
+    int32_t *slot;               /* [n_slot], -1 = empty */
+    size_t n_slot;
+    /* distinct phrases: words ph_word[ph_off[p]..ph_off[p+1]) */
+    int32_t *ph_word;
+    size_t n_ph_word, cap_ph_word;
+    int32_t *ph_off;
+    size_t n_ph, cap_ph_off;
+    /* tags: names, and their phrases tag_ph[tag_off[t]..tag_off[t+1]) */
+    char **tag_name;
+    size_t n_tags, cap_tag_name;
+    int32_t *tag_ph, *tag_off;
+    size_t n_tag_ph, cap_tag_ph, cap_tag_off;
+    /* derived: phrases by first word (CSR), and the tags of each phrase (CSR) */
+    int32_t *first_off, *first_ph;
+    int32_t *ph_tag_off, *ph_tag;
+} lexical;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int32_t word_find(const lexical *lx, const char *w)
+{
+    if (!lx->n_slot) return -1;
+    for (size_t i = hash_str(w) & (lx->n_slot - 1);; i = (i + 1) & (lx->n_slot - 1)) {
+        int32_t k = lx->slot[i];
+        if (k < 0) return -1;
+        if (!strcmp(lx->word[k], w)) return k;
+    }
+}
+
+static bool rehash(lexical *lx, size_t n_slot)
+{
+    int32_t *slot = malloc(n_slot * sizeof *slot);
+    if (!slot) return false;
+    for (size_t i = 0; i < n_slot; i++) slot[i] = -1;
+    for (size_t k = 0; k < lx->n_word; k++) {
+        size_t i = hash_str(lx->word[k]) & (n_slot - 1);
+        while (slot[i] >= 0) i = (i + 1) & (n_slot - 1);
+        slot[i] = (int32_t)k;
+    }
+    free(lx->slot);
+    lx->slot = slot;
+    lx->n_slot = n_slot;
+    return true;
+}
+
+/* Index of word w, added when new; -1 when out of memory. */
+static int32_t word_intern(lexical *lx, const char *w)
+{
+    int32_t k = word_find(lx, w);
+    if (k >= 0) return k;
+    if ((lx->n_word + 1) * 2 > lx->n_slot && !rehash(lx, lx->n_slot ? lx->n_slot * 2 : 256)) return -1;
+    char *copy = strdup(w);
+    if (!copy || !grow((void **)&lx->word, &lx->cap_word, lx->n_word + 1, sizeof *lx->word)) {
+        free(copy);
+        return -1;
+    }
+    lx->word[lx->n_word] = copy;
+    size_t i = hash_str(w) & (lx->n_slot - 1);
+    while (lx->slot[i] >= 0) i = (i + 1) & (lx->n_slot - 1);
+    lx->slot[i] = (int32_t)lx->n_word;
+    return (int32_t)lx->n_word++;
+}
+
+typedef struct phrase_buf {
+    lexical *lx;
+    int32_t w[32];
+    int n;
+    bool oom, too_long;
+} phrase_buf;
+
+static bool phrase_word(const char *word, void *ctx)
+{
+    phrase_buf *pb = ctx;
+    if (pb->n == 32) {
+        pb->too_long = true;
+        return false;
+    }
+    int32_t k = word_intern(pb->lx, word);
+    if (k < 0) {
+        pb->oom = true;
+        return false;
+    }
+    pb->w[pb->n++] = k;
+    return true;
+}
+
+static void lexical_free(lexical *lx)
+{
+    if (!lx) return;
+    for (size_t i = 0; i < lx->n_word; i++) free(lx->word[i]);
+    for (size_t i = 0; i < lx->n_tags; i++) free(lx->tag_name[i]);
+    free(lx->word);
+    free(lx->slot);
+    free(lx->ph_word);
+    free(lx->ph_off);
+    free(lx->tag_name);
+    free(lx->tag_ph);
+    free(lx->tag_off);
+    free(lx->first_off);
+    free(lx->first_ph);
+    free(lx->ph_tag_off);
+    free(lx->ph_tag);
+    free(lx->file);
+    free(lx);
+}
+
+/* Add phrase `text` to the tag being built (the last one). */
+static tema_status add_phrase(lexical *lx, const char *text, size_t line, tema_err *err)
+{
+    phrase_buf pb = {.lx = lx};
+    for_each_word(text, phrase_word, &pb);
+    if (pb.oom) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
+    if (pb.too_long)
+        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: phrase '%.80s' has more than 32 words; hint: use shorter "
+                                            "keywords", lx->file, line, text);
+    if (pb.n == 0)
+        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: '%.80s' has no word to match (only stop words or punctuation); "
+                                            "hint: use a keyword with letters or digits", lx->file, line, text);
+    /* the same phrase in several tags (or twice in one) is one term */
+    size_t p = 0;
+    for (; p < lx->n_ph; p++) {
+        int32_t a = lx->ph_off[p], b = lx->ph_off[p + 1];
+        if (b - a == pb.n && !memcmp(lx->ph_word + a, pb.w, (size_t)pb.n * sizeof *pb.w)) break;
+    }
+    if (p == lx->n_ph) {
+        if (!grow((void **)&lx->ph_word, &lx->cap_ph_word, lx->n_ph_word + (size_t)pb.n, sizeof *lx->ph_word) ||
+            !grow((void **)&lx->ph_off, &lx->cap_ph_off, lx->n_ph + 2, sizeof *lx->ph_off))
+            return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
+        memcpy(lx->ph_word + lx->n_ph_word, pb.w, (size_t)pb.n * sizeof *pb.w);
+        lx->n_ph_word += (size_t)pb.n;
+        lx->ph_off[0] = 0;
+        lx->ph_off[++lx->n_ph] = (int32_t)lx->n_ph_word;
+    }
+    for (int32_t k = lx->tag_off[lx->n_tags - 1]; k < (int32_t)lx->n_tag_ph; k++)
+        if (lx->tag_ph[k] == (int32_t)p) return TEMA_OK;
+    if (!grow((void **)&lx->tag_ph, &lx->cap_tag_ph, lx->n_tag_ph + 1, sizeof *lx->tag_ph))
+        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
+    lx->tag_ph[lx->n_tag_ph++] = (int32_t)p;
+    lx->tag_off[lx->n_tags] = (int32_t)lx->n_tag_ph;
+    return TEMA_OK;
+}
+
+static size_t node_line(const yaml_node_t *n) { return n->start_mark.line + 1; }
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_SCALAR_NODE: return "a single value";
+    case YAML_SEQUENCE_NODE: return "a list";
+    case YAML_MAPPING_NODE: return "a mapping";
+    default: return "nothing";
+    }
+}
+
+static const char *scalar(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static tema_status add_tag(lexical *lx, const char *name, size_t line, tema_err *err)
+{
+    size_t len = strlen(name);
+    while (len && isspace((unsigned char)name[len - 1])) len--;
+    while (len && isspace((unsigned char)*name)) name++, len--;
+    if (len == 0) return tema_fail(err, TEMA_EFORMAT, "%s:%zu: empty tag name; hint: write name: WORDS", lx->file, line);
+    if (len > MAX_NAME)
+        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag name '%.40s...' is longer than %d characters", lx->file, line,
+                         name, MAX_NAME);
+    for (size_t i = 0; i < len; i++)
+        if (name[i] == '\t' || name[i] == '\n' || name[i] == '\r')
+            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag name '%.*s' contains a tab or line break", lx->file, line,
+                             (int)len, name);
+    for (size_t t = 0; t < lx->n_tags; t++)
+        if (strlen(lx->tag_name[t]) == len && !strncasecmp(lx->tag_name[t], name, len))
+            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag '%.*s' is listed twice; hint: merge the two entries",
+                             lx->file, line, (int)len, name);
+    char *copy = strndup(name, len);
+    if (!copy || !grow((void **)&lx->tag_name, &lx->cap_tag_name, lx->n_tags + 1, sizeof *lx->tag_name) ||
+        !grow((void **)&lx->tag_off, &lx->cap_tag_off, lx->n_tags + 2, sizeof *lx->tag_off)) {
+        free(copy);
+        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
+    }
+    lx->tag_name[lx->n_tags++] = copy;
+    lx->tag_off[0] = 0;
+    lx->tag_off[lx->n_tags] = (int32_t)lx->n_tag_ph;
+    /* the name is a phrase of its own query */
+    return add_phrase(lx, copy, line, err);
+}
+
+static tema_status parse_tag(lexical *lx, yaml_document_t *doc, yaml_node_t *n, tema_err *err)
+{
+    if (n->type == YAML_SCALAR_NODE) return add_tag(lx, scalar(n), node_line(n), err);
+    if (n->type != YAML_MAPPING_NODE)
+        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: a tag must be a mapping {name: ..., synonyms: [...]}, got %s",
+                         lx->file, node_line(n), node_kind(n));
+    yaml_node_t *name = NULL, *syn = NULL;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
+        if (!k || !v || k->type != YAML_SCALAR_NODE)
+            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag keys must be plain words", lx->file, node_line(n));
+        if (!strcmp(scalar(k), "name")) name = v;
+        else if (!strcmp(scalar(k), "synonyms")) syn = v;
+        else
+            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: unknown key '%s' in a tag; hint: a tag has only 'name' and "
+                                                "'synonyms'", lx->file, node_line(k), scalar(k));
+    }
+    if (!name || name->type != YAML_SCALAR_NODE)
+        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag without a name; hint: add name: WORDS", lx->file,
+                         node_line(name ? name : n));
+    tema_status st = add_tag(lx, scalar(name), node_line(name), err);
+    if (st != TEMA_OK || !syn) return st;
+    if (syn->type == YAML_SCALAR_NODE) {
+        if (!*scalar(syn)) return TEMA_OK; /* `synonyms:` left empty */
+        return add_phrase(lx, scalar(syn), node_line(syn), err);
+    }
+    if (syn->type != YAML_SEQUENCE_NODE)
+        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: synonyms of '%s' must be a list like [word, two words], got %s",
+                         lx->file, node_line(syn), scalar(name), node_kind(syn));
+    for (yaml_node_item_t *it = syn->data.sequence.items.start; it < syn->data.sequence.items.top; it++) {
+        yaml_node_t *s = yaml_document_get_node(doc, *it);
+        if (!s || s->type != YAML_SCALAR_NODE)
+            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: a synonym of '%s' must be a word or phrase, got %s", lx->file,
+                             node_line(s ? s : syn), scalar(name), s ? node_kind(s) : "nothing");
+        if ((st = add_phrase(lx, scalar(s), node_line(s), err)) != TEMA_OK) return st;
+    }
+    return TEMA_OK;
+}
+
+static tema_status parse_vocab(lexical *lx, const char *domain, const char *text, size_t len, tema_err *err)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser)) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        tema_status st = tema_fail(err, TEMA_EFORMAT, "%s:%zu:%zu: YAML error: %s%s%s; hint: check the indentation "
+                                                      "and quoting near that line",
+                                   lx->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                                   parser.problem ? parser.problem : "unreadable", parser.context ? " " : "",
+                                   parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        return st;
+    }
+    yaml_parser_delete(&parser);
+    tema_status st = TEMA_OK;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    yaml_node_t *tags = NULL;
+    if (!root || root->type != YAML_MAPPING_NODE) {
+        st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: expected a mapping with 'tags: [...]', got %s; hint: see the "
+                                          "comment at the top of experiments/tags/food.yaml",
+                       lx->file, root ? node_line(root) : (size_t)1, root ? node_kind(root) : "an empty file");
+        goto out;
+    }
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(&doc, p->key), *v = yaml_document_get_node(&doc, p->value);
+        if (!k || !v || k->type != YAML_SCALAR_NODE) {
+            st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: top-level keys must be plain words", lx->file, node_line(root));
+            goto out;
+        }
+        if (!strcmp(scalar(k), "tags")) {
+            tags = v;
+        } else if (!strcmp(scalar(k), "domain")) {
+            if (v->type != YAML_SCALAR_NODE || strcmp(scalar(v), domain) != 0) {
+                st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: 'domain' is '%s' but this file was loaded for domain '%s'; "
+                                                  "hint: the file name and its domain must agree",
+                               lx->file, node_line(v), v->type == YAML_SCALAR_NODE ? scalar(v) : node_kind(v), domain);
+                goto out;
+            }
+        } else if (strcmp(scalar(k), "description") != 0) {
+            st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: unknown top-level key '%s'; hint: valid keys are domain, "
+                                              "description and tags", lx->file, node_line(k), scalar(k));
+            goto out;
+        }
+    }
+    if (!tags || tags->type != YAML_SEQUENCE_NODE || tags->data.sequence.items.start == tags->data.sequence.items.top) {
+        st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: 'tags' must be a non-empty list of {name, synonyms}; hint: see the "
+                                          "comment at the top of experiments/tags/food.yaml",
+                       lx->file, node_line(tags ? tags : root));
+        goto out;
+    }
+    for (yaml_node_item_t *it = tags->data.sequence.items.start; it < tags->data.sequence.items.top && st == TEMA_OK;
+         it++) {
+        yaml_node_t *t = yaml_document_get_node(&doc, *it);
+        if (t) st = parse_tag(lx, &doc, t, err);
+    }
+out:
+    yaml_document_delete(&doc);
+    return st;
+}
+
+/* CSR indexes: phrases by their first word, tags by phrase. */
+static tema_status build_index(lexical *lx, tema_err *err)
+{
+    lx->first_off = calloc(lx->n_word + 1, sizeof *lx->first_off);
+    lx->first_ph = malloc((lx->n_ph ? lx->n_ph : 1) * sizeof *lx->first_ph);
+    lx->ph_tag_off = calloc(lx->n_ph + 1, sizeof *lx->ph_tag_off);
+    lx->ph_tag = malloc((lx->n_tag_ph ? lx->n_tag_ph : 1) * sizeof *lx->ph_tag);
+    int32_t *fill = calloc((lx->n_word > lx->n_ph ? lx->n_word : lx->n_ph) + 1, sizeof *fill);
+    if (!lx->first_off || !lx->first_ph || !lx->ph_tag_off || !lx->ph_tag || !fill) {
+        free(fill);
+        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory indexing %s", lx->file);
+    }
+    for (size_t p = 0; p < lx->n_ph; p++) lx->first_off[lx->ph_word[lx->ph_off[p]] + 1]++;
+    for (size_t w = 0; w < lx->n_word; w++) lx->first_off[w + 1] += lx->first_off[w];
+    for (size_t p = 0; p < lx->n_ph; p++) {
+        int32_t w = lx->ph_word[lx->ph_off[p]];
+        lx->first_ph[lx->first_off[w] + fill[w]++] = (int32_t)p;
+    }
+    memset(fill, 0, (lx->n_ph + 1) * sizeof *fill);
+    for (size_t k = 0; k < lx->n_tag_ph; k++) lx->ph_tag_off[lx->tag_ph[k] + 1]++;
+    for (size_t p = 0; p < lx->n_ph; p++) lx->ph_tag_off[p + 1] += lx->ph_tag_off[p];
+    for (size_t t = 0; t < lx->n_tags; t++)
+        for (int32_t k = lx->tag_off[t]; k < lx->tag_off[t + 1]; k++) {
+            int32_t p = lx->tag_ph[k];
+            lx->ph_tag[lx->ph_tag_off[p] + fill[p]++] = (int32_t)t;
+        }
+    free(fill);
+    return TEMA_OK;
+}
+
+static bool valid_domain(const char *d)
+{
+    if (!d || !*d || strlen(d) > 64) return false;
+    for (; *d; d++)
+        if (!(islower((unsigned char)*d) || isdigit((unsigned char)*d) || *d == '_' || *d == '-')) return false;
+    return true;
+}
+
+static tema_status lexical_create(const tema_cfg *opts, const char *domain, void **self, tema_err *err)
+{
+    *self = NULL;
+    tema_status st = tag_need_host(WHO, err);
+    if (st != TEMA_OK) return st;
+    if (!valid_domain(domain))
+        return tema_fail(err, TEMA_EINVAL, WHO ": domain name '%s' is not [a-z0-9_-]+; hint: set dataset.domains to "
+                                           "names like [food, kitchen]", domain ? domain : "(null)");
+    const char *dir = "experiments/tags";
+    if (opts) {
+        st = tag_host->cfg_str(opts, "vocab_dir", &dir);
+        if (st == TEMA_ENOTFOUND || !dir || !*dir) dir = "experiments/tags";
+        else if (st != TEMA_OK) return tema_fail(err, TEMA_EINVAL, WHO ": option 'vocab_dir' must be a folder path");
+    }
+    lexical *lx = calloc(1, sizeof *lx);
+    if (!lx) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
+    if ((st = tag_opt_float(opts, WHO, "k1", 1.2, 0, 10, &lx->k1, err)) != TEMA_OK ||
+        (st = tag_opt_float(opts, WHO, "b", 0.75, 0, 1, &lx->b, err)) != TEMA_OK ||
+        (st = tag_opt_float(opts, WHO, "scale_quantile", 0.9, 0.5, 1, &lx->quantile, err)) != TEMA_OK) {
+        lexical_free(lx);
+        return st;
+    }
+    size_t n = strlen(dir) + strlen(domain) + 8;
+    lx->file = malloc(n);
+    if (!lx->file) {
+        lexical_free(lx);
+        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
+    }
+    snprintf(lx->file, n, "%s/%s.yaml", dir, domain);
+    FILE *f = fopen(lx->file, "rb");
+    if (!f) {
+        int e = errno;
+        if (e == ENOENT)
+            st = tema_fail(err, TEMA_ENOTFOUND, WHO ": no tag vocabulary for domain '%s': %s does not exist; hint: "
+                                                "write it (format: the comment atop experiments/tags/food.yaml), set "
+                                                "the tagger's vocab_dir, or name the domains with dataset.domains",
+                           domain, lx->file);
+        else st = tema_fail(err, TEMA_EIO, WHO ": cannot open %s: %s", lx->file, strerror(e));
+        lexical_free(lx);
+        return st;
+    }
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    while (true) {
+        if (!grow((void **)&text, &cap, len + 65536, 1)) {
+            st = tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
+            break;
+        }
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f)) st = tema_fail(err, TEMA_EIO, WHO ": cannot read %s", lx->file);
+            break;
+        }
+    }
+    fclose(f);
+    if (st == TEMA_OK) st = parse_vocab(lx, domain, text, len, err);
+    free(text);
+    if (st == TEMA_OK) st = build_index(lx, err);
+    if (st != TEMA_OK) {
+        lexical_free(lx);
+        return st;
+    }
+    *self = lx;
+    return TEMA_OK;
+}
+
+/* ---- scoring ---- */
+
+typedef struct title_buf {
+    const lexical *lx;
+    int32_t *w;        /* word index, -1 = not a vocabulary word */
+    size_t n, cap;
+    bool oom;
+} title_buf;
+
+static bool title_word(const char *word, void *ctx)
+{
+    title_buf *tb = ctx;
+    if (!grow((void **)&tb->w, &tb->cap, tb->n + 1, sizeof *tb->w)) {
+        tb->oom = true;
+        return false;
+    }
+    tb->w[tb->n++] = word_find(tb->lx, word);
+    return true;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static void vocab_out_free(tema_tag_vocab *out)
+{
+    if (out->tags)
+        for (int32_t t = 0; t < out->n_tags; t++) tag_host->free(out->tags[t]);
+    tag_host->free(out->tags);
+    tag_host->free(out->score);
+    memset(out, 0, sizeof *out);
+}
+
+static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out,
+                               tema_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const lexical *lx = self;
+    tema_status st = tag_need_host(WHO, err);
+    if (st != TEMA_OK) return st;
+    if (!lx || n_items < 0 || (n_items > 0 && !titles))
+        return tema_fail(err, TEMA_EINVAL, WHO ": tag() needs an instance and n_items >= 0 titles");
+    const size_t nt = lx->n_tags, np = lx->n_ph;
+    out->n_tags = (int32_t)nt;
+    out->tags = tag_host->alloc(nt * sizeof *out->tags);
+    out->score = tag_host->alloc((size_t)(n_items > 0 ? n_items : 1) * nt * sizeof *out->score);
+    if (out->tags) memset(out->tags, 0, nt * sizeof *out->tags);
+    for (size_t t = 0; out->tags && t < nt; t++) {
+        size_t len = strlen(lx->tag_name[t]) + 1;
+        out->tags[t] = tag_host->alloc(len);
+        if (!out->tags[t]) break;
+        memcpy(out->tags[t], lx->tag_name[t], len);
+    }
+    /* per item: its matched phrases and their counts (CSR), and its length */
+    int64_t *m_off = malloc((size_t)(n_items + 1) * sizeof *m_off);
+    int32_t *m_ph = NULL, *m_tf = NULL;
+    size_t n_m = 0, cap_m = 0, cap_tf = 0;
+    int32_t *dl = malloc((size_t)(n_items > 0 ? n_items : 1) * sizeof *dl);
+    int32_t *count = calloc(np ? np : 1, sizeof *count), *touched = malloc((np ? np : 1) * sizeof *touched);
+    int64_t *df = calloc(np ? np : 1, sizeof *df);
+    double *idf = malloc((np ? np : 1) * sizeof *idf), *row = calloc(nt ? nt : 1, sizeof *row);
+    title_buf tb = {.lx = lx};
+    bool ok = out->tags && out->score && (nt == 0 || out->tags[nt - 1]) && m_off && dl && count && touched && df &&
+              idf && row;
+    int64_t n_docs = 0;
+    double len_sum = 0;
+    if (ok) m_off[0] = 0;
+    for (int64_t i = 0; ok && i < n_items; i++) {
+        dl[i] = 0;
+        m_off[i + 1] = (int64_t)n_m;
+        const char *title = titles[i];
+        if (!title || !*title) continue;
+        tb.n = 0;
+        for_each_word(title, title_word, &tb);
+        if (tb.oom) {
+            ok = false;
+            break;
+        }
+        if (tb.n == 0) continue; /* punctuation only: not a document */
+        dl[i] = (int32_t)tb.n;
+        n_docs++;
+        len_sum += (double)tb.n;
+        size_t n_touched = 0;
+        for (size_t p = 0; p < tb.n; p++) {
+            int32_t w = tb.w[p];
+            if (w < 0) continue;
+            for (int32_t k = lx->first_off[w]; k < lx->first_off[w + 1]; k++) {
+                int32_t ph = lx->first_ph[k];
+                int32_t a = lx->ph_off[ph], len = lx->ph_off[ph + 1] - a;
+                if (p + (size_t)len > tb.n || memcmp(tb.w + p, lx->ph_word + a, (size_t)len * sizeof *tb.w) != 0)
+                    continue;
+                if (count[ph]++ == 0) touched[n_touched++] = ph;
+            }
+        }
+        if (!grow((void **)&m_ph, &cap_m, n_m + n_touched, sizeof *m_ph) ||
+            !grow((void **)&m_tf, &cap_tf, n_m + n_touched, sizeof *m_tf)) {
+            ok = false;
+            break;
+        }
+        for (size_t k = 0; k < n_touched; k++) {
+            int32_t ph = touched[k];
+            m_ph[n_m] = ph;
+            m_tf[n_m++] = count[ph];
+            df[ph]++;
+            count[ph] = 0;
+        }
+        m_off[i + 1] = (int64_t)n_m;
+    }
+    float *positive = NULL;
+    if (ok) {
+        const double N = (double)n_docs, avgdl = n_docs ? len_sum / N : 1.0;
+        for (size_t p = 0; p < np; p++) idf[p] = log(1.0 + (N - (double)df[p] + 0.5) / ((double)df[p] + 0.5));
+        /* raw BM25 into out->score, positive values kept for the scale */
+        int64_t n_pos = 0;
+        for (int64_t i = 0; i < n_items; i++) {
+            float *o = out->score + (size_t)i * nt;
+            for (size_t t = 0; t < nt; t++) row[t] = 0;
+            const double norm = lx->k1 * (1.0 - lx->b + lx->b * (double)dl[i] / avgdl);
+            for (int64_t m = m_off[i]; m < m_off[i + 1]; m++) {
+                const int32_t ph = m_ph[m];
+                const double tf = m_tf[m];
+                const double term = idf[ph] * tf * (lx->k1 + 1.0) / (tf + norm);
+                for (int32_t k = lx->ph_tag_off[ph]; k < lx->ph_tag_off[ph + 1]; k++) row[lx->ph_tag[k]] += term;
+            }
+            for (size_t t = 0; t < nt; t++) {
+                o[t] = (float)row[t];
+                if (o[t] > 0) n_pos++;
+            }
+        }
+        positive = malloc((size_t)(n_pos > 0 ? n_pos : 1) * sizeof *positive);
+        ok = positive != NULL;
+        if (ok && n_pos > 0) {
+            int64_t k = 0;
+            for (size_t j = 0; j < (size_t)n_items * nt; j++)
+                if (out->score[j] > 0) positive[k++] = out->score[j];
+            qsort(positive, (size_t)n_pos, sizeof *positive, cmp_float);
+            /* nearest-rank quantile */
+            int64_t r = (int64_t)ceil(lx->quantile * (double)n_pos) - 1;
+            if (r < 0) r = 0;
+            if (r >= n_pos) r = n_pos - 1;
+            const double scale = positive[r];
+            for (size_t j = 0; j < (size_t)n_items * nt; j++) {
+                if (!(out->score[j] > 0)) continue;
+                double v = nearbyint(100.0 * (double)out->score[j] / scale);
+                out->score[j] = (float)(v < 1 ? 1 : v > 100 ? 100 : v);
+            }
+        }
+    }
+    free(positive);
+    free(m_off);
+    free(m_ph);
+    free(m_tf);
+    free(dl);
+    free(count);
+    free(touched);
+    free(df);
+    free(idf);
+    free(row);
+    free(tb.w);
+    if (!ok) {
+        vocab_out_free(out);
+        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory scoring %lld titles against %zu tags",
+                         (long long)n_items, nt);
+    }
+    return TEMA_OK;
+}
+
+static void lexical_destroy(void *self) { lexical_free(self); }
+
+static const tema_tagger_ops lexical_ops = {.create = lexical_create, .tag = lexical_tag, .destroy = lexical_destroy};
+
+static const tema_plugin lexical_plugin = {
+    TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "lexical", "1.0.0", "offline BM25 matching of titles against per-domain "
+                       "tag vocabularies (experiments/tags/<domain>.yaml)", lexical_options, lexical_ops)};
+
+TEMA_TAG_PLUGIN_DEFINE(lexical_plugin)

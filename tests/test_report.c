@@ -1,0 +1,709 @@
+/* tests/test_report.c - `tema report` on results folders built by hand: table values, bold /
+ * underline, significance marks against scipy's p-values, the timing table, PLplot files,
+ * the HTML page in headless Chromium, and located errors for a bad report: block.
+ *
+ * The fixture: experiment "rep", three attention plugins (single = the baseline, multi, gru)
+ * x seeds 1, 2, 3, 40 test users per domain. Ranks follow ranks() below; final.json holds
+ * their means, so the expected numbers can be recomputed independently. They were printed
+ * by this script (Python 3.11, numpy 2, scipy 1.17.1):
+ *
+ *   import numpy as np
+ *   from scipy import stats
+ *   N = 40                                    # test users per domain
+ *   def ranks(k, s, d):                       # row k (0 single, 1 multi, 2 gru), seed s, domain d
+ *       out = []
+ *       for u in range(N):
+ *           base = 1 + (u * 7 + s * 3 + d * 5) % 23
+ *           if k == 0: r = base
+ *           elif k == 1: r = max(1, base - 1 - (u % 3 == 0)) if d == 0 else base + (u + s) % 3 - 1
+ *           else: r = base + 2 if d == 0 else base + (u % 3 == 0) - (u % 7 == 0)
+ *           out.append(max(r, 1))
+ *       return np.array(out, float)
+ *   metric = {"mrr": lambda r: 1 / r, "ndcg@10": lambda r: np.where(r <= 10, 1 / np.log2(r + 1), 0.0)}
+ *   seeds = [1, 2, 3]
+ *   for k in (0, 1, 2):
+ *       for d in (0, 1):
+ *           for m, f in metric.items():
+ *               per_seed = [f(ranks(k, s, d)).mean() for s in seeds]
+ *               line = f"row {k} dom {'XY'[d]} {m}: mean={np.mean(per_seed):.4f} std={np.std(per_seed, ddof=1):.4f}"
+ *               if k:
+ *                   a = np.concatenate([f(ranks(k, s, d)) for s in seeds])
+ *                   b = np.concatenate([f(ranks(0, s, d)) for s in seeds])
+ *                   pt = stats.ttest_rel(a, b).pvalue
+ *                   pw = stats.wilcoxon(a, b, correction=True).pvalue
+ *                   pr = stats.ttest_rel(per_seed, [f(ranks(0, s, d)).mean() for s in seeds]).pvalue
+ *                   line += f" p_user_t={pt!r} p_user_w={pw!r} p_run_t={pr!r}"
+ *               print(line)
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "report.h"
+#include "results.h"
+#include "testutil.h"
+#include "util.h"
+
+#define N_USERS 40
+static const char *const plugins[3] = {"single", "multi", "gru"};
+
+static int fixture_rank(int k, int s, int d, int u)
+{
+    int base = 1 + (u * 7 + s * 3 + d * 5) % 23, r;
+    if (k == 0)
+        r = base;
+    else if (k == 1)
+        r = d == 0 ? base - 1 - (u % 3 == 0) : base + (u + s) % 3 - 1;
+    else
+        r = d == 0 ? base + 2 : base + (u % 3 == 0) - (u % 7 == 0);
+    return r < 1 ? 1 : r;
+}
+
+static double ndcg10(double r) { return r <= 10 ? 1 / log2(r + 1) : 0; }
+
+/* noinline: at -O3, GCC 12 takes the returned buffer for a pointer to the local `data`
+ * (a false -Wdangling-pointer) */
+__attribute__((noinline)) static char *slurp(const char *path)
+{
+    char *data = NULL;
+    size_t len;
+    tema_err err = {0};
+    ck_assert_msg(tema_read_file(path, &data, &len, &err) == TEMA_OK, "%s", err.msg);
+    return data;
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    tu_write(p, text);
+}
+
+/* One finished run folder of the "rep" experiment; returns its folder in `dir`. */
+static void make_run(const char *exp_dir, int k, int s, bool done, char *dir, size_t cap)
+{
+    char config[512];
+    snprintf(config, sizeof config,
+             "{\"name\":\"rep\",\"dataset\":{\"path\":\"synthetic\"},\"model\":{\"attention\":{\"plugin\":\"%s\","
+             "\"blocks\":2}},\"train\":{\"epochs\":20,\"seed\":%d},\"eval\":{\"metrics\":[\"mrr\",\"ndcg@10\"]}}",
+             plugins[k], s);
+    char id[17];
+    tema_results_run_id(config, id);
+    snprintf(dir, cap, "%s/%s", exp_dir, id);
+    tema_err err = {0};
+    ck_assert_msg(tema_mkdirs(dir, &err) == TEMA_OK, "%s", err.msg);
+    write_file(dir, "config.json", config);
+    char yaml[256];
+    snprintf(yaml, sizeof yaml, "name: rep\nmodel:\n  attention: {plugin: %s, blocks: 2}\ntrain: {seed: %d}\n",
+             plugins[k], s);
+    write_file(dir, "config.yaml", yaml);
+    write_file(dir, "meta.json", "{\"backend\": \"cpu\", \"threads\": 2, \"tema_version\": \"0.1.0\"}\n");
+
+    /* ranks.tsv and the means final.json reports; users of X are 0..39, of Y 100..139 */
+    char *ranks = malloc(64 * (2 * N_USERS + 2));
+    size_t n = (size_t)sprintf(ranks, "user\tdomain\ttarget\toptimistic\tpessimistic\tmid\n");
+    double mean[2][3][2] = {{{0}}};
+    for (int d = 0; d < 2; d++)
+        for (int u = 0; u < N_USERS; u++) {
+            double opt = fixture_rank(k, s, d, u), pes = opt + (u % 5 == 0), mid = (opt + pes) / 2;
+            n += (size_t)sprintf(ranks + n, "%d\t%s\t%d\t%.1f\t%.1f\t%.1f\n", d * 100 + u, d ? "Y" : "X", 7 + u, opt,
+                                 pes, mid);
+            double rr[3] = {opt, pes, mid};
+            for (int r = 0; r < 3; r++) {
+                mean[d][r][0] += 1 / rr[r] / N_USERS;
+                mean[d][r][1] += ndcg10(rr[r]) / N_USERS;
+            }
+        }
+    write_file(dir, "ranks.tsv", ranks);
+    free(ranks);
+
+    static const char *const rules[3] = {"optimistic", "pessimistic", "mid"};
+    char final[4096];
+    n = (size_t)sprintf(final, "{\"test\": {");
+    for (int d = 0; d < 2; d++) {
+        n += (size_t)sprintf(final + n, "%s\"%s\": {\"cases\": %d", d ? ", " : "", d ? "Y" : "X", N_USERS);
+        for (int r = 0; r < 3; r++)
+            n += (size_t)sprintf(final + n, ", \"%s\": {\"mrr\": %.17g, \"ndcg@10\": %.17g}", rules[r], mean[d][r][0],
+                                 mean[d][r][1]);
+        n += (size_t)sprintf(final + n, "}");
+    }
+    double spe = 1.5 + 0.1 * s + 0.5 * k;
+    int epochs = 10 + s;
+    n += (size_t)sprintf(final + n,
+                         "}, \"valid\": null, \"best_epoch\": %d, \"epochs_run\": %d, \"stopped_early\": %s, "
+                         "\"total_seconds\": %.17g, \"seconds_per_epoch\": %.17g, \"peak_memory_bytes\": %d, "
+                         "\"warnings\": []}\n",
+                         5 + s, epochs, s == 2 ? "true" : "false", spe * epochs, spe, (100 + 10 * k + s) << 20);
+    write_file(dir, "final.json", final);
+
+    char *lines = malloc(256 * (size_t)(epochs + 1));
+    n = 0;
+    for (int e = 1; e <= epochs; e++) {
+        n += (size_t)sprintf(lines + n, "{\"epoch\":%d,\"steps\":10,\"train_loss\":%.4f,\"seconds\":%.3f", e,
+                             5 - 0.1 * e - 0.01 * s - 0.2 * k, spe);
+        if (e % 2 == 0)
+            n += (size_t)sprintf(lines + n,
+                                 ",\"valid\":{\"X\":{\"cases\":40,\"optimistic\":{\"mrr\":%.4f}},\"Y\":{\"cases\":40,"
+                                 "\"optimistic\":{\"mrr\":%.4f}}}",
+                                 0.05 + 0.01 * e + 0.002 * s, 0.03 + 0.005 * e + 0.001 * k);
+        n += (size_t)sprintf(lines + n, "}\n");
+    }
+    write_file(dir, "epochs.jsonl", lines);
+    free(lines);
+    write_file(dir, "status", done ? "done\n" : "running\n");
+    if (done)
+        write_file(dir, "DONE", "");
+}
+
+static const char rep_yaml[] =
+    "name: rep\n"
+    "model:\n"
+    "  attention: {plugin: single}\n"
+    "report:\n"
+    "  tables:\n"
+    "    - name: main\n"
+    "      title: Main results\n"
+    "      rows: {key: model.attention.plugin, labels: {single: SASRec, multi: TEMA, gru: GRU4Rec}}\n"
+    "      row_title: Model\n"
+    "      columns: [domain]\n"
+    "      metrics: [mrr, ndcg@10]\n"
+    "      baseline: single\n"
+    "    - name: ablation\n"
+    "      rows:\n"
+    "        - {label: Base, where: {model.attention.plugin: single}}\n"
+    "        - {label: Multi-Attn, where: {model.attention.plugin: multi, model.attention.blocks: 2}}\n"
+    "      domains: [X]\n"
+    "      metrics: [mrr]\n"
+    "      rule: mid\n"
+    "      percent: true\n";
+
+/* A fresh fixture: tmp/rep.yaml and tmp/results/rep/<9 finished runs + 1 unfinished>. */
+static const char *make_fixture(const char *yaml)
+{
+    static char root[512];
+    snprintf(root, sizeof root, "%s", tu_tmpdir());
+    char exp_dir[600], dir[700], path[600];
+    snprintf(exp_dir, sizeof exp_dir, "%s/results/rep", root);
+    for (int k = 0; k < 3; k++)
+        for (int s = 1; s <= 3; s++)
+            make_run(exp_dir, k, s, true, dir, sizeof dir);
+    /* seed 4 of multi never finished: it must not count */
+    make_run(exp_dir, 1, 4, false, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/rep.yaml", root);
+    tu_write(path, yaml);
+    return root;
+}
+
+static tema_status report_in(const char *root, const char *yaml_name, bool html, tema_err *err)
+{
+    char yaml[600], results[600];
+    snprintf(yaml, sizeof yaml, "%s/%s", root, yaml_name);
+    snprintf(results, sizeof results, "%s/results", root);
+    tema_report_opts o = {.results_dir = results, .html = html, .all_runs = true, .diag = stderr};
+    return tema_report(yaml, &o, err);
+}
+
+static char *report_file(const char *root, const char *exp, const char *name)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/results/%s/report/%s", root, exp, name);
+    return slurp(p);
+}
+
+/* The line of the Markdown table whose first cell is `label`. */
+static char *md_row(const char *md, const char *label)
+{
+    char key[128];
+    snprintf(key, sizeof key, "\n| %s |", label);
+    const char *p = strstr(md, key);
+    ck_assert_msg(p != NULL, "no row '%s' in:\n%s", label, md);
+    p++;
+    const char *end = strchr(p, '\n');
+    return strndup(p, (size_t)(end - p));
+}
+
+START_TEST(markdown_values_bold_and_marks)
+{
+    const char *root = make_fixture(rep_yaml);
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "rep", "main.md");
+    ck_assert_msg(strstr(md, "| Model | X MRR | X NDCG@10 | Y MRR | Y NDCG@10 |"), "%s", md);
+    /* rows in the order of labels; mean +- std over the 3 finished seeds (scipy script above);
+     * best bold, second italic; marks: * per-user t, dagger Wilcoxon, double dagger run-level t */
+    char *r;
+    r = md_row(md, "SASRec");
+    ck_assert_str_eq(r, "| SASRec | _0.1685 ± 0.0044_ | _0.2064 ± 0.0035_ | **0.1595 ± 0.0138** | "
+                        "_0.1948 ± 0.0180_ |");
+    free(r);
+    r = md_row(md, "TEMA");
+    ck_assert_str_eq(r, "| TEMA | **0.2267 ± 0.0122**\\*†‡ | **0.2646 ± 0.0092**\\*†‡ | _0.1591 ± 0.0140_ | "
+                        "**0.1967 ± 0.0145** |");
+    free(r);
+    r = md_row(md, "GRU4Rec");
+    ck_assert_str_eq(r, "| GRU4Rec | 0.1027 ± 0.0018\\*†‡ | 0.1310 ± 0.0036\\*†‡ | 0.1515 ± 0.0137† | "
+                        "0.1840 ± 0.0126\\*† |");
+    free(r);
+    ck_assert_msg(strstr(md, "over 3 seeds"), "the unfinished seed 4 was counted:\n%s", md);
+    ck_assert_msg(strstr(md, "Marks against SASRec"), "%s", md);
+    free(md);
+
+    /* explicit rows, one domain, mid ranks (u % 5 == 0 ties half a rank), in %:
+     * the script above with mid = r + 0.5 * (u % 5 == 0) gives 16.39 +- 0.79 and 21.92 +- 1.80 */
+    md = report_file(root, "rep", "ablation.md");
+    ck_assert_msg(strstr(md, "| run | X MRR |"), "%s", md);
+    r = md_row(md, "Base");
+    ck_assert_str_eq(r, "| Base | 16.39 ± 0.79 |");
+    free(r);
+    r = md_row(md, "Multi-Attn");
+    ck_assert_str_eq(r, "| Multi-Attn | **21.92 ± 1.80** |");
+    free(r);
+    ck_assert_msg(strstr(md, "mid ranks, values in %") && !strstr(md, "Marks"), "%s", md);
+    free(md);
+}
+END_TEST
+
+/* p-values of one CSV line (row, domain, metric) */
+static void csv_p(const char *csv, const char *row, const char *dom, const char *metric, double p[3], int *runs)
+{
+    char key[128];
+    snprintf(key, sizeof key, "\nmain,%s,%s,%s,%s,optimistic,test,", row, dom, dom, metric);
+    const char *line = strstr(csv, key);
+    ck_assert_msg(line != NULL, "no CSV line %s in:\n%s", key + 1, csv);
+    line += strlen(key);
+    /* runs,seeds,mean,std,is_baseline,p_user_ttest,p_user_wilcoxon,p_run_ttest,... */
+    char seeds[64];
+    double mean, std;
+    int base;
+    ck_assert_int_eq(sscanf(line, "%d,%63[^,],%lf,%lf,%d,%lf,%lf,%lf", runs, seeds, &mean, &std, &base, &p[0], &p[1],
+                            &p[2]),
+                     8);
+    ck_assert_str_eq(seeds, "1;2;3");
+    ck_assert_int_eq(base, 0);
+}
+
+#define ASSERT_P(got, want) \
+    ck_assert_msg(fabs((got) - (want)) <= 1e-6 * (want), "p = %.10g, scipy says %.10g", (got), (want))
+
+START_TEST(csv_p_values_match_scipy)
+{
+    const char *root = make_fixture(rep_yaml);
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *csv = report_file(root, "rep", "main.csv");
+    ck_assert_msg(!strncmp(csv, "table,row,column,domain,metric,rule,split,runs,seeds,mean,std,is_baseline,"
+                                "p_user_ttest,p_user_wilcoxon,p_run_ttest", 90), "%s", csv);
+    double p[3];
+    int runs;
+    csv_p(csv, "TEMA", "X", "mrr", p, &runs);
+    ck_assert_int_eq(runs, 3);
+    ASSERT_P(p[0], 4.84328574545343e-06);
+    ASSERT_P(p[1], 1.9294034386777776e-20);
+    ASSERT_P(p[2], 0.006801508495626076);
+    csv_p(csv, "TEMA", "Y", "ndcg@10", p, &runs);
+    ASSERT_P(p[0], 0.7541807631678094);
+    ASSERT_P(p[1], 0.9401864286155255);
+    ASSERT_P(p[2], 0.4517398253469686);
+    csv_p(csv, "GRU4Rec", "Y", "mrr", p, &runs);
+    ASSERT_P(p[0], 0.0860203977892483);
+    ASSERT_P(p[1], 0.00036660194449539605);
+    ASSERT_P(p[2], 0.2285095974328745);
+    csv_p(csv, "GRU4Rec", "Y", "ndcg@10", p, &runs);
+    ASSERT_P(p[0], 0.027212488437085378);
+    ASSERT_P(p[1], 0.011598296913003148);
+    ASSERT_P(p[2], 0.1938755489225359);
+    /* the baseline's own lines carry no test */
+    ck_assert_msg(strstr(csv, "\nmain,SASRec,X,X,mrr,optimistic,test,3,1;2;3,0.1685"), "%s", csv);
+    ck_assert_msg(strstr(csv, ",1,,,,,,,best\n") || strstr(csv, ",1,,,,,,,second\n"), "%s", csv);
+    free(csv);
+}
+END_TEST
+
+START_TEST(latex_booktabs)
+{
+    const char *root = make_fixture(rep_yaml);
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *tex = report_file(root, "rep", "main.tex");
+    ck_assert_msg(strstr(tex, "\\toprule") && strstr(tex, "\\midrule") && strstr(tex, "\\bottomrule"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\multicolumn{2}{c}{X} & \\multicolumn{2}{c}{Y}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\cmidrule(lr){2-3}\\cmidrule(lr){4-5}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "TEMA & \\textbf{0.2267 $\\pm$ 0.0122}$^{*\\dagger\\ddagger}$ & "
+                              "\\textbf{0.2646 $\\pm$ 0.0092}$^{*\\dagger\\ddagger}$ & "
+                              "\\underline{0.1591 $\\pm$ 0.0140} & \\textbf{0.1967 $\\pm$ 0.0145} \\\\"),
+                  "%s", tex);
+    ck_assert_msg(strstr(tex, "GRU4Rec & 0.1027 $\\pm$ 0.0018$^{*\\dagger\\ddagger}$ & "
+                              "0.1310 $\\pm$ 0.0036$^{*\\dagger\\ddagger}$ & 0.1515 $\\pm$ 0.0137$^{\\dagger}$ & "
+                              "0.1840 $\\pm$ 0.0126$^{*\\dagger}$ \\\\"),
+                  "%s", tex);
+    ck_assert_msg(strstr(tex, "\\caption{Main results}") && strstr(tex, "\\label{tab:main}"), "%s", tex);
+    free(tex);
+}
+END_TEST
+
+START_TEST(timing_table)
+{
+    const char *root = make_fixture(rep_yaml);
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "rep", "timing.md");
+    /* single: s/epoch 1.6, 1.7, 1.8; epochs 11, 12, 13 (seed 2 stopped early); best 6, 7, 8;
+     * time (17.6 + 20.4 + 23.4) / 3 = 20.47 s; peak 100 + 0 + 3 MiB */
+    char *r = md_row(md, "plugin=single");
+    ck_assert_str_eq(r, "| plugin=single | 3 | 1.70 ± 0.10 | 12 | 1/3 | 7 | 20.5 s | 103 MiB | cpu | 2 |");
+    free(r);
+    r = md_row(md, "plugin=gru");
+    /* 2.6, 2.7, 2.8 s/epoch; 120 + 3 MiB */
+    ck_assert_str_eq(r, "| plugin=gru | 3 | 2.70 ± 0.10 | 12 | 1/3 | 7 | 32.5 s | 123 MiB | cpu | 2 |");
+    free(r);
+    ck_assert_msg(strstr(md, "9 runs"), "%s", md);
+    free(md);
+    char *csv = report_file(root, "rep", "timing.csv");
+    ck_assert_msg(strstr(csv, "\nplugin=multi,3,2.2,0.1,12,1,7,"), "%s", csv);
+    free(csv);
+}
+END_TEST
+
+static void check_plot(const char *root, const char *exp, const char *stem)
+{
+    char p[1024];
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/results/%s/report/plots/%s.%s", root, exp, stem, k ? "png" : "svg");
+        struct stat st;
+        ck_assert_msg(stat(p, &st) == 0, "%s is missing", p);
+        ck_assert_msg(st.st_size > 1000, "%s has only %lld bytes", p, (long long)st.st_size);
+        char *data = slurp(p);
+        if (k)
+            ck_assert_msg(!memcmp(data, "\x89PNG\r\n\x1a\n", 8), "%s is not a PNG", p);
+        else
+            ck_assert_msg(!strncmp(data, "<?xml", 5) && strstr(data, "<svg") && strstr(data, "</svg>"),
+                          "%s is not an SVG file", p);
+        free(data);
+    }
+}
+
+START_TEST(plots_written)
+{
+    const char *root = make_fixture(rep_yaml);
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    check_plot(root, "rep", "main-bars");
+    for (int g = 1; g <= 3; g++) {
+        char stem[32];
+        snprintf(stem, sizeof stem, "curves-%d", g);
+        check_plot(root, "rep", stem);
+    }
+    /* rows x domain only: no heatmap */
+    ck_assert(!tu_exists(root, "results/rep/report/plots/main-heatmap-X.svg"));
+    ck_assert(!tu_exists(root, "results/rep/report/plots/main-bars.svg.tmp"));
+}
+END_TEST
+
+/* A 2 x 2 lambda grid with 2 seeds and final.json only (no ranks, no epochs). */
+START_TEST(heatmap_of_two_axis_grid)
+{
+    const char *root = tu_tmpdir();
+    char exp_dir[600], dir[700], path[700];
+    snprintf(exp_dir, sizeof exp_dir, "%s/results/lam", root);
+    const double l1[2] = {0.2, 0.3}, l2[2] = {0.05, 0.1};
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int s = 1; s <= 2; s++) {
+                char config[400], id[17];
+                snprintf(config, sizeof config,
+                         "{\"name\":\"lam\",\"model\":{\"attention\":{\"plugin\":\"multi\",\"lambda_1\":%g,"
+                         "\"lambda_2\":%g}},\"train\":{\"seed\":%d},\"eval\":{\"metrics\":[\"mrr\"]}}",
+                         l1[a], l2[b], s);
+                tema_results_run_id(config, id);
+                snprintf(dir, sizeof dir, "%s/%s", exp_dir, id);
+                tema_err err = {0};
+                ck_assert(tema_mkdirs(dir, &err) == TEMA_OK);
+                write_file(dir, "config.json", config);
+                char final[300];
+                /* MRR X = 0.1 + lambda_1 / 10 + lambda_2 + seed / 1000 */
+                snprintf(final, sizeof final,
+                         "{\"test\":{\"X\":{\"cases\":5,\"optimistic\":{\"mrr\":%.17g}},\"Y\":{\"cases\":5,"
+                         "\"optimistic\":{\"mrr\":%.17g}}},\"epochs_run\":3,\"total_seconds\":3.0}",
+                         0.1 + l1[a] / 10 + l2[b] + s / 1000.0, 0.05 + l2[b] / 10);
+                write_file(dir, "final.json", final);
+                write_file(dir, "DONE", "");
+            }
+    snprintf(path, sizeof path, "%s/lam.yaml", root);
+    tu_write(path, "name: lam\n"
+                   "report:\n"
+                   "  timing: false\n"
+                   "  tables:\n"
+                   "    - {name: grid, rows: model.attention.lambda_1, columns: [model.attention.lambda_2],\n"
+                   "       metrics: [mrr], domains: [X]}\n");
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "lam.yaml", true, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "lam", "grid.md");
+    ck_assert_msg(strstr(md, "| lambda_1 | 0.05 X MRR | 0.1 X MRR |"), "%s", md);
+    char *r = md_row(md, "0.2");
+    /* 0.1 + 0.02 + 0.05 + {0.001, 0.002}: mean 0.1715, std 0.000707 */
+    ck_assert_str_eq(r, "| 0.2 | 0.1715 ± 0.0007 | 0.2215 ± 0.0007 |");
+    free(r);
+    r = md_row(md, "0.3");
+    /* two rows: the best is bold, nothing is second */
+    ck_assert_str_eq(r, "| 0.3 | **0.1815 ± 0.0007** | **0.2315 ± 0.0007** |");
+    free(r);
+    free(md);
+    check_plot(root, "lam", "grid-heatmap-X");
+    ck_assert(!tu_exists(root, "results/lam/report/plots/grid-heatmap-Y.svg"));
+    ck_assert(!tu_exists(root, "results/lam/report/timing.md"));
+    /* no epochs.jsonl: no curves, and the page says so */
+    ck_assert(!tu_exists(root, "results/lam/report/plots/curves-1.svg"));
+    char *html = report_file(root, "lam", "report.html");
+    ck_assert_msg(strstr(html, "id=\"fig-grid-heatmap-X\""), "heatmap missing from the page");
+    free(html);
+}
+END_TEST
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+START_TEST(html_page_renders_in_chromium)
+{
+    const char *root = make_fixture(rep_yaml);
+    char args[2048], *out = NULL, *errout = NULL;
+    snprintf(args, sizeof args, "report '%s/rep.yaml' --results '%s/results' --all-runs --html --format md", root,
+             root);
+    int rc = tu_tema(args, &out, &errout);
+    ck_assert_msg(rc == 0, "tema report failed (%d):\n%s", rc, errout);
+    /* the Markdown goes to stdout; files and notes to stderr */
+    ck_assert_msg(strstr(out, "### Main results") && strstr(out, "| TEMA | **0.2267 ± 0.0122**"), "%s", out);
+    ck_assert_msg(strstr(errout, "report.html"), "%s", errout);
+    free(out);
+    free(errout);
+    ck_assert(tu_exists(root, "results/rep/report/main.md"));
+    ck_assert(!tu_exists(root, "results/rep/report/main.csv")); /* --format md only */
+
+    char *html = report_file(root, "rep", "report.html");
+    ck_assert_msg(!strncmp(html, "<!DOCTYPE html>", 15), "not an HTML page");
+    ck_assert_int_eq(count(html, "<tr data-row=\""), 3 + 2 + 3);  /* main, ablation, timing rows */
+    ck_assert_int_eq(count(html, "<img "), 2 + 3);                /* 2 bar charts + 3 curve figures */
+    ck_assert_int_eq(count(html, "src=\"data:image/svg+xml;base64,"), 5);
+    ck_assert_msg(!strstr(html, "src=\"http") && !strstr(html, "src=\"file:"), "the page is not self-contained");
+    ck_assert_msg(strstr(html, "<a href=\"#cfg-1\">") && strstr(html, "<details id=\"cfg-1\""), "no config links");
+    ck_assert_msg(strstr(html, "<sup class=\"sig\">*†‡</sup>"), "marks missing");
+    ck_assert_msg(strstr(html, "plugin: multi"), "resolved configs missing");
+    free(html);
+
+    if (system("command -v chromium >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "SKIP %s: chromium is not installed (Debian: apt-get install chromium; "
+                        ".ci/install-deps installs it)\n", __func__);
+        return;
+    }
+    char cmd[4096];
+    const char *flags = "--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars "
+                        "--no-first-run --disable-extensions --virtual-time-budget=5000";
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && HOME='%s' timeout 120 chromium %s --user-data-dir='%s/chrome' --window-size=1280,2000 "
+             "--screenshot='%s/shot.png' 'file://%s/results/rep/report/report.html' >'%s/chrome.log' 2>&1",
+             root, root, flags, root, root, root, root);
+    ck_assert_msg(system(cmd) == 0, "chromium --screenshot failed; see %s/chrome.log", root);
+    char shot[600];
+    snprintf(shot, sizeof shot, "%s/shot.png", root);
+    struct stat st;
+    ck_assert_msg(stat(shot, &st) == 0, "no screenshot");
+    /* a blank 1280x2000 page compresses to a few kB; tables, text and charts do not */
+    ck_assert_msg(st.st_size > 40000, "screenshot has only %lld bytes: nothing rendered?", (long long)st.st_size);
+    char *png = slurp(shot);
+    ck_assert(!memcmp(png, "\x89PNG\r\n\x1a\n", 8));
+    free(png);
+
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && HOME='%s' timeout 120 chromium %s --user-data-dir='%s/chrome' --dump-dom "
+             "'file://%s/results/rep/report/report.html' >'%s/dom.html' 2>'%s/chrome.log'",
+             root, root, flags, root, root, root, root);
+    ck_assert_msg(system(cmd) == 0, "chromium --dump-dom failed; see %s/chrome.log", root);
+    snprintf(shot, sizeof shot, "%s/dom.html", root);
+    char *dom = slurp(shot);
+    ck_assert_msg(strstr(dom, "<tr data-row=\"SASRec\" class=\"baseline\">"), "DOM lacks the baseline row");
+    ck_assert_msg(strstr(dom, "<tr data-row=\"TEMA\">") && strstr(dom, "<tr data-row=\"GRU4Rec\">"),
+                  "DOM lacks the table rows");
+    ck_assert_int_eq(count(dom, "<img "), 5);
+    /* the page's script marks every image that decoded with its natural size */
+    ck_assert_msg(strstr(dom, "data-images-ok=\"5/5\""), "not every chart decoded in Chromium");
+    free(dom);
+}
+END_TEST
+
+START_TEST(bad_report_block_is_located)
+{
+    const char *root = make_fixture(rep_yaml);
+    char path[600];
+    snprintf(path, sizeof path, "%s/bad.yaml", root);
+    struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"name: rep\nreport:\n  tables:\n    - name: t\n      rows: model.attention.plugin\n      colour: red\n",
+         "bad.yaml:6:15: report.tables[0]: unknown key 'colour'"},
+        {"name: rep\nreport:\n  tables:\n    - name: t\n      rows: model.attention.plugin\n      baseline: lstm\n",
+         "bad.yaml:6:17: report.tables[0].baseline: 'lstm' is not one of the rows ('gru', 'multi', 'single')"},
+        {"name: rep\nreport:\n  tables:\n    - name: t\n      rows: model.nothing\n",
+         "report.tables[0]: no run has the key 'model.nothing'; the runs differ in: model.attention.plugin"},
+        {"name: rep\nreport:\n  tables:\n    - name: t\n      metrics: [mrr, recall]\n",
+         "bad.yaml:5:16: report.tables[0].metrics:"},
+        {"name: rep\nreport:\n  tables:\n    - name: t\n      rows: domain\n",
+         "domain can only be a column axis"},
+        {"name: rep\nreport:\n  tablez: []\n", "bad.yaml:3:11: report: unknown key 'tablez'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tu_write(path, cases[i].yaml);
+        tema_err err = {0};
+        ck_assert_msg(report_in(root, "bad.yaml", false, &err) == TEMA_EINVAL, "case %zu passed", i);
+        ck_assert_msg(strstr(err.msg, cases[i].want), "case %zu: got '%s', want '%s'", i, err.msg, cases[i].want);
+    }
+    /* no results at all: says where it looked and what to run */
+    tu_write(path, "name: other\n");
+    tema_err err = {0};
+    ck_assert_int_eq(report_in(root, "bad.yaml", false, &err), TEMA_ENOTFOUND);
+    ck_assert_msg(strstr(err.msg, "results/other") && strstr(err.msg, "tema run"), "%s", err.msg);
+    /* usage errors of the command */
+    char *out = NULL, *errout = NULL;
+    ck_assert_int_eq(tu_tema("report", &out, &errout), 2);
+    ck_assert_msg(strstr(errout, "missing the experiment file"), "%s", errout);
+    free(out);
+    free(errout);
+    ck_assert_int_eq(tu_tema("report x.yaml --format pdf", &out, &errout), 2);
+    ck_assert_msg(strstr(errout, "unknown format 'pdf'"), "%s", errout);
+    free(out);
+    free(errout);
+}
+END_TEST
+
+/* Without a report: block: one table over the keys the runs differ in. */
+START_TEST(default_table_without_report_block)
+{
+    const char *root = make_fixture("name: rep\n");
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "rep", "results.md");
+    ck_assert_msg(strstr(md, "| plugin | X MRR | X NDCG@10 | Y MRR | Y NDCG@10 |"), "%s", md);
+    char *r = md_row(md, "multi");
+    ck_assert_str_eq(r, "| multi | **0.2267 ± 0.0122** | **0.2646 ± 0.0092** | _0.1591 ± 0.0140_ | "
+                        "**0.1967 ± 0.0145** |");
+    free(r);
+    free(md);
+}
+END_TEST
+
+/* End to end: a real 2 x 2 grid with 2 seeds trained by `tema run -j 2` on tiny synthetic
+ * data; the report follows the manifest (grid order, pending entries, stale runs). */
+START_TEST(report_follows_the_manifest_of_a_real_grid)
+{
+    const char *root = tu_tmpdir();
+    char args[2048], path[600];
+    snprintf(args, sizeof args, "data synth --out '%s/data' --users 200 --items-x 80 --items-y 80", root);
+    ck_assert_int_eq(tu_tema(args, NULL, NULL), 0);
+    const char *head = "name: g\n"
+                       "dataset: {path: data, max_len: 8}\n"
+                       "backend: {plugin: cpu, threads: 1}\n"
+                       "model:\n"
+                       "  encoders: [{plugin: id, dim: 8}]\n"
+                       "  attention: {plugin: single, blocks: 1, heads: 1}\n"
+                       "train: {epochs: 2, batch_size: 64, eval_every: 1, patience: 0}\n"
+                       "eval: {negatives: 20}\n";
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "%sgrid:\n  train.lr: [3.0e-3, 1.0e-3]\n  model.attention.blocks: [1, 2]\n"
+             "  seeds: [1, 2]\n", head);
+    snprintf(path, sizeof path, "%s/g.yaml", root);
+    tu_write(path, yaml);
+    snprintf(args, sizeof args, "run g.yaml -j 2 --results results");
+    char cmd[2600];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >run.log 2>&1", root, getenv("TEMA_EXE"), args);
+    ck_assert_msg(system(cmd) == 0, "the grid failed; see %s/run.log", root);
+
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' report g.yaml --html >out.md 2>err.log", root, getenv("TEMA_EXE"));
+    ck_assert_msg(system(cmd) == 0, "tema report failed; see %s/err.log", root);
+    snprintf(path, sizeof path, "%s/out.md", root);
+    char *md = slurp(path);
+    /* no report: block and two grid keys: rows x columns, in grid order (3e-3 first) */
+    ck_assert_msg(strstr(md, "8 finished runs in 4 cells (results/g)."), "%s", md);
+    ck_assert_msg(strstr(md, "| lr | 1 X MRR |"), "%s", md);
+    const char *r1 = strstr(md, "\n| 0.003 |"), *r2 = strstr(md, "\n| 0.001 |");
+    bool grid_order = r1 && r2 && r1 < r2;
+    ck_assert_msg(grid_order, "rows not in grid order:\n%s", md);
+    ck_assert_msg(strstr(md, "over 2 seeds"), "%s", md);
+    ck_assert_msg(strstr(md, "| lr=0.003, blocks=1 | 2 |") && strstr(md, "| cpu | 1 |"), "%s", md);
+    free(md);
+    ck_assert(tu_exists(root, "results/g/report/plots/results-heatmap-X.svg"));
+    ck_assert(tu_exists(root, "results/g/report/plots/results-heatmap-Y.png"));
+    ck_assert(tu_exists(root, "results/g/report/plots/curves-4.png"));
+
+    /* one more value: 4 pending entries; the finished ones still report */
+    snprintf(yaml, sizeof yaml, "%sgrid:\n  train.lr: [3.0e-3, 1.0e-3]\n  model.attention.blocks: [1, 2, 3]\n"
+             "  seeds: [1, 2]\n", head);
+    snprintf(path, sizeof path, "%s/g.yaml", root);
+    tu_write(path, yaml);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/out.md", root);
+    md = slurp(path);
+    ck_assert_msg(strstr(md, "8 finished runs in 4 cells, 4 pending"), "%s", md);
+    free(md);
+
+    /* a changed setting makes every run stale: say so, and --all-runs still reports them */
+    snprintf(yaml, sizeof yaml, "%sgrid:\n  train.lr: [3.0e-3, 1.0e-3]\n  model.attention.blocks: [1, 2]\n"
+             "  seeds: [1, 2]\n", head);
+    char *p = strstr(yaml, "epochs: 2");
+    p[8] = '3';
+    snprintf(path, sizeof path, "%s/g.yaml", root);
+    tu_write(path, yaml);
+    ck_assert_int_ne(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/err.log", root);
+    char *e = slurp(path);
+    ck_assert_msg(strstr(e, "8 finished run(s)") && strstr(e, "--all-runs"), "%s", e);
+    free(e);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' report g.yaml --all-runs --no-plots >out.md 2>err.log", root,
+             getenv("TEMA_EXE"));
+    ck_assert_int_eq(system(cmd), 0);
+
+    /* a grid over whole plugin sub-configs: rows are named by plugin and the options that
+     * tell two values of the same plugin apart; pop trains no epoch */
+    snprintf(yaml, sizeof yaml, "%sgrid:\n  model.attention:\n    - {plugin: single, blocks: 1}\n"
+             "    - {plugin: single, blocks: 2}\n    - {plugin: pop}\n", head);
+    char *n = strstr(yaml, "name: g");
+    n[6] = 'h';
+    snprintf(path, sizeof path, "%s/h.yaml", root);
+    tu_write(path, yaml);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run h.yaml >run.log 2>&1 && '%s' report h.yaml --no-plots >out.md 2>err.log",
+             root, getenv("TEMA_EXE"), getenv("TEMA_EXE"));
+    ck_assert_msg(system(cmd) == 0, "see %s/run.log and err.log", root);
+    snprintf(path, sizeof path, "%s/out.md", root);
+    md = slurp(path);
+    ck_assert_msg(strstr(md, "\n| attention | X MRR |"), "%s", md);
+    ck_assert_msg(strstr(md, "\n| single blocks=1 |") && strstr(md, "\n| single blocks=2 |") && strstr(md, "\n| pop |"),
+                  "%s", md);
+    ck_assert_msg(strstr(md, "\n| plugin=single, blocks=2 | 1 |") && strstr(md, "\n| plugin=pop | 1 | n/a |"), "%s", md);
+    free(md);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("report");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, markdown_values_bold_and_marks);
+    tcase_add_test(tc, csv_p_values_match_scipy);
+    tcase_add_test(tc, latex_booktabs);
+    tcase_add_test(tc, timing_table);
+    tcase_add_test(tc, plots_written);
+    tcase_add_test(tc, heatmap_of_two_axis_grid);
+    tcase_add_test(tc, html_page_renders_in_chromium);
+    tcase_add_test(tc, bad_report_block_is_located);
+    tcase_add_test(tc, default_table_without_report_block);
+    tcase_add_test(tc, report_follows_the_manifest_of_a_real_grid);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }

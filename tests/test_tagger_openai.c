@@ -1,0 +1,659 @@
+/* tests/test_tagger_openai.c - the `openai` tagger against tests/llm_server.py, a local
+ * stand-in for an OpenAI-compatible server that answers deterministically from the prompt
+ * text, counts requests and can be scripted to fail (see the script's docstring).
+ *
+ * Fixture: 8 items, 6 with titles, batch 2 -> 3 scoring requests; votes 3 and n_tags 5 ->
+ * 3 domain requests. The server's domain answer for seed s is POOL[:5] with entry s
+ * replaced by "noise<s>", scores 1 - i/10, so the hand-computed vote is
+ *   votes:  grilled 3 (2.1), vegan 3 (1.8), spicy 2 (2.0), sweet 2 (1.8), baked 2 (1.6)
+ *   -> grilled, vegan, spicy, sweet, baked    (votes, then summed score)
+ * and a tag scores 10 + (len(title) + len(tag)) % 90 when it occurs in the title. */
+#include <dirent.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "registry.h"
+#include "testutil.h"
+
+#define N_ITEMS 8
+static const char *const g_titles[N_ITEMS] = {
+    "Spicy Grilled Chicken Wings", "Sweet Baked Apple Pie", NULL, "Vegan Spicy Curry", "Plain White Rice", "",
+    "Grilled Vegan Burger, Sweet & Smoky", "Baked Sweet Potato Fries"};
+static const char *const g_voted[5] = {"grilled", "vegan", "spicy", "sweet", "baked"};
+
+/* ---------------- the local server ---------------- */
+
+typedef struct server {
+    pid_t pid;
+    char dir[256];
+    char endpoint[128];
+} server;
+
+static bool have_python(void) { return system("command -v python3 >/dev/null 2>&1") == 0; }
+
+#define REQUIRE_PYTHON()                                                                         \
+    do {                                                                                         \
+        if (!have_python()) {                                                                    \
+            fprintf(stderr, "SKIP %s: python3 not found (install it: .ci/install-deps)\n", __func__); \
+            return;                                                                              \
+        }                                                                                        \
+    } while (0)
+
+static void server_start(server *s)
+{
+    snprintf(s->dir, sizeof s->dir, "%s", tu_tmpdir());
+    /* A proxy from the environment must not sit between the tagger and 127.0.0.1. */
+    setenv("no_proxy", "127.0.0.1,localhost", 1);
+    setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+    char script[4096], port_file[512];
+    snprintf(script, sizeof script, "%s/tests/llm_server.py", tu_source_root());
+    snprintf(port_file, sizeof port_file, "%s/port", s->dir);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a failed test */
+        execlp("python3", "python3", script, s->dir, (char *)NULL);
+        _exit(127);
+    }
+    s->pid = pid;
+    for (int i = 0; i < 400; i++) { /* up to 20 s on a busy machine */
+        FILE *f = fopen(port_file, "r");
+        int port = 0;
+        if (f) {
+            int got = fscanf(f, "%d", &port);
+            fclose(f);
+            if (got == 1 && port > 0) {
+                snprintf(s->endpoint, sizeof s->endpoint, "http://127.0.0.1:%d/v1", port);
+                return;
+            }
+        }
+        int status;
+        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "llm_server.py exited early (status %d)", status);
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    ck_abort_msg("llm_server.py did not write %s", port_file);
+}
+
+static void server_stop(server *s)
+{
+    if (s->pid <= 0) return;
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+static void server_scenario(const server *s, const char *json)
+{
+    char tmp[600], path[600];
+    snprintf(tmp, sizeof tmp, "%s/scenario.json.tmp", s->dir);
+    snprintf(path, sizeof path, "%s/scenario.json", s->dir);
+    tu_write(tmp, json);
+    ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+/* The server's counters (caller puts). */
+static json_object *server_stats(const server *s)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/stats.json", s->dir);
+    json_object *o = json_object_from_file(path);
+    return o ? o : json_tokener_parse("{\"requests\": 0}");
+}
+
+static int64_t stat_int(const server *s, const char *key)
+{
+    json_object *o = server_stats(s), *v;
+    int64_t n = json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+    json_object_put(o);
+    return n;
+}
+
+static int64_t stat_failures(const server *s, const char *kind)
+{
+    json_object *o = server_stats(s), *f, *v;
+    int64_t n = json_object_object_get_ex(o, "failures", &f) && json_object_object_get_ex(f, kind, &v)
+                    ? json_object_get_int64(v) : 0;
+    json_object_put(o);
+    return n;
+}
+
+/* ---------------- the plugin ---------------- */
+
+static const tema_plugin *openai_plugin(void)
+{
+    static tema_registry *reg;
+    if (!reg) {
+        reg = tema_registry_new();
+        tema_registry_scan(reg);
+    }
+    const tema_plugin *p = tema_registry_find(reg, TEMA_KIND_TAGGER, "openai");
+    ck_assert_msg(p != NULL, "tagger openai not found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
+    return p;
+}
+
+/* Options: every default, then the fixture's settings, then `extra` ("key: value" lines);
+ * a later line replaces an earlier one with the same key. */
+static tema_cfg *make_opts(const char *endpoint, const char *cache_dir, const char *extra)
+{
+    const tema_plugin *p = openai_plugin();
+    char all[8192];
+    size_t k = 0;
+    for (uint32_t i = 0; i < p->n_options; i++)
+        k += (size_t)snprintf(all + k, sizeof all - k, "%s: %s\n", p->options[i].name, p->options[i].default_value);
+    snprintf(all + k, sizeof all - k,
+             "endpoint: \"%s\"\nmodel: test-model\ncache_dir: \"%s\"\nprompt_dir: \"%s/experiments/prompts\"\n"
+             "votes: 3\nn_tags: 5\nbatch: 2\ntimeout_s: 5\nretries: 2\nbackoff_ms: 1\nconcurrency: 4\n%s",
+             endpoint, cache_dir, tu_source_root(), extra ? extra : "");
+    char *lines[128];
+    int n = 0;
+    for (char *save = NULL, *line = strtok_r(all, "\n", &save); line && n < 128; line = strtok_r(NULL, "\n", &save)) {
+        size_t key_len = strcspn(line, ":");
+        int at = n;
+        for (int q = 0; q < n; q++)
+            if (!strncmp(lines[q], line, key_len + 1)) at = q;
+        lines[at] = line;
+        if (at == n) n++;
+    }
+    char text[8192];
+    k = 0;
+    for (int q = 0; q < n; q++) k += (size_t)snprintf(text + k, sizeof text - k, "%s\n", lines[q]);
+    tema_cfg *c = NULL;
+    tema_err err = {0};
+    ck_assert_msg(tema_cfg_parse_string(text, "<test>", &c, &err) == TEMA_OK, "%s\n%s", err.msg, text);
+    return c;
+}
+
+typedef struct result {
+    tema_status st;
+    tema_err err;
+    tema_tag_vocab vocab;
+    char *log; /* what the plugin logged (stderr), caller frees */
+} result;
+
+static void result_free(result *r)
+{
+    const tema_host *h = tema_host_get();
+    for (int32_t k = 0; k < r->vocab.n_tags; k++) h->free(r->vocab.tags[k]);
+    h->free(r->vocab.tags);
+    h->free(r->vocab.score);
+    free(r->log);
+    *r = (result){0};
+}
+
+/* create + tag + destroy, capturing stderr. */
+static result run_tagger(const char *endpoint, const char *cache_dir, const char *extra)
+{
+    result r = {0};
+    tema_cfg *opts = make_opts(endpoint, cache_dir, extra);
+    const tema_tagger_ops *ops = openai_plugin()->ops;
+    char log_path[] = "/tmp/tema-openai-log-XXXXXX";
+    int log_fd = mkstemp(log_path);
+    ck_assert_int_ge(log_fd, 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(log_fd, 2);
+    void *self = NULL;
+    r.st = ops->create(opts, "Food", &self, &r.err);
+    if (r.st == TEMA_OK) {
+        r.st = ops->tag(self, g_titles, N_ITEMS, &r.vocab, &r.err);
+        ops->destroy(self);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fdopen(log_fd, "r");
+    fseek(f, 0, SEEK_SET);
+    size_t cap = 1 << 16, n;
+    r.log = calloc(cap + 1, 1);
+    n = fread(r.log, 1, cap, f);
+    r.log[n] = '\0';
+    fclose(f);
+    unlink(log_path);
+    fputs(r.log, stderr); /* keep it visible in the test log */
+    tema_cfg_free(opts);
+    return r;
+}
+
+/* The server's rule, computed independently here. */
+static float expected_score(int item, const char *tag)
+{
+    const char *title = g_titles[item];
+    if (!title || !strcasestr(title, tag)) return 0;
+    return (float)(10 + (strlen(title) + strlen(tag)) % 90);
+}
+
+static void assert_voted(const tema_tag_vocab *v)
+{
+    ck_assert_int_eq(v->n_tags, 5);
+    for (int k = 0; k < 5; k++) ck_assert_str_eq(v->tags[k], g_voted[k]);
+}
+
+/* Rows of items in `skip` (bit mask) must be all zero; every other row as the server says. */
+static void assert_scores(const tema_tag_vocab *v, unsigned zero_mask)
+{
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int32_t k = 0; k < v->n_tags; k++) {
+            float want = (zero_mask >> i) & 1 ? 0.0f : expected_score(i, v->tags[k]);
+            ck_assert_msg(v->score[(size_t)i * (size_t)v->n_tags + (size_t)k] == want, "item %d tag %s: %g, expected %g",
+                          i, v->tags[k], v->score[(size_t)i * (size_t)v->n_tags + (size_t)k], want);
+        }
+}
+
+static int count_cache_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && !strcmp(e->d_name + len - 5, ".json")) n++;
+        ck_assert_msg(!strstr(e->d_name, ".tmp"), "temporary file left in the cache: %s", e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static bool cache_contains(const char *dir, const char *needle)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "grep -rqF '%s' '%s'", needle, dir);
+    return system(cmd) == 0;
+}
+
+static char *fresh_dir(const char *name)
+{
+    static char buf[4][512];
+    static int at;
+    char *b = buf[at++ % 4];
+    snprintf(b, 512, "%s/%s", tu_tmpdir(), name);
+    return b;
+}
+
+/* ---------------- tests ---------------- */
+
+START_TEST(tags_scores_and_a_second_run_from_the_cache)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "vote_requests"), 3);
+    ck_assert_int_eq(stat_int(&s, "score_requests"), 3);
+    ck_assert_int_eq(count_cache_files(cache), 6);
+    json_object *st = server_stats(&s), *v;
+    ck_assert(json_object_object_get_ex(st, "seeds", &v)); /* one query per seed 0..R-1, in any order */
+    ck_assert_int_eq((int)json_object_array_length(v), 3);
+    int seen_mask = 0;
+    for (size_t i = 0; i < 3; i++) seen_mask |= 1 << json_object_get_int(json_object_array_get_idx(v, i));
+    ck_assert_int_eq(seen_mask, 7);
+    ck_assert(json_object_object_get_ex(st, "models", &v));
+    ck_assert_str_eq(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), "[\"test-model\"]");
+    ck_assert(json_object_object_get_ex(st, "paths", &v));
+    ck_assert_str_eq(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), "[\"\\/v1\\/chat\\/completions\"]");
+    ck_assert(json_object_object_get_ex(st, "temperatures", &v));
+    for (size_t i = 0; i < json_object_array_length(v); i++)
+        ck_assert_int_eq(json_object_get_int(json_object_array_get_idx(v, i)), 0);
+    ck_assert(json_object_object_get_ex(st, "auth", &v));
+    ck_assert_int_eq((int)json_object_array_length(v), 0); /* TEMA_LLM_API_KEY unset: no header */
+    json_object_put(st);
+    result_free(&r);
+
+    /* Same settings, server up: everything from the cache. */
+    r = run_tagger(s.endpoint, cache, NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "requests"), 6);
+    result_free(&r);
+
+    /* Server gone: still the same answers, so nothing was asked. */
+    server_stop(&s);
+    r = run_tagger(s.endpoint, cache, "retries: 0\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(count_cache_files(cache), 6);
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(voting_removes_the_tags_of_single_answers)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    /* One query: its noise tag is in (the highest score of that answer). The answers come
+     * wrapped in prose, a <think> block and a code fence. */
+    server_scenario(&s, "{\"wrap\": true}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache1"), "votes: 1\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    const char *one[5] = {"noise0", "sweet", "baked", "grilled", "vegan"};
+    ck_assert_int_eq(r.vocab.n_tags, 5);
+    for (int k = 0; k < 5; k++) ck_assert_str_eq(r.vocab.tags[k], one[k]);
+    result_free(&r);
+    /* Five queries, n_tags 3. */
+    r = run_tagger(s.endpoint, fresh_dir("cache5"), "votes: 5\nn_tags: 3\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    /* n = 3: seed s replaces entry s % 3 of [spicy, sweet, baked]: spicy loses seeds 0,3,
+     * sweet 1,4, baked 2 -> baked 4 votes, spicy 3, sweet 3 (spicy's summed score is higher). */
+    const char *five[3] = {"baked", "spicy", "sweet"};
+    ck_assert_int_eq(r.vocab.n_tags, 3);
+    for (int k = 0; k < 3; k++) ck_assert_str_eq(r.vocab.tags[k], five[k]);
+    assert_scores(&r.vocab, 0);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(transient_errors_are_retried)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    /* Each prompt meets every kind of failure once, in this order, then an answer. */
+    server_scenario(&s, "{\"fail_first\": [\"500\", \"429\", \"503\", \"drop\", \"truncated_body\", \"bad_envelope\","
+                        " \"not_json\", \"truncated_content\", \"cut_content\", \"slow\"], \"slow_s\": 3}");
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, "retries: 10\ntimeout_s: 0.25\nbackoff_ms: 0\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "requests"), 11 * 6);
+    ck_assert_int_eq(stat_int(&s, "ok"), 6);
+    const char *kinds[] = {"500", "429", "503", "drop", "truncated_body", "bad_envelope", "not_json",
+                           "truncated_content", "cut_content", "slow"};
+    for (int k = 0; k < 10; k++) ck_assert_int_eq(stat_failures(&s, kinds[k]), 6);
+    ck_assert_int_eq(count_cache_files(cache), 6);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(persistent_bad_answers_are_recorded_failures_and_not_cached)
+{
+    REQUIRE_PYTHON();
+    const char *kinds[] = {"not_json", "truncated_content", "cut_content", "bad_envelope", "truncated_body"};
+    server s;
+    server_start(&s);
+    for (int q = 0; q < 5; q++) {
+        /* The batch holding item 3 ("Vegan Spicy Curry") and item 4 never gets a good answer. */
+        char sc[256];
+        snprintf(sc, sizeof sc, "{\"fail_always\": \"%s\", \"match\": \"Curry\", \"kind\": \"score\"}", kinds[q]);
+        server_scenario(&s, sc);
+        const char *cache = fresh_dir("cache");
+        int64_t before = stat_int(&s, "requests");
+        result r = run_tagger(s.endpoint, cache, NULL);
+        ck_assert_msg(r.st == TEMA_OK, "%s: %s", kinds[q], r.err.msg);
+        assert_voted(&r.vocab);
+        assert_scores(&r.vocab, (1u << 3) | (1u << 4));
+        /* 3 domain queries, 2 good batches, the bad one 1 + retries times */
+        ck_assert_int_eq(stat_int(&s, "requests") - before, 3 + 1 + 3 + 1);
+        ck_assert_int_eq(stat_failures(&s, kinds[q]), 3);
+        ck_assert_int_eq(count_cache_files(cache), 5);
+        ck_assert_msg(strstr(r.log, "2 of 6 items got no scores"), "%s: log lacks the count:\n%s", kinds[q], r.log);
+        ck_assert_msg(strstr(r.log, "failed items: 3 4\n"), "%s: log lacks the item ids:\n%s", kinds[q], r.log);
+        result_free(&r);
+
+        /* The server recovers: only the missing batch is asked for. */
+        server_scenario(&s, "{}");
+        r = run_tagger(s.endpoint, cache, NULL);
+        ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+        assert_scores(&r.vocab, 0);
+        ck_assert_int_eq(stat_int(&s, "requests") - before, 8 + 1);
+        ck_assert_int_eq(count_cache_files(cache), 6);
+        result_free(&r);
+    }
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(no_item_scored_is_an_error)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"fail_always\": \"500\", \"kind\": \"score\"}");
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, "retries: 1\n");
+    ck_assert_int_eq(r.st, TEMA_EIO);
+    ck_assert_msg(strstr(r.err.msg, "no item got scores") && strstr(r.err.msg, "HTTP 500"), "%s", r.err.msg);
+    ck_assert_int_eq(stat_int(&s, "requests"), 3 + 3 * 2);
+    ck_assert_int_eq(count_cache_files(cache), 3); /* the domain answers stay */
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(an_interrupted_run_resumes_with_what_is_missing)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    /* The server breaks down (503 to everything) after 3 + 2 good answers. (Not dropped
+     * connections: curl itself resends once on a reused connection that died, which would
+     * blur the request count.) */
+    server_scenario(&s, "{\"ok_limit\": 5, \"limit_failure\": \"503\"}");
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, "batch: 1\nretries: 1\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    ck_assert_int_eq(stat_int(&s, "requests"), 3 + 2 + 4 * 2);
+    ck_assert_int_eq(count_cache_files(cache), 5);
+    int zero_rows = 0;
+    for (int i = 0; i < N_ITEMS; i++) {
+        bool zero = true;
+        for (int32_t k = 0; k < r.vocab.n_tags; k++) zero &= r.vocab.score[(size_t)i * (size_t)r.vocab.n_tags + (size_t)k] == 0;
+        bool scorable = false;
+        for (int32_t k = 0; k < r.vocab.n_tags; k++) scorable |= expected_score(i, r.vocab.tags[k]) > 0;
+        zero_rows += zero && scorable;
+    }
+    ck_assert_int_ge(zero_rows, 3); /* 4 failed items, at most one of them (Plain White Rice) has no tag anyway */
+    ck_assert_msg(strstr(r.log, "4 of 6 items got no scores"), "%s", r.log);
+    result_free(&r);
+
+    server_scenario(&s, "{}");
+    r = run_tagger(s.endpoint, cache, "batch: 1\nretries: 1\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "requests"), 13 + 4);
+    ck_assert_int_eq(count_cache_files(cache), 9);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(api_key_from_the_named_variable_as_bearer)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"expect_key\": \"sk-test-4242\"}");
+    setenv("TEMA_TEST_LLM_KEY", "sk-test-4242", 1);
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, "api_key_env: TEMA_TEST_LLM_KEY\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    json_object *st = server_stats(&s), *v;
+    ck_assert(json_object_object_get_ex(st, "auth", &v));
+    ck_assert_str_eq(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), "[\"Bearer sk-test-4242\"]");
+    json_object_put(st);
+    ck_assert(!cache_contains(cache, "sk-test-4242"));
+    ck_assert(!strstr(r.log, "sk-test-4242"));
+    result_free(&r);
+
+    /* A refused key stops the run at once (no retries), names the variable, hides the key. */
+    setenv("TEMA_TEST_LLM_KEY", "wrong-key-77", 1);
+    r = run_tagger(s.endpoint, fresh_dir("cache2"), "api_key_env: TEMA_TEST_LLM_KEY\nconcurrency: 1\n");
+    ck_assert_int_eq(r.st, TEMA_EIO);
+    ck_assert_msg(strstr(r.err.msg, "401") && strstr(r.err.msg, "TEMA_TEST_LLM_KEY"), "%s", r.err.msg);
+    ck_assert(!strstr(r.err.msg, "wrong-key-77"));
+    ck_assert_int_eq(stat_int(&s, "requests"), 6 + 1);
+    result_free(&r);
+    unsetenv("TEMA_TEST_LLM_KEY");
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(concurrency_bounds_requests_in_flight)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"delay_s\": 0.05}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache"), "batch: 1\nconcurrency: 2\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    int64_t m = stat_int(&s, "max_inflight");
+    fprintf(stderr, "concurrency 2: at most %lld requests seen in flight\n", (long long)m);
+    ck_assert_int_le(m, 2);
+    ck_assert_int_eq(stat_int(&s, "requests"), 3 + 6);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(an_edited_prompt_is_asked_again)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    const char *prompts = fresh_dir("prompts");
+    char cmd[2048], extra[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/experiments/prompts/*.txt '%s'/", prompts, tu_source_root(),
+             prompts);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(extra, sizeof extra, "prompt_dir: \"%s\"\n", prompts);
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, extra);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    result_free(&r);
+    snprintf(cmd, sizeof cmd, "echo 'Be strict.' >> '%s/item_scores.txt'", prompts);
+    ck_assert_int_eq(system(cmd), 0);
+    r = run_tagger(s.endpoint, cache, extra);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "vote_requests"), 3); /* domain prompt unchanged: cached */
+    ck_assert_int_eq(stat_int(&s, "score_requests"), 3 + 3);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+static volatile sig_atomic_t g_seen_signal;
+static void flag_signal(int sig) { g_seen_signal = sig; }
+
+START_TEST(a_signal_stops_the_run_and_keeps_the_answers)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"delay_s\": 0.2}");
+    /* Like `tema run`: a handler that only sets a flag. */
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = flag_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    g_seen_signal = 0;
+    pid_t killer = fork();
+    ck_assert_int_ge(killer, 0);
+    if (killer == 0) { /* SIGINT once the first scoring request is at the server */
+        for (int i = 0; i < 1000 && stat_int(&s, "score_requests") < 1; i++) usleep(20 * 1000);
+        kill(getppid(), SIGINT);
+        _exit(0);
+    }
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, "batch: 1\nconcurrency: 1\n");
+    waitpid(killer, NULL, 0);
+    ck_assert_msg(r.st == TEMA_EINTERRUPTED, "status %d: %s", r.st, r.err.msg);
+    ck_assert_msg(strstr(r.err.msg, "SIGINT") && strstr(r.err.msg, "rerun"), "%s", r.err.msg);
+    ck_assert_int_eq(g_seen_signal, SIGINT); /* passed on to the handler installed before */
+    int cached = count_cache_files(cache);
+    ck_assert_int_ge(cached, 3); /* the domain answers */
+    ck_assert_int_lt(cached, 9);
+    int64_t before = stat_int(&s, "requests");
+    result_free(&r);
+    sigaction(SIGINT, &old, NULL);
+
+    server_scenario(&s, "{}");
+    r = run_tagger(s.endpoint, cache, "batch: 1\nconcurrency: 1\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "requests") - before, 9 - cached);
+    fprintf(stderr, "interrupted after %d of 9 answers; the rerun sent %lld requests\n", cached,
+            (long long)(stat_int(&s, "requests") - before));
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(create_names_what_is_missing)
+{
+    const tema_tagger_ops *ops = openai_plugin()->ops;
+    const char *cache = fresh_dir("cache");
+    void *self = NULL;
+    tema_err err = {0};
+    unsetenv("TEMA_LLM_ENDPOINT");
+    unsetenv("TEMA_LLM_MODEL");
+    tema_cfg *o = make_opts("", cache, NULL);
+    ck_assert_int_eq(ops->create(o, "Food", &self, &err), TEMA_EINVAL);
+    ck_assert_ptr_null(self);
+    ck_assert_msg(strstr(err.msg, "TEMA_LLM_ENDPOINT") && strstr(err.msg, "`endpoint`"), "%s", err.msg);
+    /* The environment supplies the endpoint; create() makes no request. */
+    setenv("TEMA_LLM_ENDPOINT", "http://127.0.0.1:9/v1", 1);
+    ck_assert_msg(ops->create(o, "Food", &self, &err) == TEMA_OK, "%s", err.msg);
+    ops->destroy(self);
+    self = NULL;
+    tema_cfg_free(o);
+
+    o = make_opts("http://127.0.0.1:9/v1", cache, "model: \"\"\n");
+    ck_assert_int_eq(ops->create(o, "Food", &self, &err), TEMA_EINVAL);
+    ck_assert_msg(strstr(err.msg, "TEMA_LLM_MODEL"), "%s", err.msg);
+    tema_cfg_free(o);
+
+    o = make_opts("http://127.0.0.1:9/v1", cache, "prompt_dir: /nonexistent/prompts\n");
+    ck_assert_int_eq(ops->create(o, "Food", &self, &err), TEMA_ENOTFOUND);
+    ck_assert_msg(strstr(err.msg, "/nonexistent/prompts/domain_tags.txt") && strstr(err.msg, "prompt_dir"), "%s",
+                  err.msg);
+    tema_cfg_free(o);
+    unsetenv("TEMA_LLM_ENDPOINT");
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("tagger_openai");
+    TCase *tc = tcase_create("openai");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, tags_scores_and_a_second_run_from_the_cache);
+    tcase_add_test(tc, voting_removes_the_tags_of_single_answers);
+    tcase_add_test(tc, transient_errors_are_retried);
+    tcase_add_test(tc, persistent_bad_answers_are_recorded_failures_and_not_cached);
+    tcase_add_test(tc, no_item_scored_is_an_error);
+    tcase_add_test(tc, an_interrupted_run_resumes_with_what_is_missing);
+    tcase_add_test(tc, api_key_from_the_named_variable_as_bearer);
+    tcase_add_test(tc, concurrency_bounds_requests_in_flight);
+    tcase_add_test(tc, an_edited_prompt_is_asked_again);
+    tcase_add_test(tc, a_signal_stops_the_run_and_keeps_the_answers);
+    tcase_add_test(tc, create_names_what_is_missing);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }
