@@ -1114,10 +1114,12 @@ static char *self_exe(void)
     return strdup(buf);
 }
 
-/* environ with the thread variables set to `threads`; the three strings at the end are
+/* environ with the thread variables set to `threads` (TEMA_THREADS makes the backend use
+ * them without changing the run id); the N_THREAD_VARS strings at the end are
  * ours (free_env frees them), the rest borrowed from environ. */
-#define N_THREAD_VARS 3
-static const char *const thread_vars[N_THREAD_VARS] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_THREAD_LIMIT"};
+#define N_THREAD_VARS 4
+static const char *const thread_vars[N_THREAD_VARS] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_THREAD_LIMIT",
+                                                       "TEMA_THREADS"};
 
 static char **child_env(int threads)
 {

@@ -303,6 +303,7 @@ typedef struct runner {
     bool tty;
     bool trainable;         /* a learnable parameter reaches the loss */
     float *grad_norm_dev;   /* one float of backend memory */
+    int threads_override;   /* > 0: replaces backend.threads (not part of the run id) */
 } runner;
 
 static tema_status setup_backend(runner *r, tema_err *err)
@@ -315,7 +316,20 @@ static tema_status setup_backend(runner *r, tema_err *err)
     if (!r->be || r->be_p->ops_size < sizeof(tema_backend_ops) || !r->be->init)
         return tema_fail(err, TEMA_EABI, "backend '%s' has an incomplete kernel table; hint: rebuild it against "
                                          "this tema", r->s.backend_name);
-    tema_status st = r->be->init(tema_host_get(), r->s.backend_opts, &r->bs, err);
+    tema_cfg *opts = NULL;
+    if (r->threads_override > 0 && r->s.backend_opts) {
+        char set[64];
+        snprintf(set, sizeof set, "threads=%d", r->threads_override);
+        opts = tema_cfg_clone(r->s.backend_opts);
+        if (!opts) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+        tema_status st = tema_cfg_set(opts, set, err);
+        if (st != TEMA_OK) {
+            tema_cfg_free(opts);
+            return st;
+        }
+    }
+    tema_status st = r->be->init(tema_host_get(), opts ? opts : r->s.backend_opts, &r->bs, err);
+    tema_cfg_free(opts);
     if (st != TEMA_OK) return st;
     tema_engine_set_backend(r->be, r->bs);
     r->grad_norm_dev = r->be->alloc(r->bs, sizeof(float));
@@ -677,6 +691,17 @@ static tema_status run_inner(runner *r, tema_err *err)
     double t_start = tema_now();
     tema_status st = read_settings(r->cfg, &r->s, err);
     if (st != TEMA_OK) return st;
+    r->threads_override = r->opts->threads;
+    const char *env_threads = getenv("TEMA_THREADS");
+    if (r->threads_override <= 0 && env_threads && *env_threads) {
+        char *end;
+        long v = strtol(env_threads, &end, 10);
+        if (*end || v < 1 || v > 256)
+            return tema_fail(err, TEMA_EINVAL, "TEMA_THREADS='%s' is not a thread count in 1..256; hint: unset it to "
+                                               "use backend.threads", env_threads);
+        r->threads_override = (int)v;
+    }
+    if (r->threads_override > 0) r->s.threads = r->threads_override;
     char name[256];
     experiment_name(r->cfg, r->opts->config_path, name, sizeof name);
     char *json = tema_cfg_to_json(r->cfg), *yaml = tema_cfg_to_yaml(r->cfg);

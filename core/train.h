@@ -13,6 +13,8 @@ typedef struct tema_run_opts {
     const char *results_dir;     /* default "results" */
     const char *config_path;     /* the experiment file, for the record */
     bool force;                  /* re-run even when the run is finished */
+    int threads;                 /* > 0: backend threads for this process, overriding backend.threads
+                                  * without changing the run id (0: $TEMA_THREADS if set, else the config) */
 } tema_run_opts;
 
 /* Run a resolved experiment (tema_cfg_resolve output). Writes
