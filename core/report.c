@@ -1439,8 +1439,12 @@ static bool cond_ok(report_ctx *R, const run *r, const cond *c)
 {
     json_object *v = jget(r->config, c->key);
     char *t = jtext(&R->ar, v);
-    if (!t)
+    if (!t) { /* `KEY: null` (or ~) selects the runs without that key, e.g. a shorter encoder list */
+        for (int i = 0; i < c->n_values; i++)
+            if (!strcmp(c->values[i], "null") || !strcmp(c->values[i], "~") || !c->values[i][0])
+                return true;
         return false;
+    }
     for (int i = 0; i < c->n_values; i++)
         if (value_matches(t, c->values[i]))
             return true;

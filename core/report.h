@@ -44,7 +44,8 @@
  *   domain                     (columns only) the target domain X / Y, with optional
  *                              {key: domain, labels: {X: Food, Y: Kitchen}};
  *   [{label: L, where: {KEY: VALUE, ...}}, ...]   explicit entries (e.g. the rows of an
- *                              ablation that differ in several keys), in the given order.
+ *                              ablation that differ in several keys), in the given order;
+ *                              `KEY: null` matches the runs that lack KEY (model.encoders.2: null).
  * rows may also be a list of axes (one row per combination found in the runs). When
  * `domain` is not among the columns it is added as the innermost column axis.
  *

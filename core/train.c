@@ -376,13 +376,23 @@ static tema_status load_data(runner *r, tema_err *err)
 
 static tema_status write_meta(runner *r, tema_err *err)
 {
-    tema_plugin_record recs[4 + TEMA_TRAIN_MAX_ENCODERS];
+    tema_plugin_record recs[7 + TEMA_TRAIN_MAX_ENCODERS];
     int n = 0;
-    const tema_plugin *ps[4 + TEMA_TRAIN_MAX_ENCODERS];
+    const tema_plugin *ps[7 + TEMA_TRAIN_MAX_ENCODERS];
     ps[n++] = r->be_p;
     for (int i = 0; i < r->model.n_enc; i++) ps[n++] = r->model.enc_p[i];
     ps[n++] = r->model.att_p;
     ps[n++] = r->model.loss_p;
+    /* the tag pipeline's plugins, when the experiment has one */
+    static const struct { const char *key; tema_kind kind; } tag_keys[] = {
+        {"model.tagger", TEMA_KIND_TAGGER}, {"model.tag_select", TEMA_KIND_TAG_SELECT}, {"model.tag_repr", TEMA_KIND_TAG_REPR}};
+    if (r->model.info.n_tags > 0)
+        for (size_t k = 0; k < sizeof tag_keys / sizeof tag_keys[0]; k++) {
+            const char *pname = NULL;
+            tema_train_plugin_node(tema_cfg_get(r->cfg, tag_keys[k].key), &pname);
+            const tema_plugin *tp = pname ? tema_registry_find(r->reg, tag_keys[k].kind, pname) : NULL;
+            if (tp) ps[n++] = tp;
+        }
     for (int i = 0; i < n; i++) {
         const char *file = "builtin";
         for (size_t k = 0; k < tema_registry_count(r->reg); k++) {
