@@ -1,4 +1,5 @@
 /* core/train_model.c - assembling a model from plugins, building batches, evaluation. */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -245,10 +246,11 @@ void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, cons
 
 /* Scores of one batch against one domain (index dom): out[b * nd + j] for item lo + j.
  * Streams combine as log sum_g w[dom][g] sum_{k in g} (w_k/W_g) softmax_k (each stream
- * normalised over the domain, Eq. 16); one stream keeps its raw logits (same ranking, no
- * rounding from the normalisation). */
+ * normalised over the domain, Eq. 16), accumulated as probabilities in double (one exp per
+ * item and stream; no underflow for any logit range a float holds); one stream keeps its raw
+ * logits (same ranking, no rounding from the normalisation). */
 static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, int32_t nd, const int32_t *dom_ids,
-                                const int32_t *last_rows, float *out, float *tmp, tema_err *err)
+                                const int32_t *last_rows, float *out, double *acc, tema_err *err)
 {
     const tema_nn_api *nn = tema_nn();
     tema_stream streams[TEMA_MAX_STREAMS];
@@ -269,41 +271,36 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         tema_tensor *e = h ? nn->gather_rows(c->g, streams[k].items, dom_ids, nd) : NULL;
         tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;
         if (!z) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
-        float *dst = ns == 1 ? out : tmp;
-        c->be->to_host(c->bs, dst, z->data, (size_t)(nb * nd) * sizeof(float));
+        c->be->to_host(c->bs, out, z->data, (size_t)(nb * nd) * sizeof(float));
         const float tau = streams[k].inv_temp;
         if (ns == 1) {
             if (tau != 1.0f)
-                for (int64_t i = 0; i < nb * nd; i++) dst[i] *= tau;
-            break;
+                for (int64_t i = 0; i < nb * nd; i++) out[i] *= tau;
+            return TEMA_OK;
         }
-        const float lw = logw[k] + logf(gw);
+        const double w = exp((double)logw[k]) * gw;
         const bool init = first;
         first = false;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
         for (int64_t r = 0; r < nb; r++) {
-            float *row = tmp + r * nd, *acc = out + r * nd;
+            const float *row = out + r * nd;
+            double *pr = acc + r * nd;
             float mx = -INFINITY;
-            for (int32_t j = 0; j < nd; j++) {
-                row[j] *= tau;
-                mx = row[j] > mx ? row[j] : mx;
-            }
+            for (int32_t j = 0; j < nd; j++) mx = row[j] * tau > mx ? row[j] * tau : mx;
             double s = 0;
-            for (int32_t j = 0; j < nd; j++) s += exp((double)(row[j] - mx));
-            float lse = mx + (float)log(s);
+            for (int32_t j = 0; j < nd; j++) s += exp((double)(row[j] * tau - mx));
+            const double scale = w / s;
             for (int32_t j = 0; j < nd; j++) {
-                float v = row[j] - lse + lw;
-                if (init) acc[j] = v;
-                else {
-                    float m2 = acc[j] > v ? acc[j] : v;
-                    acc[j] = m2 + log1pf(expf(-fabsf(acc[j] - v)));
-                }
+                double p = scale * exp((double)(row[j] * tau - mx));
+                pr[j] = init ? p : pr[j] + p;
             }
         }
     }
-    if (first && ns > 1)
+    if (first)
         return tema_fail(err, TEMA_EINVAL, "evaluation: every stream group has sequence weight 0 for domain %c; hint: "
                                            "check the attention plugin's lambdas", dom ? 'Y' : 'X');
+#pragma omp parallel for num_threads(c->threads) schedule(static)
+    for (int64_t i = 0; i < nb * nd; i++) out[i] = (float)log(acc[i] > 0 ? acc[i] : DBL_MIN);
     return TEMA_OK;
 }
 
@@ -318,11 +315,11 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
     int32_t *dom_ids = malloc((size_t)nd_max * sizeof *dom_ids);
     int32_t *last_rows = malloc((size_t)B * sizeof *last_rows);
     float *scores = malloc((size_t)B * (size_t)nd_max * sizeof(float));
-    float *tmp = malloc((size_t)B * (size_t)nd_max * sizeof(float));
+    double *mix = malloc((size_t)B * (size_t)nd_max * sizeof(double)); /* mixture probabilities */
     double *ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
     float *cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
     tema_status st = TEMA_OK;
-    if (!order || !dom_ids || !last_rows || !scores || !tmp || !ranks || (negatives && !cand)) {
+    if (!order || !dom_ids || !last_rows || !scores || !mix || !ranks || (negatives && !cand)) {
         st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (batch %d x %d items)", B, (int)nd_max);
         goto done;
     }
@@ -346,7 +343,7 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
             int nb = (int)(m - s < B ? m - s : B);
             tema_batch b;
             tema_batch_eval(c->bb, sp, n_x, order + s, nb, &b);
-            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, scores, tmp, err);
+            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, scores, mix, err);
             if (st != TEMA_OK) break;
 #pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
             for (int k = 0; k < nb; k++) {
@@ -378,7 +375,7 @@ done:
     free(dom_ids);
     free(last_rows);
     free(scores);
-    free(tmp);
+    free(mix);
     free(ranks);
     free(cand);
     return st;
