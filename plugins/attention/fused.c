@@ -123,14 +123,14 @@ static tema_status fused_forward(void *self, tema_graph *g, const tema_batch *b,
         if (!items[i] || items[i]->ndim != 2 || items[i]->shape[1] != a->enc_dim[i])
             return tema_fail(err, TEMA_EINVAL, "attention fused: encoder %d's table is not [n_items, %lld]", i,
                              (long long)a->enc_dim[i]);
-        NN_CHECK(parts[i] = nn->l2norm(g, items[i], 1e-12f));
+        NN_CHECK(parts[i] = nn->l2norm(g, items[i], SS_NORM_EPS));
     }
     tema_tensor *e = n_enc > 1 ? nn->concat(g, parts, n_enc) : parts[0];
     NN_CHECK(e);
     NN_CHECK(e = nn->linear(g, e, a->w1, a->b1));
     NN_CHECK(e = nn->gelu(g, e));
     NN_CHECK(e = nn->linear(g, e, a->w2, a->b2));
-    tema_tensor *normed = nn->l2norm(g, e, 1e-12f);
+    tema_tensor *normed = nn->l2norm(g, e, SS_NORM_EPS);
     NN_CHECK(normed);
 
     const int64_t B = b->B, BL = B * (int64_t)b->L;

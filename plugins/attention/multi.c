@@ -168,7 +168,7 @@ static tema_status multi_forward(void *self, tema_graph *g, const tema_batch *b,
         if (!items[i] || items[i]->ndim != 2)
             return tema_fail(err, TEMA_EINVAL, "attention multi: encoder %d gave no 2-D item table", i);
         const int64_t d = items[i]->shape[1];
-        tema_tensor *normed = nn->l2norm(g, items[i], 1e-12f);
+        tema_tensor *normed = nn->l2norm(g, items[i], SS_NORM_EPS);
         NN_CHECK(normed);
         for (int q = 0; q < 3; q++) {
             if (!a->cfg.use[q]) continue;

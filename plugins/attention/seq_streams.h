@@ -36,6 +36,10 @@
 #include "transformer_block.h"
 
 #define SS_MAX_INV_TEMP 100.0
+/* l2norm's floor: rows below it (e.g. a text encoder's zero row for an item without a
+ * title) are divided by it, and so is their gradient; 1e-6 keeps that finite and small
+ * while every real row (norms ~0.1 and up) is normalised exactly. */
+#define SS_NORM_EPS 1e-6f
 
 /* Options of the sequence/prediction part (declared by each plugin under these names). */
 typedef struct ss_config {
@@ -256,7 +260,7 @@ static inline tema_status ss_head_output(const ss_head *hd, const ss_config *c, 
         SS_CHECK(a);
         SS_CHECK(h = nn->add(g, a, h));
     }
-    SS_CHECK(h = nn->l2norm(g, h, 1e-12f));
+    SS_CHECK(h = nn->l2norm(g, h, SS_NORM_EPS));
     if (!hd->temp_u) {
         *inv_temp = (float)(1.0 / c->temperature);
         *out = h;
