@@ -660,7 +660,7 @@ START_TEST(t_slurm_script)
     free(text);
 
     /* what an array task runs: entry 4 of the grid, into the results folder */
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof cmd, "bash -n '%s' && cd / && SLURM_ARRAY_TASK_ID=4 bash '%s' >/dev/null 2>&1", script, script);
     ck_assert_int_eq(system(cmd), 0);
     tema_registry *r = registry();
