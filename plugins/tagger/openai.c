@@ -44,7 +44,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
-#include "tema/plugin.h"
+#include "../tag_plugin.h"
 
 #define WHO "tagger openai"
 #define DOMAIN_PROMPT_FILE "domain_tags.txt"
@@ -56,7 +56,6 @@
 #define MAX_RETRY_AFTER_MS 300000.0
 #define CACHE_FORMAT "tema-openai-cache 1"
 
-static const tema_host *g_host; /* set by the entry point; the tagger ops receive no host */
 
 /* SIGINT/SIGTERM during tag(): a long tagging run must stop when asked, and the host's own
  * handler (tema run's) only sets a flag this plugin cannot see. tag() catches both, stops at
@@ -632,7 +631,7 @@ static char *cache_load(const openai_tagger *t, const job *j)
     int e = 0;
     char *text = read_text_file(j->path, &e);
     if (!text) {
-        if (e != ENOENT) g_host->log(TEMA_LOG_WARN, WHO, "cannot read cache file %s: %s; asking the server", j->path, strerror(e));
+        if (e != ENOENT) tag_host->log(TEMA_LOG_WARN, WHO, "cannot read cache file %s: %s; asking the server", j->path, strerror(e));
         return NULL;
     }
     json_object *root = parse_json_exact(text, strlen(text));
@@ -646,7 +645,7 @@ static char *cache_load(const openai_tagger *t, const job *j)
         !strcmp(json_object_get_string(model), t->model) && !strcmp(json_object_get_string(req), j->body))
         out = strdup(json_object_get_string(resp));
     else
-        g_host->log(TEMA_LOG_WARN, WHO, "cache file %s does not hold this request (damaged or a hash collision); asking the server",
+        tag_host->log(TEMA_LOG_WARN, WHO, "cache file %s does not hold this request (damaged or a hash collision); asking the server",
                     j->path);
     json_object_put(root);
     return out;
@@ -657,7 +656,7 @@ static void cache_store(openai_tagger *t, const job *j, const char *raw)
     if (!t->cache_dir_ready) {
         int e = mkdirs(t->cache_dir);
         if (e) {
-            g_host->log(TEMA_LOG_WARN, WHO, "cannot create cache folder %s: %s; answers are not cached (set cache_dir)",
+            tag_host->log(TEMA_LOG_WARN, WHO, "cannot create cache folder %s: %s; answers are not cached (set cache_dir)",
                         t->cache_dir, strerror(e));
             return;
         }
@@ -673,7 +672,7 @@ static void cache_store(openai_tagger *t, const job *j, const char *raw)
     int e = text ? write_atomic(j->path, text, strlen(text)) : ENOMEM;
     json_object_put(root);
     if (e)
-        g_host->log(TEMA_LOG_WARN, WHO, "cannot write cache file %s: %s; this answer will be asked for again", j->path,
+        tag_host->log(TEMA_LOG_WARN, WHO, "cannot write cache file %s: %s; this answer will be asked for again", j->path,
                     strerror(e));
     else
         t->n_cache_writes++;
@@ -814,14 +813,14 @@ static tema_status run_jobs(openai_tagger *t, const parse_ctx *c, job *jobs, int
                 j->done = j->ok = true;
                 t->n_cache_hits++;
             } else {
-                g_host->log(TEMA_LOG_WARN, WHO, "cached answer %s no longer parses (%s); asking the server", j->path, why);
+                tag_host->log(TEMA_LOG_WARN, WHO, "cached answer %s no longer parses (%s); asking the server", j->path, why);
             }
             free(raw);
         }
         if (!j->done) remaining++;
     }
     if (remaining == 0) return TEMA_OK;
-    g_host->log(TEMA_LOG_INFO, WHO, "%s: %lld of %lld requests cached, %lld to send to %s", phase,
+    tag_host->log(TEMA_LOG_INFO, WHO, "%s: %lld of %lld requests cached, %lld to send to %s", phase,
                 (long long)(n_jobs - remaining), (long long)n_jobs, (long long)remaining, t->url);
 
     CURLM *multi = curl_multi_init();
@@ -836,7 +835,7 @@ static tema_status run_jobs(openai_tagger *t, const parse_ctx *c, job *jobs, int
                            "cached, so a rerun resumes with the rest",
                            WHO, t->domain, g_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", (long long)finished,
                            (long long)total, phase);
-            g_host->log(TEMA_LOG_WARN, WHO, "%s", err ? err->msg : "stopped by a signal");
+            tag_host->log(TEMA_LOG_WARN, WHO, "%s", err ? err->msg : "stopped by a signal");
             break;
         }
         double now = now_s(), wait_s = 0.25; /* also how soon a signal is noticed */
@@ -894,7 +893,7 @@ static tema_status run_jobs(openai_tagger *t, const parse_ctx *c, job *jobs, int
                 if (retry_after > 0 && (double)retry_after * 1000.0 > delay_ms)
                     delay_ms = fmin((double)retry_after * 1000.0, MAX_RETRY_AFTER_MS);
                 j->not_before = now_s() + delay_ms / 1000.0;
-                g_host->log(TEMA_LOG_DEBUG, WHO, "%s request %d: %s; attempt %d of %lld in %.0f ms", phase, j->index,
+                tag_host->log(TEMA_LOG_DEBUG, WHO, "%s request %d: %s; attempt %d of %lld in %.0f ms", phase, j->index,
                             j->last_error, j->attempts + 1, (long long)t->retries + 1, delay_ms);
             }
             sb_free(&j->reply);
@@ -902,7 +901,7 @@ static tema_status run_jobs(openai_tagger *t, const parse_ctx *c, job *jobs, int
                 remaining--;
                 finished++;
                 if (total >= 50 && finished >= next_report && finished < total) {
-                    g_host->log(TEMA_LOG_INFO, WHO, "%s: %lld of %lld requests done", phase, (long long)finished,
+                    tag_host->log(TEMA_LOG_INFO, WHO, "%s: %lld of %lld requests done", phase, (long long)finished,
                                 (long long)total);
                     next_report += total / 10;
                 }
@@ -1027,12 +1026,12 @@ static tema_status domain_tags(openai_tagger *t, char ***tags_out, int *n_out, t
         return s;
     }
     if (n_answers < t->votes)
-        g_host->log(TEMA_LOG_WARN, WHO, "domain %s: voting over %d of %lld answers (others failed: %s); a rerun asks again",
+        tag_host->log(TEMA_LOG_WARN, WHO, "domain %s: voting over %d of %lld answers (others failed: %s); a rerun asks again",
                     t->domain, n_answers, (long long)t->votes, last_error);
     qsort(cand, (size_t)n_cand, sizeof *cand, tally_cmp);
     int n = n_cand < t->n_tags ? n_cand : (int)t->n_tags;
     if (n < t->n_tags)
-        g_host->log(TEMA_LOG_WARN, WHO, "domain %s: the answers name only %d distinct tags (n_tags is %lld)", t->domain,
+        tag_host->log(TEMA_LOG_WARN, WHO, "domain %s: the answers name only %d distinct tags (n_tags is %lld)", t->domain,
                     n, (long long)t->n_tags);
     char **tags = calloc((size_t)n, sizeof *tags);
     for (int k = 0; tags && k < n; k++)
@@ -1053,7 +1052,7 @@ static tema_status domain_tags(openai_tagger *t, char ***tags_out, int *n_out, t
 
 static void log_failed_items(const openai_tagger *t, const int64_t *ids, int64_t n, int64_t n_scored, const char *why)
 {
-    g_host->log(TEMA_LOG_WARN, WHO,
+    tag_host->log(TEMA_LOG_WARN, WHO,
                 "domain %s: %lld of %lld items got no scores after %lld attempts (last error: %s); their score rows stay "
                 "0, nothing of them was cached, and a rerun asks for them again. Item indices (0-based, in the order "
                 "given) follow.",
@@ -1062,7 +1061,7 @@ static void log_failed_items(const openai_tagger *t, const int64_t *ids, int64_t
         sbuf b = {0};
         int64_t start = i;
         for (; i < n && i - start < 100; i++) sb_printf(&b, "%s%lld", i > start ? " " : "", (long long)ids[i]);
-        g_host->log(TEMA_LOG_WARN, WHO, "domain %s: failed items: %s", t->domain, b.data ? b.data : "");
+        tag_host->log(TEMA_LOG_WARN, WHO, "domain %s: failed items: %s", t->domain, b.data ? b.data : "");
         sb_free(&b);
     }
 }
@@ -1086,7 +1085,7 @@ static tema_status score_items(openai_tagger *t, char *const *tags, int n_tags, 
         if (clean[i][0]) order[n_scored++] = i;
     }
     if (n_scored < n_items)
-        g_host->log(TEMA_LOG_INFO, WHO, "domain %s: %lld of %lld items have no title; their score rows stay 0",
+        tag_host->log(TEMA_LOG_INFO, WHO, "domain %s: %lld of %lld items have no title; their score rows stay 0",
                     t->domain, (long long)(n_items - n_scored), (long long)n_items);
     if (n_scored == 0) goto done;
     {
@@ -1151,7 +1150,7 @@ static tema_status score_items(openai_tagger *t, char *const *tags, int n_tags, 
 oom:
     st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory preparing %lld items", WHO, (long long)n_items);
 done:
-    g_host->log(TEMA_LOG_INFO, WHO,
+    tag_host->log(TEMA_LOG_INFO, WHO,
                 "domain %s: %lld items in %lld requests: %lld sent (%lld retries), %lld cache hits, %lld cached now, "
                 "%lld items failed",
                 t->domain, (long long)n_scored, (long long)n_jobs + t->votes, (long long)t->n_requests,
@@ -1187,14 +1186,14 @@ static void openai_destroy(void *self)
 
 static tema_status opt_int(const tema_cfg *opts, const char *name, int64_t *out, tema_err *err)
 {
-    if (g_host->cfg_int(opts, name, out) != TEMA_OK)
+    if (tag_host->cfg_int(opts, name, out) != TEMA_OK)
         return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be an integer", WHO, name);
     return TEMA_OK;
 }
 
 static tema_status opt_str(const tema_cfg *opts, const char *name, const char **out, tema_err *err)
 {
-    if (g_host->cfg_str(opts, name, out) != TEMA_OK || !*out)
+    if (tag_host->cfg_str(opts, name, out) != TEMA_OK || !*out)
         return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be a string", WHO, name);
     return TEMA_OK;
 }
@@ -1224,7 +1223,7 @@ static tema_status load_prompt(const char *dir, const char *file, const char *co
 static tema_status openai_create(const tema_cfg *opts, const char *domain, void **self, tema_err *err)
 {
     *self = NULL;
-    if (!g_host) return tema_fail(err, TEMA_EINTERNAL, "%s: plugin used without its entry point (a bug)", WHO);
+    if (!tag_host) return tema_fail(err, TEMA_EINTERNAL, "%s: plugin used without its entry point (a bug)", WHO);
     if (!domain || !*domain) return tema_fail(err, TEMA_EINVAL, "%s: no domain name given (a bug in the caller)", WHO);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return tema_fail(err, TEMA_EIO, "%s: libcurl failed to initialise", WHO);
@@ -1243,8 +1242,8 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
         (st = opt_int(opts, "concurrency", &t->concurrency, err)) ||
         (st = opt_int(opts, "max_tokens", &t->max_tokens, err)))
         goto fail;
-    if (g_host->cfg_float(opts, "timeout_s", &t->timeout_s) != TEMA_OK ||
-        g_host->cfg_bool(opts, "json_mode", &t->json_mode) != TEMA_OK) {
+    if (tag_host->cfg_float(opts, "timeout_s", &t->timeout_s) != TEMA_OK ||
+        tag_host->cfg_bool(opts, "json_mode", &t->json_mode) != TEMA_OK) {
         st = tema_fail(err, TEMA_EINVAL, "%s: options timeout_s (a number) and json_mode (true/false) are required", WHO);
         goto fail;
     }
@@ -1307,7 +1306,7 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
         if (!h2) curl_slist_free_all(h);
         h = h2;
     } else if (h) {
-        g_host->log(TEMA_LOG_DEBUG, WHO, "environment variable %s is unset or empty: sending no API key",
+        tag_host->log(TEMA_LOG_DEBUG, WHO, "environment variable %s is unset or empty: sending no API key",
                     *key_env ? key_env : "(api_key_env is empty)");
     }
     if (!h) {
@@ -1358,13 +1357,13 @@ static tema_status tag_domain(openai_tagger *t, const char *const *titles, int64
     tema_status st = domain_tags(t, &tags, &n_tags, err);
     if (st != TEMA_OK) return st;
     size_t cells = (size_t)n_items * (size_t)n_tags;
-    float *score = g_host->alloc(cells * sizeof *score);
-    char **names = g_host->alloc((size_t)n_tags * sizeof *names);
+    float *score = tag_host->alloc(cells * sizeof *score);
+    char **names = tag_host->alloc((size_t)n_tags * sizeof *names);
     if (score) memset(score, 0, cells * sizeof *score);
     if (names) memset(names, 0, (size_t)n_tags * sizeof *names);
     for (int k = 0; names && k < n_tags; k++) {
         size_t len = strlen(tags[k]) + 1;
-        if (!(names[k] = g_host->alloc(len))) {
+        if (!(names[k] = tag_host->alloc(len))) {
             st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
             break;
         }
@@ -1375,9 +1374,9 @@ static tema_status tag_domain(openai_tagger *t, const char *const *titles, int64
     for (int k = 0; k < n_tags; k++) free(tags[k]);
     free(tags);
     if (st != TEMA_OK) {
-        for (int k = 0; names && k < n_tags; k++) g_host->free(names[k]);
-        g_host->free(names);
-        g_host->free(score);
+        for (int k = 0; names && k < n_tags; k++) tag_host->free(names[k]);
+        tag_host->free(names);
+        tag_host->free(score);
         return st;
     }
     out->n_tags = n_tags;
@@ -1398,19 +1397,4 @@ static const tema_plugin openai_plugin = {
                        openai_options, openai_ops),
 };
 
-/* Not TEMA_PLUGIN_DEFINE: create() gets no host, so the entry point keeps it. */
-#if defined(TEMA_PLUGIN_STATIC_NAME)
-const tema_plugin *TEMA_PLUGIN_STATIC_NAME(const tema_host *host);
-const tema_plugin *TEMA_PLUGIN_STATIC_NAME(const tema_host *host)
-{
-    if (host) g_host = host;
-    return &openai_plugin;
-}
-#else
-__attribute__((visibility("default"))) const tema_plugin *tema_plugin_entry(const tema_host *host);
-__attribute__((visibility("default"))) const tema_plugin *tema_plugin_entry(const tema_host *host)
-{
-    if (host) g_host = host;
-    return &openai_plugin;
-}
-#endif
+TEMA_TAG_PLUGIN_DEFINE(openai_plugin)
