@@ -246,11 +246,14 @@ void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, cons
 
 /* Scores of one batch against one domain (index dom): out[b * nd + j] for item lo + j.
  * Streams combine as log sum_g w[dom][g] sum_{k in g} (w_k/W_g) softmax_k (each stream
- * normalised over the domain, Eq. 16), accumulated as probabilities in double (one exp per
- * item and stream; no underflow for any logit range a float holds); one stream keeps its raw
- * logits (same ranking, no rounding from the normalisation). */
+ * normalised over the domain, Eq. 16), accumulated as probabilities in double (no underflow
+ * for any logit range a float holds). With `cols` (n_cols local item indices per row, the
+ * sampled protocol's candidates) only those entries of out are computed: the per-stream
+ * normalisers still read every item, but the mixture is formed for the candidates alone.
+ * One stream keeps its raw logits (same ranking, no rounding from the normalisation). */
 static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, int32_t nd, const int32_t *dom_ids,
-                                const int32_t *last_rows, float *out, double *acc, tema_err *err)
+                                const int32_t *last_rows, const int32_t *cols, int32_t n_cols, float *out,
+                                double *acc, tema_err *err)
 {
     const tema_nn_api *nn = tema_nn();
     tema_stream streams[TEMA_MAX_STREAMS];
@@ -259,6 +262,7 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
     tema_status st = tema_model_forward(c->model, c->g, b, streams, &ns, err);
     if (st != TEMA_OK) return st;
     const int64_t nb = b->B;
+    const int64_t width = cols ? n_cols : nd; /* mixture entries per row */
     int group[TEMA_MAX_STREAMS];
     float logw[TEMA_MAX_STREAMS], sw[2][3];
     tema_stream_groups(streams, ns, group, logw);
@@ -284,15 +288,16 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
 #pragma omp parallel for num_threads(c->threads) schedule(static)
         for (int64_t r = 0; r < nb; r++) {
             const float *row = out + r * nd;
-            double *pr = acc + r * nd;
+            double *pr = acc + r * width;
             float mx = -INFINITY;
             for (int32_t j = 0; j < nd; j++) mx = row[j] * tau > mx ? row[j] * tau : mx;
-            double s = 0;
-            for (int32_t j = 0; j < nd; j++) s += exp((double)(row[j] * tau - mx));
-            const double scale = w / s;
-            for (int32_t j = 0; j < nd; j++) {
+            float s = 0; /* terms in (0, 1], at least one equal to 1: float keeps 1e-7 relative */
+            for (int32_t j = 0; j < nd; j++) s += expf(row[j] * tau - mx);
+            const double scale = w / (double)s;
+            for (int64_t q = 0; q < width; q++) {
+                const int32_t j = cols ? cols[r * n_cols + q] : (int32_t)q;
                 double p = scale * exp((double)(row[j] * tau - mx));
-                pr[j] = init ? p : pr[j] + p;
+                pr[q] = init ? p : pr[q] + p;
             }
         }
     }
@@ -300,7 +305,11 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         return tema_fail(err, TEMA_EINVAL, "evaluation: every stream group has sequence weight 0 for domain %c; hint: "
                                            "check the attention plugin's lambdas", dom ? 'Y' : 'X');
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t i = 0; i < nb * nd; i++) out[i] = (float)log(acc[i] > 0 ? acc[i] : DBL_MIN);
+    for (int64_t r = 0; r < nb; r++)
+        for (int64_t q = 0; q < width; q++) {
+            double p = acc[r * width + q];
+            out[r * nd + (cols ? cols[r * n_cols + q] : q)] = (float)log(p > 0 ? p : DBL_MIN);
+        }
     return TEMA_OK;
 }
 
@@ -318,8 +327,9 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
     double *mix = malloc((size_t)B * (size_t)nd_max * sizeof(double)); /* mixture probabilities */
     double *ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
     float *cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
+    int32_t *cols = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;
     tema_status st = TEMA_OK;
-    if (!order || !dom_ids || !last_rows || !scores || !mix || !ranks || (negatives && !cand)) {
+    if (!order || !dom_ids || !last_rows || !scores || !mix || !ranks || (negatives && (!cand || !cols))) {
         st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (batch %d x %d items)", B, (int)nd_max);
         goto done;
     }
@@ -343,7 +353,14 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
             int nb = (int)(m - s < B ? m - s : B);
             tema_batch b;
             tema_batch_eval(c->bb, sp, n_x, order + s, nb, &b);
-            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, scores, mix, err);
+            if (negatives)
+                for (int k = 0; k < nb; k++) {
+                    int64_t i = order[s + k];
+                    int32_t *row = cols + (int64_t)k * (n_neg + 1);
+                    row[0] = sp->target[i] - lo;
+                    for (int32_t q = 0; q < n_neg; q++) row[q + 1] = negatives[i * n_neg + q] - lo;
+                }
+            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, negatives ? cols : NULL, n_neg + 1, scores, mix, err);
             if (st != TEMA_OK) break;
 #pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
             for (int k = 0; k < nb; k++) {
@@ -378,5 +395,6 @@ done:
     free(mix);
     free(ranks);
     free(cand);
+    free(cols);
     return st;
 }
