@@ -324,7 +324,10 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
     int32_t *dom_ids = malloc((size_t)nd_max * sizeof *dom_ids);
     int32_t *last_rows = malloc((size_t)B * sizeof *last_rows);
     float *scores = malloc((size_t)B * (size_t)nd_max * sizeof(float));
-    double *mix = malloc((size_t)B * (size_t)nd_max * sizeof(double)); /* mixture probabilities */
+    /* mixture probabilities: a row's domain items, or its candidates (which may outnumber
+     * the items of a small domain, negatives being drawn with replacement) */
+    const int64_t mix_w = negatives && n_neg + 1 > nd_max ? n_neg + 1 : nd_max;
+    double *mix = malloc((size_t)B * (size_t)mix_w * sizeof(double));
     double *ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
     float *cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
     int32_t *cols = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "engine.h"
 #include "testutil.h"
+#include "train_internal.h"
 
 /* experiment YAML for the toy data; `extra` lines are appended (later keys win) */
 static void write_exp(const char *path, const char *name, const char *attention, int epochs, const char *protocol)
@@ -319,6 +321,111 @@ START_TEST(interrupted_run_resumes_to_same_result)
 }
 END_TEST
 
+
+/* Eq. 16 at evaluation: for a model of several stream groups (`multi` over S^X, S^Y and
+ * S^{X+Y}), tema_evaluate's sampled-protocol ranks equal ranks computed here in double from
+ * the streams themselves: log sum_g w[D][g] sum_{k in g} (w_k/W_g) softmax_k over D's items. */
+START_TEST(multi_stream_inference_matches_reference)
+{
+    TU_REQUIRE_DATA("toy");
+    tema_registry *reg = tema_registry_new();
+    tema_registry_scan(reg);
+    const tema_plugin *cpu = tema_registry_find(reg, TEMA_KIND_BACKEND, "cpu");
+    ck_assert_ptr_nonnull(cpu);
+    const tema_backend_ops *be = cpu->ops;
+    void *bs = NULL;
+    tema_err err = {0};
+    ck_assert_msg(be->init(tema_host_get(), NULL, &bs, &err) == TEMA_OK, "%s", err.msg);
+    tema_engine_set_backend(be, bs);
+
+    char yaml[4200];
+    snprintf(yaml, sizeof yaml, "%s/multi.yaml", tu_tmpdir());
+    write_exp(yaml, "multi", "{plugin: multi, blocks: 1, dropout: 0, lambda_1: 0.3, lambda_2: 0.5}", 1, NULL);
+    tema_cfg *cfg = NULL;
+    ck_assert_msg(tema_cfg_resolve(yaml, NULL, 0, reg, stderr, &cfg, &err) == TEMA_OK, "%s", err.msg);
+    tema_dataset *ds = NULL;
+    tema_dataset_files files = {0};
+    ck_assert_msg(tema_dataset_load(tu_data_path("toy"), &files, &ds, &err) == TEMA_OK, "%s", err.msg);
+    const int32_t n_x = ds->n_x, n_y = ds->n_y, L = 8, n_neg = 20;
+
+    tema_model m = {0};
+    m.params = tema_params_new(5);
+    m.info = (tema_model_info){.struct_size = sizeof(tema_model_info), .n_x = n_x, .n_y = n_y, .max_len = L,
+                               .seed = 5, .params = m.params, .host = tema_host_get()};
+    ck_assert_msg(tema_model_build(&m, cfg, reg, &err) == TEMA_OK, "%s", err.msg);
+    tema_graph *g = tema_graph_new(3);
+    tema_batch_buf bb;
+    ck_assert(tema_batch_buf_init(&bb, 4, L, 4, &err) == TEMA_OK);
+
+    const tema_split *sp = &ds->valid;
+    const int64_t n = sp->n_lines;
+    int32_t *negs = malloc((size_t)(n * n_neg) * sizeof *negs);
+    tema_draw_negatives(9, n, sp->target, n_x, n_y, n_neg, negs);
+    tema_metric_spec spec;
+    const char *names[1] = {"mrr"};
+    ck_assert(tema_metric_parse(names, 1, &spec, &err) == TEMA_OK);
+    tema_metric_acc acc;
+    tema_metric_acc_init(&acc, &spec);
+    tema_rank_row *rows = calloc((size_t)n, sizeof *rows);
+    tema_eval_ctx c = {.model = &m, .g = g, .be = be, .bs = bs, .n_x = n_x, .n_y = n_y, .batch_size = 3, .threads = 1,
+                       .bb = &bb};
+    ck_assert_msg(tema_evaluate(&c, sp, negs, n_neg, &acc, rows, &err) == TEMA_OK, "%s", err.msg);
+
+    float sw[2][3];
+    tema_model_seq_weights(&m, sw);
+    ck_assert_float_eq(sw[0][TEMA_SEQ_X], 1.0f);
+    ck_assert_float_eq_tol(sw[0][TEMA_SEQ_Y], 0.3f, 1e-6f);
+    ck_assert_float_eq_tol(sw[1][TEMA_SEQ_MERGED], 0.5f, 1e-6f);
+    int checked = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (rows[i].domain < 0) continue;
+        tema_batch b;
+        tema_batch_eval(&bb, sp, n_x, &i, 1, &b);
+        tema_graph_reset(g, false, 0);
+        tema_stream st[TEMA_MAX_STREAMS];
+        int ns = 0;
+        ck_assert_msg(tema_model_forward(&m, g, &b, st, &ns, &err) == TEMA_OK, "%s", err.msg);
+        ck_assert_int_eq(ns, 3);
+        const int dom = sp->target[i] >= n_x, lo = dom ? n_x : 0, nd = dom ? n_y : n_x;
+        double *p = calloc((size_t)nd, sizeof *p), wsum[3] = {0, 0, 0};
+        for (int k = 0; k < ns; k++) wsum[st[k].sequence] += st[k].weight;
+        for (int k = 0; k < ns; k++) {
+            const int64_t d = st[k].h->shape[1];
+            const float *h = st[k].h->data + (int64_t)(L - 1) * d;
+            double *z = malloc((size_t)nd * sizeof *z), mx = -INFINITY, sum = 0;
+            for (int j = 0; j < nd; j++) {
+                z[j] = 0;
+                for (int64_t q = 0; q < d; q++) z[j] += (double)h[q] * st[k].items->data[(int64_t)(lo + j) * d + q];
+                z[j] *= st[k].inv_temp;
+                mx = z[j] > mx ? z[j] : mx;
+            }
+            for (int j = 0; j < nd; j++) sum += exp(z[j] - mx);
+            const double w = sw[dom][st[k].sequence] * st[k].weight / wsum[st[k].sequence];
+            for (int j = 0; j < nd; j++) p[j] += w * exp(z[j] - mx) / sum;
+            free(z);
+        }
+        float cs[1 + 20];
+        cs[0] = (float)log(p[sp->target[i] - lo]);
+        for (int q = 0; q < n_neg; q++) cs[1 + q] = (float)log(p[negs[i * n_neg + q] - lo]);
+        double want[TEMA_RANK_RULES];
+        tema_rank(cs, n_neg, want);
+        for (int r = 0; r < TEMA_RANK_RULES; r++)
+            ck_assert_msg(fabs(rows[i].rank[r] - want[r]) < 1e-9, "case %lld rule %d: evaluate %g, reference %g",
+                          (long long)i, r, rows[i].rank[r], want[r]);
+        free(p);
+        checked++;
+    }
+    ck_assert_int_ge(checked, 8);
+    free(rows);
+    free(negs);
+    tema_batch_buf_free(&bb);
+    tema_graph_free(g);
+    tema_model_destroy(&m);
+    tema_dataset_free(ds);
+    tema_cfg_free(cfg);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("train");
@@ -328,6 +435,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, pop_toy_ranks_match_counts);
     tcase_add_test(tc, same_seed_same_metrics);
     tcase_add_test(tc, interrupted_run_resumes_to_same_result);
+    tcase_add_test(tc, multi_stream_inference_matches_reference);
     suite_add_tcase(s, tc);
     return s;
 }
