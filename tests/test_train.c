@@ -328,12 +328,15 @@ END_TEST
 START_TEST(multi_stream_inference_matches_reference)
 {
     TU_REQUIRE_DATA("toy");
-    tema_registry *reg = tema_registry_new();
+    /* kept for the process (static): unloading the backend plugin would unload OpenMP and
+     * OpenBLAS under the sanitizers' feet */
+    static tema_registry *reg;
+    static void *bs;
+    reg = tema_registry_new();
     tema_registry_scan(reg);
     const tema_plugin *cpu = tema_registry_find(reg, TEMA_KIND_BACKEND, "cpu");
     ck_assert_ptr_nonnull(cpu);
     const tema_backend_ops *be = cpu->ops;
-    void *bs = NULL;
     tema_err err = {0};
     ck_assert_msg(be->init(tema_host_get(), NULL, &bs, &err) == TEMA_OK, "%s", err.msg);
     tema_engine_set_backend(be, bs);
