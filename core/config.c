@@ -719,59 +719,22 @@ tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int
 
 /* ---- output ---- */
 
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} buf;
-
-static void buf_add(buf *b, const char *s, size_t len)
+static void json_string(tema_sb *b, const char *s)
 {
-    if (b->oom) return;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-static void buf_str(buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
-static char *buf_finish(buf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    if (!b->p) buf_add(b, "", 0);
-    return b->oom ? NULL : b->p;
-}
-
-static void json_string(buf *b, const char *s)
-{
-    buf_str(b, "\"");
+    tema_sb_add(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
-        if (*p == '"') buf_str(b, "\\\"");
-        else if (*p == '\\') buf_str(b, "\\\\");
-        else if (*p == '\n') buf_str(b, "\\n");
-        else if (*p == '\t') buf_str(b, "\\t");
-        else if (*p == '\r') buf_str(b, "\\r");
+        if (*p == '"') tema_sb_add(b, "\\\"");
+        else if (*p == '\\') tema_sb_add(b, "\\\\");
+        else if (*p == '\n') tema_sb_add(b, "\\n");
+        else if (*p == '\t') tema_sb_add(b, "\\t");
+        else if (*p == '\r') tema_sb_add(b, "\\r");
         else if (*p < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", *p);
-            buf_str(b, esc);
-        } else buf_add(b, (const char *)p, 1);
+            tema_sb_add(b, esc);
+        } else tema_sb_addn(b, (const char *)p, 1);
     }
-    buf_str(b, "\"");
+    tema_sb_add(b, "\"");
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -780,24 +743,24 @@ static int key_cmp(const void *a, const void *b)
     return strcmp(x->key ? x->key : "", y->key ? y->key : "");
 }
 
-static void json_node(buf *b, const tema_cfg *c)
+static void json_node(tema_sb *b, const tema_cfg *c)
 {
     char num[64];
     switch (c->type) {
-    case TEMA_CFG_NULL: buf_str(b, "null"); break;
+    case TEMA_CFG_NULL: tema_sb_add(b, "null"); break;
     case TEMA_CFG_SCALAR:
         if (c->quoted) json_string(b, c->value);
-        else if (!strcmp(c->value, "true") || !strcmp(c->value, "false")) buf_str(b, c->value);
-        else if (tema_cfgi_number_canon(c->value, num, sizeof num)) buf_str(b, num);
+        else if (!strcmp(c->value, "true") || !strcmp(c->value, "false")) tema_sb_add(b, c->value);
+        else if (tema_cfgi_number_canon(c->value, num, sizeof num)) tema_sb_add(b, num);
         else json_string(b, c->value);
         break;
     case TEMA_CFG_LIST:
-        buf_str(b, "[");
+        tema_sb_add(b, "[");
         for (size_t i = 0; i < c->n_items; i++) {
-            if (i) buf_str(b, ",");
+            if (i) tema_sb_add(b, ",");
             json_node(b, c->items[i]);
         }
-        buf_str(b, "]");
+        tema_sb_add(b, "]");
         break;
     case TEMA_CFG_MAP: {
         /* sorted keys: the same settings in any order hash the same */
@@ -810,14 +773,14 @@ static void json_node(buf *b, const tema_cfg *c)
             memcpy(sorted, c->items, c->n_items * sizeof *sorted);
             qsort(sorted, c->n_items, sizeof *sorted, key_cmp);
         }
-        buf_str(b, "{");
+        tema_sb_add(b, "{");
         for (size_t i = 0; i < c->n_items; i++) {
-            if (i) buf_str(b, ",");
+            if (i) tema_sb_add(b, ",");
             json_string(b, sorted[i]->key ? sorted[i]->key : "");
-            buf_str(b, ":");
+            tema_sb_add(b, ":");
             json_node(b, sorted[i]);
         }
-        buf_str(b, "}");
+        tema_sb_add(b, "}");
         free(sorted);
         break;
     }
@@ -826,16 +789,16 @@ static void json_node(buf *b, const tema_cfg *c)
 
 char *tema_cfg_to_json(const tema_cfg *c)
 {
-    buf b = {0};
+    tema_sb b = {0};
     if (c) json_node(&b, c);
-    else buf_str(&b, "null");
-    return buf_finish(&b);
+    else tema_sb_add(&b, "null");
+    return tema_sb_take(&b);
 }
 
 static int yaml_out(void *data, unsigned char *s, size_t size)
 {
-    buf *b = data;
-    buf_add(b, (const char *)s, size);
+    tema_sb *b = data;
+    tema_sb_addn(b, (const char *)s, size);
     return !b->oom;
 }
 
@@ -891,7 +854,7 @@ static bool emit_node(yaml_emitter_t *e, const tema_cfg *c)
 char *tema_cfg_to_yaml(const tema_cfg *c)
 {
     if (!c) return strdup("");
-    buf b = {0};
+    tema_sb b = {0};
     yaml_emitter_t e;
     yaml_event_t ev;
     if (!yaml_emitter_initialize(&e)) return NULL;
@@ -919,5 +882,5 @@ char *tema_cfg_to_yaml(const tema_cfg *c)
         free(b.p);
         return NULL;
     }
-    return buf_finish(&b);
+    return tema_sb_take(&b);
 }

@@ -31,71 +31,6 @@ extern char **environ;
 /* A grid larger than this is almost certainly a mistake (and its manifest unreadable). */
 #define MAX_RUNS 100000
 
-/* ---- growing strings ---- */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t len)
-{
-    if (b->oom) return;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + len + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        sb_add(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_add(b, big, (size_t)n);
-    free(big);
-}
-
-/* The string (caller frees), or NULL when out of memory. */
-static char *sb_take(sbuf *b)
-{
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    if (!b->p) return strdup("");
-    return b->p;
-}
-
 /* ---- compact flow YAML of a value (the manifest's key=value) ---- */
 
 static bool needs_quotes(const tema_cfg *n)
@@ -113,41 +48,41 @@ static bool needs_quotes(const tema_cfg *n)
     return false;
 }
 
-static void flow_yaml(sbuf *b, const tema_cfg *n)
+static void flow_yaml(tema_sb *b, const tema_cfg *n)
 {
     switch (n->type) {
-    case TEMA_CFG_NULL: sb_str(b, "null"); return;
+    case TEMA_CFG_NULL: tema_sb_add(b, "null"); return;
     case TEMA_CFG_SCALAR:
         if (!needs_quotes(n)) {
-            sb_str(b, n->value);
+            tema_sb_add(b, n->value);
             return;
         }
-        sb_str(b, "\"");
+        tema_sb_add(b, "\"");
         for (const char *p = n->value ? n->value : ""; *p; p++) {
-            if (*p == '"' || *p == '\\') sb_add(b, "\\", 1);
-            if (*p == '\n') sb_str(b, "\\n");
-            else if (*p == '\t') sb_str(b, "\\t");
-            else sb_add(b, p, 1);
+            if (*p == '"' || *p == '\\') tema_sb_addn(b, "\\", 1);
+            if (*p == '\n') tema_sb_add(b, "\\n");
+            else if (*p == '\t') tema_sb_add(b, "\\t");
+            else tema_sb_addn(b, p, 1);
         }
-        sb_str(b, "\"");
+        tema_sb_add(b, "\"");
         return;
     case TEMA_CFG_MAP:
-        sb_str(b, "{");
+        tema_sb_add(b, "{");
         for (size_t i = 0; i < n->n_items; i++) {
-            if (i) sb_str(b, ", ");
-            sb_str(b, n->items[i]->key ? n->items[i]->key : "");
-            sb_str(b, ": ");
+            if (i) tema_sb_add(b, ", ");
+            tema_sb_add(b, n->items[i]->key ? n->items[i]->key : "");
+            tema_sb_add(b, ": ");
             flow_yaml(b, n->items[i]);
         }
-        sb_str(b, "}");
+        tema_sb_add(b, "}");
         return;
     case TEMA_CFG_LIST:
-        sb_str(b, "[");
+        tema_sb_add(b, "[");
         for (size_t i = 0; i < n->n_items; i++) {
-            if (i) sb_str(b, ", ");
+            if (i) tema_sb_add(b, ", ");
             flow_yaml(b, n->items[i]);
         }
-        sb_str(b, "]");
+        tema_sb_add(b, "]");
         return;
     }
 }
@@ -685,9 +620,9 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
         for (size_t a = 0; a < gp.n_axes; a++)
             for (size_t k = gp.axes[a].first; k < gp.axes[a].first + gp.axes[a].count; k++) {
                 const tema_cfg *v = gp.lists[k]->items[pick[a]];
-                sbuf b = {0};
+                tema_sb b = {0};
                 flow_yaml(&b, v);
-                run->values[k] = (tema_grid_value){.key = g->keys[k], .text = sb_take(&b), .node = v};
+                run->values[k] = (tema_grid_value){.key = g->keys[k], .text = tema_sb_take(&b), .node = v};
                 if (!run->values[k].text) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
             }
         if (st != TEMA_OK) break;
@@ -977,11 +912,11 @@ static tema_status write_failed(const char *dir, int exit_code, int sig, const c
     const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s/failed", dir);
-    sbuf b = {0};
-    sb_str(&b, text);
-    sb_str(&b, "\n");
+    tema_sb b = {0};
+    tema_sb_add(&b, text);
+    tema_sb_add(&b, "\n");
     json_object_put(o);
-    char *s = sb_take(&b);
+    char *s = tema_sb_take(&b);
     tema_status st = s ? tema_write_file_atomic(p, s, strlen(s), err) : tema_fail(err, TEMA_ENOMEM, "out of memory");
     free(s);
     return st;
@@ -1391,14 +1326,14 @@ out:
 
 /* ---- Slurm ---- */
 
-static void sh_quote(sbuf *b, const char *s)
+static void sh_quote(tema_sb *b, const char *s)
 {
-    sb_str(b, "'");
+    tema_sb_add(b, "'");
     for (; *s; s++) {
-        if (*s == '\'') sb_str(b, "'\\''");
-        else sb_add(b, s, 1);
+        if (*s == '\'') tema_sb_add(b, "'\\''");
+        else tema_sb_addn(b, s, 1);
     }
-    sb_str(b, "'");
+    tema_sb_add(b, "'");
 }
 
 tema_status tema_grid_write_slurm(const tema_grid *g, const tema_slurm_opts *o, char **script_path, tema_err *err)
@@ -1409,7 +1344,7 @@ tema_status tema_grid_write_slurm(const tema_grid *g, const tema_slurm_opts *o, 
     char *abs_path = tema_abspath(g->path), *abs_results = tema_abspath(g->results_dir);
     char *exe = o->exe ? tema_abspath(o->exe) : self_exe();
     char dir[PATH_MAX], path[PATH_MAX + 300];
-    sbuf b = {0};
+    tema_sb b = {0};
     tema_status st = TEMA_OK;
     if (!abs_path || !abs_results || !exe) {
         st = tema_fail(err, TEMA_ENOMEM, "out of memory or no /proc/self/exe");
@@ -1427,46 +1362,46 @@ tema_status tema_grid_write_slurm(const tema_grid *g, const tema_slurm_opts *o, 
         }
     if (cpus <= 0) cpus = 1;
     int k = o->max_parallel > 0 ? o->max_parallel : (int)g->n_runs;
-    sb_str(&b, "#!/bin/bash\n");
-    sb_printf(&b, "# Written by `tema slurm` for experiment %s (%s): %zu run%s, one array task each.\n", g->name,
+    tema_sb_add(&b, "#!/bin/bash\n");
+    tema_sb_printf(&b, "# Written by `tema slurm` for experiment %s (%s): %zu run%s, one array task each.\n", g->name,
               abs_path, g->n_runs, g->n_runs == 1 ? "" : "s");
-    sb_printf(&b, "# Submit with: sbatch %s   (or: tema slurm %s --submit)\n", path, g->path);
-    sb_str(&b, "# Finished runs are skipped, interrupted ones resume; `tema status` shows the progress.\n");
+    tema_sb_printf(&b, "# Submit with: sbatch %s   (or: tema slurm %s --submit)\n", path, g->path);
+    tema_sb_add(&b, "# Finished runs are skipped, interrupted ones resume; `tema status` shows the progress.\n");
     char jobname[200];
     snprintf(jobname, sizeof jobname, "tema-%s", g->name);
     for (char *c = jobname; *c; c++)
         if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.')) *c = '_';
-    sb_printf(&b, "#SBATCH --job-name=%s\n", jobname);
-    sb_printf(&b, "#SBATCH --array=0-%zu%%%d\n", g->n_runs - 1, k);
-    sb_printf(&b, "#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=%d\n", cpus);
-    if (o->partition && *o->partition) sb_printf(&b, "#SBATCH --partition=%s\n", o->partition);
-    if (o->time && *o->time) sb_printf(&b, "#SBATCH --time=%s\n", o->time);
-    if (o->gpus > 0) sb_printf(&b, "#SBATCH --gres=gpu:%d\n", o->gpus);
-    sb_printf(&b, "#SBATCH --output=%s/%%A_%%a.out\n", dir);
-    sb_printf(&b, "#SBATCH --chdir=%s\n", cwd);
-    sb_str(&b, "set -eu\n");
-    sb_str(&b, "# relative paths in the experiment resolve against the folder it was written from\ncd ");
+    tema_sb_printf(&b, "#SBATCH --job-name=%s\n", jobname);
+    tema_sb_printf(&b, "#SBATCH --array=0-%zu%%%d\n", g->n_runs - 1, k);
+    tema_sb_printf(&b, "#SBATCH --ntasks=1\n#SBATCH --cpus-per-task=%d\n", cpus);
+    if (o->partition && *o->partition) tema_sb_printf(&b, "#SBATCH --partition=%s\n", o->partition);
+    if (o->time && *o->time) tema_sb_printf(&b, "#SBATCH --time=%s\n", o->time);
+    if (o->gpus > 0) tema_sb_printf(&b, "#SBATCH --gres=gpu:%d\n", o->gpus);
+    tema_sb_printf(&b, "#SBATCH --output=%s/%%A_%%a.out\n", dir);
+    tema_sb_printf(&b, "#SBATCH --chdir=%s\n", cwd);
+    tema_sb_add(&b, "set -eu\n");
+    tema_sb_add(&b, "# relative paths in the experiment resolve against the folder it was written from\ncd ");
     sh_quote(&b, cwd);
-    sb_str(&b, "\n");
-    sb_printf(&b, "export OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d OMP_THREAD_LIMIT=%d\n", cpus, cpus, cpus);
+    tema_sb_add(&b, "\n");
+    tema_sb_printf(&b, "export OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d OMP_THREAD_LIMIT=%d\n", cpus, cpus, cpus);
     const char *pp = getenv("TEMA_PLUGIN_PATH");
     if (pp && *pp) {
-        sb_str(&b, "export TEMA_PLUGIN_PATH=");
+        tema_sb_add(&b, "export TEMA_PLUGIN_PATH=");
         sh_quote(&b, pp);
-        sb_str(&b, "\n");
+        tema_sb_add(&b, "\n");
     }
-    sb_str(&b, "exec ");
+    tema_sb_add(&b, "exec ");
     sh_quote(&b, exe);
-    sb_str(&b, " run ");
+    tema_sb_add(&b, " run ");
     sh_quote(&b, abs_path);
-    sb_str(&b, " --index \"$SLURM_ARRAY_TASK_ID\" --results ");
+    tema_sb_add(&b, " --index \"$SLURM_ARRAY_TASK_ID\" --results ");
     sh_quote(&b, abs_results);
     for (int i = 0; i < o->n_overrides; i++) {
-        sb_str(&b, " --set ");
+        tema_sb_add(&b, " --set ");
         sh_quote(&b, o->overrides[i]);
     }
-    sb_str(&b, "\n");
-    char *text = sb_take(&b);
+    tema_sb_add(&b, "\n");
+    char *text = tema_sb_take(&b);
     b.p = NULL;
     if (!text) {
         st = tema_fail(err, TEMA_ENOMEM, "out of memory");

@@ -65,67 +65,6 @@ static void ar_free(arena *a)
     a->head = NULL;
 }
 
-/* ---- growing strings ----------------------------------------------------------------- */
-
-typedef struct sb {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sb;
-
-static void sb_addn(sb *b, const char *s, size_t len)
-{
-    if (b->oom)
-        return;
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + len + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    b->p[b->n] = '\0';
-}
-
-static void sb_add(sb *b, const char *s) { sb_addn(b, s, strlen(s)); }
-
-static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        sb_addn(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_addn(b, big, (size_t)n);
-    free(big);
-}
-
-static const char *sb_str(const sb *b) { return b->p ? b->p : ""; }
-static void sb_reset(sb *b) { b->n = 0; if (b->p) b->p[0] = '\0'; }
-static void sb_free(sb *b) { free(b->p); memset(b, 0, sizeof *b); }
-
 /* ---- values: JSON lookups, canonical text, comparisons -------------------------------- */
 
 /* The node at a dotted path ("model.encoders.0.dim"); NULL when absent. */
@@ -774,7 +713,7 @@ static const char *short_key(const report_ctx *R, const char *key)
 }
 
 /* Leaf paths of a config in document order, each as "\nPATH\n" searchable. */
-static void leaf_paths(json_object *o, const char *prefix, sb *out)
+static void leaf_paths(json_object *o, const char *prefix, tema_sb *out)
 {
     char path[512];
     if (o && json_object_is_type(o, json_type_object)) {
@@ -788,7 +727,7 @@ static void leaf_paths(json_object *o, const char *prefix, sb *out)
             leaf_paths(json_object_array_get_idx(o, i), path, out);
         }
     } else {
-        sb_printf(out, "%s\n", prefix);
+        tema_sb_printf(out, "%s\n", prefix);
     }
 }
 
@@ -820,8 +759,8 @@ static void sort_varying(report_ctx *R)
 {
     if (R->n_varying < 2 || R->n_runs == 0)
         return;
-    sb doc = {0};
-    sb_add(&doc, "\n");
+    tema_sb doc = {0};
+    tema_sb_add(&doc, "\n");
     leaf_paths(R->runs[0].config, "", &doc);
     for (int i = 1; i < R->n_varying; i++)
         for (int j = i; j > 0 && varying_rank(R, R->varying[j - 1], doc.p) > varying_rank(R, R->varying[j], doc.p); j--) {
@@ -829,7 +768,7 @@ static void sort_varying(report_ctx *R)
             R->varying[j] = R->varying[j - 1];
             R->varying[j - 1] = t;
         }
-    sb_free(&doc);
+    tema_sb_free(&doc);
 }
 
 /* Groups = runs whose configs are equal up to train.seed (the cells of a grid). */
@@ -908,16 +847,16 @@ static tema_status make_groups(report_ctx *R, tema_err *err)
         for (int i = 0; i < R->n_runs && first < 0; i++)
             if (R->runs[i].group == g)
                 first = i;
-        sb lab = {0};
+        tema_sb lab = {0};
         for (int k = 0; k < R->n_varying; k++) {
             json_object *v = jget(R->runs[first].config, R->varying[k]);
             if (!v)
                 continue;
             char *t = jtext(&R->ar, v);
-            sb_printf(&lab, "%s%s=%s", lab.n ? ", " : "", short_key(R, R->varying[k]), t ? t : "");
+            tema_sb_printf(&lab, "%s%s=%s", lab.n ? ", " : "", short_key(R, R->varying[k]), t ? t : "");
         }
-        R->groups[g].label = ar_strdup(&R->ar, lab.n ? sb_str(&lab) : R->name);
-        sb_free(&lab);
+        R->groups[g].label = ar_strdup(&R->ar, lab.n ? tema_sb_str(&lab) : R->name);
+        tema_sb_free(&lab);
     }
     if (!R->have_manifest) {
         /* group order by label, so the report does not depend on run-id hashes */
@@ -1513,12 +1452,12 @@ static tema_status fill_key_axis(report_ctx *R, table *T, axis *ax, int **run_va
         rv[i] = k;
     }
     if (!present && n > 0) {
-        sb keys = {0};
+        tema_sb keys = {0};
         for (int k = 0; k < R->n_varying; k++)
-            sb_printf(&keys, "%s%s", k ? ", " : "", R->varying[k]);
+            tema_sb_printf(&keys, "%s%s", k ? ", " : "", R->varying[k]);
         tema_status st = spec_fail(err, ax->node, "%s: no run has the key '%s'; the runs differ in: %s", ctx, ax->key,
-                                   keys.n ? sb_str(&keys) : "(nothing but the seed)");
-        sb_free(&keys);
+                                   keys.n ? tema_sb_str(&keys) : "(nothing but the seed)");
+        tema_sb_free(&keys);
         return st;
     }
     /* order: labelled values in the order of `labels`, then grid order (manifest) or sorted */
@@ -1561,10 +1500,10 @@ static tema_status fill_key_axis(report_ctx *R, table *T, axis *ax, int **run_va
         av->label = value_label(ax, av->raw, node[perm[k]]);
         av->domain = -1;
         if (objects && label_rank(ax, av->raw) < 0) {
-            sb lab = {0};
+            tema_sb lab = {0};
             json_object *plugin = jget(node[perm[k]], "plugin");
             if (plugin && json_object_is_type(plugin, json_type_string))
-                sb_add(&lab, json_object_get_string(plugin));
+                tema_sb_add(&lab, json_object_get_string(plugin));
             const char *me = plugin ? json_object_get_string(plugin) : "";
             for (int d = 0; d < sub.n; d++) {
                 json_object *v = jget(node[perm[k]], sub.keys[d]);
@@ -1580,11 +1519,11 @@ static tema_status fill_key_axis(report_ctx *R, table *T, axis *ax, int **run_va
                     differs = tj && strcmp(tj, t);
                 }
                 if (differs)
-                    sb_printf(&lab, "%s%s=%s", lab.n ? " " : "", sub.keys[d], t);
+                    tema_sb_printf(&lab, "%s%s=%s", lab.n ? " " : "", sub.keys[d], t);
             }
             if (lab.n)
-                av->label = ar_strdup(&R->ar, sb_str(&lab));
-            sb_free(&lab);
+                av->label = ar_strdup(&R->ar, tema_sb_str(&lab));
+            tema_sb_free(&lab);
         }
     }
     ax->n_vals = n;
@@ -1675,15 +1614,15 @@ static tema_status make_combos(report_ctx *R, table *T, int a0, int a1, bool is_
             return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
         memcpy(cb->vi, idx, (size_t)n_axes * sizeof *idx);
         cb->domain = -1;
-        sb lab = {0};
+        tema_sb lab = {0};
         for (int a = 0; a < n_axes; a++) {
             const axis_value *av = &axes[a].vals[idx[a]];
             if (av->domain >= 0)
                 cb->domain = av->domain;
-            sb_printf(&lab, "%s%s", a ? (is_row ? ", " : " ") : "", av->label);
+            tema_sb_printf(&lab, "%s%s", a ? (is_row ? ", " : " ") : "", av->label);
         }
-        cb->label = ar_strdup(&R->ar, sb_str(&lab));
-        sb_free(&lab);
+        cb->label = ar_strdup(&R->ar, tema_sb_str(&lab));
+        tema_sb_free(&lab);
     }
     *out = c;
     *n_out = n;
@@ -1887,12 +1826,12 @@ static tema_status build_table(report_ctx *R, table *T, int index, tema_err *err
             if (value_matches(t->rows[0].vals[T->rows[r].vi[0]].raw, t->baseline))
                 T->baseline = r;
         if (T->baseline < 0) {
-            sb rows = {0};
+            tema_sb rows = {0};
             for (int r = 0; r < T->n_rows; r++)
-                sb_printf(&rows, "%s'%s'", r ? ", " : "", T->rows[r].label);
+                tema_sb_printf(&rows, "%s'%s'", r ? ", " : "", T->rows[r].label);
             st = spec_fail(err, t->baseline_node, "%s.baseline: '%s' is not one of the rows (%s)", ctx, t->baseline,
-                           rows.n ? sb_str(&rows) : "none: no finished run matches");
-            sb_free(&rows);
+                           rows.n ? tema_sb_str(&rows) : "none: no finished run matches");
+            tema_sb_free(&rows);
             return st;
         }
     }
@@ -2009,7 +1948,7 @@ static tema_status build_table(report_ctx *R, table *T, int index, tema_err *err
 
 typedef enum fmt { FMT_MD, FMT_TEX, FMT_HTML } fmt;
 
-static void add_escaped(sb *b, const char *s, fmt f)
+static void add_escaped(tema_sb *b, const char *s, fmt f)
 {
     for (const char *p = s; *p; p++) {
         char c = *p;
@@ -2017,60 +1956,60 @@ static void add_escaped(sb *b, const char *s, fmt f)
         case FMT_MD:
             /* '_' stays: snake_case keys are everywhere and intraword '_' is no emphasis */
             if (strchr("|*\\`<", c))
-                sb_addn(b, "\\", 1);
+                tema_sb_addn(b, "\\", 1);
             if (c == '\n')
                 c = ' ';
-            sb_addn(b, &c, 1);
+            tema_sb_addn(b, &c, 1);
             break;
         case FMT_TEX:
             if (strchr("&%$#_{}", c)) {
-                sb_addn(b, "\\", 1);
-                sb_addn(b, &c, 1);
+                tema_sb_addn(b, "\\", 1);
+                tema_sb_addn(b, &c, 1);
             } else if (c == '~') {
-                sb_add(b, "\\textasciitilde{}");
+                tema_sb_add(b, "\\textasciitilde{}");
             } else if (c == '^') {
-                sb_add(b, "\\textasciicircum{}");
+                tema_sb_add(b, "\\textasciicircum{}");
             } else if (c == '\\') {
-                sb_add(b, "\\textbackslash{}");
+                tema_sb_add(b, "\\textbackslash{}");
             } else {
-                sb_addn(b, &c, 1);
+                tema_sb_addn(b, &c, 1);
             }
             break;
         case FMT_HTML:
             if (c == '<')
-                sb_add(b, "&lt;");
+                tema_sb_add(b, "&lt;");
             else if (c == '>')
-                sb_add(b, "&gt;");
+                tema_sb_add(b, "&gt;");
             else if (c == '&')
-                sb_add(b, "&amp;");
+                tema_sb_add(b, "&amp;");
             else if (c == '"')
-                sb_add(b, "&quot;");
+                tema_sb_add(b, "&quot;");
             else
-                sb_addn(b, &c, 1);
+                tema_sb_addn(b, &c, 1);
             break;
         }
     }
 }
 
-static void add_csv_field(sb *b, const char *s)
+static void add_csv_field(tema_sb *b, const char *s)
 {
     if (!strpbrk(s, ",\"\n\r")) {
-        sb_add(b, s);
+        tema_sb_add(b, s);
         return;
     }
-    sb_addn(b, "\"", 1);
+    tema_sb_addn(b, "\"", 1);
     for (const char *p = s; *p; p++) {
         if (*p == '"')
-            sb_addn(b, "\"", 1);
-        sb_addn(b, p, 1);
+            tema_sb_addn(b, "\"", 1);
+        tema_sb_addn(b, p, 1);
     }
-    sb_addn(b, "\"", 1);
+    tema_sb_addn(b, "\"", 1);
 }
 
-static void add_csv_num(sb *b, double v)
+static void add_csv_num(tema_sb *b, double v)
 {
     if (isfinite(v))
-        sb_printf(b, "%.10g", v);
+        tema_sb_printf(b, "%.10g", v);
 }
 
 static void metric_title(const char *name, char *buf, size_t cap)
@@ -2086,277 +2025,277 @@ static const char *row_title(report_ctx *R, const table *T)
     const table_spec *t = &T->spec;
     if (t->row_title)
         return t->row_title;
-    sb s = {0};
+    tema_sb s = {0};
     for (int a = 0; a < t->n_rows; a++) {
         const char *k = t->rows[a].kind == AX_KEY ? short_key(R, t->rows[a].key) : "run";
-        sb_printf(&s, "%s%s", a ? ", " : "", k);
+        tema_sb_printf(&s, "%s%s", a ? ", " : "", k);
     }
-    const char *out = ar_strdup(&R->ar, s.n ? sb_str(&s) : "run");
-    sb_free(&s);
+    const char *out = ar_strdup(&R->ar, s.n ? tema_sb_str(&s) : "run");
+    tema_sb_free(&s);
     return out ? out : "run";
 }
 
 /* "mean ± std" (or the mean alone with one run) in the format's notation. */
-static void add_value(sb *b, const table_spec *t, const cell *ce, int m, fmt f)
+static void add_value(tema_sb *b, const table_spec *t, const cell *ce, int m, fmt f)
 {
     if (!ce->n_vals[m]) {
-        sb_add(b, f == FMT_TEX ? "--" : "\xe2\x80\x94"); /* em dash */
+        tema_sb_add(b, f == FMT_TEX ? "--" : "\xe2\x80\x94"); /* em dash */
         return;
     }
     double mean = t->percent ? ce->mean[m] * 100 : ce->mean[m], std = t->percent ? ce->std[m] * 100 : ce->std[m];
     if (isfinite(std))
-        sb_printf(b, "%.*f %s %.*f", t->digits, mean, f == FMT_TEX ? "$\\pm$" : "\xc2\xb1", t->digits, std);
+        tema_sb_printf(b, "%.*f %s %.*f", t->digits, mean, f == FMT_TEX ? "$\\pm$" : "\xc2\xb1", t->digits, std);
     else
-        sb_printf(b, "%.*f", t->digits, mean);
+        tema_sb_printf(b, "%.*f", t->digits, mean);
 }
 
-static void add_marks(sb *b, unsigned mark, fmt f)
+static void add_marks(tema_sb *b, unsigned mark, fmt f)
 {
     if (!mark)
         return;
     if (f == FMT_TEX) {
-        sb_add(b, "$^{");
+        tema_sb_add(b, "$^{");
         if (mark & MARK_USER_T)
-            sb_add(b, "*");
+            tema_sb_add(b, "*");
         if (mark & MARK_WILCOXON)
-            sb_add(b, "\\dagger");
+            tema_sb_add(b, "\\dagger");
         if (mark & MARK_RUN_T)
-            sb_add(b, "\\ddagger");
-        sb_add(b, "}$");
+            tema_sb_add(b, "\\ddagger");
+        tema_sb_add(b, "}$");
         return;
     }
     if (f == FMT_HTML)
-        sb_add(b, "<sup class=\"sig\">");
+        tema_sb_add(b, "<sup class=\"sig\">");
     if (mark & MARK_USER_T)
-        sb_add(b, f == FMT_MD ? "\\*" : "*");
+        tema_sb_add(b, f == FMT_MD ? "\\*" : "*");
     if (mark & MARK_WILCOXON)
-        sb_add(b, "\xe2\x80\xa0");
+        tema_sb_add(b, "\xe2\x80\xa0");
     if (mark & MARK_RUN_T)
-        sb_add(b, "\xe2\x80\xa1");
+        tema_sb_add(b, "\xe2\x80\xa1");
     if (f == FMT_HTML)
-        sb_add(b, "</sup>");
+        tema_sb_add(b, "</sup>");
 }
 
-static void add_legend(sb *b, const table *T, fmt f)
+static void add_legend(tema_sb *b, const table *T, fmt f)
 {
     const table_spec *t = &T->spec;
     const char *pm = f == FMT_TEX ? "$\\pm$" : "\xc2\xb1";
     if (T->seeds_max <= 1)
-        sb_printf(b, "One run per cell");
+        tema_sb_printf(b, "One run per cell");
     else if (T->seeds_min == T->seeds_max)
-        sb_printf(b, "Mean %s sample std over %d seeds", pm, T->seeds_max);
+        tema_sb_printf(b, "Mean %s sample std over %d seeds", pm, T->seeds_max);
     else
-        sb_printf(b, "Mean %s sample std over %d to %d seeds per cell", pm, T->seeds_min, T->seeds_max);
-    sb_printf(b, "; %s split, %s ranks%s%s.", t->split, tema_rank_rule_name(t->rule),
+        tema_sb_printf(b, "Mean %s sample std over %d to %d seeds per cell", pm, T->seeds_min, T->seeds_max);
+    tema_sb_printf(b, "; %s split, %s ranks%s%s.", t->split, tema_rank_rule_name(t->rule),
               t->rule == TEMA_RANK_OPTIMISTIC ? " (C2DSR)" : "",
               !t->percent ? "" : f == FMT_TEX ? ", values in \\%" : ", values in %");
     if (T->rows_with_values >= 2)
-        sb_add(b, f == FMT_TEX ? " Bold: best per column" : f == FMT_HTML ? " <b>Bold</b>: best per column"
+        tema_sb_add(b, f == FMT_TEX ? " Bold: best per column" : f == FMT_HTML ? " <b>Bold</b>: best per column"
                                                                            : " **Bold**: best per column");
     if (T->rows_with_values >= 3)
-        sb_add(b, f == FMT_TEX ? "; underlined: second best" : f == FMT_HTML ? "; <u>underlined</u>: second best"
+        tema_sb_add(b, f == FMT_TEX ? "; underlined: second best" : f == FMT_HTML ? "; <u>underlined</u>: second best"
                                                                               : "; _italic_: second best");
     if (T->rows_with_values >= 2)
-        sb_add(b, ".");
+        tema_sb_add(b, ".");
     if (T->baseline < 0)
         return;
-    sb_add(b, " Marks against ");
+    tema_sb_add(b, " Marks against ");
     add_escaped(b, T->rows[T->baseline].label, f);
     const char *star = f == FMT_MD ? "\\*" : "*";
     const char *dag = f == FMT_TEX ? "$^{\\dagger}$" : "\xe2\x80\xa0", *ddag = f == FMT_TEX ? "$^{\\ddagger}$" : "\xe2\x80\xa1";
     if (f == FMT_TEX)
-        sb_printf(b, " (two-sided, $p < %g$): ", t->alpha); /* a bare '<' is an inverted '!' in OT1 */
+        tema_sb_printf(b, " (two-sided, $p < %g$): ", t->alpha); /* a bare '<' is an inverted '!' in OT1 */
     else
-        sb_printf(b, " (two-sided, p %s %g): ", f == FMT_HTML ? "&lt;" : "<", t->alpha);
+        tema_sb_printf(b, " (two-sided, p %s %g): ", f == FMT_HTML ? "&lt;" : "<", t->alpha);
     if (f == FMT_TEX)
         star = "$^{*}$";
     if (T->user_tests)
-        sb_printf(b, "%s per-user paired t-test, %s Wilcoxon signed-rank test (per user, pooled over seeds), ", star,
+        tema_sb_printf(b, "%s per-user paired t-test, %s Wilcoxon signed-rank test (per user, pooled over seeds), ", star,
                   dag);
-    sb_printf(b, "%s paired t-test over seeds.", ddag);
+    tema_sb_printf(b, "%s paired t-test over seeds.", ddag);
     if (!T->user_tests)
-        sb_add(b, " (The per-user tests need split: test.)");
+        tema_sb_add(b, " (The per-user tests need split: test.)");
 }
 
-static void render_md(report_ctx *R, const table *T, sb *b)
+static void render_md(report_ctx *R, const table *T, tema_sb *b)
 {
     const table_spec *t = &T->spec;
-    sb_add(b, "### ");
+    tema_sb_add(b, "### ");
     add_escaped(b, t->title, FMT_MD);
-    sb_add(b, "\n\n| ");
+    tema_sb_add(b, "\n\n| ");
     add_escaped(b, row_title(R, T), FMT_MD);
     for (int c = 0; c < T->n_cols; c++)
         for (int m = 0; m < t->metrics.n; m++) {
             char mt[24];
             metric_title(t->metrics.name[m], mt, sizeof mt);
-            sb_add(b, " | ");
+            tema_sb_add(b, " | ");
             add_escaped(b, T->cols[c].label, FMT_MD);
-            sb_printf(b, " %s", mt);
+            tema_sb_printf(b, " %s", mt);
         }
-    sb_add(b, " |\n|:---");
+    tema_sb_add(b, " |\n|:---");
     for (int c = 0; c < T->n_cols * t->metrics.n; c++)
-        sb_add(b, "|---:");
-    sb_add(b, "|\n");
+        tema_sb_add(b, "|---:");
+    tema_sb_add(b, "|\n");
     for (int r = 0; r < T->n_rows; r++) {
-        sb_add(b, "| ");
+        tema_sb_add(b, "| ");
         add_escaped(b, T->rows[r].label, FMT_MD);
         for (int c = 0; c < T->n_cols; c++)
             for (int m = 0; m < t->metrics.n; m++) {
                 const cell *ce = &T->cells[r * T->n_cols + c];
                 const char *deco = ce->best[m] == 1 ? "**" : ce->best[m] == 2 ? "_" : "";
-                sb_printf(b, " | %s", deco);
+                tema_sb_printf(b, " | %s", deco);
                 add_value(b, t, ce, m, FMT_MD);
-                sb_printf(b, "%s", deco);
+                tema_sb_printf(b, "%s", deco);
                 add_marks(b, ce->mark[m], FMT_MD);
             }
-        sb_add(b, " |\n");
+        tema_sb_add(b, " |\n");
     }
-    sb_add(b, "\n");
+    tema_sb_add(b, "\n");
     add_legend(b, T, FMT_MD);
-    sb_add(b, "\n");
+    tema_sb_add(b, "\n");
 }
 
-static void render_tex(report_ctx *R, const table *T, sb *b)
+static void render_tex(report_ctx *R, const table *T, tema_sb *b)
 {
     const table_spec *t = &T->spec;
     int nm = t->metrics.n;
-    sb_add(b, "% generated by tema report; needs \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n\\caption{");
+    tema_sb_add(b, "% generated by tema report; needs \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n\\caption{");
     add_escaped(b, t->title, FMT_TEX);
-    sb_printf(b, "}\n\\label{tab:%s}\n\\begin{tabular}{l", t->name);
+    tema_sb_printf(b, "}\n\\label{tab:%s}\n\\begin{tabular}{l", t->name);
     for (int c = 0; c < T->n_cols * nm; c++)
-        sb_add(b, "c");
-    sb_add(b, "}\n\\toprule\n");
+        tema_sb_add(b, "c");
+    tema_sb_add(b, "}\n\\toprule\n");
     /* the column combinations over their metrics */
     for (int c = 0; c < T->n_cols; c++) {
-        sb_printf(b, " & \\multicolumn{%d}{c}{", nm);
+        tema_sb_printf(b, " & \\multicolumn{%d}{c}{", nm);
         add_escaped(b, T->cols[c].label, FMT_TEX);
-        sb_add(b, "}");
+        tema_sb_add(b, "}");
     }
-    sb_add(b, " \\\\\n");
+    tema_sb_add(b, " \\\\\n");
     for (int c = 0; c < T->n_cols; c++)
-        sb_printf(b, "\\cmidrule(lr){%d-%d}", 2 + c * nm, 1 + (c + 1) * nm);
-    sb_add(b, "\n");
+        tema_sb_printf(b, "\\cmidrule(lr){%d-%d}", 2 + c * nm, 1 + (c + 1) * nm);
+    tema_sb_add(b, "\n");
     add_escaped(b, row_title(R, T), FMT_TEX);
     for (int c = 0; c < T->n_cols; c++)
         for (int m = 0; m < nm; m++) {
             char mt[24];
             metric_title(t->metrics.name[m], mt, sizeof mt);
-            sb_add(b, " & ");
+            tema_sb_add(b, " & ");
             add_escaped(b, mt, FMT_TEX);
         }
-    sb_add(b, " \\\\\n\\midrule\n");
+    tema_sb_add(b, " \\\\\n\\midrule\n");
     for (int r = 0; r < T->n_rows; r++) {
         add_escaped(b, T->rows[r].label, FMT_TEX);
         for (int c = 0; c < T->n_cols; c++)
             for (int m = 0; m < nm; m++) {
                 const cell *ce = &T->cells[r * T->n_cols + c];
-                sb_add(b, " & ");
+                tema_sb_add(b, " & ");
                 if (ce->best[m] == 1)
-                    sb_add(b, "\\textbf{");
+                    tema_sb_add(b, "\\textbf{");
                 else if (ce->best[m] == 2)
-                    sb_add(b, "\\underline{");
+                    tema_sb_add(b, "\\underline{");
                 add_value(b, t, ce, m, FMT_TEX);
                 if (ce->best[m])
-                    sb_add(b, "}");
+                    tema_sb_add(b, "}");
                 add_marks(b, ce->mark[m], FMT_TEX);
             }
-        sb_add(b, " \\\\\n");
+        tema_sb_add(b, " \\\\\n");
     }
-    sb_add(b, "\\bottomrule\n\\end{tabular}\n\\par\\smallskip{\\footnotesize ");
+    tema_sb_add(b, "\\bottomrule\n\\end{tabular}\n\\par\\smallskip{\\footnotesize ");
     add_legend(b, T, FMT_TEX);
-    sb_add(b, "}\n\\end{table}\n");
+    tema_sb_add(b, "}\n\\end{table}\n");
 }
 
-static void render_csv(report_ctx *R, const table *T, sb *b)
+static void render_csv(report_ctx *R, const table *T, tema_sb *b)
 {
     const table_spec *t = &T->spec;
-    sb_add(b, "table,row,column,domain,metric,rule,split,runs,seeds,mean,std,is_baseline,p_user_ttest,"
+    tema_sb_add(b, "table,row,column,domain,metric,rule,split,runs,seeds,mean,std,is_baseline,p_user_ttest,"
               "p_user_wilcoxon,p_run_ttest,user_pairs,seed_pairs,marks,best\n");
     for (int r = 0; r < T->n_rows; r++)
         for (int c = 0; c < T->n_cols; c++)
             for (int m = 0; m < t->metrics.n; m++) {
                 const cell *ce = &T->cells[r * T->n_cols + c];
                 add_csv_field(b, t->name);
-                sb_add(b, ",");
+                tema_sb_add(b, ",");
                 add_csv_field(b, T->rows[r].label);
-                sb_add(b, ",");
+                tema_sb_add(b, ",");
                 add_csv_field(b, T->cols[c].label);
-                sb_printf(b, ",%s,%s,%s,%s,%d,", T->cols[c].domain ? "Y" : "X", t->metrics.name[m],
+                tema_sb_printf(b, ",%s,%s,%s,%s,%d,", T->cols[c].domain ? "Y" : "X", t->metrics.name[m],
                           tema_rank_rule_name(t->rule), t->split, ce->n_runs);
                 /* seeds are ';'-separated so the field needs no quoting */
                 for (int i = 0; i < ce->n_runs; i++)
-                    sb_printf(b, "%s%lld", i ? ";" : "", (long long)R->runs[ce->runs[i]].seed);
-                sb_add(b, ",");
+                    tema_sb_printf(b, "%s%lld", i ? ";" : "", (long long)R->runs[ce->runs[i]].seed);
+                tema_sb_add(b, ",");
                 add_csv_num(b, ce->n_vals[m] ? ce->mean[m] : NAN);
-                sb_add(b, ",");
+                tema_sb_add(b, ",");
                 add_csv_num(b, ce->std[m]);
-                sb_printf(b, ",%d,", r == T->baseline);
+                tema_sb_printf(b, ",%d,", r == T->baseline);
                 add_csv_num(b, ce->p_user_t[m]);
-                sb_add(b, ",");
+                tema_sb_add(b, ",");
                 add_csv_num(b, ce->p_user_w[m]);
-                sb_add(b, ",");
+                tema_sb_add(b, ",");
                 add_csv_num(b, ce->p_run_t[m]);
                 if (r == T->baseline || T->baseline < 0)
-                    sb_add(b, ",,,");
+                    tema_sb_add(b, ",,,");
                 else
-                    sb_printf(b, ",%lld,%d,", (long long)ce->n_user_pairs, ce->n_run_pairs);
-                sb_printf(b, "%s%s%s", ce->mark[m] & MARK_USER_T ? "*" : "",
+                    tema_sb_printf(b, ",%lld,%d,", (long long)ce->n_user_pairs, ce->n_run_pairs);
+                tema_sb_printf(b, "%s%s%s", ce->mark[m] & MARK_USER_T ? "*" : "",
                           ce->mark[m] & MARK_WILCOXON ? "\xe2\x80\xa0" : "", ce->mark[m] & MARK_RUN_T ? "\xe2\x80\xa1" : "");
-                sb_printf(b, ",%s\n", ce->best[m] == 1 ? "best" : ce->best[m] == 2 ? "second" : "");
+                tema_sb_printf(b, ",%s\n", ce->best[m] == 1 ? "best" : ce->best[m] == 2 ? "second" : "");
             }
 }
 
-static void render_html_table(report_ctx *R, const table *T, sb *b)
+static void render_html_table(report_ctx *R, const table *T, tema_sb *b)
 {
     const table_spec *t = &T->spec;
     int nm = t->metrics.n;
-    sb_printf(b, "<table class=\"results\" id=\"tab-%s\">\n<thead><tr><th rowspan=\"2\">", t->name);
+    tema_sb_printf(b, "<table class=\"results\" id=\"tab-%s\">\n<thead><tr><th rowspan=\"2\">", t->name);
     add_escaped(b, row_title(R, T), FMT_HTML);
-    sb_add(b, "</th>");
+    tema_sb_add(b, "</th>");
     for (int c = 0; c < T->n_cols; c++) {
-        sb_printf(b, "<th colspan=\"%d\">", nm);
+        tema_sb_printf(b, "<th colspan=\"%d\">", nm);
         add_escaped(b, T->cols[c].label, FMT_HTML);
-        sb_add(b, "</th>");
+        tema_sb_add(b, "</th>");
     }
-    sb_add(b, "</tr>\n<tr>");
+    tema_sb_add(b, "</tr>\n<tr>");
     for (int c = 0; c < T->n_cols; c++)
         for (int m = 0; m < nm; m++) {
             char mt[24];
             metric_title(t->metrics.name[m], mt, sizeof mt);
-            sb_printf(b, "<th>%s</th>", mt);
+            tema_sb_printf(b, "<th>%s</th>", mt);
         }
-    sb_add(b, "</tr></thead>\n<tbody>\n");
+    tema_sb_add(b, "</tr></thead>\n<tbody>\n");
     for (int r = 0; r < T->n_rows; r++) {
         int first_run = -1;
         for (int c = 0; c < T->n_cols && first_run < 0; c++)
             if (T->cells[r * T->n_cols + c].n_runs)
                 first_run = T->cells[r * T->n_cols + c].runs[0];
-        sb_add(b, "<tr data-row=\"");
+        tema_sb_add(b, "<tr data-row=\"");
         add_escaped(b, T->rows[r].label, FMT_HTML);
-        sb_printf(b, "\"%s><th scope=\"row\">", r == T->baseline ? " class=\"baseline\"" : "");
+        tema_sb_printf(b, "\"%s><th scope=\"row\">", r == T->baseline ? " class=\"baseline\"" : "");
         if (first_run >= 0)
-            sb_printf(b, "<a href=\"#%s\">", R->groups[R->runs[first_run].group].anchor);
+            tema_sb_printf(b, "<a href=\"#%s\">", R->groups[R->runs[first_run].group].anchor);
         add_escaped(b, T->rows[r].label, FMT_HTML);
-        sb_add(b, first_run >= 0 ? "</a></th>" : "</th>");
+        tema_sb_add(b, first_run >= 0 ? "</a></th>" : "</th>");
         for (int c = 0; c < T->n_cols; c++)
             for (int m = 0; m < nm; m++) {
                 const cell *ce = &T->cells[r * T->n_cols + c];
-                sb_add(b, "<td");
+                tema_sb_add(b, "<td");
                 if (T->baseline >= 0 && r != T->baseline && ce->n_vals[m])
-                    sb_printf(b, " title=\"p: per-user t %.3g, Wilcoxon %.3g, run-level t %.3g\"", ce->p_user_t[m],
+                    tema_sb_printf(b, " title=\"p: per-user t %.3g, Wilcoxon %.3g, run-level t %.3g\"", ce->p_user_t[m],
                               ce->p_user_w[m], ce->p_run_t[m]);
-                sb_add(b, ">");
-                sb_add(b, ce->best[m] == 1 ? "<b>" : ce->best[m] == 2 ? "<u>" : "");
+                tema_sb_add(b, ">");
+                tema_sb_add(b, ce->best[m] == 1 ? "<b>" : ce->best[m] == 2 ? "<u>" : "");
                 add_value(b, t, ce, m, FMT_HTML);
-                sb_add(b, ce->best[m] == 1 ? "</b>" : ce->best[m] == 2 ? "</u>" : "");
+                tema_sb_add(b, ce->best[m] == 1 ? "</b>" : ce->best[m] == 2 ? "</u>" : "");
                 add_marks(b, ce->mark[m], FMT_HTML);
-                sb_add(b, "</td>");
+                tema_sb_add(b, "</td>");
             }
-        sb_add(b, "</tr>\n");
+        tema_sb_add(b, "</tr>\n");
     }
-    sb_add(b, "</tbody>\n</table>\n<p class=\"legend\">");
+    tema_sb_add(b, "</tbody>\n</table>\n<p class=\"legend\">");
     add_legend(b, T, FMT_HTML);
-    sb_add(b, "</p>\n");
+    tema_sb_add(b, "</p>\n");
 }
 
 /* ---- timing and memory --------------------------------------------------------------------- */
@@ -2450,28 +2389,28 @@ static void fmt_count(double v, char *buf, size_t cap)
         snprintf(buf, cap, "%.1f", v);
 }
 
-static void render_timing(report_ctx *R, sb *md, sb *tex, sb *csv, sb *html)
+static void render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, tema_sb *html)
 {
     static const char *const heads[] = {"cell", "runs", "s/epoch", "epochs run", "early stops", "best epoch",
                                         "time per run", "peak memory", "backend", "threads"};
     int nh = (int)(sizeof heads / sizeof heads[0]);
-    sb_add(md, "### Timing and memory\n\n|");
-    sb_add(tex, "% generated by tema report; needs \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n"
+    tema_sb_add(md, "### Timing and memory\n\n|");
+    tema_sb_add(tex, "% generated by tema report; needs \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n"
                 "\\caption{Timing and memory}\n\\label{tab:timing}\n\\begin{tabular}{lrrrrrrrll}\n\\toprule\n");
-    sb_add(csv, "cell,runs,seconds_per_epoch,seconds_per_epoch_std,epochs_run,early_stops,best_epoch,"
+    tema_sb_add(csv, "cell,runs,seconds_per_epoch,seconds_per_epoch_std,epochs_run,early_stops,best_epoch,"
                 "total_seconds_mean,total_seconds_sum,peak_memory_bytes,backend,threads\n");
-    sb_add(html, "<table class=\"timing\" id=\"tab-timing\">\n<thead><tr>");
+    tema_sb_add(html, "<table class=\"timing\" id=\"tab-timing\">\n<thead><tr>");
     for (int h = 0; h < nh; h++) {
-        sb_printf(md, " %s |", heads[h]);
-        sb_printf(tex, "%s%s", h ? " & " : "", heads[h]);
-        sb_printf(html, "<th>%s</th>", heads[h]);
+        tema_sb_printf(md, " %s |", heads[h]);
+        tema_sb_printf(tex, "%s%s", h ? " & " : "", heads[h]);
+        tema_sb_printf(html, "<th>%s</th>", heads[h]);
     }
-    sb_add(md, "\n|:---|");
+    tema_sb_add(md, "\n|:---|");
     for (int h = 1; h < nh; h++)
-        sb_add(md, h >= nh - 2 ? ":---|" : "---:|");
-    sb_add(md, "\n");
-    sb_add(tex, " \\\\\n\\midrule\n");
-    sb_add(html, "</tr></thead>\n<tbody>\n");
+        tema_sb_add(md, h >= nh - 2 ? ":---|" : "---:|");
+    tema_sb_add(md, "\n");
+    tema_sb_add(tex, " \\\\\n\\midrule\n");
+    tema_sb_add(html, "</tr></thead>\n<tbody>\n");
     double all_total = 0;
     int all_runs = 0;
     for (int g = 0; g < R->n_groups; g++) {
@@ -2496,61 +2435,61 @@ static void render_timing(report_ctx *R, sb *md, sb *tex, sb *csv, sb *html)
         snprintf(early, sizeof early, "%d/%d", t.n_early, t.n);
         const char *label = R->groups[g].label;
         const char *cols[] = {spe, ep, early, best, total, peak, t.backend, t.threads};
-        sb_add(md, "| ");
+        tema_sb_add(md, "| ");
         add_escaped(md, label, FMT_MD);
-        sb_printf(md, " | %d", t.n);
+        tema_sb_printf(md, " | %d", t.n);
         add_escaped(tex, label, FMT_TEX);
-        sb_printf(tex, " & %d", t.n);
-        sb_printf(html, "<tr data-row=\"");
+        tema_sb_printf(tex, " & %d", t.n);
+        tema_sb_printf(html, "<tr data-row=\"");
         add_escaped(html, label, FMT_HTML);
-        sb_printf(html, "\"><th scope=\"row\"><a href=\"#%s\">", R->groups[g].anchor);
+        tema_sb_printf(html, "\"><th scope=\"row\"><a href=\"#%s\">", R->groups[g].anchor);
         add_escaped(html, label, FMT_HTML);
-        sb_printf(html, "</a></th><td>%d</td>", t.n);
+        tema_sb_printf(html, "</a></th><td>%d</td>", t.n);
         for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
-            sb_add(md, " | ");
+            tema_sb_add(md, " | ");
             add_escaped(md, cols[k], FMT_MD);
-            sb_add(tex, " & ");
+            tema_sb_add(tex, " & ");
             if (k == 0 && isfinite(t.spe_std))
-                sb_printf(tex, "%.2f $\\pm$ %.2f", t.spe_mean, t.spe_std);
+                tema_sb_printf(tex, "%.2f $\\pm$ %.2f", t.spe_mean, t.spe_std);
             else
                 add_escaped(tex, cols[k], FMT_TEX);
-            sb_add(html, "<td>");
+            tema_sb_add(html, "<td>");
             add_escaped(html, cols[k], FMT_HTML);
-            sb_add(html, "</td>");
+            tema_sb_add(html, "</td>");
         }
-        sb_add(md, " |\n");
-        sb_add(tex, " \\\\\n");
-        sb_add(html, "</tr>\n");
+        tema_sb_add(md, " |\n");
+        tema_sb_add(tex, " \\\\\n");
+        tema_sb_add(html, "</tr>\n");
         add_csv_field(csv, label);
-        sb_printf(csv, ",%d,", t.n);
+        tema_sb_printf(csv, ",%d,", t.n);
         add_csv_num(csv, t.spe_mean);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_num(csv, t.spe_std);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_num(csv, t.epochs_mean);
-        sb_printf(csv, ",%d,", t.n_early);
+        tema_sb_printf(csv, ",%d,", t.n_early);
         add_csv_num(csv, t.best_mean);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_num(csv, t.total_mean);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_num(csv, t.total_sum);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_num(csv, t.peak_max);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_field(csv, t.backend);
-        sb_add(csv, ",");
+        tema_sb_add(csv, ",");
         add_csv_field(csv, t.threads);
-        sb_add(csv, "\n");
+        tema_sb_add(csv, "\n");
     }
     char total[32];
     fmt_duration(all_total, total, sizeof total);
-    sb_printf(md, "\n%d runs, %s of training in all. s/epoch: mean \xc2\xb1 std over the seeds (validation "
+    tema_sb_printf(md, "\n%d runs, %s of training in all. s/epoch: mean \xc2\xb1 std over the seeds (validation "
                   "included); epochs run: mean (early stops: runs stopped by patience); time per run: mean of "
                   "total_seconds; peak memory: the largest peak RSS of a run.\n", all_runs, total);
-    sb_printf(tex, "\\bottomrule\n\\end{tabular}\n\\par\\smallskip{\\footnotesize %d runs, ", all_runs);
+    tema_sb_printf(tex, "\\bottomrule\n\\end{tabular}\n\\par\\smallskip{\\footnotesize %d runs, ", all_runs);
     add_escaped(tex, total, FMT_TEX);
-    sb_add(tex, " of training in all.}\n\\end{table}\n");
-    sb_printf(html, "</tbody>\n</table>\n<p class=\"legend\">%d runs, %s of training in all.</p>\n", all_runs, total);
+    tema_sb_add(tex, " of training in all.}\n\\end{table}\n");
+    tema_sb_printf(html, "</tbody>\n</table>\n<p class=\"legend\">%d runs, %s of training in all.</p>\n", all_runs, total);
 }
 
 /* ---- charts ---------------------------------------------------------------------------------- */
@@ -2760,7 +2699,7 @@ static void group_curves(report_ctx *R, group *g, int index)
 
 /* ---- HTML page ------------------------------------------------------------------------------ */
 
-static void add_base64(sb *b, const unsigned char *p, size_t n)
+static void add_base64(tema_sb *b, const unsigned char *p, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char out[4];
@@ -2770,12 +2709,12 @@ static void add_base64(sb *b, const unsigned char *p, size_t n)
         out[1] = tab[v >> 12 & 63];
         out[2] = i + 1 < n ? tab[v >> 6 & 63] : '=';
         out[3] = i + 2 < n ? tab[v & 63] : '=';
-        sb_addn(b, out, 4);
+        tema_sb_addn(b, out, 4);
     }
 }
 
 /* <figure> with the chart as a data: URI (SVG, else PNG); nothing when neither file exists. */
-static void add_figure(sb *b, const char *stem, const char *id, const char *caption)
+static void add_figure(tema_sb *b, const char *stem, const char *id, const char *caption)
 {
     if (!stem)
         return;
@@ -2789,23 +2728,23 @@ static void add_figure(sb *b, const char *stem, const char *id, const char *capt
         struct stat st;
         if (stat(path, &st) != 0 || tema_read_file(path, &data, &len, &e) != TEMA_OK)
             continue;
-        sb_printf(b, "<figure id=\"%s\"><img alt=\"", id);
+        tema_sb_printf(b, "<figure id=\"%s\"><img alt=\"", id);
         add_escaped(b, caption, FMT_HTML);
-        sb_printf(b, "\" src=\"data:%s;base64,", kinds[k][1]);
+        tema_sb_printf(b, "\" src=\"data:%s;base64,", kinds[k][1]);
         add_base64(b, (const unsigned char *)data, len);
-        sb_add(b, "\"><figcaption>");
+        tema_sb_add(b, "\"><figcaption>");
         add_escaped(b, caption, FMT_HTML);
-        sb_add(b, "</figcaption></figure>\n");
+        tema_sb_add(b, "</figcaption></figure>\n");
         free(data);
         return;
     }
 }
 
-static void render_html(report_ctx *R, table *tables, int n_tables, const sb *timing_html, sb *b)
+static void render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *timing_html, tema_sb *b)
 {
-    sb_add(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tema report: ");
+    tema_sb_add(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tema report: ");
     add_escaped(b, R->name, FMT_HTML);
-    sb_add(b, "</title>\n<style>\n"
+    tema_sb_add(b, "</title>\n<style>\n"
               "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
               "nav{background:#f6f8fa;padding:.5em 1em;border-radius:6px}\n"
               "table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}\n"
@@ -2817,26 +2756,26 @@ static void render_html(report_ctx *R, table *tables, int n_tables, const sb *ti
               "pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:85%}\n"
               "</style>\n</head>\n<body>\n<h1>Experiment ");
     add_escaped(b, R->name, FMT_HTML);
-    sb_printf(b, "</h1>\n<p>%d finished runs in %d cells", R->n_runs, R->n_groups);
+    tema_sb_printf(b, "</h1>\n<p>%d finished runs in %d cells", R->n_runs, R->n_groups);
     if (R->n_pending)
-        sb_printf(b, ", %d pending", R->n_pending);
-    sb_add(b, "; from ");
+        tema_sb_printf(b, ", %d pending", R->n_pending);
+    tema_sb_add(b, "; from ");
     add_escaped(b, R->exp_dir, FMT_HTML);
-    sb_add(b, ".</p>\n<nav><ul>\n");
+    tema_sb_add(b, ".</p>\n<nav><ul>\n");
     for (int i = 0; i < n_tables; i++) {
-        sb_printf(b, "<li><a href=\"#table-%s\">", tables[i].spec.name);
+        tema_sb_printf(b, "<li><a href=\"#table-%s\">", tables[i].spec.name);
         add_escaped(b, tables[i].spec.title, FMT_HTML);
-        sb_add(b, "</a></li>\n");
+        tema_sb_add(b, "</a></li>\n");
     }
     if (timing_html)
-        sb_add(b, "<li><a href=\"#timing\">Timing and memory</a></li>\n");
-    sb_add(b, "<li><a href=\"#curves\">Training curves</a></li>\n<li><a href=\"#configs\">Configurations</a></li>\n"
+        tema_sb_add(b, "<li><a href=\"#timing\">Timing and memory</a></li>\n");
+    tema_sb_add(b, "<li><a href=\"#curves\">Training curves</a></li>\n<li><a href=\"#configs\">Configurations</a></li>\n"
               "</ul></nav>\n");
     for (int i = 0; i < n_tables; i++) {
         table *T = &tables[i];
-        sb_printf(b, "<section id=\"table-%s\">\n<h2>", T->spec.name);
+        tema_sb_printf(b, "<section id=\"table-%s\">\n<h2>", T->spec.name);
         add_escaped(b, T->spec.title, FMT_HTML);
-        sb_add(b, "</h2>\n");
+        tema_sb_add(b, "</h2>\n");
         render_html_table(R, T, b);
         char id[300], cap[600];
         snprintf(id, sizeof id, "fig-%s-bars", T->spec.name);
@@ -2847,14 +2786,14 @@ static void render_html(report_ctx *R, table *tables, int n_tables, const sb *ti
             snprintf(cap, sizeof cap, "%s: heatmap, domain %s", T->spec.title, d ? "Y" : "X");
             add_figure(b, T->heatmap_stems[d], id, cap);
         }
-        sb_add(b, "</section>\n");
+        tema_sb_add(b, "</section>\n");
     }
     if (timing_html) {
-        sb_add(b, "<section id=\"timing\">\n<h2>Timing and memory</h2>\n");
-        sb_add(b, sb_str(timing_html));
-        sb_add(b, "</section>\n");
+        tema_sb_add(b, "<section id=\"timing\">\n<h2>Timing and memory</h2>\n");
+        tema_sb_add(b, tema_sb_str(timing_html));
+        tema_sb_add(b, "</section>\n");
     }
-    sb_add(b, "<section id=\"curves\">\n<h2>Training curves</h2>\n");
+    tema_sb_add(b, "<section id=\"curves\">\n<h2>Training curves</h2>\n");
     bool any = false;
     for (int g = 0; g < R->n_groups; g++) {
         char id[64], cap[600];
@@ -2862,25 +2801,25 @@ static void render_html(report_ctx *R, table *tables, int n_tables, const sb *ti
         snprintf(cap, sizeof cap, "%s: loss and validation MRR per epoch, one line per seed", R->groups[g].label);
         if (R->groups[g].curves_stem) {
             add_figure(b, R->groups[g].curves_stem, id, cap);
-            sb_printf(b, "<p><a href=\"#%s\">configuration</a></p>\n", R->groups[g].anchor);
+            tema_sb_printf(b, "<p><a href=\"#%s\">configuration</a></p>\n", R->groups[g].anchor);
             any = true;
         }
     }
     if (!any)
-        sb_add(b, "<p>No training curves (no epochs.jsonl, or plots were turned off).</p>\n");
-    sb_add(b, "</section>\n<section id=\"configs\">\n<h2>Configurations</h2>\n");
+        tema_sb_add(b, "<p>No training curves (no epochs.jsonl, or plots were turned off).</p>\n");
+    tema_sb_add(b, "</section>\n<section id=\"configs\">\n<h2>Configurations</h2>\n");
     for (int g = 0; g < R->n_groups; g++) {
         group *gr = &R->groups[g];
-        sb_printf(b, "<details id=\"%s\" open><summary>", gr->anchor);
+        tema_sb_printf(b, "<details id=\"%s\" open><summary>", gr->anchor);
         add_escaped(b, gr->label, FMT_HTML);
-        sb_printf(b, " &mdash; %d run%s:", gr->n_runs, gr->n_runs == 1 ? "" : "s");
+        tema_sb_printf(b, " &mdash; %d run%s:", gr->n_runs, gr->n_runs == 1 ? "" : "s");
         for (int i = 0; i < gr->n_runs; i++) {
             const run *r = &R->runs[gr->runs[i]];
-            sb_printf(b, " <code>%s</code> (seed %lld)", r->id, (long long)r->seed);
+            tema_sb_printf(b, " <code>%s</code> (seed %lld)", r->id, (long long)r->seed);
         }
         if (gr->curves_stem)
-            sb_printf(b, " &middot; <a href=\"#curves-%d\">curves</a>", g + 1);
-        sb_add(b, "</summary>\n<pre>");
+            tema_sb_printf(b, " &middot; <a href=\"#curves-%d\">curves</a>", g + 1);
+        tema_sb_add(b, "</summary>\n<pre>");
         const run *r0 = &R->runs[gr->runs[0]];
         char *yaml = NULL;
         size_t len = 0;
@@ -2895,10 +2834,10 @@ static void render_html(report_ctx *R, table *tables, int n_tables, const sb *ti
             add_escaped(b, json_object_to_json_string_ext(r0->config, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED),
                         FMT_HTML);
         }
-        sb_add(b, "</pre>\n</details>\n");
+        tema_sb_add(b, "</pre>\n</details>\n");
     }
     /* lets a headless browser (tests/test_report.c) tell that every chart decoded */
-    sb_add(b, "</section>\n<script>\nwindow.addEventListener('load', function () {\n"
+    tema_sb_add(b, "</section>\n<script>\nwindow.addEventListener('load', function () {\n"
               "  var ok = 0, im = document.images;\n"
               "  for (var i = 0; i < im.length; i++) if (im[i].complete && im[i].naturalWidth > 0) ok++;\n"
               "  document.body.setAttribute('data-images-ok', ok + '/' + im.length);\n});\n</script>\n"
@@ -2907,14 +2846,14 @@ static void render_html(report_ctx *R, table *tables, int n_tables, const sb *ti
 
 /* ---- the command --------------------------------------------------------------------------- */
 
-static tema_status write_out(report_ctx *R, const char *name, const sb *text, tema_err *err)
+static tema_status write_out(report_ctx *R, const char *name, const tema_sb *text, tema_err *err)
 {
     if (text->oom)
         return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
     char *path = path_join(&R->ar, R->out_dir, name);
     if (!path)
         return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-    tema_status st = tema_write_file_atomic(path, sb_str(text), text->n, err);
+    tema_status st = tema_write_file_atomic(path, tema_sb_str(text), text->n, err);
     if (st == TEMA_OK && R->n_files < R->cap_files) {
         R->files[R->n_files++].path = path;
     } else if (st == TEMA_OK) {
@@ -2986,8 +2925,8 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
     report_ctx ctx = {0}, *R = &ctx;
     R->diag = o->diag;
     snprintf(R->rule_for_curves, sizeof R->rule_for_curves, "optimistic");
-    sb md = {0}, text = {0}, html_timing = {0}, html = {0};
-    sb tex_t = {0}, csv_t = {0};
+    tema_sb md = {0}, text = {0}, html_timing = {0}, html = {0};
+    tema_sb tex_t = {0}, csv_t = {0};
     tema_status st = tema_cfg_load(exp_path, &R->yaml, err);
     if (st != TEMA_OK)
         goto done;
@@ -3040,30 +2979,30 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
     if (!o->no_plots && (st = tema_mkdirs(R->plot_dir, err)) != TEMA_OK)
         goto done;
     unsigned formats = o->formats ? o->formats : TEMA_REPORT_ALL;
-    sb_printf(&md, "# Experiment %s\n\n%d finished run%s in %d cell%s", R->name, R->n_runs, R->n_runs == 1 ? "" : "s",
+    tema_sb_printf(&md, "# Experiment %s\n\n%d finished run%s in %d cell%s", R->name, R->n_runs, R->n_runs == 1 ? "" : "s",
               R->n_groups, R->n_groups == 1 ? "" : "s");
     if (R->n_pending)
-        sb_printf(&md, ", %d pending", R->n_pending);
-    sb_printf(&md, " (%s).\n\n", R->exp_dir);
+        tema_sb_printf(&md, ", %d pending", R->n_pending);
+    tema_sb_printf(&md, " (%s).\n\n", R->exp_dir);
     for (int i = 0; i < n_tables && st == TEMA_OK; i++) {
         table *T = &tables[i];
         char name[300];
-        sb_reset(&text);
+        tema_sb_reset(&text);
         render_md(R, T, &text);
-        sb_add(&md, sb_str(&text));
-        sb_add(&md, "\n");
+        tema_sb_add(&md, tema_sb_str(&text));
+        tema_sb_add(&md, "\n");
         if (formats & TEMA_REPORT_MD) {
             snprintf(name, sizeof name, "%s.md", T->spec.name);
             st = write_out(R, name, &text, err);
         }
         if (st == TEMA_OK && (formats & TEMA_REPORT_LATEX)) {
-            sb_reset(&text);
+            tema_sb_reset(&text);
             render_tex(R, T, &text);
             snprintf(name, sizeof name, "%s.tex", T->spec.name);
             st = write_out(R, name, &text, err);
         }
         if (st == TEMA_OK && (formats & TEMA_REPORT_CSV)) {
-            sb_reset(&text);
+            tema_sb_reset(&text);
             render_csv(R, T, &text);
             snprintf(name, sizeof name, "%s.csv", T->spec.name);
             st = write_out(R, name, &text, err);
@@ -3072,9 +3011,9 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
     if (st != TEMA_OK)
         goto done;
     if (timing) {
-        sb_reset(&text);
+        tema_sb_reset(&text);
         render_timing(R, &text, &tex_t, &csv_t, &html_timing);
-        sb_add(&md, sb_str(&text));
+        tema_sb_add(&md, tema_sb_str(&text));
         if (formats & TEMA_REPORT_MD)
             st = write_out(R, "timing.md", &text, err);
         if (st == TEMA_OK && (formats & TEMA_REPORT_LATEX))
@@ -3095,7 +3034,7 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
             goto done;
     }
     if (R->n_pending)
-        sb_printf(&md, "\nNote: %d run%s of the grid %s not finished yet; `tema status %s` lists them.\n",
+        tema_sb_printf(&md, "\nNote: %d run%s of the grid %s not finished yet; `tema status %s` lists them.\n",
                   R->n_pending, R->n_pending == 1 ? "" : "s", R->n_pending == 1 ? "has" : "have", exp_path);
     if ((st = write_out(R, "report.md", &md, err)) != TEMA_OK)
         goto done;
@@ -3105,7 +3044,7 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
             goto done;
     }
     if (o->out) {
-        fputs(sb_str(&md), o->out);
+        fputs(tema_sb_str(&md), o->out);
         fflush(o->out);
     }
     if (R->diag) {
@@ -3124,12 +3063,12 @@ done:
         json_object_put(R->runs[i].meta);
     }
     tema_cfg_free(R->yaml);
-    sb_free(&md);
-    sb_free(&text);
-    sb_free(&html_timing);
-    sb_free(&html);
-    sb_free(&tex_t);
-    sb_free(&csv_t);
+    tema_sb_free(&md);
+    tema_sb_free(&text);
+    tema_sb_free(&html_timing);
+    tema_sb_free(&html);
+    tema_sb_free(&tex_t);
+    tema_sb_free(&csv_t);
     ar_free(&R->ar);
     return st;
 }

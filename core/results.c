@@ -563,73 +563,32 @@ tema_status tema_results_finish(tema_run *run, tema_err *err)
 
 /* ---- summary ------------------------------------------------------------------------ */
 
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(strbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (w < 0) {
-            b->oom = true;
-            return;
-        }
-        if ((size_t)w < b->cap - b->len) {
-            b->len += (size_t)w;
-            return;
-        }
-        size_t ncap = (b->cap + (size_t)w + 1) * 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
 
 char *tema_results_summary(const tema_run *run, const tema_metric_acc *test, int best_epoch, int epochs_run)
 {
-    strbuf b = {malloc(1024), 0, 1024, false};
-    if (!b.p)
-        return NULL;
-    b.p[0] = '\0';
+    tema_sb b = {0};
     if (run)
-        sb_printf(&b, "run %s/%s  best epoch %d of %d\n", run->exp_name, run->id, best_epoch, epochs_run);
+        tema_sb_printf(&b, "run %s/%s  best epoch %d of %d\n", run->exp_name, run->id, best_epoch, epochs_run);
     if (test) {
         for (int d = 0; d < 2; d++) {
-            sb_printf(&b, "domain %s (%" PRId64 " test cases)\n", domain_names[d], test->count[d]);
+            tema_sb_printf(&b, "domain %s (%" PRId64 " test cases)\n", domain_names[d], test->count[d]);
             if (test->count[d] == 0)
                 continue;
-            sb_printf(&b, "  %-10s %12s %12s %12s\n", "metric", "optimistic", "pessimistic", "mid-rank");
+            tema_sb_printf(&b, "  %-10s %12s %12s %12s\n", "metric", "optimistic", "pessimistic", "mid-rank");
             for (int m = 0; m < test->spec.n; m++)
-                sb_printf(&b, "  %-10s %12.4f %12.4f %12.4f\n", test->spec.name[m],
+                tema_sb_printf(&b, "  %-10s %12.4f %12.4f %12.4f\n", test->spec.name[m],
                           tema_metric_acc_mean(test, d, TEMA_RANK_OPTIMISTIC, m),
                           tema_metric_acc_mean(test, d, TEMA_RANK_PESSIMISTIC, m),
                           tema_metric_acc_mean(test, d, TEMA_RANK_MID, m));
         }
-        sb_printf(&b, "(optimistic = C2DSR rule: ties within 1e-5 count for the target)\n");
+        tema_sb_printf(&b, "(optimistic = C2DSR rule: ties within 1e-5 count for the target)\n");
         for (int d = 0; d < 2; d++) {
             char buf[512];
             if (tema_results_tie_warning(test, d, buf, sizeof buf))
-                sb_printf(&b, "warning: %s\n", buf);
+                tema_sb_printf(&b, "warning: %s\n", buf);
         }
     }
     if (run)
-        sb_printf(&b, "results in %s\n", run->dir);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+        tema_sb_printf(&b, "results in %s\n", run->dir);
+    return tema_sb_take(&b);
 }

@@ -149,53 +149,9 @@ void tema_synth_defaults(tema_synth_opts *o)
 }
 
 /* ------------------------------------------------------------------------------------
- * Growable text buffer. */
+ * Text helpers over tema_sb (core/util.h). */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_reserve(sbuf *b, size_t more)
-{
-    if (b->oom || b->len + more + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 1 << 16;
-    while (cap < b->len + more + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-        b->oom = 1;
-        return;
-    }
-    b->p = np;
-    b->cap = cap;
-}
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->oom) return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
-    sb_put(b, tmp, (size_t)n);
-}
-
-static void sb_int(sbuf *b, int64_t v)
+static void sb_int(tema_sb *b, int64_t v)
 {
     char tmp[24];
     int n = 0;
@@ -203,15 +159,17 @@ static void sb_int(sbuf *b, int64_t v)
     do tmp[n++] = (char)('0' + u % 10);
     while ((u /= 10) > 0);
     if (v < 0) tmp[n++] = '-';
-    sb_reserve(b, (size_t)n);
-    if (b->oom) return;
-    while (n > 0) b->p[b->len++] = tmp[--n];
-    b->p[b->len] = '\0';
+    for (int i = 0; i < n / 2; i++) {
+        char c = tmp[i];
+        tmp[i] = tmp[n - 1 - i];
+        tmp[n - 1 - i] = c;
+    }
+    tema_sb_addn(b, tmp, (size_t)n);
 }
 
 /* "YYYY-MM-DD HH:MM:SS" of ts in UTC+8, as the C2DSR files print dates (civil-from-days,
  * H. Hinnant; no time-zone database involved). */
-static void sb_date(sbuf *b, int64_t ts)
+static void sb_date(tema_sb *b, int64_t ts)
 {
     int64_t s = ts + 8 * 3600;
     int64_t days = s >= 0 ? s / 86400 : (s - 86399) / 86400;
@@ -226,19 +184,19 @@ static void sb_date(sbuf *b, int64_t ts)
     int64_t d = doy - (153 * mp + 2) / 5 + 1;
     int64_t m = mp < 10 ? mp + 3 : mp - 9;
     if (m <= 2) y++;
-    sb_printf(b, "%04lld-%02lld-%02lld %02lld:%02lld:%02lld", (long long)y, (long long)m, (long long)d,
+    tema_sb_printf(b, "%04lld-%02lld-%02lld %02lld:%02lld:%02lld", (long long)y, (long long)m, (long long)d,
               (long long)(sod / 3600), (long long)(sod / 60 % 60), (long long)(sod % 60));
 }
 
 /* Base-36 digits of v, fixed width (upper case, like ASINs and reviewer ids). */
-static void sb_base36(sbuf *b, uint64_t v, int width)
+static void sb_base36(tema_sb *b, uint64_t v, int width)
 {
     char tmp[32];
     for (int i = width - 1; i >= 0; i--) {
         tmp[i] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[v % 36];
         v /= 36;
     }
-    sb_put(b, tmp, (size_t)width);
+    tema_sb_addn(b, tmp, (size_t)width);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -406,47 +364,47 @@ static void user_sequence(const world *w, tema_rng *r, int32_t len, int32_t *seq
     }
 }
 
-static void write_entries(sbuf *b, int32_t user, const int32_t *seq, const int64_t *ts, int32_t n)
+static void write_entries(tema_sb *b, int32_t user, const int32_t *seq, const int64_t *ts, int32_t n)
 {
     sb_int(b, user);
-    sb_put(b, "\t", 1);
+    tema_sb_addn(b, "\t", 1);
     sb_int(b, user); /* seqid: one window per user, shared by its train and eval lines */
     for (int32_t i = 0; i < n; i++) {
-        sb_put(b, "\t", 1);
+        tema_sb_addn(b, "\t", 1);
         sb_int(b, seq[i]);
-        sb_put(b, "|", 1);
+        tema_sb_addn(b, "|", 1);
         sb_int(b, ts[i]);
-        sb_put(b, "|", 1);
+        tema_sb_addn(b, "|", 1);
         sb_date(b, ts[i]);
-        sb_put(b, "|", 1);
+        tema_sb_addn(b, "|", 1);
     }
-    sb_put(b, "\n", 1);
+    tema_sb_addn(b, "\n", 1);
 }
 
-static void write_title(sbuf *b, const theme *th, int dom, tema_rng *r)
+static void write_title(tema_sb *b, const theme *th, int dom, tema_rng *r)
 {
     const char *const *mods = dom ? th->y_mod : th->x_mod;
     const char *const *nouns = dom ? th->y_noun : th->x_noun;
     const char *const *sizes = dom ? th->y_size : th->x_size;
     const char *const *brands = dom ? Y_BRANDS : X_BRANDS;
     if (tema_rng_below(r, 2)) {
-        sb_str(b, brands[tema_rng_below(r, 8)]);
-        sb_put(b, " ", 1);
+        tema_sb_add(b, brands[tema_rng_below(r, 8)]);
+        tema_sb_addn(b, " ", 1);
     }
-    sb_str(b, mods[tema_rng_below(r, 6)]);
-    sb_put(b, " ", 1);
-    sb_str(b, nouns[tema_rng_below(r, 6)]);
+    tema_sb_add(b, mods[tema_rng_below(r, 6)]);
+    tema_sb_addn(b, " ", 1);
+    tema_sb_add(b, nouns[tema_rng_below(r, 6)]);
     const char *size = sizes[tema_rng_below(r, 5)];
     if (*size) {
-        sb_put(b, " ", 1);
-        sb_str(b, size);
+        tema_sb_addn(b, " ", 1);
+        tema_sb_add(b, size);
     }
 }
 
-static void write_category(sbuf *b, int32_t c)
+static void write_category(tema_sb *b, int32_t c)
 {
-    sb_str(b, THEMES[c % N_THEMES].name);
-    if (c >= N_THEMES) sb_printf(b, " %d", c / N_THEMES + 1);
+    tema_sb_add(b, THEMES[c % N_THEMES].name);
+    if (c >= N_THEMES) tema_sb_printf(b, " %d", c / N_THEMES + 1);
 }
 
 static tema_status check_opts(const tema_synth_opts *o, tema_err *err)
@@ -472,14 +430,14 @@ static tema_status check_opts(const tema_synth_opts *o, tema_err *err)
     return TEMA_OK;
 }
 
-static tema_status write_one(const char *dir, const char *name, sbuf *b, tema_err *err)
+static tema_status write_one(const char *dir, const char *name, tema_sb *b, tema_err *err)
 {
     if (b->oom) return tema_fail(err, TEMA_ENOMEM, "out of memory generating %s/%s", dir, name);
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
     if (!p) return tema_fail(err, TEMA_ENOMEM, "out of memory");
     snprintf(p, n, "%s/%s", dir, name);
-    tema_status st = tema_write_file_atomic(p, b->p ? b->p : "", b->len, err);
+    tema_status st = tema_write_file_atomic(p, b->p ? b->p : "", b->n, err);
     free(p);
     return st;
 }
@@ -500,7 +458,7 @@ tema_status tema_synth_write(const tema_synth_opts *o, const char *dir, tema_err
     enum { F_ALIST, F_BLIST, F_USERS, F_ITEMS, F_TRAIN, F_VALID, F_TEST, F_README, N_FILES };
     static const char *const names[N_FILES] = {"Alist.txt", "Blist.txt", "userlist.txt", "items.tsv",
                                                "traindata_new.txt", "validdata_new.txt", "testdata_new.txt", "README.md"};
-    sbuf b[N_FILES];
+    tema_sb b[N_FILES];
     memset(b, 0, sizeof b);
     int32_t n_items = o->n_x + o->n_y;
     uint8_t *role = NULL;    /* 0 train only, 1 valid, 2 test */
@@ -511,33 +469,33 @@ tema_status tema_synth_write(const tema_synth_opts *o, const char *dir, tema_err
     const uint64_t m8 = 2821109907456ull;        /* 36^8 */
     const uint64_t m12 = 4738381338321616896ull; /* 36^12 */
     uint64_t mix = o->seed * 0x9E3779B97F4A7C15ull;
-    sb_str(&b[F_ITEMS], "item\tdomain\tasin\ttitle\tcategories\n");
+    tema_sb_add(&b[F_ITEMS], "item\tdomain\tasin\ttitle\tcategories\n");
     for (int32_t i = 0; i < n_items; i++) {
         int dom = i >= o->n_x;
-        sbuf *l = &b[dom ? F_BLIST : F_ALIST];
+        tema_sb *l = &b[dom ? F_BLIST : F_ALIST];
         sb_int(l, i); /* raw id: this generator's own global id */
-        sb_str(l, "\tB0");
-        size_t asin_at = l->len;
+        tema_sb_add(l, "\tB0");
+        size_t asin_at = l->n;
         sb_base36(l, ((uint64_t)i * 25214903917ull + mix % m8) % m8, 8);
-        sb_put(l, "\t", 1);
+        tema_sb_addn(l, "\t", 1);
         sb_int(l, dom ? i - o->n_x : i);
-        sb_put(l, "\n", 1);
-        sbuf *it = &b[F_ITEMS];
+        tema_sb_addn(l, "\n", 1);
+        tema_sb *it = &b[F_ITEMS];
         sb_int(it, i);
-        sb_str(it, dom ? "\tY\tB0" : "\tX\tB0");
-        if (!l->oom) sb_put(it, l->p + asin_at, 8);
-        sb_put(it, "\t", 1);
+        tema_sb_add(it, dom ? "\tY\tB0" : "\tX\tB0");
+        if (!l->oom) tema_sb_addn(it, l->p + asin_at, 8);
+        tema_sb_addn(it, "\t", 1);
         write_title(it, &THEMES[w.cat[i] % N_THEMES], dom, &r);
-        sb_put(it, "\t", 1);
+        tema_sb_addn(it, "\t", 1);
         write_category(it, w.cat[i]);
-        sb_put(it, "\n", 1);
+        tema_sb_addn(it, "\n", 1);
     }
     for (int32_t u = 0; u < o->n_users; u++) {
-        sb_str(&b[F_USERS], "A");
+        tema_sb_add(&b[F_USERS], "A");
         sb_base36(&b[F_USERS], ((uint64_t)u * 25214903917ull + (mix >> 7) % m12) % m12, 12);
-        sb_put(&b[F_USERS], "\t", 1);
+        tema_sb_addn(&b[F_USERS], "\t", 1);
         sb_int(&b[F_USERS], u);
-        sb_put(&b[F_USERS], "\n", 1);
+        tema_sb_addn(&b[F_USERS], "\n", 1);
     }
 
     role = calloc((size_t)o->n_users, 1);
@@ -575,19 +533,19 @@ tema_status tema_synth_write(const tema_synth_opts *o, const char *dir, tema_err
         if (role[u]) write_entries(&b[role[u] == 1 ? F_VALID : F_TEST], u, seq, ts, len);
     }
 
-    sbuf *rd = &b[F_README];
-    sb_str(rd, "# Synthetic two-domain dataset (tema data synth)\n\n");
-    sb_str(rd, "Generated by `tema data synth`; X = food-like items, Y = kitchen-like items, categories shared by both.\n");
-    sb_str(rd, "Layout and line formats as in the C2DSR bundles (see ../shared/data/README.md); `items.tsv` has\n");
-    sb_str(rd, "generated titles and the category of every item. Scheme **history**: every evaluated user has one\n");
-    sb_str(rd, "line in `validdata_new.txt` or `testdata_new.txt`, and `traindata_new.txt` holds the train-only\n");
-    sb_str(rd, "users' full sequences plus every evaluation line minus its target.\n\n");
-    sb_str(rd, "| option | value |\n|---|---|\n");
-    sb_printf(rd, "| seed | %llu |\n", (unsigned long long)o->seed);
-    sb_printf(rd, "| users | %d (valid %d, test %d) |\n", o->n_users, n_valid, n_test);
-    sb_printf(rd, "| items X / Y | %d / %d |\n", o->n_x, o->n_y);
-    sb_printf(rd, "| categories | %d |\n", o->n_categories);
-    sb_printf(rd, "| sequence length | %d..%d |\n", o->min_len, o->max_len);
+    tema_sb *rd = &b[F_README];
+    tema_sb_add(rd, "# Synthetic two-domain dataset (tema data synth)\n\n");
+    tema_sb_add(rd, "Generated by `tema data synth`; X = food-like items, Y = kitchen-like items, categories shared by both.\n");
+    tema_sb_add(rd, "Layout and line formats as in the C2DSR bundles (see ../shared/data/README.md); `items.tsv` has\n");
+    tema_sb_add(rd, "generated titles and the category of every item. Scheme **history**: every evaluated user has one\n");
+    tema_sb_add(rd, "line in `validdata_new.txt` or `testdata_new.txt`, and `traindata_new.txt` holds the train-only\n");
+    tema_sb_add(rd, "users' full sequences plus every evaluation line minus its target.\n\n");
+    tema_sb_add(rd, "| option | value |\n|---|---|\n");
+    tema_sb_printf(rd, "| seed | %llu |\n", (unsigned long long)o->seed);
+    tema_sb_printf(rd, "| users | %d (valid %d, test %d) |\n", o->n_users, n_valid, n_test);
+    tema_sb_printf(rd, "| items X / Y | %d / %d |\n", o->n_x, o->n_y);
+    tema_sb_printf(rd, "| categories | %d |\n", o->n_categories);
+    tema_sb_printf(rd, "| sequence length | %d..%d |\n", o->min_len, o->max_len);
 
     for (int f = 0; f < N_FILES && st == TEMA_OK; f++) st = write_one(dir, names[f], &b[f], err);
 done:

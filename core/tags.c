@@ -34,41 +34,6 @@
 
 /* ---- small helpers ---- */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap <= b->n + (size_t)k) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
 static const char *base_name(const char *path)
 {
     const char *s = strrchr(path, '/');
@@ -472,18 +437,18 @@ static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, c
     snprintf(path, sizeof path, "%s/meta.json", t->dir);
     if (remove(path) != 0 && errno != ENOENT)
         return tema_fail(err, TEMA_EIO, "cannot replace %s: %s", path, strerror(errno));
-    sbuf b = {0};
-    sb_printf(&b, "tag\tdomain\tdomain_name\tname\n");
+    tema_sb b = {0};
+    tema_sb_printf(&b, "tag\tdomain\tdomain_name\tname\n");
     for (int32_t k = 0; k < t->n_tags; k++) {
         int d = k >= t->n_tags_x;
-        sb_printf(&b, "%d\t%c\t%s\t%s\n", (int)k, d ? 'Y' : 'X', t->domain[d], t->tag_names[k]);
+        tema_sb_printf(&b, "%d\t%c\t%s\t%s\n", (int)k, d ? 'Y' : 'X', t->domain[d], t->tag_names[k]);
     }
     snprintf(path, sizeof path, "%s/vocab.tsv", t->dir);
     st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
     b.n = 0;
     int64_t nonzero = 0, tagged[2] = {0, 0};
     if (st == TEMA_OK) {
-        sb_printf(&b, "item\ttag\tscore\n");
+        tema_sb_printf(&b, "item\ttag\tscore\n");
         for (int d = 0; d < 2; d++) {
             int64_t n = d ? t->n_y : t->n_x;
             int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x, base = d ? t->n_tags_x : 0;
@@ -492,7 +457,7 @@ static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, c
                 bool any = false;
                 for (int32_t k = 0; k < nt; k++)
                     if (row[k] > 0) {
-                        sb_printf(&b, "%lld\t%d\t%.9g\n", (long long)(i + (d ? t->n_x : 0)), (int)(base + k),
+                        tema_sb_printf(&b, "%lld\t%d\t%.9g\n", (long long)(i + (d ? t->n_x : 0)), (int)(base + k),
                                   (double)row[k]);
                         nonzero++;
                         any = true;

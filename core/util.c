@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,4 +240,70 @@ const char *tema_git_commit(void)
 {
     const char *env = getenv("TEMA_GIT_COMMIT");
     return env && *env ? env : TEMA_GIT_COMMIT_BUILD;
+}
+
+/* ---- growing strings ---- */
+
+static bool sb_reserve(tema_sb *b, size_t extra)
+{
+    if (b->oom) return false;
+    if (b->n + extra + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+void tema_sb_addn(tema_sb *b, const char *s, size_t len)
+{
+    if (!sb_reserve(b, len)) return;
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+}
+
+void tema_sb_add(tema_sb *b, const char *s) { tema_sb_addn(b, s, strlen(s)); }
+
+void tema_sb_printf(tema_sb *b, const char *fmt, ...)
+{
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) b->oom = true;
+    else if (sb_reserve(b, (size_t)k)) {
+        vsnprintf(b->p + b->n, (size_t)k + 1, fmt, again);
+        b->n += (size_t)k;
+    }
+    va_end(again);
+}
+
+const char *tema_sb_str(const tema_sb *b) { return b->p && !b->oom ? b->p : ""; }
+
+void tema_sb_reset(tema_sb *b)
+{
+    b->n = 0;
+    if (b->p) b->p[0] = '\0';
+}
+
+char *tema_sb_take(tema_sb *b)
+{
+    char *p = NULL;
+    if (!b->oom) p = b->p ? b->p : strdup("");
+    else free(b->p);
+    memset(b, 0, sizeof *b);
+    return p;
+}
+
+void tema_sb_free(tema_sb *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
 }

@@ -2,6 +2,7 @@
 #ifndef TEMA_CORE_UTIL_H
 #define TEMA_CORE_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +33,21 @@ size_t tema_peak_rss(void);
 char *tema_abspath(const char *path);
 /* The git commit of the source tree tema was built from. */
 const char *tema_git_commit(void);
+
+/* A growing NUL-terminated string. Zero-initialise ({0}); after an allocation failure
+ * every call is a no-op and `oom` stays set. p is owned by the buffer: tema_sb_take hands
+ * it to the caller, tema_sb_free releases it. */
+typedef struct tema_sb {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} tema_sb;
+void tema_sb_addn(tema_sb *b, const char *s, size_t len);
+void tema_sb_add(tema_sb *b, const char *s);
+void tema_sb_printf(tema_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *tema_sb_str(const tema_sb *b);  /* "" when empty; owned by b */
+void tema_sb_reset(tema_sb *b);             /* empty, keeping the memory */
+char *tema_sb_take(tema_sb *b);             /* the string (caller frees; "" when empty), NULL after oom; b is reset */
+void tema_sb_free(tema_sb *b);
 
 #endif
