@@ -43,18 +43,7 @@ static int32_t g_tag[12] = {0, 1, 0, 1, 0, 1, 2, 3, 4, 3, 4, 3};
 static float g_score[12] = {0.6f, 0.4f, 1.0f, 1.0f, 0.6f, 0.4f, 1.0f, 0.5f, 0.5f, 1.0f, 1.0f, 1.0f};
 static tema_tag_selection g_sel = {.n_items = NI, .off = g_off, .tag = g_tag, .score = g_score};
 
-static void setup_engine(void)
-{
-    g_reg = tema_registry_new();
-    tema_registry_scan(g_reg);
-    const tema_plugin *cpu = tema_registry_find(g_reg, TEMA_KIND_BACKEND, "cpu");
-    ck_assert_msg(cpu != NULL, "cpu backend not found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
-    const tema_backend_ops *be = cpu->ops;
-    void *bs = NULL;
-    tema_err err = {0};
-    ck_assert_msg(be->init(tema_host_get(), NULL, &bs, &err) == TEMA_OK, "%s", err.msg);
-    tema_engine_set_backend(be, bs);
-}
+static void setup_engine(void) { g_reg = tu_cpu_registry(); }
 
 static bool declares(const tema_plugin *p, const char *opt)
 {

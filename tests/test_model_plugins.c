@@ -20,18 +20,7 @@ static tema_registry *g_reg;
 static int64_t g_counts[NI] = {3, 0, 7, 1, 1, 2, 9, 0, 4};
 static const char *const g_titles[NI] = {0};
 
-static void setup_engine(void)
-{
-    g_reg = tema_registry_new();
-    tema_registry_scan(g_reg);
-    const tema_plugin *cpu = tema_registry_find(g_reg, TEMA_KIND_BACKEND, "cpu");
-    ck_assert_msg(cpu != NULL, "cpu backend not found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
-    const tema_backend_ops *be = cpu->ops;
-    void *bs = NULL;
-    tema_err err = {0};
-    ck_assert_msg(be->init(tema_host_get(), NULL, &bs, &err) == TEMA_OK, "%s", err.msg);
-    tema_engine_set_backend(be, bs);
-}
+static void setup_engine(void) { g_reg = tu_cpu_registry(); }
 
 /* A config holding every declared option at its default, plus `extra` YAML lines. */
 static tema_cfg *default_opts(const tema_plugin *p, const char *extra)

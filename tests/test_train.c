@@ -328,18 +328,10 @@ END_TEST
 START_TEST(multi_stream_inference_matches_reference)
 {
     TU_REQUIRE_DATA("toy");
-    /* kept for the process (static): unloading the backend plugin would unload OpenMP and
-     * OpenBLAS under the sanitizers' feet */
-    static tema_registry *reg;
-    static void *bs;
-    reg = tema_registry_new();
-    tema_registry_scan(reg);
-    const tema_plugin *cpu = tema_registry_find(reg, TEMA_KIND_BACKEND, "cpu");
-    ck_assert_ptr_nonnull(cpu);
-    const tema_backend_ops *be = cpu->ops;
+    tema_registry *reg = tu_cpu_registry();
+    const tema_backend_ops *be = tema_engine_backend();
+    void *bs = tema_engine_backend_self();
     tema_err err = {0};
-    ck_assert_msg(be->init(tema_host_get(), NULL, &bs, &err) == TEMA_OK, "%s", err.msg);
-    tema_engine_set_backend(be, bs);
 
     char yaml[4200];
     snprintf(yaml, sizeof yaml, "%s/multi.yaml", tu_tmpdir());

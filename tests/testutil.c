@@ -1,6 +1,9 @@
 /* tests/testutil.c - shared helpers for the Check suites. */
 #include "testutil.h"
 
+#include "engine.h"
+#include "registry.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,4 +122,20 @@ int tu_run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
+}
+
+struct tema_registry *tu_cpu_registry(void)
+{
+    static tema_registry *reg;
+    static void *backend;
+    if (reg) return reg;
+    reg = tema_registry_new();
+    tema_registry_scan(reg);
+    const tema_plugin *cpu = tema_registry_find(reg, TEMA_KIND_BACKEND, "cpu");
+    ck_assert_msg(cpu != NULL, "cpu backend not found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
+    const tema_backend_ops *be = cpu->ops;
+    tema_err err = {0};
+    ck_assert_msg(be->init(tema_host_get(), NULL, &backend, &err) == TEMA_OK, "%s", err.msg);
+    tema_engine_set_backend(be, backend);
+    return reg;
 }

@@ -22,6 +22,10 @@ int tu_tema(const char *args, char **out, char **errout);
 /* Source root, build root, and the plugin folder of the build. */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
+/* The build's plugin registry with the cpu backend initialised and made active. Created on
+ * the first call and kept for the process: unloading the backend plugin would unload
+ * OpenMP and OpenBLAS under the sanitizers' feet. */
+struct tema_registry *tu_cpu_registry(void);
 /* Run a Check suite single-threaded-safe and return the process exit code. */
 int tu_run_suite(Suite *s);
 
