@@ -672,6 +672,28 @@ tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err)
 
 /* ---- the pipeline ---- */
 
+bool tema_cfgi_load_experiment(const char *path, tema_cfg_diag *d, tema_cfg **file)
+{
+    tema_err e = {0};
+    *file = NULL;
+    if (tema_cfg_load(path, file, &e) != TEMA_OK) {
+        tema_cfgi_report_located(d, e.code, e.msg);
+        return false;
+    }
+    if ((*file)->type == TEMA_CFG_NULL) tema_cfgi_retype(*file, TEMA_CFG_MAP);
+    if ((*file)->type != TEMA_CFG_MAP) {
+        char where[1400];
+        tema_cfgi_where(*file, false, where, sizeof where);
+        tema_cfgi_report(d, TEMA_EFORMAT, where,
+                         "an experiment is a YAML mapping (key: value lines), not a %s; start with 'name: ...'",
+                         (*file)->type == TEMA_CFG_LIST ? "list" : "single value");
+        tema_cfg_free(*file);
+        *file = NULL;
+        return false;
+    }
+    return true;
+}
+
 tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int n_overrides, tema_registry *reg,
                              FILE *diag, tema_cfg **resolved, tema_err *err)
 {
@@ -681,20 +703,7 @@ tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int
     tema_cfg_diag d = {.out = diag, .err = err};
     tema_cfg *file = NULL, *root = NULL;
     tema_err e = {0};
-    if (tema_cfg_load(path, &file, &e) != TEMA_OK) {
-        tema_cfgi_report_located(&d, e.code, e.msg);
-        return tema_cfgi_diag_flush(&d);
-    }
-    if (file->type == TEMA_CFG_NULL) tema_cfgi_retype(file, TEMA_CFG_MAP);
-    if (file->type != TEMA_CFG_MAP) {
-        char where[512];
-        tema_cfgi_where(file, false, where, sizeof where);
-        tema_cfgi_report(&d, TEMA_EFORMAT, where,
-                         "an experiment is a YAML mapping (key: value lines), not a %s; start with 'name: ...'",
-                         file->type == TEMA_CFG_LIST ? "list" : "single value");
-        tema_cfg_free(file);
-        return tema_cfgi_diag_flush(&d);
-    }
+    if (!tema_cfgi_load_experiment(path, &d, &file)) return tema_cfgi_diag_flush(&d);
     if (tema_cfg_defaults(&root, &e) != TEMA_OK) {
         tema_cfg_free(file);
         tema_cfgi_report(&d, e.code, TEMA_CFG_DEFAULTS_LABEL, "%s", e.msg);

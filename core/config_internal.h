@@ -79,6 +79,10 @@ void tema_cfgi_report(tema_cfg_diag *d, tema_status code, const char *where, con
 void tema_cfgi_report_located(tema_cfg_diag *d, tema_status code, const char *text);
 /* Print, fill err, release; returns the first problem's status (TEMA_OK when none). */
 tema_status tema_cfgi_diag_flush(tema_cfg_diag *d);
+/* Parse an experiment file and check that it is a mapping (an empty file is an empty one).
+ * On success *file is the caller's (tema_cfg_free); on failure the problem is reported to d
+ * and *file is NULL. */
+bool tema_cfgi_load_experiment(const char *path, tema_cfg_diag *d, tema_cfg **file);
 
 /* validate.c: the built-in defaults tree (schema order), and validation of a merged tree
  * (fills every default, plugin options included, normalises values, resolves paths). */

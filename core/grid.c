@@ -526,21 +526,7 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
     if (!results_dir || !*results_dir) results_dir = "results";
     tema_cfg_diag d = {.out = diag, .err = err};
     tema_cfg *file = NULL;
-    tema_err e = {0};
-    if (tema_cfg_load(path, &file, &e) != TEMA_OK) {
-        tema_cfgi_report_located(&d, e.code, e.msg);
-        return tema_cfgi_diag_flush(&d);
-    }
-    if (file->type == TEMA_CFG_NULL) tema_cfgi_retype(file, TEMA_CFG_MAP);
-    if (file->type != TEMA_CFG_MAP) {
-        char where[1400];
-        where_node(file, false, where, sizeof where);
-        tema_cfgi_report(&d, TEMA_EFORMAT, where,
-                         "an experiment is a YAML mapping (key: value lines), not a %s; start with 'name: ...'",
-                         file->type == TEMA_CFG_LIST ? "list" : "single value");
-        tema_cfg_free(file);
-        return tema_cfgi_diag_flush(&d);
-    }
+    if (!tema_cfgi_load_experiment(path, &d, &file)) return tema_cfgi_diag_flush(&d);
     tema_grid *g = calloc(1, sizeof *g);
     if (!g) {
         tema_cfg_free(file);

@@ -43,24 +43,6 @@ static const tema_plugin *plugin_named(const char *name)
     return tema_plugin_entry_attention_gru(tema_host_get());
 }
 
-/* Every declared option at its default, then `extra` YAML lines. */
-static tema_cfg *make_opts(const tema_plugin *p, const char *extra)
-{
-    char text[8192] = "";
-    size_t k = 0;
-    for (uint32_t i = 0; i < p->n_options; i++) {
-        const tema_option *o = &p->options[i];
-        char key[128];
-        snprintf(key, sizeof key, "%s:", o->name);
-        if (!o->default_value || (extra && strstr(extra, key))) continue;
-        k += (size_t)snprintf(text + k, sizeof text - k, "%s \"%s\"\n", key, o->default_value);
-    }
-    if (extra) k += (size_t)snprintf(text + k, sizeof text - k, "%s", extra);
-    tema_cfg *c = NULL;
-    tema_err err = {0};
-    ck_assert_msg(tema_cfg_parse_string(k ? text : "{}\n", "<test>", &c, &err) == TEMA_OK, "%s", err.msg);
-    return c;
-}
 
 typedef struct model {
     const tema_plugin *p;
@@ -91,7 +73,7 @@ static tema_status build(model *m, const char *plugin, const char *extra, int n_
     }
     tema_model_info info = {.struct_size = sizeof info, .n_x = NX, .n_y = NY, .max_len = LMAX,
                             .train_counts = g_counts, .seed = 3, .params = m->params, .host = tema_host_get()};
-    tema_cfg *o = make_opts(m->p, extra);
+    tema_cfg *o = tu_plugin_opts(m->p, extra);
     tema_status st = m->ops->create(&info, o, dims, mods, n_enc, &m->self, err);
     tema_cfg_free(o);
     if (st != TEMA_OK) {

@@ -52,26 +52,6 @@ static bool declares(const tema_plugin *p, const char *opt)
     return false;
 }
 
-/* Every declared option at its default, overridden by `extra` YAML lines. */
-static tema_cfg *make_opts(const tema_plugin *p, const char *extra)
-{
-    char text[8192] = "";
-    size_t k = 0;
-    for (uint32_t i = 0; i < p->n_options; i++) {
-        const tema_option *o = &p->options[i];
-        if (!o->default_value) continue;
-        char key[128];
-        snprintf(key, sizeof key, "%s:", o->name);
-        if (extra && strstr(extra, key)) continue;
-        k += (size_t)snprintf(text + k, sizeof text - k, "%s %s\n", key, o->default_value);
-    }
-    if (extra) k += (size_t)snprintf(text + k, sizeof text - k, "%s", extra);
-    if (k == 0) snprintf(text, sizeof text, "{}\n");
-    tema_cfg *c = NULL;
-    tema_err err = {0};
-    ck_assert_msg(tema_cfg_parse_string(text, "<test>", &c, &err) == TEMA_OK, "%s: %s", p->name, err.msg);
-    return c;
-}
 
 static tema_model_info make_info(tema_params *params, bool with_tags, const char *const *titles)
 {
@@ -118,7 +98,7 @@ static tema_status enc_build(enc_model *m, const tema_plugin *p, const char *ext
     m->ops = p->ops;
     m->params = tema_params_new(seed);
     tema_model_info info = make_info(m->params, with_tags, titles);
-    tema_cfg *opts = make_opts(p, extra);
+    tema_cfg *opts = tu_plugin_opts(p, extra);
     tema_status st = m->ops->create(&info, opts, &m->self, err);
     tema_cfg_free(opts);
     if (st != TEMA_OK) {
@@ -669,7 +649,7 @@ START_TEST(tag_needs_tags)
     tema_model_info info = make_info(params, true, g_titles);
     info.struct_size = (uint32_t)offsetof(tema_model_info, n_tags);
     const tema_plugin *p = find_encoder("tag");
-    tema_cfg *opts = make_opts(p, NULL);
+    tema_cfg *opts = tu_plugin_opts(p, NULL);
     void *self = NULL;
     ck_assert_int_eq(((const tema_encoder_ops *)p->ops)->create(&info, opts, &self, &err), TEMA_EUNSUPPORTED);
     tema_cfg_free(opts);
@@ -728,7 +708,7 @@ START_TEST(text_features_on_food_kitchen)
     tema_model_info info = {.struct_size = sizeof info, .n_x = (int32_t)n_x, .n_y = (int32_t)(n - n_x),
                             .max_len = 4, .titles = (const char *const *)titles, .params = params,
                             .host = tema_host_get()};
-    tema_cfg *opts = make_opts(p, "dim: 4\n");
+    tema_cfg *opts = tu_plugin_opts(p, "dim: 4\n");
     void *self = NULL;
     tema_err err = {0};
     const double t0 = omp_get_wtime();

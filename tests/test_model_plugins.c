@@ -22,26 +22,6 @@ static const char *const g_titles[NI] = {0};
 
 static void setup_engine(void) { g_reg = tu_cpu_registry(); }
 
-/* A config holding every declared option at its default, plus `extra` YAML lines. */
-static tema_cfg *default_opts(const tema_plugin *p, const char *extra)
-{
-    char text[8192] = "";
-    size_t k = 0;
-    for (uint32_t i = 0; i < p->n_options; i++) {
-        const tema_option *o = &p->options[i];
-        if (!o->default_value) continue;
-        char key[128];
-        snprintf(key, sizeof key, "%s:", o->name);
-        if (extra && strstr(extra, key)) continue; /* overridden below */
-        k += (size_t)snprintf(text + k, sizeof text - k, "%s %s\n", key, o->default_value);
-    }
-    if (extra) k += (size_t)snprintf(text + k, sizeof text - k, "%s", extra);
-    if (k == 0) snprintf(text, sizeof text, "{}\n");
-    tema_cfg *c = NULL;
-    tema_err err = {0};
-    ck_assert_msg(tema_cfg_parse_string(text, "<test>", &c, &err) == TEMA_OK, "%s: %s", p->name, err.msg);
-    return c;
-}
 
 static tema_model_info make_info(tema_params *params)
 {
@@ -77,7 +57,7 @@ START_TEST(encoders_give_item_tables)
         const tema_encoder_ops *ops = p->ops;
         tema_params *params = tema_params_new(1);
         tema_model_info info = make_info(params);
-        tema_cfg *opts = default_opts(p, NULL);
+        tema_cfg *opts = tu_plugin_opts(p, NULL);
         void *self = NULL;
         tema_err err = {0};
         tema_status st = ops->create(&info, opts, &self, &err);
@@ -115,7 +95,7 @@ START_TEST(id_encoder_uses_dim_option)
     const tema_encoder_ops *ops = p->ops;
     tema_params *params = tema_params_new(1);
     tema_model_info info = make_info(params);
-    tema_cfg *opts = default_opts(p, "dim: 12\n");
+    tema_cfg *opts = tu_plugin_opts(p, "dim: 12\n");
     void *self = NULL;
     tema_err err = {0};
     ck_assert_int_eq(ops->create(&info, opts, &self, &err), TEMA_OK);
@@ -166,8 +146,8 @@ static bool att_build(att_model *m, const tema_plugin *p)
     m->ops = p->ops;
     m->params = tema_params_new(5);
     tema_model_info info = make_info(m->params);
-    tema_cfg *eo = default_opts(id, "dim: 8\n");
-    tema_cfg *ao = default_opts(p, NULL);
+    tema_cfg *eo = tu_plugin_opts(id, "dim: 8\n");
+    tema_cfg *ao = tu_plugin_opts(p, NULL);
     tema_err err = {0};
     ck_assert_msg(m->enc_ops->create(&info, eo, &m->enc, &err) == TEMA_OK, "%s", err.msg);
     int64_t dims[1] = {m->enc_ops->dim(m->enc)};
@@ -318,7 +298,7 @@ static void loss_build(loss_fixture *f, const tema_plugin *p, const char *extra,
     f->items = nn->param(f->params, "test.items", 2, is, TEMA_INIT_NORMAL, 1.0f, 0);
     f->ops = p->ops;
     f->n_streams = n_streams;
-    tema_cfg *o = default_opts(p, extra);
+    tema_cfg *o = tu_plugin_opts(p, extra);
     tema_err err = {0};
     ck_assert_msg(f->ops->create(&info, o, &f->self, &err) == TEMA_OK, "loss %s: %s", p->name, err.msg);
     tema_cfg_free(o);

@@ -48,30 +48,6 @@ static const struct {
     {"lexical", "vocab_dir: %s\n"},
 };
 
-static tema_cfg *parse_opts(const char *yaml)
-{
-    tema_cfg *c = NULL;
-    tema_err err = {0};
-    ck_assert_msg(tema_cfg_parse_string(yaml && *yaml ? yaml : "{}\n", "<test>", &c, &err) == TEMA_OK, "%s", err.msg);
-    return c;
-}
-
-/* Declared defaults, overridden by `extra` (YAML lines). */
-static tema_cfg *tagger_opts(const tema_plugin *p, const char *extra)
-{
-    char text[8192] = "";
-    size_t k = 0;
-    for (uint32_t i = 0; i < p->n_options; i++) {
-        const tema_option *o = &p->options[i];
-        char key[128];
-        snprintf(key, sizeof key, "%s:", o->name);
-        if (!o->default_value || (extra && strstr(extra, key))) continue;
-        k += (size_t)snprintf(text + k, sizeof text - k, "%s %s\n", key, o->default_value);
-    }
-    if (extra) snprintf(text + k, sizeof text - k, "%s", extra);
-    return parse_opts(text);
-}
-
 static void free_vocab(tema_tag_vocab *v)
 {
     const tema_host *h = tema_host_get();
@@ -124,7 +100,7 @@ START_TEST(every_tagger_keeps_the_contract)
                 snprintf(extra, sizeof extra, TAGGER_OPTS[k].yaml, vocab_dir());
                 listed = true;
             }
-        tema_cfg *opts = tagger_opts(p, extra);
+        tema_cfg *opts = tu_plugin_opts(p, extra);
         tema_tag_vocab v = {0};
         tema_err err = {0};
         tema_status st = run_tagger(p, opts, "food", CONF_TITLES, N_CONF, &v, &err);
@@ -196,7 +172,7 @@ static tema_status lexical_in_dir(const char *dir, const char *extra, const char
 {
     char yaml[4400];
     snprintf(yaml, sizeof yaml, "vocab_dir: %s\n%s", dir, extra ? extra : "");
-    tema_cfg *opts = tagger_opts(lexical(), yaml);
+    tema_cfg *opts = tu_plugin_opts(lexical(), yaml);
     tema_status st = run_tagger(lexical(), opts, domain, titles, n, out, err);
     tema_cfg_free(opts);
     return st;

@@ -1,6 +1,7 @@
 /* tests/testutil.c - shared helpers for the Check suites. */
 #include "testutil.h"
 
+#include "config.h"
 #include "engine.h"
 #include "registry.h"
 
@@ -138,4 +139,24 @@ struct tema_registry *tu_cpu_registry(void)
     ck_assert_msg(be->init(tema_host_get(), NULL, &backend, &err) == TEMA_OK, "%s", err.msg);
     tema_engine_set_backend(be, backend);
     return reg;
+}
+
+struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra)
+{
+    char text[8192] = "";
+    size_t k = 0;
+    for (uint32_t i = 0; i < p->n_options; i++) {
+        const tema_option *o = &p->options[i];
+        char key[128];
+        snprintf(key, sizeof key, "%s:", o->name);
+        if (!o->default_value || (extra && strstr(extra, key))) continue;
+        /* an empty default stays an empty string, not YAML null */
+        k += (size_t)snprintf(text + k, sizeof text - k, *o->default_value ? "%s %s\n" : "%s \"%s\"\n", key,
+                              o->default_value);
+    }
+    if (extra) k += (size_t)snprintf(text + k, sizeof text - k, "%s", extra);
+    tema_cfg *c = NULL;
+    tema_err err = {0};
+    ck_assert_msg(tema_cfg_parse_string(k ? text : "{}\n", "<test>", &c, &err) == TEMA_OK, "%s: %s", p->name, err.msg);
+    return c;
 }

@@ -6,6 +6,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct tema_cfg;
+struct tema_plugin;
+struct tema_registry;
+
 /* ../shared/data (from TEMA_TEST_DATA), or NULL when that folder is absent. */
 const char *tu_data_dir(void);
 /* Path of a bundle inside it ("food-kitchen-c2dsr.tar.gz"); static buffer, NULL if absent. */
@@ -26,6 +30,9 @@ const char *tu_build_root(void);
  * the first call and kept for the process: unloading the backend plugin would unload
  * OpenMP and OpenBLAS under the sanitizers' feet. */
 struct tema_registry *tu_cpu_registry(void);
+/* A plugin's options as the core would pass them: every declared default, then `extra`
+ * YAML lines (which replace the defaults they name). Caller frees with tema_cfg_free. */
+struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra);
 /* Run a Check suite single-threaded-safe and return the process exit code. */
 int tu_run_suite(Suite *s);
 
