@@ -186,14 +186,18 @@ typedef struct train_state {
     int64_t adam_step;        /* must match last.bin */
 } train_state;
 
-static char *state_path(const tema_run *run)
+/* last.state, or with prev the state of the checkpoint before (last.state.prev): last.bin and
+ * last.state are two files, so a kill between their writes leaves last.bin one save behind
+ * last.state, and then last.state.prev is the state that matches it. */
+static char *state_path_of(const tema_run *run, bool prev)
 {
     const char *dir = tema_results_dir(run);
-    size_t n = strlen(dir) + 16;
+    size_t n = strlen(dir) + 24;
     char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/last.state", dir);
+    if (p) snprintf(p, n, "%s/last.state%s", dir, prev ? ".prev" : "");
     return p;
 }
+static char *state_path(const tema_run *run) { return state_path_of(run, false); }
 
 /* Doubles in %a so a resumed run sees the exact same bits. */
 static tema_status state_save(const tema_run *run, const train_state *s, tema_err *err)
@@ -205,16 +209,21 @@ static tema_status state_save(const tema_run *run, const train_state *s, tema_er
              "adam_step %" PRId64 "\n",
              s->epochs_done, s->step_in_epoch, s->global_step, s->loss_sum, s->epoch_seconds, s->best_epoch,
              s->best_score, s->train_seconds, (int)s->finished_training, (int)s->stopped_early, s->adam_step);
-    char *path = state_path(run);
-    if (!path) return tema_fail(err, TEMA_ENOMEM, "out of memory");
-    tema_status st = tema_write_file_atomic(path, text, strlen(text), err);
+    char *path = state_path(run), *prev = state_path_of(run, true);
+    tema_status st = TEMA_OK;
+    if (!path || !prev) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    else {
+        rename(path, prev); /* fails harmlessly on the first save */
+        st = tema_write_file_atomic(path, text, strlen(text), err);
+    }
     free(path);
+    free(prev);
     return st;
 }
 
-static bool state_load(const tema_run *run, train_state *s)
+static bool state_load(const tema_run *run, bool prev, train_state *s)
 {
-    char *path = state_path(run), *text = NULL;
+    char *path = state_path_of(run, prev), *text = NULL;
     size_t len;
     tema_err e = {0};
     bool ok = path && tema_read_file(path, &text, &len, &e) == TEMA_OK;
@@ -759,26 +768,33 @@ static tema_status run_inner(runner *r, tema_err *err)
     const bool trainable = r->trainable;
     bool resume = false;
     if (rs == TEMA_RUN_INTERRUPTED && !r->opts->force && r->s.resume && trainable &&
-        file_exists(tema_results_last_path(r->run)) && state_load(r->run, &ts)) {
-        tema_adam probe = r->opt;
-        st = tema_params_load(r->model.params, &probe, tema_results_last_path(r->run), err);
-        if (st != TEMA_OK) return st;
-        if (probe.step != ts.adam_step)
-            return tema_fail(err, TEMA_EFORMAT, "%s: checkpoint is at optimizer step %" PRId64 " but last.state says "
-                                                "%" PRId64 "; hint: re-run with --force to start over",
-                             tema_results_last_path(r->run), probe.step, ts.adam_step);
-        r->opt = probe;
-        resume = true;
+        file_exists(tema_results_last_path(r->run))) {
+        train_state cur = {0}, prev = {0};
+        const bool cur_ok = state_load(r->run, false, &cur), prev_ok = state_load(r->run, true, &prev);
+        if (cur_ok || prev_ok) {
+            tema_adam probe = r->opt;
+            st = tema_params_load(r->model.params, &probe, tema_results_last_path(r->run), err);
+            if (st != TEMA_OK) return st;
+            if (cur_ok && probe.step == cur.adam_step) ts = cur;
+            else if (prev_ok && probe.step == prev.adam_step) ts = prev; /* killed between the two writes */
+            else
+                return tema_fail(err, TEMA_EFORMAT, "%s: checkpoint is at optimizer step %" PRId64 " but last.state "
+                                                    "says %" PRId64 "; hint: re-run with --force to start over",
+                                 tema_results_last_path(r->run), probe.step, cur_ok ? cur.adam_step : prev.adam_step);
+            r->opt = probe;
+            resume = true;
+        }
     }
     if (!resume) memset(&ts, 0, sizeof ts);
     /* earlier sessions' training time, so total_seconds spans an interrupted run */
     const double prior = ts.train_seconds + ts.epoch_seconds;
     if ((st = tema_results_begin(r->run, !resume, err)) != TEMA_OK) return st;
-    if (!resume) {
-        char *sp = state_path(r->run);
-        if (sp) remove(sp);
-        free(sp);
-    } else {
+    if (!resume)
+        for (int q = 0; q < 2; q++) {
+            char *sp = state_path_of(r->run, q == 1);
+            if (sp) remove(sp);
+            free(sp);
+        } else {
         if ((st = tema_results_truncate_epochs(r->run, ts.epochs_done, err)) != TEMA_OK) return st;
         fprintf(stderr, "tema: resuming %s from epoch %d step %" PRId64 "\n", tema_results_dir(r->run),
                 ts.epochs_done + (ts.step_in_epoch ? 1 : 0), ts.step_in_epoch);

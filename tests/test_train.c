@@ -306,6 +306,23 @@ START_TEST(interrupted_run_resumes_to_same_result)
     ck_assert(tu_exists(dir2, "last.bin"));
     ck_assert_int_eq(count_lines(dir2, "epochs.jsonl"), 2);
 
+    /* as if killed between the two writes of a save: last.state already describes a later
+     * step than last.bin, whose own state is last.state.prev; the resume must use that pair */
+    char st_path[4300], prev_path[4300], text[2048];
+    snprintf(st_path, sizeof st_path, "%s/last.state", dir2);
+    snprintf(prev_path, sizeof prev_path, "%s/last.state.prev", dir2);
+    FILE *f = fopen(st_path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    ck_assert_int_eq(rename(st_path, prev_path), 0);
+    char *step = strstr(text, "adam_step ");
+    ck_assert_ptr_nonnull(step);
+    long long adam = atoll(step + 10);
+    snprintf(step, sizeof text - (size_t)(step - text), "adam_step %lld\n", adam + 7);
+    tu_write(st_path, text);
+
     rc = run_tema(exp, r2, &out, &err);
     ck_assert_msg(rc == 0, "resume failed (%d): %s", rc, err);
     ck_assert_msg(strstr(err, "resuming"), "stderr: %s", err);
