@@ -661,8 +661,9 @@ START_TEST(t_slurm_script)
 
     /* what an array task runs: entry 4 of the grid, into the results folder */
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "bash -n '%s' && cd / && SLURM_ARRAY_TASK_ID=4 bash '%s' >/dev/null 2>&1", script, script);
-    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "bash -n '%s' && cd / && SLURM_ARRAY_TASK_ID=4 bash '%s' >'%s/task.log' 2>&1", script,
+             script, dir);
+    ck_assert_int_eq(tu_sh(dir, cmd, "task.log"), 0);
     tema_registry *r = registry();
     tema_grid *g = NULL;
     tema_err e = {0};

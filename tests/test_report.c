@@ -505,10 +505,10 @@ START_TEST(html_page_renders_in_chromium)
     const char *flags = "--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars "
                         "--no-first-run --disable-extensions --virtual-time-budget=5000";
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && HOME='%s' timeout 120 chromium %s --user-data-dir='%s/chrome' --window-size=1280,2000 "
-             "--screenshot='%s/shot.png' 'file://%s/results/rep/report/report.html' >'%s/chrome.log' 2>&1",
-             root, root, flags, root, root, root, root);
-    ck_assert_msg(system(cmd) == 0, "chromium --screenshot failed; see %s/chrome.log", root);
+             "HOME='%s' timeout 120 chromium %s --user-data-dir='%s/chrome' --window-size=1280,2000 "
+             "--screenshot='%s/shot.png' 'file://%s/results/rep/report/report.html' >chrome.log 2>&1",
+             root, flags, root, root, root);
+    ck_assert_msg(tu_sh(root, cmd, "chrome.log") == 0, "chromium --screenshot failed; chrome.log is printed above");
     char shot[600];
     snprintf(shot, sizeof shot, "%s/shot.png", root);
     struct stat st;
@@ -520,10 +520,10 @@ START_TEST(html_page_renders_in_chromium)
     free(png);
 
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && HOME='%s' timeout 120 chromium %s --user-data-dir='%s/chrome' --dump-dom "
-             "'file://%s/results/rep/report/report.html' >'%s/dom.html' 2>'%s/chrome.log'",
-             root, root, flags, root, root, root, root);
-    ck_assert_msg(system(cmd) == 0, "chromium --dump-dom failed; see %s/chrome.log", root);
+             "HOME='%s' timeout 120 chromium %s --user-data-dir='%s/chrome' --dump-dom "
+             "'file://%s/results/rep/report/report.html' >dom.html 2>chrome.log",
+             root, flags, root, root);
+    ck_assert_msg(tu_sh(root, cmd, "chrome.log") == 0, "chromium --dump-dom failed; chrome.log is printed above");
     snprintf(shot, sizeof shot, "%s/dom.html", root);
     char *dom = slurp(shot);
     ck_assert_msg(strstr(dom, "<tr data-row=\"SASRec\" class=\"baseline\">"), "DOM lacks the baseline row");
@@ -619,11 +619,12 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     tu_write(path, yaml);
     snprintf(args, sizeof args, "run g.yaml -j 2 --results results");
     char cmd[2600];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >run.log 2>&1", root, getenv("TEMA_EXE"), args);
-    ck_assert_msg(system(cmd) == 0, "the grid failed; see %s/run.log", root);
+    const char *logs = "run.log err.log results/g/*/log.txt results/g/*/failed";
+    snprintf(cmd, sizeof cmd, "'%s' %s >run.log 2>&1", getenv("TEMA_EXE"), args);
+    ck_assert_msg(tu_sh(root, cmd, logs) == 0, "the grid failed; its logs are printed above");
 
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' report g.yaml --html >out.md 2>err.log", root, getenv("TEMA_EXE"));
-    ck_assert_msg(system(cmd) == 0, "tema report failed; see %s/err.log", root);
+    snprintf(cmd, sizeof cmd, "'%s' report g.yaml --html >out.md 2>err.log", getenv("TEMA_EXE"));
+    ck_assert_msg(tu_sh(root, cmd, logs) == 0, "tema report failed; err.log is printed above");
     snprintf(path, sizeof path, "%s/out.md", root);
     char *md = slurp(path);
     /* no report: block and two grid keys: rows x columns, in grid order (3e-3 first) */
@@ -644,7 +645,7 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
              "  seeds: [1, 2]\n", head);
     snprintf(path, sizeof path, "%s/g.yaml", root);
     tu_write(path, yaml);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(tu_sh(root, cmd, logs), 0);
     snprintf(path, sizeof path, "%s/out.md", root);
     md = slurp(path);
     ck_assert_msg(strstr(md, "8 finished runs in 4 cells, 4 pending"), "%s", md);
@@ -657,14 +658,13 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     p[8] = '3';
     snprintf(path, sizeof path, "%s/g.yaml", root);
     tu_write(path, yaml);
-    ck_assert_int_ne(system(cmd), 0);
+    ck_assert_int_ne(tu_sh(root, cmd, NULL), 0);
     snprintf(path, sizeof path, "%s/err.log", root);
     char *e = slurp(path);
     ck_assert_msg(strstr(e, "8 finished run(s)") && strstr(e, "--all-runs"), "%s", e);
     free(e);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' report g.yaml --all-runs --no-plots >out.md 2>err.log", root,
-             getenv("TEMA_EXE"));
-    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "'%s' report g.yaml --all-runs --no-plots >out.md 2>err.log", getenv("TEMA_EXE"));
+    ck_assert_int_eq(tu_sh(root, cmd, logs), 0);
 
     /* a grid over whole plugin sub-configs: rows are named by plugin and the options that
      * tell two values of the same plugin apart; pop trains no epoch */
@@ -674,9 +674,9 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     n[6] = 'h';
     snprintf(path, sizeof path, "%s/h.yaml", root);
     tu_write(path, yaml);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run h.yaml >run.log 2>&1 && '%s' report h.yaml --no-plots >out.md 2>err.log",
-             root, getenv("TEMA_EXE"), getenv("TEMA_EXE"));
-    ck_assert_msg(system(cmd) == 0, "see %s/run.log and err.log", root);
+    snprintf(cmd, sizeof cmd, "'%s' run h.yaml >run.log 2>&1 && '%s' report h.yaml --no-plots >out.md 2>err.log",
+             getenv("TEMA_EXE"), getenv("TEMA_EXE"));
+    ck_assert_msg(tu_sh(root, cmd, "run.log err.log results/h/*/failed") == 0, "the run or the report failed; logs above");
     snprintf(path, sizeof path, "%s/out.md", root);
     md = slurp(path);
     ck_assert_msg(strstr(md, "\n| attention | X MRR |"), "%s", md);

@@ -104,6 +104,26 @@ int tu_tema(const char *args, char **out, char **errout)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+int tu_sh(const char *dir, const char *cmd, const char *logs)
+{
+    size_t n = strlen(dir) + strlen(cmd) + 32;
+    char *full = malloc(n);
+    snprintf(full, n, "cd '%s' && %s", dir, cmd);
+    int st = system(full);
+    free(full);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (code != 0 && logs) {
+        fprintf(stderr, "tu_sh: exit status %d from: %s\n", code, cmd);
+        n = strlen(dir) + strlen(logs) + 200;
+        char *show = malloc(n);
+        snprintf(show, n, "cd '%s' && for f in %s; do [ -f \"$f\" ] && { echo \"==> $f <==\"; tail -n 60 \"$f\"; }; done >&2",
+                 dir, logs);
+        if (system(show) != 0) { /* best effort */ }
+        free(show);
+    }
+    return code;
+}
+
 const char *tu_source_root(void)
 {
     const char *s = getenv("TEMA_SOURCE_ROOT");

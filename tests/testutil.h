@@ -23,6 +23,10 @@ void tu_write(const char *path, const char *text);
 /* Run the built tema binary with a shell-quoted argument string; captures stdout and
  * stderr (caller frees); returns the exit status. */
 int tu_tema(const char *args, char **out, char **errout);
+/* system(cmd) run in `dir`; when it fails, the files matching the space-separated globs
+ * `logs` (relative to dir) are printed to stderr, so a CI log shows why even after the
+ * temporary folder is gone. Returns the exit status (128 + signal if killed). */
+int tu_sh(const char *dir, const char *cmd, const char *logs);
 /* Source root, build root, and the plugin folder of the build. */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
