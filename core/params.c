@@ -332,13 +332,19 @@ tema_status tema_params_save(const tema_params *p, const tema_adam *opt, const c
         char *at = reserve(&b, nbytes);
         if (at && nbytes) p->be->to_host(p->bs, at, arrays[a], nbytes);
     }
+    /* never write a checkpoint of values a failed device computed */
+    tema_status st = p->be->sync(p->bs, err);
+    if (st != TEMA_OK) {
+        free(b.p);
+        return st;
+    }
     uint64_t h = b.oom ? 0 : tema_hash64(b.p, b.len);
     put(&b, &h, 8);
     if (b.oom) {
         free(b.p);
         return tema_fail(err, TEMA_ENOMEM, "checkpoint %s: out of memory building %zu bytes", path, b.len);
     }
-    tema_status st = tema_write_file_atomic(path, b.p, b.len, err);
+    st = tema_write_file_atomic(path, b.p, b.len, err);
     free(b.p);
     return st;
 }

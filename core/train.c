@@ -491,6 +491,11 @@ static tema_status train_step(runner *r, const int64_t *lines, int nb, uint64_t 
                          nn->error(r->g));
     float lv = 0;
     r->be->to_host(r->bs, &lv, loss->data, sizeof lv);
+    /* A device backend fails asynchronously: the loss read has waited for the queue
+     * anyway, so asking now is free and catches a failure of this forward pass or of the
+     * previous step's backward/update before the value is trusted. */
+    st = r->be->sync(r->bs, err);
+    if (st != TEMA_OK) return st;
     *loss_out = lv;
     if (!isfinite(lv))
         return tema_fail(err, TEMA_EINVAL, "training diverged at step %" PRIu64 ": loss is %g; hint: lower train.lr "

@@ -276,6 +276,7 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;
         if (!z) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
         c->be->to_host(c->bs, out, z->data, (size_t)(nb * nd) * sizeof(float));
+        if ((st = c->be->sync(c->bs, err)) != TEMA_OK) return st; /* a device failure must not become scores */
         const float tau = streams[k].inv_temp;
         if (ns == 1) {
             if (tau != 1.0f)

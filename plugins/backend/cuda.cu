@@ -1,0 +1,1377 @@
+/* plugins/backend/cuda.cu - the GPU backend: cuBLAS sgemm plus CUDA kernels.
+ *
+ * Semantics mirror plugins/backend/cpu.c kernel by kernel (tests/test_backend.c checks
+ * both against the same double-precision reference). Design:
+ *  - One stream and one cuBLAS handle bound to it; every kernel, memset and copy is
+ *    queued there, so ordering is program order and no kernel waits on the host.
+ *    to_host() is the only blocking call (it returns with the bytes in place).
+ *  - Launch errors are cheap to read (cudaGetLastError after each launch); the first one
+ *    is kept, named by its kernel, and returned by sync(). Faults inside kernels surface
+ *    at the next synchronising call and are reported the same way.
+ *  - cuBLAS is opened with dlopen() in init(), not linked: every `tema` command scans the
+ *    plugin folder and loads this file, and loading 600 MB of cuBLAS for a run on the cpu
+ *    backend (or a machine without a GPU) would cost each of them a noticeable pause.
+ *    The CUDA runtime is linked statically (nvcc's default), so the plugin has no
+ *    dependency beyond the driver, which it only touches in init().
+ *  - Row reductions run one block per row; where cpu.c sums in double, so do these.
+ *    Column reductions (broadcast bias gradient, layernorm dgamma/dbeta) are two-pass and
+ *    deterministic. scatter_add and rowdot_bwd's ditems use atomicAdd: rows with the same
+ *    id add in an unspecified order, so those gradients (embedding tables) can differ in
+ *    the last bits from run to run; everything else is bitwise reproducible.
+ *  - Host-to-device copies go through a small pinned staging ring, so they are truly
+ *    asynchronous (a copy from pageable memory may wait for the stream) and the caller's
+ *    buffer is free to reuse as soon as to_device() returns.
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tema/backend.h"
+#include "tema/plugin.h"
+
+#ifndef TEMA_CUDA_LIBDIR
+#define TEMA_CUDA_LIBDIR "/usr/local/cuda/lib64"
+#endif
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CUBLAS_SONAME "libcublas.so." STR(CUBLAS_VER_MAJOR)
+
+#define WHO "cuda"
+#define BLOCK 256                 /* threads of elementwise kernels */
+#define STAGE_BYTES (8u << 20)    /* pinned staging ring for to_device */
+#define STAGE_SEGS 8u
+#define SCRATCH_MIN (1u << 16)
+
+/* ------------------------------------------------------------------ cuBLAS, opened lazily */
+
+typedef struct blas_api {
+    void *lib;
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm_v2_64) sgemm;
+    decltype(&cublasSgemmStridedBatched_64) sgemm_batched;
+} blas_api;
+
+typedef struct cuda_backend {
+    const tema_host *host;
+    int device;
+    bool several_devices;   /* more than one visible: kernels check the thread's current device */
+    bool tf32;
+    int sm_count;
+    cudaStream_t stream;
+    blas_api blas;
+    cublasHandle_t handle;
+    /* first asynchronous failure, returned by sync() */
+    tema_status fail_code;
+    char fail_msg[512];
+    /* per-call scratch (dot partials, column-reduction partials); stream-ordered reuse */
+    void *scratch;
+    size_t scratch_bytes;
+    /* pinned staging ring: STAGE_SEGS segments, each fenced by an event */
+    char *stage;
+    cudaEvent_t seg_done[STAGE_SEGS];
+    unsigned stage_seg;
+    size_t stage_off;
+    /* memory accounting for the log line at destroy */
+    size_t base_used, peak_used;
+    uint64_t n_allocs;
+} cuda_backend;
+
+static const tema_option cuda_options[] = {
+    {"device", TEMA_OPT_INT, "0", 0, 255, NULL, "CUDA device ordinal (as numbered by CUDA_VISIBLE_DEVICES)"},
+    {"tf32", TEMA_OPT_BOOL, "false", 1, 0, NULL,
+     "allow TF32 tensor cores in sgemm (faster, ~1e-3 relative error); false keeps exact FP32 products"},
+    {"threads", TEMA_OPT_INT, "1", 1, 256, NULL,
+     "host threads (accepted so configs written for the cpu backend run unchanged; kernels ignore it)"},
+};
+
+/* Kernels may be called from a thread other than the one that ran init(), and the
+ * current device is per thread. Only a machine with several GPUs needs the check (no
+ * thread_local here: sanitizers mis-track dynamic TLS of dlopen()ed modules). */
+static inline void use_device(const cuda_backend *b)
+{
+    int cur = -1;
+    if (b->several_devices && cudaGetDevice(&cur) == cudaSuccess && cur != b->device) cudaSetDevice(b->device);
+}
+
+static void record_failure(cuda_backend *b, tema_status code, const char *what, const char *detail)
+{
+    if (b->fail_code != TEMA_OK) return;
+    b->fail_code = code;
+    snprintf(b->fail_msg, sizeof b->fail_msg, "%s: %s", what, detail);
+}
+
+/* After a launch or an API call: keep the first error, naming where it came from. */
+static void note(cuda_backend *b, const char *what)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        record_failure(b, e == cudaErrorMemoryAllocation ? TEMA_ENOMEM : TEMA_EINTERNAL, what, cudaGetErrorString(e));
+}
+
+static void note_api(cuda_backend *b, cudaError_t e, const char *what)
+{
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* clear it so the next launch check does not report it again */
+        record_failure(b, e == cudaErrorMemoryAllocation ? TEMA_ENOMEM : TEMA_EINTERNAL, what, cudaGetErrorString(e));
+    }
+}
+
+static unsigned grid_for(const cuda_backend *b, int64_t n, int threads)
+{
+    int64_t g = (n + threads - 1) / threads, cap = (int64_t)b->sm_count * 32;
+    if (g > cap) g = cap;
+    return (unsigned)(g < 1 ? 1 : g);
+}
+
+static unsigned row_grid(int64_t rows)
+{
+    return (unsigned)(rows < (int64_t)1 << 30 ? rows : (int64_t)1 << 30);
+}
+
+/* Threads per row block: a power of two from 32 to 512, about the row length. */
+static int row_threads(int64_t dim)
+{
+    int t = 32;
+    while (t < dim && t < 512) t *= 2;
+    return t;
+}
+
+static void *scratch(cuda_backend *b, size_t bytes)
+{
+    if (bytes <= b->scratch_bytes) return b->scratch;
+    size_t want = bytes > SCRATCH_MIN ? bytes : SCRATCH_MIN;
+    want += want / 2;
+    /* queued kernels may still read the old block */
+    note_api(b, cudaStreamSynchronize(b->stream), "scratch (stream synchronize)");
+    if (b->scratch) cudaFree(b->scratch);
+    b->scratch = NULL;
+    b->scratch_bytes = 0;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, want);
+    if (e != cudaSuccess) {
+        note_api(b, e, "scratch (cudaMalloc)");
+        return NULL;
+    }
+    b->scratch = p;
+    b->scratch_bytes = want;
+    return p;
+}
+
+/* ------------------------------------------------------------------ device helpers */
+
+#define GRID_STRIDE(i, n)                                                                                  \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, i##_step = (int64_t)gridDim.x * blockDim.x; \
+         i < (n); i += i##_step)
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Block-wide sum returned to every thread; blockDim.x is a multiple of 32. The leading
+ * barrier lets a block call it again (next row) without overwriting a slot still read. */
+template <typename T> __device__ T block_sum(T v)
+{
+    __shared__ T sh[32];
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    return warp_sum(lane < nw ? sh[lane] : T(0));
+}
+
+/* Block-wide max that ignores NaN like cpu.c's `x > m` scans (fmaxf drops a NaN operand). */
+__device__ float block_max(float v)
+{
+    __shared__ float sh[32];
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    return warp_max(lane < nw ? sh[lane] : -INFINITY);
+}
+
+/* ------------------------------------------------------------------ elementwise kernels */
+
+__global__ void k_axpy(int64_t n, float alpha, const float *src, float *dst)
+{
+    GRID_STRIDE(i, n) dst[i] += alpha * src[i];
+}
+
+__global__ void k_axpy_scalar(int64_t n, const float *dscalar, float scale, const float *w, float *dst)
+{
+    const float a = scale * dscalar[0];
+    GRID_STRIDE(i, n) dst[i] += w ? a * w[i] : a;
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+__global__ void k_unary(int op, int64_t n, float alpha, const float *x, float *out)
+{
+    GRID_STRIDE(i, n)
+    {
+        const float v = x[i];
+        float r;
+        switch (op) {
+        case TEMA_UNARY_SCALE: r = alpha * v; break;
+        case TEMA_UNARY_GELU: r = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))); break;
+        case TEMA_UNARY_RELU: r = v > 0.0f ? v : 0.0f; break;
+        case TEMA_UNARY_SIGMOID: r = 1.0f / (1.0f + expf(-v)); break;
+        default: r = tanhf(v); break;
+        }
+        out[i] = r;
+    }
+}
+
+__global__ void k_unary_bwd(int op, int64_t n, float alpha, const float *x, const float *out, const float *dout,
+                            float *dx)
+{
+    GRID_STRIDE(i, n)
+    {
+        float d;
+        switch (op) {
+        case TEMA_UNARY_SCALE: d = alpha * dout[i]; break;
+        case TEMA_UNARY_GELU: {
+            const float v = x[i];
+            const float u = GELU_K * (v + 0.044715f * v * v * v);
+            const float t = tanhf(u);
+            const float du = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+            d = dout[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+            break;
+        }
+        case TEMA_UNARY_RELU: d = x[i] > 0.0f ? dout[i] : 0.0f; break;
+        case TEMA_UNARY_SIGMOID: d = dout[i] * out[i] * (1.0f - out[i]); break;
+        default: d = dout[i] * (1.0f - out[i] * out[i]); break;
+        }
+        dx[i] += d;
+    }
+}
+
+__global__ void k_binary(int op, int64_t n, const float *a, const float *b, int64_t bn, float *out)
+{
+    GRID_STRIDE(i, n)
+    {
+        const float bv = b[i % bn];
+        out[i] = op == TEMA_BINARY_ADD ? a[i] + bv : a[i] * bv;
+    }
+}
+
+__global__ void k_binary_bwd_da(int op, int64_t n, const float *b, int64_t bn, const float *dout, float *da)
+{
+    GRID_STRIDE(i, n) da[i] += op == TEMA_BINARY_ADD ? dout[i] : dout[i] * b[i % bn];
+}
+
+/* The dropout mask of tema/backend.h, bit for bit: same splitmix64 finaliser, same
+ * 24-bit float comparison (no fast-math anywhere in this file). */
+__device__ __forceinline__ bool dropout_keep(uint64_t seed, uint64_t i, float p)
+{
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((z >> 40) * (1.0 / 16777216.0)) >= p;
+}
+
+__global__ void k_dropout(int64_t n, float p, float keep_scale, uint64_t seed, const float *x, float *out)
+{
+    GRID_STRIDE(i, n) out[i] = dropout_keep(seed, (uint64_t)i, p) ? x[i] * keep_scale : 0.0f;
+}
+
+__global__ void k_dropout_bwd(int64_t n, float p, float keep_scale, uint64_t seed, const float *dout, float *dx)
+{
+    GRID_STRIDE(i, n) if (dropout_keep(seed, (uint64_t)i, p)) dx[i] += dout[i] * keep_scale;
+}
+
+__global__ void k_logaddexp(int64_t n, const float *a, float la, const float *b, float lb, float *out)
+{
+    GRID_STRIDE(i, n)
+    {
+        const float u = a[i] + la, v = b[i] + lb;
+        const float m = u > v ? u : v;
+        out[i] = m == -INFINITY ? -INFINITY : m + logf(expf(u - m) + expf(v - m));
+    }
+}
+
+__global__ void k_logaddexp_bwd(int64_t n, const float *x, float lx, const float *out, const float *dout, float *dx)
+{
+    GRID_STRIDE(i, n) if (out[i] != -INFINITY) dx[i] += dout[i] * expf(x[i] + lx - out[i]);
+}
+
+__global__ void k_adam(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bc1,
+                       float bc2, float *p, const float *g, float *m, float *v)
+{
+    GRID_STRIDE(i, n)
+    {
+        const float gi = g[i] + weight_decay * p[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+    }
+}
+
+/* ------------------------------------------------------------------ reductions */
+
+/* dot, pass 1: per-block partial sums in double. */
+__global__ void k_dot_partial(int64_t n, const float *a, const float *b, double *part)
+{
+    double s = 0.0;
+    GRID_STRIDE(i, n) s += b ? (double)a[i] * (double)b[i] : (double)a[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+/* dot, pass 2: one block adds the partials in a fixed order. */
+__global__ void k_dot_finish(int nparts, const double *part, float scale, float *out)
+{
+    double s = 0.0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) s += part[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) out[0] = (float)(s * scale);
+}
+
+/* Column sums over rows, deterministic: pass 1 sums row chunks per column (thread per
+ * (chunk, column), so neighbouring threads read neighbouring columns), pass 2 adds each
+ * column's chunk partials in chunk order. F(r, j, s0, s1) adds row r's terms. */
+template <class F>
+__global__ void k_colsum_partial(int64_t rows, int64_t cols, int64_t nchunk, int64_t rpc, F f, double *part)
+{
+    const int64_t total = cols * nchunk;
+    GRID_STRIDE(t, total)
+    {
+        const int64_t j = t % cols, c = t / cols;
+        const int64_t r0 = c * rpc, r1 = r0 + rpc < rows ? r0 + rpc : rows;
+        double s0 = 0.0, s1 = 0.0;
+        for (int64_t r = r0; r < r1; r++) f(r, j, s0, s1);
+        part[t] = s0;
+        part[total + t] = s1;
+    }
+}
+
+__global__ void k_colsum_finish(int64_t cols, int64_t nchunk, const double *part, float *out0, float *out1)
+{
+    const int64_t total = cols * nchunk;
+    GRID_STRIDE(j, cols)
+    {
+        double s0 = 0.0, s1 = 0.0;
+        for (int64_t c = 0; c < nchunk; c++) {
+            s0 += part[c * cols + j];
+            s1 += part[total + c * cols + j];
+        }
+        if (out0) out0[j] += (float)s0;
+        if (out1) out1[j] += (float)s1;
+    }
+}
+
+struct bias_terms { /* binary_bwd's db: ADD sums dout, MUL sums dout * a */
+    int op;
+    int64_t bn;
+    const float *dout, *a;
+    __device__ void operator()(int64_t r, int64_t j, double &s0, double &) const
+    {
+        const int64_t i = r * bn + j;
+        s0 += op == TEMA_BINARY_ADD ? (double)dout[i] : (double)dout[i] * a[i];
+    }
+};
+
+struct layernorm_terms { /* dgamma (s0) and dbeta (s1) */
+    int64_t dim;
+    const float *x, *dout, *mean, *rstd;
+    __device__ void operator()(int64_t r, int64_t j, double &s0, double &s1) const
+    {
+        const float g = dout[r * dim + j];
+        s0 += (double)g * (x[r * dim + j] - mean[r]) * rstd[r];
+        s1 += g;
+    }
+};
+
+template <class F> static void column_sums(cuda_backend *b, int64_t rows, int64_t cols, F f, float *out0, float *out1,
+                                           const char *what)
+{
+    if (rows <= 0 || cols <= 0 || (!out0 && !out1)) return;
+    /* enough (chunk, column) threads to fill the GPU, chunks of at least 32 rows */
+    int64_t want = ((int64_t)1 << 18) / cols;
+    int64_t nchunk = (rows + 31) / 32;
+    if (nchunk > want) nchunk = want;
+    if (nchunk < 1) nchunk = 1;
+    const int64_t rpc = (rows + nchunk - 1) / nchunk;
+    nchunk = (rows + rpc - 1) / rpc;
+    double *part = (double *)scratch(b, sizeof(double) * 2 * (size_t)(cols * nchunk));
+    if (!part) return;
+    k_colsum_partial<<<grid_for(b, cols * nchunk, BLOCK), BLOCK, 0, b->stream>>>(rows, cols, nchunk, rpc, f, part);
+    note(b, what);
+    k_colsum_finish<<<grid_for(b, cols, BLOCK), BLOCK, 0, b->stream>>>(cols, nchunk, part, out0, out1);
+    note(b, what);
+}
+
+/* ------------------------------------------------------------------ row kernels (block per row) */
+
+#define ROW_LOOP(r, rows) for (int64_t r = blockIdx.x; r < (rows); r += gridDim.x)
+
+__global__ void k_layernorm(int64_t rows, int64_t dim, float eps, const float *x, const float *gamma,
+                            const float *beta, float *out, float *mean, float *rstd)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float *xr = x + r * dim;
+        float *o = out + r * dim;
+        double s = 0.0;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) s += xr[j];
+        s = block_sum(s);
+        const float mu = (float)(s / (double)dim);
+        double v = 0.0;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+            const float c = xr[j] - mu;
+            v += (double)c * c;
+        }
+        v = block_sum(v);
+        const float rs = 1.0f / sqrtf((float)(v / (double)dim) + eps);
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+            const float nrm = (xr[j] - mu) * rs;
+            o[j] = nrm * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
+        }
+        if (threadIdx.x == 0) {
+            mean[r] = mu;
+            rstd[r] = rs;
+        }
+    }
+}
+
+__global__ void k_layernorm_bwd_dx(int64_t rows, int64_t dim, const float *x, const float *gamma, const float *mean,
+                                   const float *rstd, const float *dout, float *dx)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float *xr = x + r * dim, *g = dout + r * dim;
+        const float mu = mean[r], rs = rstd[r];
+        double sum_dn = 0.0, sum_dn_n = 0.0;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+            const float dn = g[j] * (gamma ? gamma[j] : 1.0f);
+            sum_dn += dn;
+            sum_dn_n += (double)dn * (xr[j] - mu) * rs;
+        }
+        sum_dn = block_sum(sum_dn);
+        sum_dn_n = block_sum(sum_dn_n);
+        const float a = (float)(sum_dn / (double)dim), bb = (float)(sum_dn_n / (double)dim);
+        float *d = dx + r * dim;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+            const float dn = g[j] * (gamma ? gamma[j] : 1.0f);
+            d[j] += rs * (dn - a - (xr[j] - mu) * rs * bb);
+        }
+    }
+}
+
+__global__ void k_softmax(int64_t rows, int64_t dim, const uint8_t *mask, bool causal, const float *x, float *out)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float *xr = x + r * dim;
+        const uint8_t *mr = mask ? mask + r * dim : NULL;
+        float *o = out + r * dim;
+        const int64_t lim = causal ? r % dim + 1 : dim;
+        float m = -INFINITY;
+        for (int64_t j = threadIdx.x; j < lim; j += blockDim.x)
+            if ((!mr || mr[j]) && xr[j] > m) m = xr[j];
+        m = block_max(m);
+        if (m == -INFINITY) { /* nothing allowed: zeros (uniform across the block) */
+            for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) o[j] = 0.0f;
+            continue;
+        }
+        double s = 0.0;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+            const float e = (j < lim && (!mr || mr[j])) ? expf(xr[j] - m) : 0.0f;
+            o[j] = e;
+            s += e;
+        }
+        s = block_sum(s);
+        const float inv = (float)(1.0 / s);
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) o[j] *= inv; /* each thread rescales its own */
+    }
+}
+
+__global__ void k_softmax_bwd(int64_t rows, int64_t dim, const float *out, const float *dout, float *dx)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float *o = out + r * dim, *g = dout + r * dim;
+        double s = 0.0;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) s += (double)o[j] * g[j];
+        const float sf = (float)block_sum(s);
+        float *d = dx + r * dim;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) d[j] += o[j] * (g[j] - sf);
+    }
+}
+
+__global__ void k_l2norm(int64_t rows, int64_t dim, float eps, const float *x, float *out, float *norm)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float *xr = x + r * dim;
+        double s = 0.0;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) s += (double)xr[j] * xr[j];
+        s = block_sum(s);
+        const float nr = (float)sqrt(s);
+        const float inv = 1.0f / (nr > eps ? nr : eps);
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) out[r * dim + j] = xr[j] * inv;
+        if (threadIdx.x == 0) norm[r] = nr;
+    }
+}
+
+__global__ void k_l2norm_bwd(int64_t rows, int64_t dim, float eps, const float *out, const float *norm,
+                             const float *dout, float *dx)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float *o = out + r * dim, *g = dout + r * dim;
+        float *d = dx + r * dim;
+        const float nr = norm[r];
+        if (nr > eps) { /* uniform across the block */
+            double s = 0.0;
+            for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) s += (double)o[j] * g[j];
+            const float sf = (float)block_sum(s), inv = 1.0f / nr;
+            for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) d[j] += (g[j] - o[j] * sf) * inv;
+        } else {
+            for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) d[j] += g[j] / eps;
+        }
+    }
+}
+
+/* log sum exp of one row, as cpu.c's row_lse: max, then a double sum of expf. */
+__device__ float row_lse(const float *x, int64_t n)
+{
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = x[j] > m ? x[j] : m;
+    m = block_max(m);
+    if (m == -INFINITY) return -INFINITY;
+    double s = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += expf(x[j] - m);
+    s = block_sum(s);
+    return m + (float)log(s);
+}
+
+__global__ void k_logsumexp(int64_t rows, int64_t dim, const float *x, float *out)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float l = row_lse(x + r * dim, dim);
+        if (threadIdx.x == 0) out[r] = l;
+    }
+}
+
+__global__ void k_logsumexp_bwd(int64_t rows, int64_t dim, const float *x, const float *out, const float *dout,
+                                float *dx)
+{
+    const int64_t n = rows * dim;
+    GRID_STRIDE(i, n)
+    {
+        const int64_t r = i / dim;
+        dx[i] += dout[r] * expf(x[i] - out[r]);
+    }
+}
+
+__global__ void k_xent(int64_t rows, int64_t dim, const float *x, const int32_t *t, float *loss, float *lse)
+{
+    ROW_LOOP(r, rows)
+    {
+        const float l = row_lse(x + r * dim, dim);
+        if (threadIdx.x == 0) {
+            lse[r] = l;
+            loss[r] = t[r] < 0 ? 0.0f : l - x[r * dim + t[r]];
+        }
+    }
+}
+
+__global__ void k_xent_bwd(int64_t rows, int64_t dim, const float *x, const int32_t *t, const float *lse,
+                           const float *dloss, float scale, float *dx)
+{
+    const float a = scale * dloss[0];
+    const int64_t n = rows * dim;
+    GRID_STRIDE(i, n)
+    {
+        const int64_t r = i / dim, j = i - r * dim;
+        const int32_t tr = t[r];
+        if (tr < 0) continue;
+        float d = dx[i] + a * expf(x[i] - lse[r]);
+        if (j == tr) d -= a;
+        dx[i] = d;
+    }
+}
+
+/* ------------------------------------------------------------------ gathers and layouts */
+
+__global__ void k_gather(int64_t n, int64_t dim, const int32_t *ids, const float *table, float *out)
+{
+    const int64_t total = n * dim;
+    GRID_STRIDE(i, total)
+    {
+        const int64_t r = i / dim, j = i - r * dim;
+        const int32_t id = ids[r];
+        out[i] = id < 0 ? 0.0f : table[(int64_t)id * dim + j];
+    }
+}
+
+/* Repeated ids add atomically (order unspecified; see the file comment). */
+__global__ void k_scatter_add(int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dtable)
+{
+    const int64_t total = n * dim;
+    GRID_STRIDE(i, total)
+    {
+        const int64_t r = i / dim, j = i - r * dim;
+        const int32_t id = ids[r];
+        if (id >= 0) atomicAdd(dtable + (int64_t)id * dim + j, dout[i]);
+    }
+}
+
+__global__ void k_copy2d(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd,
+                         bool accumulate)
+{
+    const int64_t total = rows * cols;
+    GRID_STRIDE(i, total)
+    {
+        const int64_t r = i / cols, j = i - r * cols;
+        const float v = src[r * lds + j];
+        float *d = dst + r * ldd + j;
+        *d = accumulate ? *d + v : v;
+    }
+}
+
+/* out[b,h,l,:] (+)= x[b,l,h,:]; one thread per output element. */
+__global__ void k_permute0213(int64_t B, int64_t L, int64_t H, int64_t D, const float *x, float *out, bool accumulate)
+{
+    const int64_t total = B * L * H * D;
+    GRID_STRIDE(i, total)
+    {
+        int64_t q = i;
+        const int64_t k = q % D;
+        q /= D;
+        const int64_t l = q % L;
+        q /= L;
+        const int64_t h = q % H;
+        const int64_t bb = q / H;
+        const float v = x[((bb * L + l) * H + h) * D + k];
+        out[i] = accumulate ? out[i] + v : v;
+    }
+}
+
+__global__ void k_rowdot(int64_t rows, int64_t dim, float scale, const float *h, const float *items, const int32_t *t,
+                         float *out)
+{
+    ROW_LOOP(r, rows)
+    {
+        const int32_t tr = t[r];
+        if (tr < 0) { /* uniform across the block */
+            if (threadIdx.x == 0) out[r] = 0.0f;
+            continue;
+        }
+        const float *a = h + r * dim, *bv = items + (int64_t)tr * dim;
+        float s = 0.0f;
+        for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) s += a[j] * bv[j];
+        s = block_sum(s);
+        if (threadIdx.x == 0) out[r] = s * scale;
+    }
+}
+
+__global__ void k_rowdot_bwd(int64_t rows, int64_t dim, float scale, const float *h, const float *items,
+                             const int32_t *t, const float *dout, float *dh, float *ditems)
+{
+    const int64_t total = rows * dim;
+    GRID_STRIDE(i, total)
+    {
+        const int64_t r = i / dim, j = i - r * dim;
+        const int32_t tr = t[r];
+        if (tr < 0) continue;
+        const float g = dout[r] * scale;
+        if (dh) dh[i] += g * items[(int64_t)tr * dim + j];
+        if (ditems) atomicAdd(ditems + (int64_t)tr * dim + j, g * h[i]);
+    }
+}
+
+/* ------------------------------------------------------------------ chunked log-sum-exp */
+
+__global__ void k_lse_init(int64_t rows, float *m, float *s)
+{
+    GRID_STRIDE(r, rows)
+    {
+        m[r] = -INFINITY;
+        s[r] = 0.0f;
+    }
+}
+
+__device__ __forceinline__ void range_in_chunk(int64_t c0, int64_t cols, int32_t lo, int32_t hi, int64_t *j0,
+                                               int64_t *j1)
+{
+    const int64_t a = lo - c0, b = hi - c0;
+    *j0 = a > 0 ? a : 0;
+    *j1 = b < cols ? b : cols;
+}
+
+__global__ void k_lse_update(int64_t rows, int64_t cols, int64_t c0, const float *logits, int64_t ld,
+                             const int32_t *lo, const int32_t *hi, float *m, float *s)
+{
+    ROW_LOOP(r, rows)
+    {
+        int64_t j0, j1;
+        range_in_chunk(c0, cols, lo[r], hi[r], &j0, &j1);
+        if (j0 >= j1) continue; /* uniform across the block */
+        const float *x = logits + r * ld;
+        float cm = -INFINITY;
+        for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) cm = x[j] > cm ? x[j] : cm;
+        cm = block_max(cm);
+        const float mr = m[r]; /* every thread reads before thread 0 writes (barriers in block_sum) */
+        const float mn = cm > mr ? cm : mr;
+        if (mn == -INFINITY) continue;
+        float acc = 0.0f;
+        for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) acc += expf(x[j] - mn);
+        acc = block_sum(acc);
+        if (threadIdx.x == 0) {
+            s[r] = s[r] * expf(mr - mn) + acc;
+            m[r] = mn;
+        }
+    }
+}
+
+__global__ void k_lse_finish(int64_t rows, const float *m, const float *s, float *out)
+{
+    GRID_STRIDE(r, rows) out[r] = s[r] > 0.0f ? m[r] + logf(s[r]) : 0.0f;
+}
+
+__global__ void k_lse_grad(int64_t rows, int64_t cols, int64_t c0, float *logits, int64_t ld, const int32_t *lo,
+                           const int32_t *hi, const float *lse, const float *dout, float scale)
+{
+    const int64_t total = rows * cols;
+    GRID_STRIDE(i, total)
+    {
+        const int64_t r = i / cols, j = i - r * cols;
+        int64_t j0, j1;
+        range_in_chunk(c0, cols, lo[r], hi[r], &j0, &j1);
+        float *x = logits + r * ld + j;
+        *x = (j >= j0 && j < j1) ? scale * dout[r] * expf(*x - lse[r]) : 0.0f;
+    }
+}
+
+/* sgemm with K == 0: C = beta C (beta == 0 writes zeros, ignoring C's contents). */
+__global__ void k_scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
+{
+    const int64_t total = M * N * batch;
+    GRID_STRIDE(i, total)
+    {
+        const int64_t q = i / (M * N), rem = i - q * M * N, r = rem / N, j = rem - r * N;
+        float *c = C + q * stride_c + r * ldc + j;
+        *c = beta == 0.0f ? 0.0f : beta * *c;
+    }
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+static void release(cuda_backend *b)
+{
+    if (!b) return;
+    if (b->handle && b->blas.destroy) b->blas.destroy(b->handle);
+    if (b->blas.lib) dlclose(b->blas.lib);
+    for (unsigned i = 0; i < STAGE_SEGS; i++)
+        if (b->seg_done[i]) cudaEventDestroy(b->seg_done[i]);
+    if (b->stage) cudaFreeHost(b->stage);
+    if (b->scratch) cudaFree(b->scratch);
+    if (b->stream) cudaStreamDestroy(b->stream);
+    cudaGetLastError();
+    free(b);
+}
+
+static tema_status open_cublas(blas_api *api, tema_err *err)
+{
+    const char *const names[] = {CUBLAS_SONAME, TEMA_CUDA_LIBDIR "/" CUBLAS_SONAME, "libcublas.so"};
+    const char *why = "";
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !api->lib; i++) {
+        api->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!api->lib && i == 0) why = dlerror();
+    }
+    if (!api->lib)
+        return tema_fail(err, TEMA_EUNSUPPORTED, "cuda backend: cannot load cuBLAS (%s); hint: install the CUDA %d "
+                                                 "toolkit's libcublas or add its folder to LD_LIBRARY_PATH",
+                         why, CUBLAS_VER_MAJOR);
+#define SYM(field, name)                                                                                   \
+    do {                                                                                                   \
+        void *s_ = dlsym(api->lib, name);                                                                  \
+        if (!s_)                                                                                           \
+            return tema_fail(err, TEMA_EUNSUPPORTED, "cuda backend: %s lacks %s; hint: use the cuBLAS of CUDA %d", \
+                             CUBLAS_SONAME, name, CUBLAS_VER_MAJOR);                                        \
+        memcpy(&api->field, &s_, sizeof s_);                                                               \
+    } while (0)
+    SYM(create, "cublasCreate_v2");
+    SYM(destroy, "cublasDestroy_v2");
+    SYM(set_stream, "cublasSetStream_v2");
+    SYM(set_math_mode, "cublasSetMathMode");
+    SYM(sgemm, "cublasSgemm_v2_64");
+    SYM(sgemm_batched, "cublasSgemmStridedBatched_64");
+#undef SYM
+    return TEMA_OK;
+}
+
+static void track_memory(cuda_backend *b)
+{
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b - free_b > b->peak_used)
+        b->peak_used = total_b - free_b;
+}
+
+static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
+{
+    int64_t device = 0, threads = 1;
+    bool tf32 = false;
+    if (opts && host && host->cfg_int && host->cfg_bool) {
+        if (host->cfg_int(opts, "device", &device) != TEMA_OK || host->cfg_bool(opts, "tf32", &tf32) != TEMA_OK ||
+            host->cfg_int(opts, "threads", &threads) != TEMA_OK)
+            return tema_fail(err, TEMA_EINVAL, "cuda backend: options device/tf32/threads must be an integer, a "
+                                               "boolean and an integer; hint: backend: {plugin: cuda, device: 0}");
+    }
+    (void)threads;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count <= 0) {
+        cudaGetLastError();
+        return tema_fail(err, TEMA_EUNSUPPORTED, "cuda backend: no CUDA device visible (%s); hint: use backend.plugin: cpu",
+                         e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+    }
+    if (device < 0 || device >= count)
+        return tema_fail(err, TEMA_EINVAL, "cuda backend: device = %lld but %d CUDA device%s visible; hint: device: 0",
+                         (long long)device, count, count == 1 ? " is" : "s are");
+    cuda_backend *b = (cuda_backend *)calloc(1, sizeof *b);
+    if (!b) return tema_fail(err, TEMA_ENOMEM, "cuda backend: out of memory");
+    b->host = host;
+    b->device = (int)device;
+    b->several_devices = count > 1;
+    b->tf32 = tf32;
+    tema_status st = TEMA_OK;
+    const char *step = "";
+    cudaDeviceProp prop;
+    memset(&prop, 0, sizeof prop);
+    if ((e = cudaSetDevice(b->device)) != cudaSuccess) step = "cudaSetDevice";
+    else if ((e = cudaGetDeviceProperties(&prop, b->device)) != cudaSuccess) step = "cudaGetDeviceProperties";
+    else if ((e = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking)) != cudaSuccess) step = "cudaStreamCreate";
+    else if ((e = cudaMallocHost((void **)&b->stage, STAGE_BYTES)) != cudaSuccess) step = "cudaMallocHost";
+    for (unsigned i = 0; e == cudaSuccess && i < STAGE_SEGS; i++)
+        if ((e = cudaEventCreateWithFlags(&b->seg_done[i], cudaEventDisableTiming)) != cudaSuccess) step = "cudaEventCreate";
+    if (e != cudaSuccess) {
+        st = tema_fail(err, e == cudaErrorMemoryAllocation ? TEMA_ENOMEM : TEMA_EUNSUPPORTED,
+                       "cuda backend: %s on device %d failed: %s; hint: check nvidia-smi, or use backend.plugin: cpu",
+                       step, b->device, cudaGetErrorString(e));
+        release(b);
+        return st;
+    }
+    b->sm_count = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    if ((st = open_cublas(&b->blas, err)) != TEMA_OK) {
+        release(b);
+        return st;
+    }
+    cublasStatus_t bs = b->blas.create(&b->handle);
+    if (bs == CUBLAS_STATUS_SUCCESS) bs = b->blas.set_stream(b->handle, b->stream);
+    if (bs == CUBLAS_STATUS_SUCCESS)
+        bs = b->blas.set_math_mode(b->handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        release(b);
+        return tema_fail(err, bs == CUBLAS_STATUS_ALLOC_FAILED ? TEMA_ENOMEM : TEMA_EUNSUPPORTED,
+                         "cuda backend: cuBLAS initialisation failed (status %d); hint: check the CUDA installation "
+                         "(nvidia-smi, libcublas version %d)", (int)bs, CUBLAS_VER_MAJOR);
+    }
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) b->base_used = b->peak_used = total_b - free_b;
+    cudaGetLastError();
+    if (host && host->log)
+        host->log(TEMA_LOG_INFO, WHO, "device %d: %s, %d SMs, %.1f GiB, compute %d.%d; %s sgemm", b->device, prop.name,
+                  b->sm_count, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), prop.major, prop.minor,
+                  tf32 ? "TF32" : "FP32");
+    *self = b;
+    return TEMA_OK;
+}
+
+static void cuda_destroy(void *self)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!b) return;
+    use_device(b);
+    cudaStreamSynchronize(b->stream);
+    track_memory(b);
+    if (b->host && b->host->log)
+        b->host->log(TEMA_LOG_INFO, WHO, "peak device memory in use %.1f MiB (%.1f MiB above the CUDA context), "
+                                         "%llu allocations",
+                     (double)b->peak_used / 1048576.0, (double)(b->peak_used - b->base_used) / 1048576.0,
+                     (unsigned long long)b->n_allocs);
+    release(b);
+}
+
+static tema_status cuda_sync(void *self, tema_err *err)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    use_device(b);
+    note_api(b, cudaStreamSynchronize(b->stream), "stream synchronize");
+    note(b, "stream synchronize");
+    if (b->fail_code != TEMA_OK)
+        return tema_fail(err, b->fail_code, "cuda backend: %s; hint: %s", b->fail_msg,
+                         b->fail_code == TEMA_ENOMEM ? "lower batch_size, loss chunk or model size"
+                                                     : "rerun with CUDA_LAUNCH_BLOCKING=1 to find the failing kernel, "
+                                                       "or use backend.plugin: cpu");
+    return TEMA_OK;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static void *cuda_alloc(void *self, size_t bytes)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    use_device(b);
+    void *p = NULL;
+    /* 0 bytes still gives a distinct pointer, as cpu.c does; cudaMalloc aligns to 256 */
+    cudaError_t e = cudaMalloc(&p, bytes ? (bytes + 63) & ~(size_t)63 : 64);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* out of memory is the caller's to report, not a sticky failure */
+        return NULL;
+    }
+    b->n_allocs++;
+    track_memory(b);
+    return p;
+}
+
+static void cuda_free(void *self, void *p)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!p) return;
+    use_device(b);
+    note_api(b, cudaFree(p), "cudaFree");
+}
+
+static void cuda_memset0(void *self, void *p, size_t bytes)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!bytes) return;
+    use_device(b);
+    note_api(b, cudaMemsetAsync(p, 0, bytes, b->stream), "memset0");
+}
+
+/* Through the pinned ring, piece by piece: the caller's buffer is copied before this
+ * returns, and the DMA from pinned memory never makes the host wait for the stream
+ * (except when the ring wraps onto a segment whose copies are still queued). */
+static void cuda_to_device(void *self, void *dst, const void *host_src, size_t bytes)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!bytes) return;
+    use_device(b);
+    const size_t seg = STAGE_BYTES / STAGE_SEGS;
+    const char *src = (const char *)host_src;
+    char *out = (char *)dst;
+    while (bytes > 0) {
+        const size_t piece = bytes < seg ? bytes : seg;
+        if (b->stage_off + piece > (size_t)(b->stage_seg + 1) * seg) {
+            /* leave this segment (fenced by an event); wait until the next one's copies are done */
+            note_api(b, cudaEventRecord(b->seg_done[b->stage_seg], b->stream), "to_device (event record)");
+            b->stage_seg = (b->stage_seg + 1) % STAGE_SEGS;
+            note_api(b, cudaEventSynchronize(b->seg_done[b->stage_seg]), "to_device (event wait)");
+            b->stage_off = (size_t)b->stage_seg * seg;
+        }
+        char *at = b->stage + b->stage_off;
+        memcpy(at, src, piece);
+        note_api(b, cudaMemcpyAsync(out, at, piece, cudaMemcpyHostToDevice, b->stream), "to_device");
+        b->stage_off += (piece + 63) & ~(size_t)63;
+        src += piece;
+        out += piece;
+        bytes -= piece;
+    }
+}
+
+static void cuda_to_host(void *self, void *host_dst, const void *src, size_t bytes)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!bytes) return;
+    use_device(b);
+    note_api(b, cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, b->stream), "to_host");
+    note_api(b, cudaStreamSynchronize(b->stream), "to_host (synchronize)");
+}
+
+static void cuda_copy(void *self, void *dst, const void *src, size_t bytes)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!bytes || dst == src) return;
+    use_device(b);
+    const char *d = (const char *)dst, *s = (const char *)src;
+    if (d < s + bytes && s < d + bytes) { /* overlap: memmove semantics through scratch */
+        void *tmp = scratch(b, bytes);
+        if (!tmp) return;
+        note_api(b, cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, b->stream), "copy");
+        src = tmp;
+    }
+    note_api(b, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, b->stream), "copy");
+}
+
+/* ------------------------------------------------------------------ dense algebra */
+
+static void cuda_sgemm(void *self, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
+                       float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    use_device(b);
+    if (K <= 0) {
+        k_scale_c<<<grid_for(b, M * N * batch, BLOCK), BLOCK, 0, b->stream>>>(M, N, beta, C, ldc, stride_c, batch);
+        note(b, "sgemm (K = 0)");
+        return;
+    }
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: a row-major matrix
+     * read column-major is its transpose, so pass B first, A second, and swap M and N. */
+    const cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasStatus_t st;
+    if (batch == 1)
+        st = b->blas.sgemm(b->handle, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
+    else
+        st = b->blas.sgemm_batched(b->handle, opb, opa, N, M, K, &alpha, B, ldb, stride_b, A, lda, stride_a, &beta, C,
+                                   ldc, stride_c, batch);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        char detail[320];
+        snprintf(detail, sizeof detail, "cuBLAS status %d (M=%lld N=%lld K=%lld batch=%lld lda=%lld ldb=%lld ldc=%lld)",
+                 (int)st, (long long)M, (long long)N, (long long)K, (long long)batch, (long long)lda, (long long)ldb,
+                 (long long)ldc);
+        record_failure(b, st == CUBLAS_STATUS_ALLOC_FAILED ? TEMA_ENOMEM : TEMA_EINTERNAL, "sgemm", detail);
+    }
+    note(b, "sgemm");
+}
+
+#define LAUNCH_1D(b, n, kernel, ...)                                                                        \
+    do {                                                                                                    \
+        if ((n) > 0) {                                                                                      \
+            use_device(b);                                                                                  \
+            kernel<<<grid_for(b, (n), BLOCK), BLOCK, 0, (b)->stream>>>(__VA_ARGS__);                        \
+            note(b, #kernel);                                                                               \
+        }                                                                                                   \
+    } while (0)
+
+#define LAUNCH_ROWS(b, rows, dim, kernel, ...)                                                              \
+    do {                                                                                                    \
+        if ((rows) > 0) {                                                                                   \
+            use_device(b);                                                                                  \
+            kernel<<<row_grid(rows), row_threads(dim), 0, (b)->stream>>>(__VA_ARGS__);                     \
+            note(b, #kernel);                                                                               \
+        }                                                                                                   \
+    } while (0)
+
+static void cuda_axpy(void *self, int64_t n, float alpha, const float *src, float *dst)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_axpy, n, alpha, src, dst);
+}
+
+static void cuda_axpy_scalar(void *self, int64_t n, const float *dscalar, float scale, const float *w, float *dst)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_axpy_scalar, n, dscalar, scale, w, dst);
+}
+
+static void cuda_dot(void *self, int64_t n, const float *a, const float *bv, float scale, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    use_device(b);
+    if (n <= 0) {
+        note_api(b, cudaMemsetAsync(out, 0, sizeof(float), b->stream), "dot (n = 0)");
+        return;
+    }
+    int64_t nb = (n + 4 * BLOCK - 1) / (4 * BLOCK);
+    if (nb > 1024) nb = 1024;
+    double *part = (double *)scratch(b, sizeof(double) * (size_t)nb);
+    if (!part) return;
+    k_dot_partial<<<(unsigned)nb, BLOCK, 0, b->stream>>>(n, a, bv, part);
+    note(b, "dot");
+    k_dot_finish<<<1, 1024, 0, b->stream>>>((int)nb, part, scale, out);
+    note(b, "dot");
+}
+
+/* ------------------------------------------------------------------ elementwise */
+
+static void cuda_unary(void *self, tema_unary_op op, int64_t n, float alpha, const float *x, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_unary, (int)op, n, alpha, x, out);
+}
+
+static void cuda_unary_bwd(void *self, tema_unary_op op, int64_t n, float alpha, const float *x, const float *out,
+                           const float *dout, float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_unary_bwd, (int)op, n, alpha, x, out, dout, dx);
+}
+
+static void cuda_binary(void *self, tema_binary_op op, int64_t n, const float *a, const float *bv, int64_t bn,
+                        float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (bn <= 0) return;
+    LAUNCH_1D(b, n, k_binary, (int)op, n, a, bv, bn, out);
+}
+
+static void cuda_binary_bwd(void *self, tema_binary_op op, int64_t n, const float *a, const float *bv, int64_t bn,
+                            const float *dout, float *da, float *db)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (bn <= 0 || n <= 0) return;
+    if (da) LAUNCH_1D(b, n, k_binary_bwd_da, (int)op, n, bv, bn, dout, da);
+    if (db) {
+        use_device(b);
+        bias_terms f = {(int)op, bn, dout, a};
+        column_sums(b, n / bn, bn, f, db, (float *)NULL, "binary_bwd (db)");
+    }
+}
+
+static void cuda_dropout(void *self, int64_t n, float p, uint64_t seed, const float *x, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    const float keep_scale = 1.0f / (1.0f - p);
+    LAUNCH_1D(b, n, k_dropout, n, p, keep_scale, seed, x, out);
+}
+
+static void cuda_dropout_bwd(void *self, int64_t n, float p, uint64_t seed, const float *dout, float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    const float keep_scale = 1.0f / (1.0f - p);
+    LAUNCH_1D(b, n, k_dropout_bwd, n, p, keep_scale, seed, dout, dx);
+}
+
+static void cuda_logaddexp(void *self, int64_t n, const float *a, float la, const float *bv, float lb, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_logaddexp, n, a, la, bv, lb, out);
+}
+
+static void cuda_logaddexp_bwd(void *self, int64_t n, const float *x, float lx, const float *out, const float *dout,
+                               float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_logaddexp_bwd, n, x, lx, out, dout, dx);
+}
+
+/* ------------------------------------------------------------------ row ops */
+
+static void cuda_layernorm(void *self, int64_t rows, int64_t dim, float eps, const float *x, const float *gamma,
+                           const float *beta, float *out, float *mean, float *rstd)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_ROWS(b, rows, dim, k_layernorm, rows, dim, eps, x, gamma, beta, out, mean, rstd);
+}
+
+static void cuda_layernorm_bwd(void *self, int64_t rows, int64_t dim, const float *x, const float *gamma,
+                               const float *mean, const float *rstd, const float *dout, float *dx, float *dgamma,
+                               float *dbeta)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    if (dx) LAUNCH_ROWS(b, rows, dim, k_layernorm_bwd_dx, rows, dim, x, gamma, mean, rstd, dout, dx);
+    if (dgamma || dbeta) {
+        use_device(b);
+        layernorm_terms f = {dim, x, dout, mean, rstd};
+        column_sums(b, rows, dim, f, dgamma, dbeta, "layernorm_bwd (dgamma/dbeta)");
+    }
+}
+
+static void cuda_softmax(void *self, int64_t rows, int64_t dim, const uint8_t *mask, bool causal, const float *x,
+                         float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_ROWS(b, rows, dim, k_softmax, rows, dim, mask, causal, x, out);
+}
+
+static void cuda_softmax_bwd(void *self, int64_t rows, int64_t dim, const float *out, const float *dout, float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_ROWS(b, rows, dim, k_softmax_bwd, rows, dim, out, dout, dx);
+}
+
+static void cuda_l2norm(void *self, int64_t rows, int64_t dim, float eps, const float *x, float *out, float *norm)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_ROWS(b, rows, dim, k_l2norm, rows, dim, eps, x, out, norm);
+}
+
+static void cuda_l2norm_bwd(void *self, int64_t rows, int64_t dim, float eps, const float *out, const float *norm,
+                            const float *dout, float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_ROWS(b, rows, dim, k_l2norm_bwd, rows, dim, eps, out, norm, dout, dx);
+}
+
+static void cuda_logsumexp(void *self, int64_t rows, int64_t dim, const float *x, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_ROWS(b, rows, dim, k_logsumexp, rows, dim, x, out);
+}
+
+static void cuda_logsumexp_bwd(void *self, int64_t rows, int64_t dim, const float *x, const float *out,
+                               const float *dout, float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, rows * dim, k_logsumexp_bwd, rows, dim, x, out, dout, dx);
+}
+
+static void cuda_xent(void *self, int64_t rows, int64_t dim, const float *x, const int32_t *t, float *loss, float *lse)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_ROWS(b, rows, dim, k_xent, rows, dim, x, t, loss, lse);
+}
+
+static void cuda_xent_bwd(void *self, int64_t rows, int64_t dim, const float *x, const int32_t *t, const float *lse,
+                          const float *dloss, float scale, float *dx)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, rows * dim, k_xent_bwd, rows, dim, x, t, lse, dloss, scale, dx);
+}
+
+/* ------------------------------------------------------------------ gathers, copies, layouts */
+
+static void cuda_gather(void *self, int64_t n, int64_t dim, const int32_t *ids, const float *table, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n * dim, k_gather, n, dim, ids, table, out);
+}
+
+static void cuda_scatter_add(void *self, int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dtable)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n * dim, k_scatter_add, n, dim, ids, dout, dtable);
+}
+
+static void cuda_copy2d(void *self, int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                        int64_t ldd, bool accumulate)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, rows * cols, k_copy2d, rows, cols, src, lds, dst, ldd, accumulate);
+}
+
+static void cuda_permute0213(void *self, int64_t B, int64_t L, int64_t H, int64_t D, const float *x, float *out,
+                             bool accumulate)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, B * L * H * D, k_permute0213, B, L, H, D, x, out, accumulate);
+}
+
+static void cuda_rowdot(void *self, int64_t rows, int64_t dim, float scale, const float *h, const float *items,
+                        const int32_t *t, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_ROWS(b, rows, dim, k_rowdot, rows, dim, scale, h, items, t, out);
+}
+
+static void cuda_rowdot_bwd(void *self, int64_t rows, int64_t dim, float scale, const float *h, const float *items,
+                            const int32_t *t, const float *dout, float *dh, float *ditems)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (!dh && !ditems) return;
+    LAUNCH_1D(b, rows * dim, k_rowdot_bwd, rows, dim, scale, h, items, t, dout, dh, ditems);
+}
+
+/* ------------------------------------------------------------------ chunked log-sum-exp */
+
+static void cuda_lse_init(void *self, int64_t rows, float *m, float *s)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, rows, k_lse_init, rows, m, s);
+}
+
+static void cuda_lse_update(void *self, int64_t rows, int64_t cols, int64_t c0, const float *logits, int64_t ld,
+                            const int32_t *lo, const int32_t *hi, float *m, float *s)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (cols <= 0) return;
+    LAUNCH_ROWS(b, rows, cols, k_lse_update, rows, cols, c0, logits, ld, lo, hi, m, s);
+}
+
+static void cuda_lse_finish(void *self, int64_t rows, const float *m, const float *s, float *out)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, rows, k_lse_finish, rows, m, s, out);
+}
+
+static void cuda_lse_grad(void *self, int64_t rows, int64_t cols, int64_t c0, float *logits, int64_t ld,
+                          const int32_t *lo, const int32_t *hi, const float *lse, const float *dout, float scale)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, rows * cols, k_lse_grad, rows, cols, c0, logits, ld, lo, hi, lse, dout, scale);
+}
+
+static void cuda_adam(void *self, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float bc1, float bc2, float *p, const float *g, float *m, float *v)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, n, k_adam, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, p, g, m, v);
+}
+
+/* ------------------------------------------------------------------ the tables */
+
+static const tema_backend_ops cuda_ops = {
+    .struct_size = sizeof(tema_backend_ops),
+    .version = TEMA_BACKEND_OPS_VERSION,
+    .init = cuda_init,
+    .destroy = cuda_destroy,
+    .sync = cuda_sync,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .memset0 = cuda_memset0,
+    .to_device = cuda_to_device,
+    .to_host = cuda_to_host,
+    .copy = cuda_copy,
+    .sgemm = cuda_sgemm,
+    .axpy = cuda_axpy,
+    .axpy_scalar = cuda_axpy_scalar,
+    .dot = cuda_dot,
+    .unary = cuda_unary,
+    .unary_bwd = cuda_unary_bwd,
+    .binary = cuda_binary,
+    .binary_bwd = cuda_binary_bwd,
+    .dropout = cuda_dropout,
+    .dropout_bwd = cuda_dropout_bwd,
+    .logaddexp = cuda_logaddexp,
+    .logaddexp_bwd = cuda_logaddexp_bwd,
+    .layernorm = cuda_layernorm,
+    .layernorm_bwd = cuda_layernorm_bwd,
+    .softmax = cuda_softmax,
+    .softmax_bwd = cuda_softmax_bwd,
+    .l2norm = cuda_l2norm,
+    .l2norm_bwd = cuda_l2norm_bwd,
+    .logsumexp = cuda_logsumexp,
+    .logsumexp_bwd = cuda_logsumexp_bwd,
+    .xent = cuda_xent,
+    .xent_bwd = cuda_xent_bwd,
+    .gather = cuda_gather,
+    .scatter_add = cuda_scatter_add,
+    .copy2d = cuda_copy2d,
+    .permute0213 = cuda_permute0213,
+    .rowdot = cuda_rowdot,
+    .rowdot_bwd = cuda_rowdot_bwd,
+    .lse_init = cuda_lse_init,
+    .lse_update = cuda_lse_update,
+    .lse_finish = cuda_lse_finish,
+    .lse_grad = cuda_lse_grad,
+    .adam = cuda_adam,
+};
+
+static const tema_plugin cuda_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cuda", "1.0.0",
+                                                           "CUDA backend: cuBLAS sgemm and CUDA kernels (one GPU)",
+                                                           cuda_options, cuda_ops)};
+
+extern "C" {
+TEMA_PLUGIN_DEFINE(cuda_plugin)
+}
