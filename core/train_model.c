@@ -250,10 +250,11 @@ void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, cons
  * for any logit range a float holds). With `cols` (n_cols local item indices per row, the
  * sampled protocol's candidates) only those entries of out are computed: the per-stream
  * normalisers still read every item, but the mixture is formed for the candidates alone.
- * One stream keeps its raw logits (same ranking, no rounding from the normalisation). */
+ * One stream keeps its raw logits (same ranking, no rounding from the normalisation).
+ * lse_row: [nb] scratch for one stream's per-row normalisers. */
 static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, int32_t nd, const int32_t *dom_ids,
                                 const int32_t *last_rows, const int32_t *cols, int32_t n_cols, float *out,
-                                double *acc, tema_err *err)
+                                double *acc, float *lse_row, tema_err *err)
 {
     const tema_nn_api *nn = tema_nn();
     tema_stream streams[TEMA_MAX_STREAMS];
@@ -275,14 +276,23 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         tema_tensor *e = h ? nn->gather_rows(c->g, streams[k].items, dom_ids, nd) : NULL;
         tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;
         if (!z) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
-        c->be->to_host(c->bs, out, z->data, (size_t)(nb * nd) * sizeof(float));
-        if ((st = c->be->sync(c->bs, err)) != TEMA_OK) return st; /* a device failure must not become scores */
         const float tau = streams[k].inv_temp;
         if (ns == 1) {
+            c->be->to_host(c->bs, out, z->data, (size_t)(nb * nd) * sizeof(float));
+            if ((st = c->be->sync(c->bs, err)) != TEMA_OK) return st; /* a device failure must not become scores */
             if (tau != 1.0f)
                 for (int64_t i = 0; i < nb * nd; i++) out[i] *= tau;
             return TEMA_OK;
         }
+        /* the normaliser over the whole domain is a row reduction the backend does where
+         * the logits are (on a GPU the host would otherwise exp every logit of every stream);
+         * the host forms the mixture only at the entries it needs */
+        tema_tensor *zt = tau != 1.0f ? nn->scale(c->g, z, tau) : z;
+        tema_tensor *lse = zt ? nn->logsumexp(c->g, zt) : NULL;
+        if (!lse) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
+        c->be->to_host(c->bs, out, zt->data, (size_t)(nb * nd) * sizeof(float));
+        c->be->to_host(c->bs, lse_row, lse->data, (size_t)nb * sizeof(float));
+        if ((st = c->be->sync(c->bs, err)) != TEMA_OK) return st; /* a device failure must not become scores */
         const double w = exp((double)logw[k]) * gw;
         const bool init = first;
         first = false;
@@ -290,14 +300,10 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         for (int64_t r = 0; r < nb; r++) {
             const float *row = out + r * nd;
             double *pr = acc + r * width;
-            float mx = -INFINITY;
-            for (int32_t j = 0; j < nd; j++) mx = row[j] * tau > mx ? row[j] * tau : mx;
-            float s = 0; /* terms in (0, 1], at least one equal to 1: float keeps 1e-7 relative */
-            for (int32_t j = 0; j < nd; j++) s += expf(row[j] * tau - mx);
-            const double scale = w / (double)s;
+            const double lr = lse_row[r];
             for (int64_t q = 0; q < width; q++) {
                 const int32_t j = cols ? cols[r * n_cols + q] : (int32_t)q;
-                double p = scale * exp((double)(row[j] * tau - mx));
+                double p = w * exp((double)row[j] - lr);
                 pr[q] = init ? p : pr[q] + p;
             }
         }
@@ -329,11 +335,12 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
      * the items of a small domain, negatives being drawn with replacement) */
     const int64_t mix_w = negatives && n_neg + 1 > nd_max ? n_neg + 1 : nd_max;
     double *mix = malloc((size_t)B * (size_t)mix_w * sizeof(double));
+    float *lse_row = malloc((size_t)B * sizeof(float));
     double *ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
     float *cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
     int32_t *cols = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;
     tema_status st = TEMA_OK;
-    if (!order || !dom_ids || !last_rows || !scores || !mix || !ranks || (negatives && (!cand || !cols))) {
+    if (!order || !dom_ids || !last_rows || !scores || !mix || !lse_row || !ranks || (negatives && (!cand || !cols))) {
         st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (batch %d x %d items)", B, (int)nd_max);
         goto done;
     }
@@ -364,7 +371,8 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
                     row[0] = sp->target[i] - lo;
                     for (int32_t q = 0; q < n_neg; q++) row[q + 1] = negatives[i * n_neg + q] - lo;
                 }
-            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, negatives ? cols : NULL, n_neg + 1, scores, mix, err);
+            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, negatives ? cols : NULL, n_neg + 1, scores, mix,
+                              lse_row, err);
             if (st != TEMA_OK) break;
 #pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
             for (int k = 0; k < nb; k++) {
@@ -397,6 +405,7 @@ done:
     free(last_rows);
     free(scores);
     free(mix);
+    free(lse_row);
     free(ranks);
     free(cand);
     free(cols);

@@ -1,10 +1,11 @@
 /* tests/bench_ops.c - throughput of the CPU backend at the real training size.
  *
- *   ninja -C build bench_ops && ./build/tests/bench_ops [reps]
+ *   ninja -C build bench_ops && ./build/tests/bench_ops [reps] [threads...]
  *
  * Prints sgemm GFLOP/s and ms per lse_chunked forward+backward (R=2560 rows, d=256,
  * 35000 items, chunk 4096; one range for all rows, and two half-size domains) for 1
- * and 2 threads. Not a test: it asserts nothing and is not registered with meson test. */
+ * and 2 threads, or for the thread counts given. Not a test: it asserts nothing and is
+ * not registered with meson test. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -76,7 +77,13 @@ int main(int argc, char **argv)
     const tema_host *host = tema_host_get();
     const tema_plugin *pl = tema_plugin_entry_backend_cpu(host);
     const tema_backend_ops *be = pl->ops;
-    for (int threads = 1; threads <= 2; threads++) {
+    int counts[16] = {1, 2}, n_counts = 2;
+    if (argc > 2) {
+        n_counts = 0;
+        for (int i = 2; i < argc && n_counts < 16; i++) counts[n_counts++] = atoi(argv[i]) > 0 ? atoi(argv[i]) : 1;
+    }
+    for (int ci = 0; ci < n_counts; ci++) {
+        const int threads = counts[ci];
         char yaml[64];
         snprintf(yaml, sizeof yaml, "threads: %d\n", threads);
         tema_cfg *cfg = NULL;
