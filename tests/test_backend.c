@@ -775,6 +775,43 @@ START_TEST(cpu_descriptor)
 }
 END_TEST
 
+/* The cpu plugin opens OpenBLAS itself so that an OpenBLAS older than the CPU does not
+ * fall back to its generic kernels: where OPENBLAS_CORETYPE is unset on an AVX2 machine it
+ * names the kernels and says so; where the machine sets it, it is left alone. */
+START_TEST(cpu_backend_names_openblas_kernels)
+{
+    const char *root = tu_tmpdir();
+    char args[2048], path[600];
+    snprintf(args, sizeof args, "data synth --out '%s/data' --users 80 --items-x 40 --items-y 40 --seed 3", root);
+    ck_assert_int_eq(tu_tema(args, NULL, NULL), 0);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: k\ndataset: {path: '%s/data', max_len: 6}\nbackend: {plugin: cpu, threads: 1}\n"
+             "model:\n  encoders: [{plugin: id, dim: 8}]\n  attention: {plugin: single, blocks: 1}\n"
+             "train: {epochs: 1, max_steps: 1, batch_size: 32}\neval: {negatives: 10}\n", root);
+    snprintf(path, sizeof path, "%s/k.yaml", root);
+    tu_write(path, yaml);
+    snprintf(args, sizeof args, "run '%s' --results '%s/results'", path, root);
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(tu_tema(args, &out, &err) == 0, "tema run failed:\n%s", err);
+    const char *set = getenv("OPENBLAS_CORETYPE");
+    bool avx2 = false;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    if (set)
+        ck_assert_msg(!strstr(err, "OpenBLAS kernels"), "OPENBLAS_CORETYPE=%s was not left alone:\n%s", set, err);
+    else if (avx2)
+        ck_assert_msg(strstr(err, "tema: cpu: info: OpenBLAS kernels ") && strstr(err, "(chosen from this CPU"),
+                      "no kernel choice logged:\n%s", err);
+    else
+        ck_assert_msg(!strstr(err, "OpenBLAS kernels"), "kernels chosen without AVX2:\n%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("backend");
@@ -783,6 +820,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_t_vector);
     tcase_add_test(tc, test_t_unary);
     tcase_add_test(tc, test_t_binary);
+    tcase_add_test(tc, cpu_backend_names_openblas_kernels);
     tcase_add_test(tc, test_t_dropout_logaddexp);
     tcase_add_test(tc, test_t_layernorm);
     tcase_add_test(tc, test_t_softmax);
