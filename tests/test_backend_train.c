@@ -48,39 +48,6 @@ static bool backend_usable(const char *name, char *why, size_t cap)
     return st == TEMA_OK;
 }
 
-static json_object *get(json_object *o, const char *path)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
-        json_object *next = NULL;
-        ck_assert_msg(o && json_object_object_get_ex(o, k, &next), "missing key '%s' of %s", k, path);
-        o = next;
-    }
-    return o;
-}
-
-/* The single run folder under results/name (static buffer). */
-static const char *run_dir(const char *results, const char *name)
-{
-    static char buf[4096];
-    char cmd[8800], line[4096];
-    snprintf(cmd, sizeof cmd, "ls -d '%s/%s'/*/ 2>/dev/null", results, name);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    int n = 0;
-    while (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = 0;
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '/') line[l - 1] = 0;
-        snprintf(buf, sizeof buf, "%s", line);
-        n++;
-    }
-    pclose(p);
-    ck_assert_msg(n == 1, "expected one run folder under %s/%s, found %d", results, name, n);
-    return buf;
-}
-
 /* train_loss of each epoch; returns how many (at most cap). */
 static int epoch_losses(const char *dir, double *out, int cap)
 {
@@ -92,20 +59,11 @@ static int epoch_losses(const char *dir, double *out, int cap)
     while (n < cap && fgets(line, sizeof line, f)) {
         json_object *o = json_tokener_parse(line);
         ck_assert_ptr_nonnull(o);
-        out[n++] = json_object_get_double(get(o, "train_loss"));
+        out[n++] = json_object_get_double(tu_json_get(o, "train_loss"));
         json_object_put(o);
     }
     fclose(f);
     return n;
-}
-
-static json_object *load_json(const char *dir, const char *file)
-{
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, file);
-    json_object *o = json_object_from_file(p);
-    ck_assert_msg(o != NULL, "cannot parse %s", p);
-    return o;
 }
 
 /* Trains `model` (YAML lines) for 3 epochs on both backends and compares the results. */
@@ -147,9 +105,9 @@ static void compare_backends(const char *name, const char *model, const char *lo
         free(out), free(err);
     }
     char dirs[2][4096];
-    for (int k = 0; k < 2; k++) snprintf(dirs[k], sizeof dirs[k], "%s", run_dir(res[k], name));
-    json_object *meta = load_json(dirs[1], "meta.json");
-    ck_assert_str_eq(json_object_get_string(get(meta, "backend")), dev);
+    for (int k = 0; k < 2; k++) snprintf(dirs[k], sizeof dirs[k], "%s", tu_run_dir(res[k], name));
+    json_object *meta = tu_json_load(dirs[1], "meta.json");
+    ck_assert_str_eq(json_object_get_string(tu_json_get(meta, "backend")), dev);
     json_object_put(meta);
 
     double la[8], lb[8];
@@ -163,18 +121,18 @@ static void compare_backends(const char *name, const char *model, const char *lo
     }
     /* Metrics: scores differ in the last bits, so a near-tie may swap two ranks. MRR and
      * NDCG move little when that happens; HR@10 may move by one case. */
-    json_object *fa = load_json(dirs[0], "final.json"), *fb = load_json(dirs[1], "final.json");
+    json_object *fa = tu_json_load(dirs[0], "final.json"), *fb = tu_json_load(dirs[1], "final.json");
     static const char *const sets[2] = {"valid", "test"}, *const doms[2] = {"X", "Y"};
     static const char *const metrics[3] = {"mrr", "ndcg@10", "hr@10"};
     for (int s = 0; s < 2; s++)
         for (int d = 0; d < 2; d++) {
             char p[128];
             snprintf(p, sizeof p, "%s.%s.cases", sets[s], doms[d]);
-            int cases = json_object_get_int(get(fa, p));
+            int cases = json_object_get_int(tu_json_get(fa, p));
             ck_assert_int_gt(cases, 0);
             for (int m = 0; m < 3; m++) {
                 snprintf(p, sizeof p, "%s.%s.mid.%s", sets[s], doms[d], metrics[m]);
-                double a = json_object_get_double(get(fa, p)), b = json_object_get_double(get(fb, p));
+                double a = json_object_get_double(tu_json_get(fa, p)), b = json_object_get_double(tu_json_get(fb, p));
                 double tol = m == 2 ? 1.01 / cases : 0.01;
                 ck_assert_msg(fabs(a - b) <= tol, "%s %s: cpu %.6f vs %s %.6f (tolerance %.4f)", name, p, a, dev, b,
                               tol);

@@ -32,50 +32,6 @@ static void write_exp(const char *path, const char *name, const char *attention,
     tu_write(path, text);
 }
 
-static char *run_dir(const char *results, const char *name)
-{
-    /* exactly one run folder under results/name */
-    static char buf[4096];
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "ls -d '%s/%s'/*/ 2>/dev/null", results, name);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    buf[0] = 0;
-    int n = 0;
-    char line[4096];
-    while (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = 0;
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '/') line[l - 1] = 0;
-        snprintf(buf, sizeof buf, "%s", line);
-        n++;
-    }
-    pclose(p);
-    ck_assert_msg(n == 1, "expected one run folder under %s/%s, found %d", results, name, n);
-    return buf;
-}
-
-static json_object *load_json(const char *dir, const char *file)
-{
-    char p[8400];
-    snprintf(p, sizeof p, "%s/%s", dir, file);
-    json_object *o = json_object_from_file(p);
-    ck_assert_msg(o != NULL, "cannot parse %s", p);
-    return o;
-}
-
-static json_object *get(json_object *o, const char *path)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
-        json_object *next = NULL;
-        ck_assert_msg(o && json_object_object_get_ex(o, k, &next), "missing key '%s' of %s", k, path);
-        o = next;
-    }
-    return o;
-}
-
 static int count_lines(const char *dir, const char *file)
 {
     char p[8400];
@@ -103,13 +59,13 @@ static void check_metrics(json_object *fin, const char *set)
     for (int d = 0; d < 2; d++) {
         char p[128];
         snprintf(p, sizeof p, "%s.%s.cases", set, dom[d]);
-        ck_assert_int_eq(json_object_get_int(get(fin, p)), 5); /* toy: 5 X and 5 Y cases per set */
+        ck_assert_int_eq(json_object_get_int(tu_json_get(fin, p)), 5); /* toy: 5 X and 5 Y cases per set */
         for (int m = 0; m < 3; m++) {
             double v[3];
             static const char *const rules[3] = {"optimistic", "mid", "pessimistic"};
             for (int r = 0; r < 3; r++) {
                 snprintf(p, sizeof p, "%s.%s.%s.%s", set, dom[d], rules[r], metrics[m]);
-                v[r] = json_object_get_double(get(fin, p));
+                v[r] = json_object_get_double(tu_json_get(fin, p));
                 ck_assert_msg(v[r] >= 0 && v[r] <= 1, "%s = %g out of [0, 1]", p, v[r]);
             }
             ck_assert_msg(v[0] >= v[1] - 1e-12 && v[1] >= v[2] - 1e-12, "%s %s %s: optimistic %g mid %g pessimistic %g",
@@ -117,7 +73,7 @@ static void check_metrics(json_object *fin, const char *set)
         }
         /* 99 negatives: MRR >= 1/100 */
         snprintf(p, sizeof p, "%s.%s.pessimistic.mrr", set, dom[d]);
-        ck_assert_double_ge(json_object_get_double(get(fin, p)), 0.01);
+        ck_assert_double_ge(json_object_get_double(tu_json_get(fin, p)), 0.01);
     }
 }
 
@@ -136,23 +92,23 @@ START_TEST(sasrec_toy_end_to_end)
                   "summary missing: %s", out);
     free(out);
     free(err);
-    const char *dir = run_dir(res, "toy-sasrec");
+    const char *dir = tu_run_dir(res, "toy-sasrec");
     const char *files[] = {"config.yaml", "config.json", "meta.json", "epochs.jsonl", "final.json", "ranks.tsv",
                            "DONE", "best.bin", "last.bin"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         ck_assert_msg(tu_exists(dir, files[i]), "%s missing in %s", files[i], dir);
     ck_assert_int_eq(count_lines(dir, "epochs.jsonl"), 3);
     ck_assert_int_eq(count_lines(dir, "ranks.tsv"), 1 + 10);
-    json_object *fin = load_json(dir, "final.json");
+    json_object *fin = tu_json_load(dir, "final.json");
     check_metrics(fin, "test");
     check_metrics(fin, "valid");
-    int best = json_object_get_int(get(fin, "best_epoch"));
+    int best = json_object_get_int(tu_json_get(fin, "best_epoch"));
     ck_assert_int_ge(best, 1);
     ck_assert_int_le(best, 3);
-    ck_assert_int_eq(json_object_get_int(get(fin, "epochs_run")), 3);
+    ck_assert_int_eq(json_object_get_int(tu_json_get(fin, "epochs_run")), 3);
     json_object_put(fin);
-    json_object *meta = load_json(dir, "meta.json");
-    const char *plugs = json_object_to_json_string(get(meta, "plugins"));
+    json_object *meta = tu_json_load(dir, "meta.json");
+    const char *plugs = json_object_to_json_string(tu_json_get(meta, "plugins"));
     ck_assert_msg(strstr(plugs, "\"single\"") && strstr(plugs, "\"full_softmax\"") && strstr(plugs, "\"id\""),
                   "meta.json plugins: %s", plugs);
     json_object_put(meta);
@@ -166,10 +122,10 @@ START_TEST(sasrec_toy_end_to_end)
     while (fgets(line, sizeof line, f)) {
         json_object *o = json_tokener_parse(line);
         ck_assert_ptr_nonnull(o);
-        double l = json_object_get_double(get(o, "train_loss"));
+        double l = json_object_get_double(tu_json_get(o, "train_loss"));
         if (isnan(first)) first = l;
         last = l;
-        ck_assert_ptr_nonnull(get(o, "valid.X.optimistic"));
+        ck_assert_ptr_nonnull(tu_json_get(o, "valid.X.optimistic"));
         json_object_put(o);
     }
     fclose(f);
@@ -199,9 +155,9 @@ START_TEST(pop_toy_ranks_match_counts)
     ck_assert_msg(rc == 0, "tema run failed (%d): %s", rc, err);
     free(out);
     free(err);
-    const char *dir = run_dir(res, "toy-pop");
-    json_object *fin = load_json(dir, "final.json");
-    ck_assert_int_eq(json_object_get_int(get(fin, "epochs_run")), 0);
+    const char *dir = tu_run_dir(res, "toy-pop");
+    json_object *fin = tu_json_load(dir, "final.json");
+    ck_assert_int_eq(json_object_get_int(tu_json_get(fin, "epochs_run")), 0);
     check_metrics(fin, "test");
     json_object_put(fin);
     ck_assert(!tu_exists(dir, "epochs.jsonl") || count_lines(dir, "epochs.jsonl") == 0);
@@ -249,9 +205,9 @@ END_TEST
 
 static char *test_metrics_json(const char *dir)
 {
-    json_object *fin = load_json(dir, "final.json");
-    char *s = strdup(json_object_to_json_string(get(fin, "test")));
-    char *v = strdup(json_object_to_json_string(get(fin, "valid")));
+    json_object *fin = tu_json_load(dir, "final.json");
+    char *s = strdup(json_object_to_json_string(tu_json_get(fin, "test")));
+    char *v = strdup(json_object_to_json_string(tu_json_get(fin, "valid")));
     char *both = malloc(strlen(s) + strlen(v) + 2);
     sprintf(both, "%s|%s", s, v);
     free(s);
@@ -271,8 +227,8 @@ START_TEST(same_seed_same_metrics)
     write_exp(exp, "toy-det", "{plugin: single, blocks: 2, heads: 1, dropout: 0.3}", 2, NULL);
     ck_assert_int_eq(run_tema(exp, r1, NULL, NULL), 0);
     ck_assert_int_eq(run_tema(exp, r2, NULL, NULL), 0);
-    char *a = test_metrics_json(run_dir(r1, "toy-det"));
-    char *b = test_metrics_json(run_dir(r2, "toy-det"));
+    char *a = test_metrics_json(tu_run_dir(r1, "toy-det"));
+    char *b = test_metrics_json(tu_run_dir(r2, "toy-det"));
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
@@ -298,7 +254,7 @@ START_TEST(interrupted_run_resumes_to_same_result)
     ck_assert_msg(strstr(err, "resume"), "the message must say how to resume: %s", err);
     free(out);
     free(err);
-    const char *d2 = run_dir(r2, "toy-resume");
+    const char *d2 = tu_run_dir(r2, "toy-resume");
     char dir2[4200];
     snprintf(dir2, sizeof dir2, "%s", d2);
     ck_assert(!tu_exists(dir2, "DONE"));
@@ -330,7 +286,7 @@ START_TEST(interrupted_run_resumes_to_same_result)
     free(err);
     ck_assert(tu_exists(dir2, "DONE"));
     ck_assert_int_eq(count_lines(dir2, "epochs.jsonl"), 4);
-    char *a = test_metrics_json(run_dir(r1, "toy-resume"));
+    char *a = test_metrics_json(tu_run_dir(r1, "toy-resume"));
     char *b = test_metrics_json(dir2);
     ck_assert_str_eq(a, b);
     free(a);

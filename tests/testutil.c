@@ -1,6 +1,8 @@
 /* tests/testutil.c - shared helpers for the Check suites. */
 #include "testutil.h"
 
+#include <json-c/json.h>
+
 #include "config.h"
 #include "engine.h"
 #include "registry.h"
@@ -122,6 +124,48 @@ int tu_sh(const char *dir, const char *cmd, const char *logs)
         free(show);
     }
     return code;
+}
+
+const char *tu_run_dir(const char *results, const char *name)
+{
+    static char buf[4096];
+    char cmd[8800], line[4096];
+    snprintf(cmd, sizeof cmd, "ls -d '%s/%s'/*/ 2>/dev/null", results, name);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    buf[0] = 0;
+    int n = 0;
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '/') line[l - 1] = 0;
+        snprintf(buf, sizeof buf, "%s", line);
+        n++;
+    }
+    pclose(p);
+    ck_assert_msg(n == 1, "expected one run folder under %s/%s, found %d", results, name, n);
+    return buf;
+}
+
+json_object *tu_json_load(const char *dir, const char *file)
+{
+    char p[8400];
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    json_object *o = json_object_from_file(p);
+    ck_assert_msg(o != NULL, "cannot parse %s", p);
+    return o;
+}
+
+json_object *tu_json_get(json_object *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+        json_object *next = NULL;
+        ck_assert_msg(o && json_object_object_get_ex(o, k, &next), "missing key '%s' of %s", k, path);
+        o = next;
+    }
+    return o;
 }
 
 const char *tu_source_root(void)

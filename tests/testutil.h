@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct json_object;
 struct tema_cfg;
 struct tema_plugin;
 struct tema_registry;
@@ -27,6 +28,14 @@ int tu_tema(const char *args, char **out, char **errout);
  * `logs` (relative to dir) are printed to stderr, so a CI log shows why even after the
  * temporary folder is gone. Returns the exit status (128 + signal if killed). */
 int tu_sh(const char *dir, const char *cmd, const char *logs);
+/* The one run folder under results/name (static buffer); fails the test unless there is
+ * exactly one. */
+const char *tu_run_dir(const char *results, const char *name);
+/* dir/file parsed as JSON (fails the test if it cannot be); caller puts the object. */
+struct json_object *tu_json_load(const char *dir, const char *file);
+/* o's member at a dotted path ("final.X.mrr"), failing the test if a key is missing;
+ * borrowed from o. */
+struct json_object *tu_json_get(struct json_object *o, const char *path);
 /* Source root, build root, and the plugin folder of the build. */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
