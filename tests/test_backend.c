@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "engine.h"
 #include "registry.h"
 #include "testutil.h"
@@ -775,6 +776,48 @@ START_TEST(cpu_descriptor)
 }
 END_TEST
 
+/* The cpu backend's threads split large products among themselves (one pool, OpenBLAS
+ * single-threaded inside each): whatever the split (rows or columns, one matrix or a
+ * batch, a thread count that does not divide the size), C must be what one thread
+ * computes, with leading dimensions wider than the matrices and beta on and off. Not
+ * bitwise: OpenBLAS takes another kernel path for a small band than for the whole. */
+START_TEST(cpu_sgemm_threads_agree_with_one)
+{
+    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
+    const tema_backend_ops *ops = pl->ops;
+    tema_cfg *one = tu_plugin_opts(pl, "threads: 1"), *three = tu_plugin_opts(pl, "threads: 3");
+    void *s1 = NULL, *s3 = NULL;
+    tema_err err = {0};
+    ck_assert_int_eq(ops->init(tema_host_get(), one, &s1, &err), TEMA_OK);
+    ck_assert_int_eq(ops->init(tema_host_get(), three, &s3, &err), TEMA_OK);
+    const int64_t shapes[][4] = {{301, 97, 150, 1}, {97, 301, 150, 1}, {64, 70, 90, 5}, {130, 131, 129, 2}};
+    tema_rng_seed(&rng, 77);
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (int t = 0; t < 8; t++) {
+            bool ta = t & 1, tb = (t >> 1) & 1, acc = t >> 2;
+            int64_t M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], batch = shapes[sh][3];
+            int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+            int64_t sa = (ta ? K : M) * lda, sb = (tb ? N : K) * ldb, sc = M * ldc;
+            float *A = rnd(batch * sa, 1), *B = rnd(batch * sb, 1), *C1 = rnd(batch * sc, 1);
+            float *C3 = malloc(sizeof(float) * (size_t)(batch * sc));
+            memcpy(C3, C1, sizeof(float) * (size_t)(batch * sc));
+            float beta = acc ? 0.5f : 0.0f;
+            ops->sgemm(s1, ta, tb, M, N, K, 0.9f, A, lda, sa, B, ldb, sb, beta, C1, ldc, sc, batch);
+            ops->sgemm(s3, ta, tb, M, N, K, 0.9f, A, lda, sa, B, ldb, sb, beta, C3, ldc, sc, batch);
+            for (int64_t i = 0; i < batch * sc; i++)
+                ck_assert_msg(fabsf(C1[i] - C3[i]) <= 1e-5f * (1.0f + fabsf(C1[i])),
+                              "sgemm %lldx%lldx%lld batch %lld trans %d%d beta %g: element %lld is %.9g with 3 "
+                              "threads, %.9g with 1", (long long)M, (long long)N, (long long)K, (long long)batch, ta,
+                              tb, beta, (long long)i, C3[i], C1[i]);
+            free(A), free(B), free(C1), free(C3);
+        }
+    ops->destroy(s1);
+    ops->destroy(s3);
+    tema_cfg_free(one);
+    tema_cfg_free(three);
+}
+END_TEST
+
 /* The cpu plugin opens OpenBLAS itself so that an OpenBLAS older than the CPU does not
  * fall back to its generic kernels: where OPENBLAS_CORETYPE is unset on an AVX2 machine it
  * names the kernels and says so; where the machine sets it, it is left alone. */
@@ -821,6 +864,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_t_unary);
     tcase_add_test(tc, test_t_binary);
     tcase_add_test(tc, cpu_backend_names_openblas_kernels);
+    tcase_add_test(tc, cpu_sgemm_threads_agree_with_one);
     tcase_add_test(tc, test_t_dropout_logaddexp);
     tcase_add_test(tc, test_t_layernorm);
     tcase_add_test(tc, test_t_softmax);

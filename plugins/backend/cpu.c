@@ -1,8 +1,7 @@
 /* plugins/backend/cpu.c - the CPU backend: OpenBLAS sgemm plus OpenMP loops.
  *
- * One thread budget (`threads`) is given to both OpenBLAS and OpenMP. BLAS is only ever
- * called from the host thread, never from inside an OpenMP region, so the two pools
- * never run at the same time and the machine is not oversubscribed.
+ * One thread budget (`threads`), one pool: OpenMP's threads run the loops and split the
+ * matrix products, each calling a single-threaded OpenBLAS (see cpu_sgemm).
  *
  * OpenBLAS is opened with dlopen() in init() rather than linked. It picks its kernels
  * once, when it loads, from the CPUs it knows; an OpenBLAS older than the CPU falls back
@@ -96,7 +95,7 @@ static tema_status cpu_init(const tema_host *host, const tema_cfg *opts, void **
     cpu_backend *b = calloc(1, sizeof *b);
     if (!b) return tema_fail(err, TEMA_ENOMEM, "cpu backend: out of memory");
     b->threads = (int)threads;
-    blas.set_num_threads(b->threads);
+    blas.set_num_threads(1); /* see cpu_sgemm: the OpenMP threads split the products */
     if (host && host->log && blas.get_corename) {
         const char *core = blas.get_corename();
         if (blas.kernels[0])
@@ -148,23 +147,65 @@ static void cpu_copy(void *self, void *dst, const void *src, size_t bytes)
     if (bytes && dst != src) memmove(dst, src, bytes);
 }
 
+/* C[M,N] = alpha op(A) op(B) + beta C for one matrix, on the calling thread. */
+static void sgemm_one(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        /* BLAS leaves C untouched when K == 0 only if beta == 1: make beta == 0 exact. */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    blas.sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (blasint)M,
+               (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+/* Products this small stay on one thread. */
+#define SGEMM_PAR_MIN_FLOPS (1 << 22)
+
+/* The threads split the work themselves and OpenBLAS runs single-threaded inside each: one
+ * pool (OpenMP's). With OpenBLAS's own pthreads next to OpenMP's, each pool spun or yielded
+ * while the other worked: a third of a 2-thread SASRec step went to spinning. C is split
+ * by rows or columns, never along K. */
 static void cpu_sgemm(void *self, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
                       int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
 {
-    (void)self;
-    if (M <= 0 || N <= 0) return;
+    const int threads = ((cpu_backend *)self)->threads;
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);
+    if (threads <= 1 || flops * (double)batch < SGEMM_PAR_MIN_FLOPS) {
+        for (int64_t b = 0; b < batch; b++)
+            sgemm_one(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
+                      C + b * stride_c, ldc);
+        return;
+    }
+    if (batch >= threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t b = 0; b < batch; b++)
+            sgemm_one(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
+                      C + b * stride_c, ldc);
+        return;
+    }
+    /* few large products: split each one's C into `threads` bands along its longer side */
+    const bool by_rows = M >= N;
+    const int64_t len = by_rows ? M : N;
     for (int64_t b = 0; b < batch; b++) {
+        const float *Ab = A + b * stride_a, *Bb = B + b * stride_b;
         float *Cb = C + b * stride_c;
-        if (K <= 0) {
-            /* BLAS leaves C untouched when K == 0 only if beta == 1: make beta == 0 exact. */
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t j = 0; j < N; j++) Cb[i * ldc + j] = beta == 0.0f ? 0.0f : beta * Cb[i * ldc + j];
-            continue;
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int t = 0; t < threads; t++) {
+            const int64_t lo = len * t / threads, hi = len * (t + 1) / threads;
+            if (hi <= lo) continue;
+            if (by_rows) /* rows lo..hi of op(A): rows of A, or columns of the stored A^T */
+                sgemm_one(trans_a, trans_b, hi - lo, N, K, alpha, trans_a ? Ab + lo : Ab + lo * lda, lda, Bb, ldb,
+                          beta, Cb + lo * ldc, ldc);
+            else /* columns lo..hi of op(B): columns of B, or rows of the stored B^T */
+                sgemm_one(trans_a, trans_b, M, hi - lo, K, alpha, Ab, lda, trans_b ? Bb + lo * ldb : Bb + lo, ldb,
+                          beta, Cb + lo, ldc);
         }
-        blas.sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                    (blasint)M, (blasint)N, (blasint)K, alpha, A + b * stride_a, (blasint)lda, B + b * stride_b,
-                    (blasint)ldb, beta, Cb, (blasint)ldc);
     }
 }
 
