@@ -62,6 +62,8 @@ static tema_status open_openblas(tema_err *err)
         const char *pick = getenv("OPENBLAS_CORETYPE") ? NULL : kernels_for_this_cpu();
         if (pick && setenv("OPENBLAS_CORETYPE", pick, 0) == 0)
             snprintf(blas.kernels, sizeof blas.kernels, "%s", pick);
+        /* OpenBLAS starts its thread pool as it loads; it only ever runs single-threaded here */
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
         lib = dlopen(OPENBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
     }
     if (!lib)
