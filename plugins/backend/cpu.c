@@ -532,14 +532,17 @@ static void cpu_l2norm_bwd(void *self, int64_t rows, int64_t dim, float eps, con
     }
 }
 
+static float span_max(const float *x, int64_t n);
+static float span_sumexp(const float *x, int64_t n, float shift);
+static void span_add_scaled_exp(float *dx, const float *x, int64_t n, float shift, float a);
+
+/* log sum_j exp(x[j]), vectorised (the evaluation reduces every logit of every stream
+ * through this: 2.4G terms per validation pass of TEMA on food-kitchen) */
 static float row_lse(const float *x, int64_t n)
 {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    float m = span_max(x, n);
     if (m == -INFINITY) return -INFINITY;
-    double s = 0.0;
-    for (int64_t j = 0; j < n; j++) s += expf(x[j] - m);
-    return m + (float)log(s);
+    return m + logf(span_sumexp(x, n, m));
 }
 
 static void cpu_logsumexp(void *self, int64_t rows, int64_t dim, const float *x, float *out)
@@ -555,7 +558,7 @@ static void cpu_logsumexp_bwd(void *self, int64_t rows, int64_t dim, const float
     (void)self;
 #pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < dim; j++) dx[r * dim + j] += dout[r] * expf(x[r * dim + j] - out[r]);
+        span_add_scaled_exp(dx + r * dim, x + r * dim, dim, out[r], dout[r]);
 }
 
 static void cpu_xent(void *self, int64_t rows, int64_t dim, const float *x, const int32_t *t, float *loss,
@@ -577,7 +580,7 @@ static void cpu_xent_bwd(void *self, int64_t rows, int64_t dim, const float *x, 
 #pragma omp parallel for if (rows * dim > PAR_MIN) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         if (t[r] < 0) continue;
-        for (int64_t j = 0; j < dim; j++) dx[r * dim + j] += a * expf(x[r * dim + j] - lse[r]);
+        span_add_scaled_exp(dx + r * dim, x + r * dim, dim, lse[r], a);
         dx[r * dim + t[r]] -= a;
     }
 }
@@ -727,6 +730,12 @@ HOT static float span_sumexp(const float *x, int64_t n, float shift)
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < n; j++) s += poly_exp(x[j] - shift);
     return s;
+}
+
+HOT static void span_add_scaled_exp(float *dx, const float *x, int64_t n, float shift, float a)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) dx[j] += a * poly_exp(x[j] - shift);
 }
 
 HOT static void span_softmax_grad(float *x, int64_t n, float shift, float g)
