@@ -24,6 +24,81 @@
 /* Loops below this many elements stay on one thread: fork/join costs more than it saves. */
 #define PAR_MIN 32768
 
+/* expf() and tanhf() from libm do not vectorise, and the hot loops (lse_chunked over rows x
+ * items, 90M elements per training step; GELU and dropout over every activation) use a
+ * polynomial exp (Cephes style: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2];
+ * relative error ~2e-7, inputs below -87 give ~1e-38 instead of 0) in loops the compiler
+ * vectorises, built for AVX-512 and AVX2 with a generic fallback picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HOT
+#endif
+
+static inline float poly_exp(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float t = x * 1.44269504088896341f;
+    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest without rintf */
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    return p * u.f;
+}
+
+/* Element-wise loops run in spans (one call per span, so the HOT clones vectorise them). */
+#define SPAN 4096
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+/* tanh through the polynomial exp: absolute error ~1e-7, which GELU adds to 1 (the
+ * `tanh` op keeps libm's tanhf for its relative accuracy near 0) */
+static inline float gelu_tanh(float u) { return 1.0f - 2.0f / (poly_exp(2.0f * u) + 1.0f); }
+
+HOT static void span_gelu(const float *x, float *out, int64_t n)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float v = x[j];
+        out[j] = 0.5f * v * (1.0f + gelu_tanh(GELU_K * (v + 0.044715f * v * v * v)));
+    }
+}
+
+HOT static void span_gelu_bwd(const float *x, const float *dout, float *dx, int64_t n)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float v = x[j];
+        float t = gelu_tanh(GELU_K * (v + 0.044715f * v * v * v));
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+        dx[j] += dout[j] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+}
+
+/* element i0 + j of the tensor; the mask is tema_dropout_keep's, bit for bit */
+HOT static void span_dropout(const float *x, float *out, int64_t n, uint64_t i0, uint64_t seed, float p,
+                             float keep_scale)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) out[j] = tema_dropout_keep(seed, i0 + (uint64_t)j, p) ? x[j] * keep_scale : 0.0f;
+}
+
+HOT static void span_dropout_bwd(const float *dout, float *dx, int64_t n, uint64_t i0, uint64_t seed, float p,
+                                 float keep_scale)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) dx[j] += tema_dropout_keep(seed, i0 + (uint64_t)j, p) ? dout[j] * keep_scale : 0.0f;
+}
+
+
 #define OPENBLAS_SONAME "libopenblas.so.0"
 
 /* the process's one OpenBLAS, opened by the first init() */
@@ -245,7 +320,6 @@ static void cpu_dot(void *self, int64_t n, const float *a, const float *b, float
     out[0] = (float)(acc * scale);
 }
 
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
 static void cpu_unary(void *self, tema_unary_op op, int64_t n, float alpha, const float *x, float *out)
 {
@@ -257,10 +331,7 @@ static void cpu_unary(void *self, tema_unary_op op, int64_t n, float alpha, cons
         break;
     case TEMA_UNARY_GELU:
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            out[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
-        }
+        for (int64_t i = 0; i < n; i += SPAN) span_gelu(x + i, out + i, n - i < SPAN ? n - i : SPAN);
         break;
     case TEMA_UNARY_RELU:
 #pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
@@ -288,13 +359,7 @@ static void cpu_unary_bwd(void *self, tema_unary_op op, int64_t n, float alpha, 
         break;
     case TEMA_UNARY_GELU:
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            float u = GELU_K * (v + 0.044715f * v * v * v);
-            float t = tanhf(u);
-            float du = GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
-            dx[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
-        }
+        for (int64_t i = 0; i < n; i += SPAN) span_gelu_bwd(x + i, dout + i, dx + i, n - i < SPAN ? n - i : SPAN);
         break;
     case TEMA_UNARY_RELU:
 #pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
@@ -362,7 +427,8 @@ static void cpu_dropout(void *self, int64_t n, float p, uint64_t seed, const flo
     (void)self;
     float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) out[i] = tema_dropout_keep(seed, (uint64_t)i, p) ? x[i] * keep_scale : 0.0f;
+    for (int64_t i = 0; i < n; i += SPAN)
+        span_dropout(x + i, out + i, n - i < SPAN ? n - i : SPAN, (uint64_t)i, seed, p, keep_scale);
 }
 
 static void cpu_dropout_bwd(void *self, int64_t n, float p, uint64_t seed, const float *dout, float *dx)
@@ -370,8 +436,8 @@ static void cpu_dropout_bwd(void *self, int64_t n, float p, uint64_t seed, const
     (void)self;
     float keep_scale = 1.0f / (1.0f - p);
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        if (tema_dropout_keep(seed, (uint64_t)i, p)) dx[i] += dout[i] * keep_scale;
+    for (int64_t i = 0; i < n; i += SPAN)
+        span_dropout_bwd(dout + i, dx + i, n - i < SPAN ? n - i : SPAN, (uint64_t)i, seed, p, keep_scale);
 }
 
 static void cpu_logaddexp(void *self, int64_t n, const float *a, float la, const float *b, float lb, float *out)
@@ -684,37 +750,7 @@ static void cpu_rowdot_bwd(void *self, int64_t rows, int64_t dim, float scale, c
     }
 }
 
-/* ---- the hot loops of lse_chunked ----
- * expf() from libm does not vectorise, and these loops run over rows x items (90M
- * elements per training step), so they use a polynomial exp (Cephes style: 2^n times a
- * degree-6 polynomial on [-ln2/2, ln2/2]; relative error ~2e-7, inputs below -87 give
- * ~1e-38 instead of 0) in loops the compiler vectorises, built for AVX-512 and AVX2 with a
- * generic fallback picked at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT
-#endif
-
-static inline float poly_exp(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float t = x * 1.44269504088896341f;
-    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest without rintf */
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { float f; int32_t i; } u;
-    u.i = ((int32_t)n + 127) << 23;
-    return p * u.f;
-}
+/* ---- the hot loops of lse_chunked (poly_exp and HOT are at the top) ---- */
 
 HOT static float span_max(const float *x, int64_t n)
 {
