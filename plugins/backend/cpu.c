@@ -98,7 +98,6 @@ HOT static void span_dropout_bwd(const float *dout, float *dx, int64_t n, uint64
     for (int64_t j = 0; j < n; j++) dx[j] += tema_dropout_keep(seed, i0 + (uint64_t)j, p) ? dout[j] * keep_scale : 0.0f;
 }
 
-
 #define OPENBLAS_SONAME "libopenblas.so.0"
 
 /* the process's one OpenBLAS, opened by the first init() */
@@ -108,8 +107,8 @@ static struct {
     __typeof__(&cblas_sgemm) sgemm;
     void (*set_num_threads)(int);
     char *(*get_corename)(void);
-    char *(*get_config)(void);
 } blas;
+
 
 typedef struct cpu_backend {
     int threads;
@@ -147,7 +146,6 @@ static tema_status open_openblas(tema_err *err)
     blas.sgemm = (__typeof__(blas.sgemm))dlsym(lib, "cblas_sgemm");
     blas.set_num_threads = (void (*)(int))dlsym(lib, "openblas_set_num_threads");
     blas.get_corename = (char *(*)(void))dlsym(lib, "openblas_get_corename");
-    blas.get_config = (char *(*)(void))dlsym(lib, "openblas_get_config");
     if (!blas.sgemm || !blas.set_num_threads)
         return tema_fail(err, TEMA_EABI, "cpu backend: %s has no cblas_sgemm / openblas_set_num_threads; hint: "
                          "is it OpenBLAS?", OPENBLAS_SONAME);
