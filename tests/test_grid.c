@@ -42,6 +42,14 @@ static void make_data(const char *dir, int users)
 }
 
 /* An experiment file: the common head (tiny model) followed by `tail` (a grid block). */
+/* A fresh folder `dir` with synthetic data of `users` users; `path` is dir/exp.yaml. */
+static void fixture(char dir[256], char path[512], int users)
+{
+    snprintf(dir, 256, "%s", tu_tmpdir());
+    make_data(dir, users);
+    snprintf(path, 512, "%s/exp.yaml", dir);
+}
+
 static void write_exp(const char *path, const char *dir, const char *name, const char *tail)
 {
     char text[8192];
@@ -113,9 +121,7 @@ static int count_state(const tema_grid *g, tema_grid_state s)
 START_TEST(t_cartesian_product_in_file_order_last_key_fastest)
 {
     char dir[256], path[512];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     write_exp(path, dir, "cart",
               "grid:\n"
               "  train.lr: [1e-3, 2e-3, 3e-3]\n"
@@ -157,9 +163,7 @@ END_TEST
 START_TEST(t_zip_and_seeds)
 {
     char dir[256], path[512];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     write_exp(path, dir, "zipped",
               "grid:\n"
               "  seeds: [7, 8]\n"
@@ -209,9 +213,7 @@ END_TEST
 START_TEST(t_values_may_be_plugin_subconfigs)
 {
     char dir[256], path[512];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     write_exp(path, dir, "sub",
               "grid:\n"
               "  model.attention:\n"
@@ -240,9 +242,7 @@ END_TEST
 START_TEST(t_errors_name_the_grid_entry)
 {
     char dir[256], path[512], want[600];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     tema_registry *r = registry();
     tema_err err = {0};
 
@@ -294,9 +294,7 @@ END_TEST
 START_TEST(t_manifest_is_deterministic_and_ids_match_standalone_runs)
 {
     char dir[256], path[512], solo[512], args[2048];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     snprintf(solo, sizeof solo, "%s/solo.yaml", dir);
     write_exp(path, dir, "man",
               "grid:\n"
@@ -369,9 +367,7 @@ static long long mtime_of(const char *dir, const char *name)
 START_TEST(t_parallel_run_survives_a_kill_and_resumes_only_missing_runs)
 {
     char dir[256], path[512], results[600], args[2048];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 400);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 400);
     snprintf(results, sizeof results, "%s/results", dir);
     write_exp(path, dir, "par",
               "grid:\n"
@@ -456,9 +452,7 @@ END_TEST
 START_TEST(t_failed_run_is_recorded_and_the_others_finish)
 {
     char dir[256], path[512], results[600], args[2048];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     snprintf(results, sizeof results, "%s/results", dir);
     /* a file name that validates but is not in the dataset fails when the run loads its data */
     write_exp(path, dir, "fails",
@@ -516,9 +510,7 @@ END_TEST
 START_TEST(t_crashed_child_is_recorded_by_the_parent)
 {
     char dir[256], path[512], results[600], fake[600];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     snprintf(results, sizeof results, "%s/results", dir);
     snprintf(fake, sizeof fake, "%s/crash.sh", dir);
     tu_write(fake, "#!/bin/sh\necho 'about to crash'\nkill -SEGV $$\n");
@@ -558,9 +550,7 @@ END_TEST
 START_TEST(t_a_locked_run_shows_running_and_is_not_started_twice)
 {
     char dir[256], path[512], results[600], args[2048], lockp[1024];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     snprintf(results, sizeof results, "%s/results", dir);
     write_exp(path, dir, "locked", "grid:\n  train.lr: [1e-3, 2e-3]\n");
     tema_registry *r = registry();
@@ -611,9 +601,7 @@ END_TEST
 START_TEST(t_slurm_script)
 {
     char dir[256], path[512], results[600], args[2048];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
-    make_data(dir, 60);
-    snprintf(path, sizeof path, "%s/exp.yaml", dir);
+    fixture(dir, path, 60);
     snprintf(results, sizeof results, "%s/results", dir);
     write_exp(path, dir, "sl",
               "grid:\n"
