@@ -12,37 +12,9 @@
 #include "testutil.h"
 #include "util.h"
 
-/* One registry for the process, never freed: closing the plugins would unload the OpenMP
- * and BLAS libraries the backend pulls in, and LeakSanitizer reports their startup
- * allocations as leaks. */
-static tema_registry *g_reg;
-
-static void setup(void)
-{
-    if (g_reg) return;
-    g_reg = tema_registry_new();
-    tema_registry_scan(g_reg);
-}
-
-static void teardown(void) {}
-
-static tema_cfg *default_opts(const tema_plugin *p)
-{
-    char text[4096] = "";
-    size_t k = 0;
-    for (uint32_t i = 0; i < p->n_options; i++)
-        if (p->options[i].default_value)
-            k += (size_t)snprintf(text + k, sizeof text - k, "%s: %s\n", p->options[i].name, p->options[i].default_value);
-    if (k == 0) snprintf(text, sizeof text, "{}\n");
-    tema_cfg *c = NULL;
-    tema_err err = {0};
-    ck_assert_msg(tema_cfg_parse_string(text, "<test>", &c, &err) == TEMA_OK, "%s", err.msg);
-    return c;
-}
-
 static const tema_plugin *plugin(const char *name)
 {
-    const tema_plugin *p = tema_registry_find(g_reg, TEMA_KIND_TAG_REPR, name);
+    const tema_plugin *p = tema_registry_find(tu_registry(), TEMA_KIND_TAG_REPR, name);
     ck_assert_msg(p != NULL, "tag_repr plugin '%s' not found (TEMA_PLUGIN_PATH=%s)", name, getenv("TEMA_PLUGIN_PATH"));
     return p;
 }
@@ -78,7 +50,7 @@ static void free_sel(tema_tag_selection *s)
 
 static tema_status run_repr(const tema_plugin *p, tema_tag_selection *sel, tema_err *err)
 {
-    tema_cfg *opts = default_opts(p);
+    tema_cfg *opts = tu_plugin_opts(p, NULL);
     tema_status st = ((const tema_tag_repr_ops *)p->ops)->weights(opts, sel, err);
     tema_cfg_free(opts);
     return st;
@@ -114,7 +86,6 @@ static void check_contract(const char *who, const tema_tag_selection *in_off_cop
 
 START_TEST(every_repr_keeps_the_contract)
 {
-    setup();
     int n = 0;
     /* items: empty, one tag, ties, all-zero scores, a spread, empty again, many tags */
     static const int counts[] = {0, 1, 3, 2, 4, 0, 8};
@@ -122,8 +93,8 @@ START_TEST(every_repr_keeps_the_contract)
     static const float scores[] = {42, 50, 50, 10, 0, 0, 1, 100, 37, 2, 5, 5, 90, 1, 77, 77, 3, 60};
     const int64_t ni = 7;
     const int32_t nt = 10;
-    for (size_t i = 0; i < tema_registry_count(g_reg); i++) {
-        const tema_plugin *p = tema_registry_at(g_reg, i)->plugin;
+    for (size_t i = 0; i < tema_registry_count(tu_registry()); i++) {
+        const tema_plugin *p = tema_registry_at(tu_registry(), i)->plugin;
         if (p->kind != TEMA_KIND_TAG_REPR) continue;
         n++;
         tema_tag_selection in = make_sel(ni, counts, tags, scores);
@@ -155,7 +126,6 @@ START_TEST(every_repr_keeps_the_contract)
         free_sel(&x);
     }
     ck_assert_msg(n >= 3, "expected at least onehot, multihot and weighted, found %d tag_repr plugins", n);
-    teardown();
 }
 END_TEST
 
@@ -184,7 +154,6 @@ static void expect_item(const char *who, const tema_tag_selection *s, int64_t i,
 
 START_TEST(onehot_hand_cases)
 {
-    setup();
     tema_tag_selection s = make_sel(5, HC, HT, HS);
     tema_err err = {0};
     ck_assert_msg(run_repr(plugin("onehot"), &s, &err) == TEMA_OK, "%s", err.msg);
@@ -195,13 +164,11 @@ START_TEST(onehot_hand_cases)
     expect_item("onehot", &s, 4, 1, (const int32_t[]){7}, (const float[]){1});
     ck_assert_int_eq(s.off[5], 4);
     free_sel(&s);
-    teardown();
 }
 END_TEST
 
 START_TEST(multihot_hand_cases)
 {
-    setup();
     tema_tag_selection s = make_sel(5, HC, HT, HS);
     tema_err err = {0};
     ck_assert_msg(run_repr(plugin("multihot"), &s, &err) == TEMA_OK, "%s", err.msg);
@@ -212,13 +179,11 @@ START_TEST(multihot_hand_cases)
     expect_item("multihot", &s, 3, 3, (const int32_t[]){0, 2, 5}, (const float[]){third, third, third});
     expect_item("multihot", &s, 4, 1, (const int32_t[]){7}, (const float[]){1});
     free_sel(&s);
-    teardown();
 }
 END_TEST
 
 START_TEST(weighted_hand_cases)
 {
-    setup();
     tema_tag_selection s = make_sel(5, HC, HT, HS);
     tema_err err = {0};
     ck_assert_msg(run_repr(plugin("weighted"), &s, &err) == TEMA_OK, "%s", err.msg);
@@ -238,7 +203,6 @@ START_TEST(weighted_hand_cases)
     ck_assert_int_eq(run_repr(plugin("weighted"), &bad, &err), TEMA_EINVAL);
     ck_assert_msg(strstr(err.msg, "item 0") && strstr(err.msg, "tag 6"), "%s", err.msg);
     free_sel(&bad);
-    teardown();
 }
 END_TEST
 

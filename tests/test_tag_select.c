@@ -11,42 +11,9 @@
 #include "testutil.h"
 #include "util.h"
 
-/* One registry for the process, never freed: closing the plugins would unload the OpenMP
- * and BLAS libraries the backend pulls in, and LeakSanitizer reports their startup
- * allocations as leaks. */
-static tema_registry *g_reg;
-
-static void setup(void)
-{
-    if (g_reg) return;
-    g_reg = tema_registry_new();
-    tema_registry_scan(g_reg);
-}
-
-static void teardown(void) {}
-
-static tema_cfg *parse_opts(const char *yaml)
-{
-    tema_cfg *c = NULL;
-    tema_err err = {0};
-    ck_assert_msg(tema_cfg_parse_string(yaml && *yaml ? yaml : "{}\n", "<test>", &c, &err) == TEMA_OK, "%s", err.msg);
-    return c;
-}
-
-/* Every declared option at its default. */
-static tema_cfg *default_opts(const tema_plugin *p)
-{
-    char text[4096] = "";
-    size_t k = 0;
-    for (uint32_t i = 0; i < p->n_options; i++)
-        if (p->options[i].default_value)
-            k += (size_t)snprintf(text + k, sizeof text - k, "%s: %s\n", p->options[i].name, p->options[i].default_value);
-    return parse_opts(text);
-}
-
 static const tema_plugin *plugin(const char *name)
 {
-    const tema_plugin *p = tema_registry_find(g_reg, TEMA_KIND_TAG_SELECT, name);
+    const tema_plugin *p = tema_registry_find(tu_registry(), TEMA_KIND_TAG_SELECT, name);
     ck_assert_msg(p != NULL, "tag_select plugin '%s' not found (TEMA_PLUGIN_PATH=%s)", name, getenv("TEMA_PLUGIN_PATH"));
     return p;
 }
@@ -54,7 +21,7 @@ static const tema_plugin *plugin(const char *name)
 static tema_status run_select(const tema_plugin *p, const char *opts_yaml, const float *score, int64_t n_items,
                               int64_t n_tags, tema_tag_selection *out, tema_err *err)
 {
-    tema_cfg *opts = opts_yaml ? parse_opts(opts_yaml) : default_opts(p);
+    tema_cfg *opts = tu_plugin_opts(p, opts_yaml);
     tema_tag_scores s = {.n_items = n_items, .n_tags = n_tags, .score = score};
     tema_status st = ((const tema_tag_select_ops *)p->ops)->select(opts, &s, out, err);
     tema_cfg_free(opts);
@@ -110,11 +77,10 @@ static float *make_scores(uint64_t seed, int64_t n_items, int64_t n_tags)
 
 START_TEST(every_selector_keeps_the_contract)
 {
-    setup();
     int n = 0;
     const int64_t shapes[][2] = {{40, 12}, {7, 1}, {5, 0}, {0, 8}, {200, 40}};
-    for (size_t i = 0; i < tema_registry_count(g_reg); i++) {
-        const tema_plugin *p = tema_registry_at(g_reg, i)->plugin;
+    for (size_t i = 0; i < tema_registry_count(tu_registry()); i++) {
+        const tema_plugin *p = tema_registry_at(tu_registry(), i)->plugin;
         if (p->kind != TEMA_KIND_TAG_SELECT) continue;
         n++;
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -158,7 +124,6 @@ START_TEST(every_selector_keeps_the_contract)
         free_sel(&e);
     }
     ck_assert_msg(n >= 3, "expected at least topr, threshold and hybrid, found %d tag_select plugins", n);
-    teardown();
 }
 END_TEST
 
@@ -199,7 +164,6 @@ static void run_expect(const char *name, const char *opts, const int *const *wan
 
 START_TEST(topr_hand_cases)
 {
-    setup();
     /* r = 2: ties at the cut go to the lower tag id */
     static const int i0[] = {1, 2, -1}, i1[] = {-1}, i2[] = {0, -1}, i3[] = {0, 1, -1}, i4[] = {2, 4, -1};
     const int *const want2[] = {i0, i1, i2, i3, i4};
@@ -214,13 +178,11 @@ START_TEST(topr_hand_cases)
     run_expect("topr", "r: 9\n", want9);
     /* default r = 5 (the paper's) */
     run_expect("topr", "", want9);
-    teardown();
 }
 END_TEST
 
 START_TEST(threshold_hand_cases)
 {
-    setup();
     /* theta = 50: >= is inclusive; items below it get nothing */
     static const int a0[] = {1, 2, -1}, none[] = {-1}, a4[] = {2, 3, 4, -1};
     const int *const want50[] = {a0, none, none, none, a4};
@@ -237,13 +199,11 @@ START_TEST(threshold_hand_cases)
     static const int d4[] = {2, 3, 4, -1};
     const int *const want70[] = {none, none, none, none, d4};
     run_expect("threshold", "", want70);
-    teardown();
 }
 END_TEST
 
 START_TEST(hybrid_hand_cases)
 {
-    setup();
     /* r = 1, theta = 20, max = 3: the best tag, then tags >= 20, cut at 3 by score then id */
     static const int a0[] = {1, 2, 4, -1}, none[] = {-1}, a2[] = {0, -1}, a3[] = {0, 1, 2, -1}, a4[] = {2, 3, 4, -1};
     const int *const want[] = {a0, none, a2, a3, a4};
@@ -264,7 +224,6 @@ START_TEST(hybrid_hand_cases)
     ck_assert_int_eq(run_select(plugin("hybrid"), "r: 4\nmax: 2\n", HAND, 5, 5, &sel, &err), TEMA_EINVAL);
     ck_assert_msg(strstr(err.msg, "max") && strstr(err.msg, "'r'"), "%s", err.msg);
     free_sel(&sel);
-    teardown();
 }
 END_TEST
 

@@ -19,20 +19,6 @@
 #include "tags.h"
 #include "testutil.h"
 
-/* One registry for the process, never freed: closing the plugins would unload the OpenMP
- * and BLAS libraries the backend pulls in, and LeakSanitizer reports their startup
- * allocations as leaks. */
-static tema_registry *g_reg;
-
-static void setup(void)
-{
-    if (g_reg) return;
-    g_reg = tema_registry_new();
-    tema_registry_scan(g_reg);
-}
-
-static void teardown(void) {}
-
 static char *vocab_dir(void)
 {
     static char dir[4096];
@@ -87,10 +73,9 @@ static const char *const CONF_TITLES[] = {
 
 START_TEST(every_tagger_keeps_the_contract)
 {
-    setup();
     int n = 0;
-    for (size_t i = 0; i < tema_registry_count(g_reg); i++) {
-        const tema_plugin *p = tema_registry_at(g_reg, i)->plugin;
+    for (size_t i = 0; i < tema_registry_count(tu_registry()); i++) {
+        const tema_plugin *p = tema_registry_at(tu_registry(), i)->plugin;
         if (p->kind != TEMA_KIND_TAGGER) continue;
         n++;
         char extra[4300] = "";
@@ -144,7 +129,6 @@ START_TEST(every_tagger_keeps_the_contract)
         tema_cfg_free(opts);
     }
     ck_assert_msg(n >= 1, "no tagger plugin found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
-    teardown();
 }
 END_TEST
 
@@ -152,7 +136,7 @@ END_TEST
 
 static const tema_plugin *lexical(void)
 {
-    const tema_plugin *p = tema_registry_find(g_reg, TEMA_KIND_TAGGER, "lexical");
+    const tema_plugin *p = tema_registry_find(tu_registry(), TEMA_KIND_TAGGER, "lexical");
     ck_assert_msg(p != NULL, "tagger lexical not found");
     return p;
 }
@@ -196,7 +180,6 @@ static double bm25(double idf_, double tf, double dl, double avgdl)
 
 START_TEST(lexical_bm25_by_hand)
 {
-    setup();
     snprintf(g_dir, sizeof g_dir, "%s", tu_tmpdir());
     write_vocab("hand", "domain: hand\n"
                         "tags:\n"
@@ -254,13 +237,11 @@ START_TEST(lexical_bm25_by_hand)
     ck_assert_int_ge(at100, 1);
     ck_assert_float_eq(v.score[4 * 3 + 0] + v.score[4 * 3 + 1] + v.score[4 * 3 + 2], 0); /* Plain Water */
     free_vocab(&v);
-    teardown();
 }
 END_TEST
 
 START_TEST(lexical_normalises_text)
 {
-    setup();
     snprintf(g_dir, sizeof g_dir, "%s", tu_tmpdir());
     write_vocab("norm", "tags:\n"
                         "  - name: collector's edition\n"
@@ -292,7 +273,6 @@ START_TEST(lexical_normalises_text)
             ck_assert_msg((v.score[i * v.n_tags + t] > 0) == (t == want[i]), "title '%s', tag '%s': score %g", titles[i],
                           v.tags[t], (double)v.score[i * v.n_tags + t]);
     free_vocab(&v);
-    teardown();
 }
 END_TEST
 
@@ -313,7 +293,6 @@ static void expect_vocab_error(const char *text, tema_status want, int line, con
 
 START_TEST(lexical_vocab_errors_name_file_and_line)
 {
-    setup();
     snprintf(g_dir, sizeof g_dir, "%s", tu_tmpdir());
     expect_vocab_error("tags:\n  - name: tea\n    synonym: [chai]\n", TEMA_EFORMAT, 3, "unknown key 'synonym'");
     expect_vocab_error("tags:\n  - name: tea\n    synonyms: [chai\n  - name: x\n", TEMA_EFORMAT, 4, "YAML error");
@@ -330,13 +309,11 @@ START_TEST(lexical_vocab_errors_name_file_and_line)
     ck_assert_msg(strstr(err.msg, "nosuchdomain.yaml") && strstr(err.msg, "hint"), "%s", err.msg);
     /* a domain name cannot walk out of the folder */
     ck_assert_int_eq(lexical_in_dir(g_dir, NULL, "../etc/passwd", NULL, 0, &v, &err), TEMA_EINVAL);
-    teardown();
 }
 END_TEST
 
 START_TEST(every_shipped_vocabulary_loads)
 {
-    setup();
     DIR *d = opendir(vocab_dir());
     ck_assert_msg(d != NULL, "cannot open %s", vocab_dir());
     int n = 0;
@@ -356,7 +333,6 @@ START_TEST(every_shipped_vocabulary_loads)
     }
     closedir(d);
     ck_assert_int_ge(n, 6); /* food, kitchen, movie, book, synth_food, synth_kitchen */
-    teardown();
 }
 END_TEST
 
@@ -416,7 +392,6 @@ static void check_real_domain(const tema_dataset *ds, int dom, const char *domai
 START_TEST(lexical_on_real_food_kitchen_titles)
 {
     TU_REQUIRE_DATA("food-kitchen");
-    setup();
     tema_dataset *ds = NULL;
     tema_err err = {0};
     ck_assert_msg(tema_dataset_load(tu_data_path("food-kitchen"), NULL, &ds, &err) == TEMA_OK, "%s", err.msg);
@@ -440,7 +415,6 @@ START_TEST(lexical_on_real_food_kitchen_titles)
                       v.tags[k]);
     free_vocab(&v);
     tema_dataset_free(ds);
-    teardown();
 }
 END_TEST
 

@@ -189,13 +189,22 @@ int tu_run_suite(Suite *s)
     return failed == 0 ? 0 : 1;
 }
 
+struct tema_registry *tu_registry(void)
+{
+    static tema_registry *reg;
+    if (!reg) {
+        reg = tema_registry_new();
+        tema_registry_scan(reg);
+    }
+    return reg;
+}
+
 struct tema_registry *tu_cpu_registry(void)
 {
     static tema_registry *reg;
     static void *backend;
     if (reg) return reg;
-    reg = tema_registry_new();
-    tema_registry_scan(reg);
+    reg = tu_registry();
     const tema_plugin *cpu = tema_registry_find(reg, TEMA_KIND_BACKEND, "cpu");
     ck_assert_msg(cpu != NULL, "cpu backend not found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
     const tema_backend_ops *be = cpu->ops;

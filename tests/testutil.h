@@ -39,7 +39,10 @@ struct json_object *tu_json_get(struct json_object *o, const char *path);
 /* Source root, build root, and the plugin folder of the build. */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
-/* The build's plugin registry with the cpu backend initialised and made active. Created on
+/* The build's plugin registry, scanned on the first call and kept for the process (closing
+ * the plugins would unload OpenMP and OpenBLAS under the sanitizers' feet). */
+struct tema_registry *tu_registry(void);
+/* The same registry with the cpu backend initialised and made active. Created on
  * the first call and kept for the process: unloading the backend plugin would unload
  * OpenMP and OpenBLAS under the sanitizers' feet. */
 struct tema_registry *tu_cpu_registry(void);
