@@ -51,6 +51,11 @@ tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err);
 tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int n_overrides,
                              tema_registry *reg, FILE *diag, tema_cfg **resolved, tema_err *err);
 
+/* Is a plugin's string option a file or folder path (named path/file/dir or *_path,
+ * *_file, *_dir)? Such options are resolved against the current directory and stored
+ * absolute. */
+bool tema_option_is_path(const char *name);
+
 /* Canonical JSON of a tree (keys in schema order, numbers normalised): used for the
  * run-id hash and stored with results. Caller frees. */
 char *tema_cfg_to_json(const tema_cfg *c);

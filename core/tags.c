@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "dataset.h"
+#include "train_internal.h"
 #include "util.h"
 
 #define STORE_FORMAT "tema-tags 1"
@@ -44,44 +45,6 @@ static bool is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Plugin name and options node of a config entry: "name" or {plugin: name, ...}. */
-static const tema_cfg *plugin_node(const tema_cfg *node, const char **name)
-{
-    *name = NULL;
-    if (!node) return NULL;
-    if (node->type == TEMA_CFG_SCALAR) {
-        *name = node->value;
-        return NULL;
-    }
-    if (node->type == TEMA_CFG_MAP) {
-        *name = tema_cfg_str(node, "plugin", NULL);
-        return node;
-    }
-    return NULL;
-}
-
-static const tema_plugin *find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *key,
-                                      size_t ops_size, tema_err *err)
-{
-    if (!name || !*name) {
-        tema_fail(err, TEMA_EINVAL, "config %s: no plugin named; hint: write `%s: {plugin: NAME}` (available: %s)", key,
-                  key, tema_registry_names(reg, kind));
-        return NULL;
-    }
-    const tema_plugin *p = tema_registry_find(reg, kind, name);
-    if (!p) {
-        tema_fail(err, TEMA_ENOTFOUND, "config %s: no %s plugin '%s'; hint: available: %s", key, tema_kind_name(kind),
-                  name, tema_registry_names(reg, kind));
-        return NULL;
-    }
-    if (p->ops_size < ops_size) {
-        tema_fail(err, TEMA_EABI, "%s plugin '%s' has an incomplete ops table; hint: rebuild it", tema_kind_name(kind),
-                  name);
-        return NULL;
-    }
-    return p;
 }
 
 /* ---- domain names ---- */
@@ -246,18 +209,6 @@ static uint64_t mix_path(uint64_t h, const char *path)
     return h;
 }
 
-static bool is_path_option(const char *name)
-{
-    static const char *const suffixes[] = {"_path", "_file", "_dir"};
-    if (!strcmp(name, "path") || !strcmp(name, "file") || !strcmp(name, "dir")) return true;
-    size_t n = strlen(name);
-    for (size_t i = 0; i < 3; i++) {
-        size_t m = strlen(suffixes[i]);
-        if (n > m && !strcmp(name + n - m, suffixes[i])) return true;
-    }
-    return false;
-}
-
 /* An empty string option whose help says "(empty: env NAME)" takes its value from the
  * environment (an LLM endpoint, a model name): that value is part of the settings too.
  * Secrets (names with KEY, TOKEN, SECRET, PASSWORD) are never read here. Returns how
@@ -300,7 +251,7 @@ static uint64_t store_key(const tema_plugin *tp, const char *settings_json, cons
     h = mix_str(h, settings_json);
     for (uint32_t k = 0; opts && k < tp->n_options; k++) {
         const tema_option *o = &tp->options[k];
-        if (o->type != TEMA_OPT_STRING || !is_path_option(o->name) || strstr(o->name, "cache")) continue;
+        if (o->type != TEMA_OPT_STRING || !tema_option_is_path(o->name) || strstr(o->name, "cache")) continue;
         const char *v = tema_cfg_str(opts, o->name, NULL);
         if (v && *v) h = mix_path(mix_str(h, o->name), v);
     }
@@ -634,10 +585,12 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     if (!err) err = &local;
     memset(out, 0, sizeof *out);
     const char *name = NULL;
-    const tema_cfg *opts = plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
-    const tema_plugin *tp = find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), err);
-    if (!tp) return err->code;
-    tema_status st = tema_tags_domains(cfg, ds, out->domain, err);
+    const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
+    const tema_plugin *tp = NULL;
+    tema_status st =
+        tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), &tp, err);
+    if (st != TEMA_OK) return st;
+    st = tema_tags_domains(cfg, ds, out->domain, err);
     if (st != TEMA_OK) return st;
     out->n_x = ds->n_x;
     out->n_y = ds->n_y;
@@ -730,15 +683,17 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
     memset(out, 0, sizeof *out);
     const char *sname = NULL, *rname = NULL;
     const tema_cfg *snode = tema_cfg_get(cfg, "model.tag_select"), *rnode = tema_cfg_get(cfg, "model.tag_repr");
-    const tema_cfg *sopts = snode ? plugin_node(snode, &sname) : NULL;
-    const tema_cfg *ropts = rnode ? plugin_node(rnode, &rname) : NULL;
+    const tema_cfg *sopts = snode ? tema_train_plugin_node(snode, &sname) : NULL;
+    const tema_cfg *ropts = rnode ? tema_train_plugin_node(rnode, &rname) : NULL;
     if (!snode) sname = "hybrid";
     if (!rnode) rname = "weighted";
-    const tema_plugin *sp = find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
-                                        sizeof(tema_tag_select_ops), err);
-    if (!sp) return err->code;
-    const tema_plugin *rp = find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr", sizeof(tema_tag_repr_ops), err);
-    if (!rp) return err->code;
+    const tema_plugin *sp = NULL, *rp = NULL;
+    tema_status fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
+                                             sizeof(tema_tag_select_ops), &sp, err);
+    if (fst == TEMA_OK)
+        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr", sizeof(tema_tag_repr_ops), &rp,
+                                     err);
+    if (fst != TEMA_OK) return fst;
     if (select_name) *select_name = sp->name;
     if (repr_name) *repr_name = rp->name;
     const tema_tag_select_ops *sops = sp->ops;

@@ -23,8 +23,8 @@ const tema_cfg *tema_train_plugin_node(const tema_cfg *node, const char **name)
     return NULL;
 }
 
-static tema_status find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
-                               size_t ops_size, const tema_plugin **out, tema_err *err)
+tema_status tema_train_find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
+                                   size_t ops_size, const tema_plugin **out, tema_err *err)
 {
     if (!name || !*name)
         return tema_fail(err, TEMA_EINVAL, "config %s: no plugin named; hint: write `plugin: NAME` (available: %s)",
@@ -71,7 +71,8 @@ tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *
         const tema_cfg *opts = tema_train_plugin_node(node, &name);
         char where[64];
         snprintf(where, sizeof where, "model.encoders.%zu", i);
-        tema_status st = find_plugin(reg, TEMA_KIND_ENCODER, name, where, sizeof(tema_encoder_ops), &m->enc_p[i], err);
+        tema_status st =
+            tema_train_find_plugin(reg, TEMA_KIND_ENCODER, name, where, sizeof(tema_encoder_ops), &m->enc_p[i], err);
         if (st != TEMA_OK) return st;
         m->enc_ops[i] = m->enc_p[i]->ops;
         st = m->enc_ops[i]->create(&m->info, opts, &m->enc[i], err);
@@ -82,14 +83,14 @@ tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *
     }
     const char *name;
     const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.attention"), &name);
-    tema_status st = find_plugin(reg, TEMA_KIND_ATTENTION, name, "model.attention", sizeof(tema_attention_ops),
-                                 &m->att_p, err);
+    tema_status st = tema_train_find_plugin(reg, TEMA_KIND_ATTENTION, name, "model.attention",
+                                            sizeof(tema_attention_ops), &m->att_p, err);
     if (st != TEMA_OK) return st;
     m->att_ops = m->att_p->ops;
     st = m->att_ops->create(&m->info, opts, dims, mods, m->n_enc, &m->att, err);
     if (st != TEMA_OK) return plugin_error(st, err, "attention", name);
     opts = tema_train_plugin_node(tema_cfg_get(cfg, "loss"), &name);
-    st = find_plugin(reg, TEMA_KIND_LOSS, name, "loss", sizeof(tema_loss_ops), &m->loss_p, err);
+    st = tema_train_find_plugin(reg, TEMA_KIND_LOSS, name, "loss", sizeof(tema_loss_ops), &m->loss_p, err);
     if (st != TEMA_OK) return st;
     m->loss_ops = m->loss_p->ops;
     st = m->loss_ops->create(&m->info, opts, &m->loss, err);

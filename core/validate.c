@@ -428,7 +428,7 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
 
 /* ---- plugins ---- */
 
-static bool is_path_option(const char *name)
+bool tema_option_is_path(const char *name)
 {
     static const char *const suffixes[] = {"_path", "_file", "_dir"};
     if (!strcmp(name, "path") || !strcmp(name, "file") || !strcmp(name, "dir")) return true;
@@ -447,7 +447,7 @@ static vspec option_spec(const tema_option *o)
     case TEMA_OPT_INT: s.type = V_INT; break;
     case TEMA_OPT_FLOAT: s.type = V_FLOAT; break;
     case TEMA_OPT_BOOL: s.type = V_BOOL; break;
-    case TEMA_OPT_STRING: s.type = is_path_option(o->name) ? V_PATH : V_STRING; break;
+    case TEMA_OPT_STRING: s.type = tema_option_is_path(o->name) ? V_PATH : V_STRING; break;
     case TEMA_OPT_ENUM: s.type = V_ENUM; break;
     case TEMA_OPT_FLOAT_LIST: s.type = V_FLOAT_LIST; break;
     case TEMA_OPT_STRING_LIST: s.type = V_STRING_LIST; s.choices = NULL; break;

@@ -118,7 +118,9 @@ int tu_sh(const char *dir, const char *cmd, const char *logs)
         fprintf(stderr, "tu_sh: exit status %d from: %s\n", code, cmd);
         n = strlen(dir) + strlen(logs) + 200;
         char *show = malloc(n);
-        snprintf(show, n, "cd '%s' && for f in %s; do [ -f \"$f\" ] && { echo \"==> $f <==\"; tail -n 60 \"$f\"; }; done >&2",
+        snprintf(show, n,
+                 "cd '%s' && for f in %s; do [ -f \"$f\" ] && { echo \"==> $f <==\"; tail -n 60 \"$f\"; }; "
+                 "done >&2",
                  dir, logs);
         if (system(show) != 0) { /* best effort */ }
         free(show);
