@@ -4,6 +4,7 @@
  * plugin comes from the descriptor its entry symbol returns. A broken plugin is
  * reported once (file + reason) and skipped; the others still load. */
 #include "registry.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -245,12 +246,6 @@ static void scan_dir(tema_registry *r, const char *dir)
     free(names);
 }
 
-static bool is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 void tema_registry_scan(tema_registry *r)
 {
     const char *env = getenv("TEMA_PLUGIN_PATH");
@@ -268,10 +263,10 @@ void tema_registry_scan(tema_registry *r)
         char *slash = strrchr(exe, '/');
         if (slash) {
             strcpy(slash, "/plugins");
-            if (is_dir(exe)) scan_dir(r, exe);
+            if (tema_is_dir(exe)) scan_dir(r, exe);
         }
     }
-    if (is_dir(TEMA_INSTALL_PLUGIN_DIR)) scan_dir(r, TEMA_INSTALL_PLUGIN_DIR);
+    if (tema_is_dir(TEMA_INSTALL_PLUGIN_DIR)) scan_dir(r, TEMA_INSTALL_PLUGIN_DIR);
 }
 
 size_t tema_registry_count(const tema_registry *r) { return r->n; }

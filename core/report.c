@@ -339,15 +339,6 @@ static char *path_join(arena *a, const char *dir, const char *name)
     return p;
 }
 
-static bool file_exists(const char *dir, const char *name)
-{
-    char path[4096];
-    struct stat st;
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return false;
-    return stat(path, &st) == 0;
-}
-
 /* Parses dir/name as JSON; NULL (and *missing = true) when the file is absent. */
 static tema_status read_json(const char *dir, const char *name, json_object **out, bool *missing, tema_err *err)
 {
@@ -519,9 +510,9 @@ static tema_status scan_runs(report_ctx *R, tema_err *err)
         if (e->d_name[0] == '.')
             continue;
         char *dir = path_join(&R->ar, R->exp_dir, e->d_name);
-        if (!dir || !file_exists(dir, "config.json"))
+        if (!dir || !tema_file_exists(dir, "config.json"))
             continue;
-        if (!file_exists(dir, "DONE")) {
+        if (!tema_file_exists(dir, "DONE")) {
             unfinished++;
             continue;
         }

@@ -49,15 +49,6 @@ static char *join(const char *a, const char *b)
     return p;
 }
 
-static bool file_exists(const char *dir, const char *name)
-{
-    char path[PATH_MAX];
-    struct stat st;
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return false;
-    return stat(path, &st) == 0;
-}
-
 static char *xstrdup(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -110,9 +101,9 @@ tema_status tema_results_open(const char *results_dir, const char *exp_name, con
         tema_results_close(run);
         return st;
     }
-    if (file_exists(run->dir, "DONE"))
+    if (tema_file_exists(run->dir, "DONE"))
         *state = TEMA_RUN_FINISHED;
-    else if (file_exists(run->dir, "status") || file_exists(run->dir, "config.json"))
+    else if (tema_file_exists(run->dir, "status") || tema_file_exists(run->dir, "config.json"))
         *state = TEMA_RUN_INTERRUPTED;
     else
         *state = TEMA_RUN_NEW;

@@ -41,12 +41,6 @@ static const char *base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-static bool is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* ---- domain names ---- */
 
 static bool valid_domain(const char *d)
@@ -115,7 +109,7 @@ tema_status tema_tags_domains(const tema_cfg *cfg, const tema_dataset *ds, char 
     char *text = NULL;
     size_t len = 0;
     tema_err ignored = {0};
-    if (is_dir(ds->path) && tema_read_file(readme, &text, &len, &ignored) != TEMA_OK) text = NULL;
+    if (tema_is_dir(ds->path) && tema_read_file(readme, &text, &len, &ignored) != TEMA_OK) text = NULL;
     bool synthetic = !strcmp(cfg_path, "synthetic") || !strncmp(base_name(ds->path), "synthetic", 9) ||
                      (text && !strncmp(text, "# Synthetic two-domain dataset", 30));
     if (synthetic) {
@@ -175,7 +169,7 @@ static uint64_t mix_file(uint64_t h, const char *path)
 /* A folder: its regular, non-hidden files by name. */
 static uint64_t mix_path(uint64_t h, const char *path)
 {
-    if (!is_dir(path)) return mix_file(h, path);
+    if (!tema_is_dir(path)) return mix_file(h, path);
     DIR *d = opendir(path);
     if (!d) return mix_str(h, "(unreadable folder)");
     char **names = NULL;

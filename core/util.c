@@ -147,6 +147,20 @@ tema_status tema_mkdirs(const char *path, tema_err *err)
     return TEMA_OK;
 }
 
+bool tema_file_exists(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return false;
+    return stat(path, &st) == 0;
+}
+
+bool tema_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 uint64_t tema_hash64(const void *data, size_t len)
 {
     const unsigned char *p = data;

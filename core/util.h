@@ -16,6 +16,9 @@ tema_status tema_append_line(const char *path, const char *line, tema_err *err);
 tema_status tema_read_file(const char *path, char **data, size_t *len, tema_err *err);
 /* mkdir -p */
 tema_status tema_mkdirs(const char *path, tema_err *err);
+/* Does dir/name exist (any kind of file)? Is path a folder? */
+bool tema_file_exists(const char *dir, const char *name);
+bool tema_is_dir(const char *path);
 /* 64-bit FNV-1a */
 uint64_t tema_hash64(const void *data, size_t len);
 /* splitmix64-seeded xoshiro256** generator: same seed, same stream, on every machine. */
