@@ -390,6 +390,7 @@ START_TEST(t_parallel_run_survives_a_kill_and_resumes_only_missing_runs)
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 1);
         dup2(devnull, 2);
+        setenv("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0", 1); /* as TU_GRID_ENV */
         execl(getenv("TEMA_EXE"), "tema", "run", path, "-j", "2", "--results", results, "--set", ov[0], "--set", ov[1],
               (char *)NULL);
         _exit(127);
@@ -426,7 +427,7 @@ START_TEST(t_parallel_run_survives_a_kill_and_resumes_only_missing_runs)
     free(err);
 
     snprintf(args, sizeof args, "run '%s' -j 2 --results '%s' %s", path, results, ov_text);
-    int rc = tu_tema(args, &out, &err);
+    int rc = tu_tema_grid(args, &out, &err);
     ck_assert_msg(rc == 0, "rerun failed (%d):\n%s", rc, err);
     char want[128];
     snprintf(want, sizeof want, "%d done before, 0 running elsewhere, %d to run", n_done, 8 - n_done);
@@ -461,7 +462,7 @@ START_TEST(t_failed_run_is_recorded_and_the_others_finish)
               "  seeds: [1, 2]\n");
     char *out, *err;
     snprintf(args, sizeof args, "run '%s' -j 2 --results '%s'", path, results);
-    int rc = tu_tema(args, &out, &err);
+    int rc = tu_tema_grid(args, &out, &err);
     ck_assert_msg(rc == 2, "exit status %d, want 2 (the number of failed runs):\n%s", rc, err);
     ck_assert_msg(strstr(err, "2 ran ok, 2 failed"), "%s", err);
     free(out);
@@ -586,7 +587,7 @@ START_TEST(t_a_locked_run_shows_running_and_is_not_started_twice)
 
     /* the whole grid runs entry 0 and leaves entry 1 to its owner */
     snprintf(args, sizeof args, "run '%s' -j 2 --results '%s'", path, results);
-    ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+    ck_assert_int_eq(tu_tema_grid(args, &out, &err), 0);
     ck_assert_msg(strstr(err, "0 done before, 1 running elsewhere, 1 to run"), "%s", err);
     free(out);
     free(err);

@@ -620,7 +620,7 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     snprintf(args, sizeof args, "run g.yaml -j 2 --results results");
     char cmd[2600];
     const char *logs = "run.log err.log results/g/*/log.txt results/g/*/failed";
-    snprintf(cmd, sizeof cmd, "'%s' %s >run.log 2>&1", getenv("TEMA_EXE"), args);
+    snprintf(cmd, sizeof cmd, TU_GRID_ENV "'%s' %s >run.log 2>&1", getenv("TEMA_EXE"), args);
     ck_assert_msg(tu_sh(root, cmd, logs) == 0, "the grid failed; its logs are printed above");
 
     snprintf(cmd, sizeof cmd, "'%s' report g.yaml --html >out.md 2>err.log", getenv("TEMA_EXE"));

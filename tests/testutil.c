@@ -86,7 +86,7 @@ void tu_write(const char *path, const char *text)
     fclose(f);
 }
 
-int tu_tema(const char *args, char **out, char **errout)
+static int tema_with_env(const char *env, const char *args, char **out, char **errout)
 {
     const char *exe = getenv("TEMA_EXE");
     ck_assert_msg(exe != NULL, "TEMA_EXE is not set (run through meson test)");
@@ -94,9 +94,9 @@ int tu_tema(const char *args, char **out, char **errout)
     int fo = mkstemp(o), fe = mkstemp(e);
     close(fo);
     close(fe);
-    size_t n = strlen(exe) + strlen(args) + strlen(o) + strlen(e) + 32;
+    size_t n = strlen(env) + strlen(exe) + strlen(args) + strlen(o) + strlen(e) + 32;
     char *cmd = malloc(n);
-    snprintf(cmd, n, "'%s' %s >'%s' 2>'%s'", exe, args, o, e);
+    snprintf(cmd, n, "%s'%s' %s >'%s' 2>'%s'", env, exe, args, o, e);
     int st = system(cmd);
     free(cmd);
     if (out) *out = read_all(o);
@@ -104,6 +104,13 @@ int tu_tema(const char *args, char **out, char **errout)
     unlink(o);
     unlink(e);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int tu_tema(const char *args, char **out, char **errout) { return tema_with_env("", args, out, errout); }
+
+int tu_tema_grid(const char *args, char **out, char **errout)
+{
+    return tema_with_env(TU_GRID_ENV, args, out, errout);
 }
 
 int tu_sh(const char *dir, const char *cmd, const char *logs)
