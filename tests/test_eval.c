@@ -1,6 +1,9 @@
-/* tests/test_eval.c - ranks under the three rules, metric values, accumulation, negatives. */
+/* tests/test_eval.c - ranks under the three rules, metric values, accumulation, negatives, and
+ * the sampled protocol end to end: pop on a real dataset against the exact expected MRR. */
+#include <json-c/json.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -291,6 +294,170 @@ START_TEST(negatives_degenerate)
 }
 END_TEST
 
+/* ---- the sampled protocol end to end, against an exact expectation ---- */
+
+/* Items of one C2DSR data line in the order the loader reads them: stable-sorted by time.
+ * Returns the number of entries (at most cap). */
+typedef struct {
+    long ts;
+    int item;
+} entry;
+
+static int cmp_ts(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+static int line_items(char *line, entry *e, int cap)
+{
+    int n = 0;
+    char *save = NULL;
+    strtok_r(line, "\t\n", &save); /* user */
+    strtok_r(NULL, "\t\n", &save); /* seqid */
+    for (char *f = strtok_r(NULL, "\t\n", &save); f && n < cap; f = strtok_r(NULL, "\t\n", &save)) {
+        e[n].item = atoi(f);
+        const char *bar = strchr(f, '|');
+        e[n].ts = bar ? atol(bar + 1) : 0;
+        n++;
+    }
+    /* qsort is not stable: sort (ts, position) pairs by packing the position into the key */
+    for (int i = 0; i < n; i++) e[i].ts = e[i].ts * 1024 + i;
+    qsort(e, (size_t)n, sizeof *e, cmp_ts);
+    return n;
+}
+
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s", path);
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* E[1 / (1 + X)], E[1 / (1 + X)^2] and P(X <= 9) for X ~ Binomial(K, G / N): the target's
+ * reciprocal rank and hit@10 when K negatives are drawn with replacement (as C2DSR and
+ * tema_draw_negatives do) from the N other items of its domain, G of which outrank it. */
+static void rank_moments(int N, int G, int K, double m[3])
+{
+    m[0] = m[1] = m[2] = 0;
+    if (G == 0) {
+        m[0] = m[1] = m[2] = 1;
+        return;
+    }
+    double p = (double)G / N;
+    for (int x = 0; x <= K; x++) {
+        double lp = lgamma(K + 1.0) - lgamma(x + 1.0) - lgamma(K - x + 1.0) + x * log(p) +
+                    (G == N ? (x == K ? 0 : -INFINITY) : (K - x) * log1p(-p));
+        double px = exp(lp);
+        m[0] += px / (1 + x);
+        m[1] += px / ((1.0 + x) * (1 + x));
+        if (x <= 9) m[2] += px;
+    }
+}
+
+/* `pop` scores items by their training count, so the rank of each test target under 999
+ * uniform negatives has a known distribution: this checks the negative sampler (uniform over
+ * the target's domain, target excluded), the optimistic and pessimistic rules and the
+ * metrics, on a real dataset, against an independent computation of the expected MRR and
+ * HR@10. The measured values must lie within 4 standard errors of the draws. */
+START_TEST(pop_matches_the_exact_expectation_on_real_data)
+{
+    TU_REQUIRE_DATA("food-kitchen-c2dsr");
+    const char *data = tu_data_path("food-kitchen-c2dsr");
+    char path[4200], line[65536];
+    snprintf(path, sizeof path, "%s/Alist.txt", data);
+    int nx = count_lines(path);
+    snprintf(path, sizeof path, "%s/Blist.txt", data);
+    int ny = count_lines(path);
+    long *count = calloc((size_t)(nx + ny), sizeof *count);
+    entry e[512];
+    snprintf(path, sizeof path, "%s/traindata_new.txt", data);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        int n = line_items(line, e, 512);
+        for (int i = 0; i < n; i++) count[e[i].item]++;
+    }
+    fclose(f);
+
+    /* per domain and rule: sums of E[1/rank], Var[1/rank], P(hit@10) over the test cases */
+    double sum[2][2][3] = {{{0}}};
+    int cases[2] = {0, 0};
+    snprintf(path, sizeof path, "%s/testdata_new.txt", data);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        int n = line_items(line, e, 512);
+        ck_assert_int_ge(n, 2);
+        int t = e[n - 1].item, d = t >= nx;
+        int lo = d ? nx : 0, hi = d ? nx + ny : nx;
+        int above = 0, at_least = 0;
+        for (int i = lo; i < hi; i++) {
+            above += count[i] > count[t];
+            at_least += count[i] >= count[t];
+        }
+        int g[2] = {above, at_least - 1}; /* optimistic: ties go to the target; pessimistic: against */
+        for (int r = 0; r < 2; r++) {
+            double m[3];
+            rank_moments(hi - lo - 1, g[r], 999, m);
+            sum[d][r][0] += m[0];
+            sum[d][r][1] += m[1] - m[0] * m[0];
+            sum[d][r][2] += m[2];
+        }
+        cases[d]++;
+    }
+    fclose(f);
+    free(count);
+
+    /* four seeds, four independent draws of the negatives: the mean halves the standard error */
+    enum { SEEDS = 4 };
+    double got[2][2][2] = {{{0}}}; /* domain, rule, (mrr, hr@10): mean over the seeds */
+    const char *dom[2] = {"X", "Y"}, *rule[2] = {"optimistic", "pessimistic"};
+    for (int seed = 1; seed <= SEEDS; seed++) {
+        const char *root = tu_tmpdir();
+        char args[9000], *out, *err;
+        snprintf(args, sizeof args,
+                 "run '%s/experiments/pop-food-kitchen.yaml' --set dataset.path='%s' --set backend.threads=1 "
+                 "--set train.seed=%d --results '%s/results'",
+                 tu_source_root(), data, seed, root);
+        int rc = tu_tema(args, &out, &err);
+        ck_assert_msg(rc == 0, "%s", err);
+        free(out);
+        free(err);
+        char results[600];
+        snprintf(results, sizeof results, "%s/results", root);
+        struct json_object *fin = tu_json_load(tu_run_dir(results, "pop-food-kitchen"), "final.json");
+        for (int d = 0; d < 2; d++) {
+            char key[128];
+            snprintf(key, sizeof key, "test.%s.cases", dom[d]);
+            ck_assert_int_eq(json_object_get_int(tu_json_get(fin, key)), cases[d]);
+            for (int r = 0; r < 2; r++) {
+                snprintf(key, sizeof key, "test.%s.%s.mrr", dom[d], rule[r]);
+                got[d][r][0] += json_object_get_double(tu_json_get(fin, key)) / SEEDS;
+                snprintf(key, sizeof key, "test.%s.%s.hr@10", dom[d], rule[r]);
+                got[d][r][1] += json_object_get_double(tu_json_get(fin, key)) / SEEDS;
+            }
+        }
+        json_object_put(fin);
+    }
+    for (int d = 0; d < 2; d++)
+        for (int r = 0; r < 2; r++) {
+            double want_mrr = sum[d][r][0] / cases[d], se_mrr = sqrt(sum[d][r][1] / SEEDS) / cases[d];
+            double want_hr = sum[d][r][2] / cases[d];
+            double se_hr = sqrt(want_hr * (1 - want_hr) / cases[d] / SEEDS); /* an upper bound */
+            fprintf(stderr, "pop %s %s over %d seeds: mrr %.4f (expected %.4f +- %.4f), hr@10 %.4f (expected %.4f +- %.4f)\n",
+                    dom[d], rule[r], SEEDS, got[d][r][0], want_mrr, se_mrr, got[d][r][1], want_hr, se_hr);
+            ck_assert_msg(fabs(got[d][r][0] - want_mrr) < 4 * se_mrr, "%s %s MRR %.5f, expected %.5f (standard error %.5f)",
+                          dom[d], rule[r], got[d][r][0], want_mrr, se_mrr);
+            ck_assert_msg(fabs(got[d][r][1] - want_hr) < 4 * se_hr, "%s %s HR@10 %.5f, expected %.5f (standard error %.5f)",
+                          dom[d], rule[r], got[d][r][1], want_hr, se_hr);
+        }
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("eval");
@@ -309,6 +476,10 @@ static Suite *make_suite(void)
     tcase_add_test(tc, negatives_seeded);
     tcase_add_test(tc, negatives_degenerate);
     suite_add_tcase(s, tc);
+    TCase *real = tcase_create("real");
+    tcase_set_timeout(real, 300);
+    tcase_add_test(real, pop_matches_the_exact_expectation_on_real_data);
+    suite_add_tcase(s, real);
     return s;
 }
 
