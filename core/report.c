@@ -686,21 +686,47 @@ static void all_diffs(arena *ar, key_list *out, json_object *a, json_object *b, 
         key_list_add(ar, out, *prefix ? prefix : one);
 }
 
-/* Short name of a key for labels: its last component, or the whole path when two varying
- * keys end alike (model.attention.dropout vs model.encoders.0.dropout). */
-static const char *short_key(const report_ctx *R, const char *key)
+/* The name a key goes by in labels: its last part; for a plugin choice the part before
+ * (model.tag_repr.plugin is "tag_repr": "plugin=weighted" would not say which plugin); a list
+ * index keeps its list's name (model.encoders.1.plugin is "encoders.1"). */
+static size_t key_name(const char *key, const char **name)
 {
+    size_t end = strlen(key), start;
     const char *dot = strrchr(key, '.');
-    const char *last = dot ? dot + 1 : key;
+    if (dot && !strcmp(dot + 1, "plugin"))
+        end = (size_t)(dot - key);
+    for (start = end; start > 0 && key[start - 1] != '.'; start--) {}
+    if (start > 1 && strspn(key + start, "0123456789") == end - start)
+        for (start--; start > 0 && key[start - 1] != '.'; start--) {}
+    if (start == end) /* an empty part: the whole key */
+        start = 0, end = strlen(key);
+    *name = key + start;
+    return end - start;
+}
+
+/* Short name of a key for labels: its name, or the whole path when two varying keys go by
+ * the same name (model.attention.dropout vs model.encoders.0.dropout; a sub-config and its
+ * own .plugin are one thing). */
+static const char *short_key(report_ctx *R, const char *key)
+{
+    const char *name, *other;
+    size_t n = key_name(key, &name);
     for (int i = 0; i < R->n_varying; i++) {
         const char *o = R->varying[i];
-        if (!strcmp(o, key))
-            continue;
-        const char *od = strrchr(o, '.');
-        if (!strcmp(od ? od + 1 : o, last))
+        size_t lo = strlen(o), lk = strlen(key);
+        bool same = !strcmp(o, key) || (lo == lk + 7 && !strncmp(o, key, lk) && !strcmp(o + lk, ".plugin")) ||
+                    (lk == lo + 7 && !strncmp(key, o, lo) && !strcmp(key + lo, ".plugin"));
+        if (!same && key_name(o, &other) == n && !strncmp(other, name, n))
             return key;
     }
-    return last;
+    if (!name[n])
+        return name;
+    char *out = ar_alloc(&R->ar, n + 1);
+    if (!out)
+        return key;
+    memcpy(out, name, n);
+    out[n] = '\0';
+    return out;
 }
 
 /* Leaf paths of a config in document order, each as "\nPATH\n" searchable. */

@@ -351,17 +351,17 @@ START_TEST(timing_table)
     char *md = report_file(root, "rep", "timing.md");
     /* single: s/epoch 1.6, 1.7, 1.8; epochs 11, 12, 13 (seed 2 stopped early); best 6, 7, 8;
      * time (17.6 + 20.4 + 23.4) / 3 = 20.47 s; peak 100 + 0 + 3 MiB */
-    char *r = md_row(md, "plugin=single");
-    ck_assert_str_eq(r, "| plugin=single | 3 | 1.70 ± 0.10 | 12 | 1/3 | 7 | 20.5 s | 103 MiB | cpu | 2 |");
+    char *r = md_row(md, "attention=single");
+    ck_assert_str_eq(r, "| attention=single | 3 | 1.70 ± 0.10 | 12 | 1/3 | 7 | 20.5 s | 103 MiB | cpu | 2 |");
     free(r);
-    r = md_row(md, "plugin=gru");
+    r = md_row(md, "attention=gru");
     /* 2.6, 2.7, 2.8 s/epoch; 120 + 3 MiB */
-    ck_assert_str_eq(r, "| plugin=gru | 3 | 2.70 ± 0.10 | 12 | 1/3 | 7 | 32.5 s | 123 MiB | cpu | 2 |");
+    ck_assert_str_eq(r, "| attention=gru | 3 | 2.70 ± 0.10 | 12 | 1/3 | 7 | 32.5 s | 123 MiB | cpu | 2 |");
     free(r);
     ck_assert_msg(strstr(md, "9 runs"), "%s", md);
     free(md);
     char *csv = report_file(root, "rep", "timing.csv");
-    ck_assert_msg(strstr(csv, "\nplugin=multi,3,2.2,0.1,12,1,7,"), "%s", csv);
+    ck_assert_msg(strstr(csv, "\nattention=multi,3,2.2,0.1,12,1,7,"), "%s", csv);
     free(csv);
 }
 END_TEST
@@ -587,7 +587,7 @@ START_TEST(default_table_without_report_block)
     tema_err err = {0};
     ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
     char *md = report_file(root, "rep", "results.md");
-    ck_assert_msg(strstr(md, "| plugin | X MRR | X NDCG@10 | Y MRR | Y NDCG@10 |"), "%s", md);
+    ck_assert_msg(strstr(md, "| attention | X MRR | X NDCG@10 | Y MRR | Y NDCG@10 |"), "%s", md);
     char *r = md_row(md, "multi");
     ck_assert_str_eq(r, "| multi | **0.2267 ± 0.0122** | **0.2646 ± 0.0092** | _0.1591 ± 0.0140_ | "
                         "**0.1967 ± 0.0145** |");
@@ -682,7 +682,7 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     ck_assert_msg(strstr(md, "\n| attention | X MRR |"), "%s", md);
     ck_assert_msg(strstr(md, "\n| single blocks=1 |") && strstr(md, "\n| single blocks=2 |") && strstr(md, "\n| pop |"),
                   "%s", md);
-    ck_assert_msg(strstr(md, "\n| plugin=single, blocks=2 | 1 |") && strstr(md, "\n| plugin=pop | 1 | n/a |"), "%s", md);
+    ck_assert_msg(strstr(md, "\n| attention=single, blocks=2 | 1 |") && strstr(md, "\n| attention=pop | 1 | n/a |"), "%s", md);
     free(md);
 }
 END_TEST
