@@ -362,7 +362,8 @@ static void rank_moments(int N, int G, int K, double m[3])
  * uniform negatives has a known distribution: this checks the negative sampler (uniform over
  * the target's domain, target excluded), the optimistic and pessimistic rules and the
  * metrics, on a real dataset, against an independent computation of the expected MRR and
- * HR@10. The measured values must lie within 4 standard errors of the draws. */
+ * HR@10. The measured values must lie within 4 standard errors of the draws. Ranked against
+ * every item (eval.protocol: full) the MRR is known exactly. */
 START_TEST(pop_matches_the_exact_expectation_on_real_data)
 {
     TU_REQUIRE_DATA("food-kitchen-c2dsr");
@@ -385,6 +386,7 @@ START_TEST(pop_matches_the_exact_expectation_on_real_data)
 
     /* per domain and rule: sums of E[1/rank], Var[1/rank], P(hit@10) over the test cases */
     double sum[2][2][3] = {{{0}}};
+    double full_mrr[2][2] = {{0}}; /* eval.protocol: full ranks against every other item: exact */
     int cases[2] = {0, 0};
     snprintf(path, sizeof path, "%s/testdata_new.txt", data);
     f = fopen(path, "r");
@@ -406,6 +408,7 @@ START_TEST(pop_matches_the_exact_expectation_on_real_data)
             sum[d][r][0] += m[0];
             sum[d][r][1] += m[1] - m[0] * m[0];
             sum[d][r][2] += m[2];
+            full_mrr[d][r] += 1.0 / (1 + g[r]);
         }
         cases[d]++;
     }
@@ -441,6 +444,29 @@ START_TEST(pop_matches_the_exact_expectation_on_real_data)
                 got[d][r][1] += json_object_get_double(tu_json_get(fin, key)) / SEEDS;
             }
         }
+        json_object_put(fin);
+    }
+    {
+        const char *root = tu_tmpdir();
+        char args[9000], *out, *err, results[600];
+        snprintf(args, sizeof args,
+                 "run '%s/experiments/pop-food-kitchen.yaml' --set dataset.path='%s' --set backend.threads=1 "
+                 "--set eval.protocol=full --results '%s/results'",
+                 tu_source_root(), data, root);
+        int rc = tu_tema(args, &out, &err);
+        ck_assert_msg(rc == 0, "%s", err);
+        free(out);
+        free(err);
+        snprintf(results, sizeof results, "%s/results", root);
+        struct json_object *fin = tu_json_load(tu_run_dir(results, "pop-food-kitchen"), "final.json");
+        for (int d = 0; d < 2; d++)
+            for (int r = 0; r < 2; r++) {
+                char key[128];
+                snprintf(key, sizeof key, "test.%s.%s.mrr", dom[d], rule[r]);
+                double mrr = json_object_get_double(tu_json_get(fin, key));
+                ck_assert_msg(fabs(mrr - full_mrr[d][r] / cases[d]) < 1e-9, "full ranking, %s %s MRR %.9f, expected %.9f",
+                              dom[d], rule[r], mrr, full_mrr[d][r] / cases[d]);
+            }
         json_object_put(fin);
     }
     for (int d = 0; d < 2; d++)
