@@ -270,9 +270,13 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
     tema_stream_groups(streams, ns, group, logw);
     tema_model_seq_weights(c->model, sw);
     bool first = true;
+    /* each stream's gathered items and logits are dropped once read: eval memory is the
+     * forward pass plus one stream's temporaries, not all of them */
+    const tema_graph_mark after_forward = tema_graph_mark_now(c->g);
     for (int k = 0; k < ns; k++) {
         const float gw = sw[dom][group[k]];
         if (ns > 1 && !(gw > 0)) continue;
+        tema_graph_rewind(c->g, &after_forward);
         tema_tensor *h = nn->gather_rows(c->g, streams[k].h, last_rows, nb);
         tema_tensor *e = h ? nn->gather_rows(c->g, streams[k].items, dom_ids, nd) : NULL;
         tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;

@@ -263,6 +263,42 @@ START_TEST(dropout_masks)
 }
 END_TEST
 
+/* A rewound graph reuses the memory of what it dropped, keeps what came before the mark,
+ * and its peak covers one iteration of a loop of temporaries, not all of them. */
+START_TEST(rewind_reuses_the_memory_of_dropped_tensors)
+{
+    tema_graph *g = tema_graph_new(1);
+    enum { N = 1 << 18 }; /* 1 MiB of floats per tensor */
+    float *ones = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) ones[i] = 1.0f;
+    int64_t shape[1] = {N};
+    size_t peak_one = 0;
+    for (int round = 0; round < 3; round++) {
+        tema_graph_reset(g, false, 0);
+        tema_tensor *kept = nn->scale(g, nn->tensor(g, 1, shape, ones), 2.0f);
+        tema_graph_mark m = tema_graph_mark_now(g);
+        float *first = NULL;
+        for (int k = 0; k < 8; k++) {
+            tema_graph_rewind(g, &m);
+            tema_tensor *t = nn->scale(g, kept, (float)k);
+            ck_assert_ptr_nonnull(t);
+            if (k == 0) first = t->data;
+            else if (round > 0) ck_assert_ptr_eq(t->data, first); /* the same memory each time */
+            ck_assert_float_eq(t->data[N - 1], 2.0f * (float)k);
+            ck_assert_float_eq(kept->data[N - 1], 2.0f); /* what came before the mark is intact */
+        }
+        /* round 0 grows the arena, round 1 settles it at its high-water mark (+1/8), round 2
+         * must not grow it again */
+        if (round == 1) peak_one = tema_graph_peak_bytes(g);
+        if (round == 2) ck_assert_uint_eq(tema_graph_peak_bytes(g), peak_one);
+    }
+    /* the input, `kept` and one temporary live at a time: about 3 tensors, not 10 */
+    ck_assert_uint_lt(peak_one, 4u * N * sizeof(float));
+    free(ones);
+    tema_graph_free(g);
+}
+END_TEST
+
 static uint8_t smask[4 * 5] = {1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0, 1};
 static tema_tensor *b_softmax(tema_graph *g, tema_tensor **in, void *ctx)
 {
@@ -719,6 +755,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, grad_layernorm);
     tcase_add_test(tc, grad_dropout);
     tcase_add_test(tc, dropout_masks);
+    tcase_add_test(tc, rewind_reuses_the_memory_of_dropped_tensors);
     tcase_add_test(tc, grad_softmax);
     tcase_add_test(tc, grad_concat_slice);
     tcase_add_test(tc, grad_misc);
