@@ -260,7 +260,10 @@ static void draw_bars(const void *p)
     hi += (hi - lo) * 0.08;
     pladv(0);
     plschr(0, 0.85);
-    plvpor(0.1, 0.76, 0.14, 0.88);
+    /* the legend goes under the chart, a row per bar, so long row labels are never cut off
+     * at the right edge; the group labels take two lines below the axis */
+    const double legend_h = 0.05 * a->n_bars;
+    plvpor(0.1, 0.97, 0.2 + legend_h, 0.88);
     plwind(0, a->n_groups, lo, hi);
     double w = 0.8 / a->n_bars;
     PLINT *opt = calloc((size_t)a->n_bars, sizeof *opt), *colours = calloc((size_t)a->n_bars, sizeof *colours),
@@ -296,13 +299,21 @@ static void draw_bars(const void *p)
     }
     plcol0(COL_FG);
     plbox("bc", 1.0, 0, "bcnstvf", 0, 0);
-    for (int g = 0; g < a->n_groups; g++)
-        plmtex("b", 1.3, (g + 0.5) / a->n_groups, 0.5, esc(a->group_labels[g]));
+    for (int g = 0; g < a->n_groups; g++) {
+        /* "Kitchen NDCG@10" as "Kitchen" over "NDCG@10": side by side they run together */
+        char *label = esc(a->group_labels[g]), *space = strchr(label, ' ');
+        if (space)
+            *space = '\0';
+        plmtex("b", 1.3, (g + 0.5) / a->n_groups, 0.5, label);
+        if (space)
+            plmtex("b", 2.5, (g + 0.5) / a->n_groups, 0.5, space + 1);
+    }
     plmtex("l", 5.0, 0.5, 0.5, esc(a->ylabel));
     plmtex("t", 1.5, 0.5, 0.5, esc(a->title));
     PLFLT lw, lh;
-    pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_OUTSIDE | PL_POSITION_RIGHT, 0.02, 0,
-             0.04, COL_BG, COL_FG, 1, 0, 0, a->n_bars, opt, 0.8, 0.7, 1.8, 0, ink, text, colours, patterns, scales, widths, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_OUTSIDE | PL_POSITION_BOTTOM, 0,
+             0.2, 0.04, COL_BG, COL_FG, 1, 0, 0, a->n_bars, opt, 0.8, 0.7, 1.8, 0, ink, text, colours, patterns, scales,
+             widths, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 }
 
 /* ---- in the parent ----------------------------------------------------------------- */
@@ -407,5 +418,5 @@ tema_status tema_plot_bars(const char *stem, const char *title, const char *ylab
         return tema_fail(err, TEMA_EINVAL, "%s: a bar chart needs at least one group and one bar", stem);
     bars_args a = {title, ylabel, group_labels, bar_labels, n_groups, n_bars, mean, err_std};
     int w = 260 + 22 * n_groups * n_bars + 30 * n_groups;
-    return render(stem, w < 640 ? 640 : w, 400, draw_bars, &a, err);
+    return render(stem, w < 640 ? 640 : w, 400 + 24 * n_bars, draw_bars, &a, err);
 }
