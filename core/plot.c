@@ -300,8 +300,8 @@ static void draw_bars(const void *p)
     plcol0(COL_FG);
     plbox("bc", 1.0, 0, "bcnstvf", 0, 0);
     for (int g = 0; g < a->n_groups; g++) {
-        /* "Kitchen NDCG@10" as "Kitchen" over "NDCG@10": side by side they run together */
-        char *label = esc(a->group_labels[g]), *space = strchr(label, ' ');
+        /* "Kitchen NDCG@10" as "Kitchen" over "NDCG@10" (the metric below): side by side they run together */
+        char *label = esc(a->group_labels[g]), *space = strrchr(label, ' ');
         if (space)
             *space = '\0';
         plmtex("b", 1.3, (g + 0.5) / a->n_groups, 0.5, label);

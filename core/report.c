@@ -2551,8 +2551,17 @@ static void table_bars(report_ctx *R, table *T)
     if (!full)
         return;
     sprintf(full, "%s-bars", stem);
-    for (int r = 0; r < nb; r++)
+    /* a legend of bare values ("0.2", "0.3") names its key: "lambda_1 = 0.2" */
+    const bool bare = t->n_rows == 1 && t->rows[0].kind == AX_KEY && !t->rows[0].labels;
+    const char *title = bare ? short_key(R, t->rows[0].key) : NULL;
+    for (int r = 0; r < nb; r++) {
         bars[r] = T->rows[r].label;
+        char *named = title ? ar_alloc(&R->ar, strlen(title) + strlen(bars[r]) + 4) : NULL;
+        if (named) {
+            sprintf(named, "%s = %s", title, bars[r]);
+            bars[r] = named;
+        }
+    }
     for (int c = 0; c < T->n_cols; c++)
         for (int m = 0; m < t->metrics.n; m++) {
             int g = c * t->metrics.n + m;

@@ -596,6 +596,30 @@ START_TEST(default_table_without_report_block)
 }
 END_TEST
 
+/* The text of a PLplot SVG, each <text> element a line (PLplot writes every character as a
+ * numeric entity inside <tspan>s). Caller frees. */
+static char *svg_text(const char *path)
+{
+    char *svg = slurp(path), *out = calloc(strlen(svg) + 1, 1), *w = out;
+    for (const char *p = svg; (p = strstr(p, "<tspan"));) {
+        p = strchr(p, '>') + 1;
+        const char *end = strstr(p, "</tspan>");
+        while (p < end) {
+            if (!strncmp(p, "&#x", 3)) {
+                char *semi;
+                *w++ = (char)strtol(p + 3, &semi, 16);
+                p = semi + 1;
+            } else {
+                *w++ = *p++;
+            }
+        }
+        if (!strncmp(end + 8, "</text>", 7)) *w++ = '\n';
+        p = end;
+    }
+    free(svg);
+    return out;
+}
+
 /* End to end: a real 2 x 2 grid with 2 seeds trained by `tema run -j 2` on tiny synthetic
  * data; the report follows the manifest (grid order, pending entries, stale runs). */
 START_TEST(report_follows_the_manifest_of_a_real_grid)
@@ -637,6 +661,11 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     ck_assert_msg(strstr(md, "| lr=0.003, blocks=1 | 2 |") && strstr(md, "| cpu | 1 |"), "%s", md);
     free(md);
     ck_assert(tu_exists(root, "results/g/report/plots/results-heatmap-X.svg"));
+    /* the bar chart's legend names the row key of bare values; metric labels are split */
+    snprintf(path, sizeof path, "%s/results/g/report/plots/results-bars.svg", root);
+    char *bars = svg_text(path);
+    ck_assert_msg(strstr(bars, "\nlr = 0.003\n") && strstr(bars, "\nlr = 0.001\n"), "%s", bars);
+    free(bars);
     ck_assert(tu_exists(root, "results/g/report/plots/results-heatmap-Y.png"));
     ck_assert(tu_exists(root, "results/g/report/plots/curves-4.png"));
 
