@@ -703,7 +703,7 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     n[6] = 'h';
     snprintf(path, sizeof path, "%s/h.yaml", root);
     tu_write(path, yaml);
-    snprintf(cmd, sizeof cmd, "'%s' run h.yaml >run.log 2>&1 && '%s' report h.yaml --no-plots >out.md 2>err.log",
+    snprintf(cmd, sizeof cmd, TU_GRID_ENV "'%s' run h.yaml >run.log 2>&1 && '%s' report h.yaml --no-plots >out.md 2>err.log",
              getenv("TEMA_EXE"), getenv("TEMA_EXE"));
     ck_assert_msg(tu_sh(root, cmd, "run.log err.log results/h/*/failed") == 0, "the run or the report failed; logs above");
     snprintf(path, sizeof path, "%s/out.md", root);
