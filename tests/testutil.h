@@ -24,7 +24,7 @@ void tu_write(const char *path, const char *text);
 /* Run the built tema binary with a shell-quoted argument string; captures stdout and
  * stderr (caller frees); returns the exit status. */
 int tu_tema(const char *args, char **out, char **errout);
-/* Environment for a `tema run -j N` that trains its runs in child processes: no
+/* Shell prefix for a `tema run` of a grid (its runs train in child processes): no
  * LeakSanitizer in those children. Its stop-the-world tracer crashes at exit on CI
  * machines ("Tracer caught signal 11", google/sanitizers#1353; seen in 4 of 8 grid
  * children at once, never here), failing runs whose training had finished. The code
