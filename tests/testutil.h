@@ -25,10 +25,11 @@ void tu_write(const char *path, const char *text);
  * stderr (caller frees); returns the exit status. */
 int tu_tema(const char *args, char **out, char **errout);
 /* Shell prefix for a `tema run` of a grid (its runs train in child processes): no
- * LeakSanitizer in that command (the grid and its children). Its stop-the-world tracer crashes at exit on CI
- * machines ("Tracer caught signal 11", google/sanitizers#1353; seen in 4 of 8 grid
- * children at once, never here), failing runs whose training had finished. The code
- * the children run is leak-checked in process by the train, grid and model suites. */
+ * LeakSanitizer in that command, the grid and its children. LeakSanitizer's stop-the-world
+ * tracer crashes at exit on CI machines ("Tracer caught signal 11", google/sanitizers#1353;
+ * seen in 4 of 8 grid children at once, never here), failing runs whose training had
+ * finished. The code the children run is leak-checked in process by the train, grid and
+ * model suites. */
 #define TU_GRID_ENV "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 "
 /* tu_tema with TU_GRID_ENV. */
 int tu_tema_grid(const char *args, char **out, char **errout);
