@@ -45,12 +45,16 @@ void tema_graph_reset(tema_graph *g, bool training, uint64_t step_seed);
 tema_status tema_graph_backward(tema_graph *g, tema_tensor *loss, tema_err *err);
 size_t tema_graph_peak_bytes(const tema_graph *g);
 /* A point in a step to come back to: tema_graph_rewind() drops every tensor and tape entry
- * made after tema_graph_mark(), so a loop of temporaries over one forward pass (evaluation,
- * stream by stream) needs the memory of one iteration, not of all. Only for steps that do
- * not backpropagate (the dropped entries are gone from the tape), and only once the
- * backend has finished with the dropped tensors (after a sync). */
+ * made after tema_graph_mark_now(), so a loop of temporaries over one forward pass
+ * (evaluation, stream by stream) needs the memory of one iteration, not of all. Only for
+ * steps that do not backpropagate (the dropped entries are gone from the tape), and only once
+ * the backend has finished with the dropped tensors (after a sync). */
+typedef struct tema_arena_mark {
+    size_t used, n_extra, extra_used, step_bytes;
+} tema_arena_mark;
 typedef struct tema_graph_mark {
-    size_t dev_used, dev_extra, dev_extra_used, dev_step, host_used, host_extra, host_extra_used, host_step, nodes;
+    tema_arena_mark dev, host;
+    size_t nodes;
 } tema_graph_mark;
 tema_graph_mark tema_graph_mark_now(const tema_graph *g);
 void tema_graph_rewind(tema_graph *g, const tema_graph_mark *m);

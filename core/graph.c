@@ -113,15 +113,23 @@ static void arena_reset(arena *a)
     a->step_bytes = 0;
 }
 
+static tema_arena_mark arena_mark(const arena *a)
+{
+    return (tema_arena_mark){.used = a->main.used,
+                             .n_extra = a->n_extra,
+                             .extra_used = a->n_extra ? a->extra[a->n_extra - 1].used : 0,
+                             .step_bytes = a->step_bytes};
+}
+
 /* Back to a point of this step (see tema_graph_rewind): blocks chained after it are freed,
  * the high-water mark keeps what the step needed at its largest. */
-static void arena_rewind(arena *a, size_t used, size_t n_extra, size_t extra_used, size_t step_bytes)
+static void arena_rewind(arena *a, const tema_arena_mark *m)
 {
-    for (size_t i = n_extra; i < a->n_extra; i++) raw_free(a, a->extra[i].base);
-    a->n_extra = n_extra;
-    if (n_extra) a->extra[n_extra - 1].used = extra_used;
-    a->main.used = used;
-    a->step_bytes = step_bytes;
+    for (size_t i = m->n_extra; i < a->n_extra; i++) raw_free(a, a->extra[i].base);
+    a->n_extra = m->n_extra;
+    if (m->n_extra) a->extra[m->n_extra - 1].used = m->extra_used;
+    a->main.used = m->used;
+    a->step_bytes = m->step_bytes;
 }
 
 static void arena_free(arena *a)
@@ -207,22 +215,13 @@ void tema_graph_reset(tema_graph *g, bool training, uint64_t step_seed)
 
 tema_graph_mark tema_graph_mark_now(const tema_graph *g)
 {
-    const arena *d = &g->dev, *h = &g->host;
-    return (tema_graph_mark){.dev_used = d->main.used,
-                             .dev_extra = d->n_extra,
-                             .dev_extra_used = d->n_extra ? d->extra[d->n_extra - 1].used : 0,
-                             .dev_step = d->step_bytes,
-                             .host_used = h->main.used,
-                             .host_extra = h->n_extra,
-                             .host_extra_used = h->n_extra ? h->extra[h->n_extra - 1].used : 0,
-                             .host_step = h->step_bytes,
-                             .nodes = g->n_nodes};
+    return (tema_graph_mark){.dev = arena_mark(&g->dev), .host = arena_mark(&g->host), .nodes = g->n_nodes};
 }
 
 void tema_graph_rewind(tema_graph *g, const tema_graph_mark *m)
 {
-    arena_rewind(&g->dev, m->dev_used, m->dev_extra, m->dev_extra_used, m->dev_step);
-    arena_rewind(&g->host, m->host_used, m->host_extra, m->host_extra_used, m->host_step);
+    arena_rewind(&g->dev, &m->dev);
+    arena_rewind(&g->host, &m->host);
     g->n_nodes = m->nodes;
 }
 
