@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "text_features.h"
 #include "registry.h"
 
 static tema_log_level log_threshold(void)
@@ -199,6 +200,7 @@ const tema_host *tema_host_get(void)
         host.backend = tema_engine_backend;
         host.backend_self = tema_engine_backend_self;
         host.mixture_nll = mixture_nll;
+        host.text_features = tema_features_get;
         host.struct_size = sizeof host;
     }
     return &host;

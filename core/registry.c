@@ -33,8 +33,8 @@ struct tema_registry {
     char names_buf[4096];
 };
 
-static const char *const kind_names[TEMA_KIND_COUNT] = {"backend",    "encoder",  "attention", "tag_select",
-                                                        "tag_repr",   "tagger",   "loss"};
+static const char *const kind_names[TEMA_KIND_COUNT] = {"backend",  "encoder", "attention", "tag_select",
+                                                        "tag_repr", "tagger",  "loss",      "text_features"};
 
 /* Smallest ops struct a plugin of each kind may export in ABI 1.0. */
 static size_t min_ops_size(tema_kind k)
@@ -47,6 +47,7 @@ static size_t min_ops_size(tema_kind k)
     case TEMA_KIND_TAG_REPR: return sizeof(tema_tag_repr_ops);
     case TEMA_KIND_TAGGER: return sizeof(tema_tagger_ops);
     case TEMA_KIND_LOSS: return sizeof(tema_loss_ops);
+    case TEMA_KIND_TEXT_FEATURES: return sizeof(tema_text_features_ops);
     default: return 0;
     }
 }
@@ -133,8 +134,9 @@ static tema_status check_descriptor(tema_registry *r, const tema_plugin *p, cons
         return record_error(r, err, "%s: plugin '%s' declares %u options but no option table", file, p->name, p->n_options);
     for (uint32_t i = 0; i < p->n_options; i++)
         if (!valid_name(p->options[i].name) || !strcmp(p->options[i].name, "plugin") ||
-            (p->options[i].type == TEMA_OPT_ENUM && !p->options[i].choices))
-            return record_error(r, err, "%s: plugin '%s' option %u is invalid (names are [a-z0-9_]+, 'plugin' is reserved, enums need choices)",
+            ((p->options[i].type == TEMA_OPT_ENUM || p->options[i].type == TEMA_OPT_PLUGIN) && !p->options[i].choices) ||
+            (p->options[i].type == TEMA_OPT_PLUGIN && tema_kind_from_name(p->options[i].choices) < 0))
+            return record_error(r, err, "%s: plugin '%s' option %u is invalid (names are [a-z0-9_]+, 'plugin' is reserved, enums need choices, plugin options a known kind)",
                                 file, p->name, i);
     const tema_plugin *dup = tema_registry_find(r, p->kind, p->name);
     if (dup) {
@@ -323,7 +325,7 @@ void tema_registry_print(const tema_registry *r, FILE *out)
 
 static const char *opt_type_name(tema_opt_type t)
 {
-    static const char *const n[] = {"int", "float", "bool", "string", "enum", "float list", "string list"};
+    static const char *const n[] = {"int", "float", "bool", "string", "enum", "float list", "string list", "plugin"};
     return (unsigned)t < sizeof n / sizeof n[0] ? n[t] : "?";
 }
 
@@ -353,6 +355,7 @@ tema_status tema_registry_describe(const tema_registry *r, const char *name, FIL
             const tema_option *o = &p->options[k];
             char range[160] = "";
             if (o->type == TEMA_OPT_ENUM) snprintf(range, sizeof range, " one of %s", o->choices);
+            else if (o->type == TEMA_OPT_PLUGIN) snprintf(range, sizeof range, " a %s plugin", o->choices);
             else if ((o->type == TEMA_OPT_INT || o->type == TEMA_OPT_FLOAT) && o->min <= o->max)
                 snprintf(range, sizeof range, " in [%g, %g]", o->min, o->max);
             fprintf(out, "    %-16s %-11s default %-10s%s\n      %s\n", o->name, opt_type_name(o->type),

@@ -2,10 +2,8 @@
  * tag_repr -> tema_model_info, and `tema tags`.
  *
  * Store layout, <results>/tags/<dataset name>/<key>/ with key = 16 hex digits of a hash of
- * the tagger's name, version and canonical settings, the contents of the files its path
- * options name (a folder: its regular files; options with "cache" in the name are left out,
- * a cache never changes results), the environment variables that empty options fall back
- * to ("(empty: env NAME)" in the option's help; never secrets), the domain names, and the
+ * the tagger's part (core/store_key.h: name, version, settings, the files its path options
+ * name, the environment its empty options fall back to, nested plugins), the domain names, and the
  * dataset's item counts and titles. A changed vocabulary file or title is a new key, so
  * stale scores are never read; editing any file of the vocabulary folder re-tags every
  * dataset (cheap for the lexical tagger; an LLM tagger answers from its cache).
@@ -27,11 +25,12 @@
 #include <sys/stat.h>
 
 #include "dataset.h"
+#include "text_features.h"
+#include "store_key.h"
 #include "train_internal.h"
 #include "util.h"
 
 #define STORE_FORMAT "tema-tags 1"
-#define HASHED_FILE_MAX (4u << 20) /* bigger files of a path option are hashed by size and mtime */
 
 /* ---- small helpers ---- */
 
@@ -139,124 +138,18 @@ tema_status tema_tags_domains(const tema_cfg *cfg, const tema_dataset *ds, char 
 
 /* ---- the store key ---- */
 
-static uint64_t mix(uint64_t h, const void *data, size_t len)
+static uint64_t store_key(const tema_plugin *tp, const char *settings_json, const tema_cfg *opts, tema_registry *reg,
+                          char domains[2][TEMA_TAGS_DOMAIN_MAX], const tema_dataset *ds)
 {
-    uint64_t v[2] = {h, tema_hash64(data, len)};
-    return tema_hash64(v, sizeof v);
-}
-
-static uint64_t mix_str(uint64_t h, const char *s) { return mix(h, s, strlen(s) + 1); }
-
-static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static uint64_t mix_file(uint64_t h, const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return mix_str(h, "(missing)");
-    if ((size_t)st.st_size > HASHED_FILE_MAX) {
-        int64_t v[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
-        return mix(h, v, sizeof v);
-    }
-    char *data = NULL;
-    size_t len = 0;
-    tema_err ignored = {0};
-    if (tema_read_file(path, &data, &len, &ignored) != TEMA_OK) return mix_str(h, "(unreadable)");
-    h = mix(h, data, len);
-    free(data);
-    return h;
-}
-
-/* A folder: its regular, non-hidden files by name. */
-static uint64_t mix_path(uint64_t h, const char *path)
-{
-    if (!tema_is_dir(path)) return mix_file(h, path);
-    DIR *d = opendir(path);
-    if (!d) return mix_str(h, "(unreadable folder)");
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        if (n == cap) {
-            size_t c = cap ? 2 * cap : 32;
-            char **q = realloc(names, c * sizeof *q);
-            if (!q) break;
-            names = q;
-            cap = c;
-        }
-        if (!(names[n] = strdup(e->d_name))) break;
-        n++;
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_cstr);
-    for (size_t i = 0; i < n; i++) {
-        char full[4200];
-        snprintf(full, sizeof full, "%s/%s", path, names[i]);
-        struct stat st;
-        if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
-            h = mix_str(h, names[i]);
-            h = mix_file(h, full);
-        }
-        free(names[i]);
-    }
-    free(names);
-    return h;
-}
-
-/* An empty string option whose help says "(empty: env NAME)" takes its value from the
- * environment (an LLM endpoint, a model name): that value is part of the settings too.
- * Secrets (names with KEY, TOKEN, SECRET, PASSWORD) are never read here. Returns how
- * many were found (at most MAX_ENV_FALLBACKS). */
-#define MAX_ENV_FALLBACKS 8
-typedef struct env_fallback {
-    char name[64];
-    const char *value; /* getenv's, or NULL when unset */
-} env_fallback;
-
-static int env_fallbacks(const tema_plugin *tp, const tema_cfg *opts, env_fallback *out)
-{
-    int n = 0;
-    for (uint32_t k = 0; opts && k < tp->n_options && n < MAX_ENV_FALLBACKS; k++) {
-        const tema_option *o = &tp->options[k];
-        const char *v = tema_cfg_str(opts, o->name, NULL);
-        const char *env = o->help ? strstr(o->help, "env ") : NULL;
-        if (o->type != TEMA_OPT_STRING || (v && *v) || !env) continue;
-        env += 4;
-        size_t len = 0;
-        while ((isupper((unsigned char)env[len]) || isdigit((unsigned char)env[len]) || env[len] == '_') && len < 63) len++;
-        if (len == 0) continue;
-        snprintf(out[n].name, sizeof out[n].name, "%.*s", (int)len, env);
-        if (strstr(out[n].name, "KEY") || strstr(out[n].name, "TOKEN") || strstr(out[n].name, "SECRET") ||
-            strstr(out[n].name, "PASSWORD"))
-            continue;
-        out[n].value = getenv(out[n].name);
-        n++;
-    }
-    return n;
-}
-
-static uint64_t store_key(const tema_plugin *tp, const char *settings_json, const tema_cfg *opts,
-                          const env_fallback *env, int n_env, char domains[2][TEMA_TAGS_DOMAIN_MAX],
-                          const tema_dataset *ds)
-{
-    uint64_t h = mix_str(0x74656d612d746167ull, STORE_FORMAT);
-    h = mix_str(h, tp->name);
-    h = mix_str(h, tp->version);
-    h = mix_str(h, settings_json);
-    for (uint32_t k = 0; opts && k < tp->n_options; k++) {
-        const tema_option *o = &tp->options[k];
-        if (o->type != TEMA_OPT_STRING || !tema_option_is_path(o->name) || strstr(o->name, "cache")) continue;
-        const char *v = tema_cfg_str(opts, o->name, NULL);
-        if (v && *v) h = mix_path(mix_str(h, o->name), v);
-    }
-    for (int i = 0; i < n_env; i++) h = mix_str(mix_str(h, env[i].name), env[i].value ? env[i].value : "(unset)");
-    h = mix_str(h, domains[0]);
-    h = mix_str(h, domains[1]);
+    uint64_t h = tema_key_mix_str(0x74656d612d746167ull, STORE_FORMAT);
+    h = tema_key_mix_plugin(h, tp, settings_json, opts, reg);
+    h = tema_key_mix_str(h, domains[0]);
+    h = tema_key_mix_str(h, domains[1]);
     int32_t counts[2] = {ds->n_x, ds->n_y};
-    h = mix(h, counts, sizeof counts);
+    h = tema_key_mix(h, counts, sizeof counts);
     for (int64_t i = 0; i < (int64_t)ds->n_x + ds->n_y; i++) {
         const char *t = ds->title ? ds->title[i] : NULL;
-        h = t ? mix_str(h, t) : mix(h, "\001", 1);
+        h = t ? tema_key_mix_str(h, t) : tema_key_mix(h, "\001", 1);
     }
     return h;
 }
@@ -373,7 +266,7 @@ static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, co
 }
 
 static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, const char *settings_json,
-                               const env_fallback *env, int n_env, const tema_dataset *ds, uint64_t key, tema_err *err)
+                               const tema_env_fallback *env, int n_env, const tema_dataset *ds, uint64_t key, tema_err *err)
 {
     tema_status st = tema_mkdirs(t->dir, err);
     if (st != TEMA_OK) return st;
@@ -584,6 +477,7 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     tema_status st =
         tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), &tp, err);
     if (st != TEMA_OK) return st;
+    tema_features_context(reg, cfg, results_dir); /* a tagger may ask for text features */
     st = tema_tags_domains(cfg, ds, out->domain, err);
     if (st != TEMA_OK) return st;
     out->n_x = ds->n_x;
@@ -591,9 +485,9 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     snprintf(out->tagger, sizeof out->tagger, "%s %s", tp->name, tp->version);
     char *settings = tema_cfg_to_json(opts ? opts : tema_cfg_get(cfg, "model.tagger"));
     if (!settings) return tema_fail(err, TEMA_ENOMEM, "out of memory");
-    env_fallback env[MAX_ENV_FALLBACKS];
-    const int n_env = env_fallbacks(tp, opts, env);
-    const uint64_t key = store_key(tp, settings, opts, env, n_env, out->domain, ds);
+    tema_env_fallback env[TEMA_MAX_ENV_FALLBACKS];
+    const int n_env = tema_env_fallbacks(tp, opts, env);
+    const uint64_t key = store_key(tp, settings, opts, reg, out->domain, ds);
     char keyhex[32], dsname[256];
     snprintf(keyhex, sizeof keyhex, "%016" PRIx64, key);
     snprintf(dsname, sizeof dsname, "%s", base_name(ds->path));

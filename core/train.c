@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "train.h"
+#include "text_features.h"
 #include "tags.h"
 #include "train_internal.h"
 #include "util.h"
@@ -746,6 +747,7 @@ static tema_status run_inner(runner *r, tema_err *err)
                                       .max_len = r->s.max_len, .train_counts = r->counts,
                                       .titles = (const char *const *)d->title, .seed = r->s.seed,
                                       .params = r->model.params, .host = tema_host_get()};
+    tema_features_context(r->reg, r->cfg, r->opts->results_dir);
     if ((st = tema_tags_attach(r->cfg, r->reg, r->ds, r->opts->results_dir, &r->model.info, err)) != TEMA_OK)
         return st;
     if ((st = tema_model_build(&r->model, r->cfg, r->reg, err)) != TEMA_OK) return st;
@@ -848,6 +850,7 @@ tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, co
     free(r.counts);
     free(r.examples);
     tema_dataset_free(r.ds);
+    tema_features_context(NULL, NULL, NULL);
     if (r.be && r.bs) {
         if (r.grad_norm_dev) r.be->free(r.bs, r.grad_norm_dev);
         tema_engine_set_backend(NULL, NULL);

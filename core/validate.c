@@ -451,6 +451,7 @@ static vspec option_spec(const tema_option *o)
     case TEMA_OPT_ENUM: s.type = V_ENUM; break;
     case TEMA_OPT_FLOAT_LIST: s.type = V_FLOAT_LIST; break;
     case TEMA_OPT_STRING_LIST: s.type = V_STRING_LIST; s.choices = NULL; break;
+    case TEMA_OPT_PLUGIN: s.type = V_PLUGIN; break; /* validated by validate_plugin() */
     }
     if ((s.type == V_INT || s.type == V_FLOAT || s.type == V_FLOAT_LIST) && o->min <= o->max) {
         s.ranged = true;
@@ -568,8 +569,11 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
                                  pl->n_options ? "only: " : "no options", list);
             continue;
         }
-        vspec sp = option_spec(o);
-        check_value(c, &sp, cp, d);
+        if (o->type == TEMA_OPT_PLUGIN) validate_plugin(c, cp, o->choices, reg, d);
+        else {
+            vspec sp = option_spec(o);
+            check_value(c, &sp, cp, d);
+        }
     }
     const char *order[257];
     size_t n_order = 0;
@@ -587,9 +591,14 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         tema_cfg *v = parse_default(o->default_value, o->name, d, owner);
         if (!v) continue;
         char cp[600];
-        snprintf(cp, sizeof cp, "%s.%s (default of %s)", path, o->name, owner);
-        vspec sp = option_spec(o);
-        check_value(v, &sp, cp, d);
+        if (o->type == TEMA_OPT_PLUGIN) {
+            snprintf(cp, sizeof cp, "%s.%s", path, o->name);
+            validate_plugin(v, cp, o->choices, reg, d);
+        } else {
+            snprintf(cp, sizeof cp, "%s.%s (default of %s)", path, o->name, owner);
+            vspec sp = option_spec(o);
+            check_value(v, &sp, cp, d);
+        }
         tema_cfgi_append(n, v);
     }
     reorder(n, order, n_order);

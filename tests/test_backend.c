@@ -139,6 +139,7 @@ static double ref_unary(int op, double x, double alpha)
     case TEMA_UNARY_GELU: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     case TEMA_UNARY_RELU: return x > 0 ? x : 0;
     case TEMA_UNARY_SIGMOID: return 1 / (1 + exp(-x));
+    case TEMA_UNARY_GELU_ERF: return 0.5 * x * (1 + erf(x / sqrt(2)));
     default: return tanh(x);
     }
 }
@@ -147,7 +148,7 @@ static void t_unary(const backend *b)
 {
     int64_t n = 300;
     float *x = rnd(n, 3), *g = rnd(n, 1), *d0 = rnd(n, 1);
-    for (int op = 0; op <= TEMA_UNARY_TANH; op++) {
+    for (int op = 0; op <= TEMA_UNARY_GELU_ERF; op++) {
         double *want = malloc(sizeof(double) * n), *wd = dcopy(d0, n);
         for (int64_t i = 0; i < n; i++) {
             want[i] = ref_unary(op, x[i], 1.3);

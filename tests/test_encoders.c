@@ -14,6 +14,7 @@
 #include "registry.h"
 #include "tema/npy.h"
 #include "testutil.h"
+#include "text_features.h"
 
 #define NX 6
 #define NY 5
@@ -43,7 +44,20 @@ static int32_t g_tag[12] = {0, 1, 0, 1, 0, 1, 2, 3, 4, 3, 4, 3};
 static float g_score[12] = {0.6f, 0.4f, 1.0f, 1.0f, 0.6f, 0.4f, 1.0f, 0.5f, 0.5f, 1.0f, 1.0f, 1.0f};
 static tema_tag_selection g_sel = {.n_items = NI, .off = g_off, .tag = g_tag, .score = g_score};
 
-static void setup_engine(void) { g_reg = tu_cpu_registry(); }
+/* A fresh text feature store for each call, so a test sees features computed, not read back. */
+static void fresh_feature_store(void)
+{
+    static int k;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/features-%d", tu_tmpdir(), k++);
+    tema_features_context(g_reg, NULL, dir);
+}
+
+static void setup_engine(void)
+{
+    g_reg = tu_cpu_registry();
+    fresh_feature_store();
+}
 
 static bool declares(const tema_plugin *p, const char *opt)
 {
@@ -403,7 +417,8 @@ START_TEST(every_encoder_conforms)
         char extra[1024] = "", label[256];
         size_t k = 0;
         if (declares(p, "dim")) k += (size_t)snprintf(extra + k, sizeof extra - k, "dim: 6\n");
-        if (declares(p, "feature_dim")) k += (size_t)snprintf(extra + k, sizeof extra - k, "feature_dim: 16\n");
+        if (declares(p, "extractor"))
+            k += (size_t)snprintf(extra + k, sizeof extra - k, "extractor: {plugin: hashed, dim: 16}\n");
         snprintf(label, sizeof label, "encoder %s (defaults)", p->name);
         ran += conform(p, extra, true, label);
         if (declares(p, "features")) {
@@ -452,7 +467,7 @@ START_TEST(text_builtin_features)
     const tema_plugin *p = find_encoder("text");
     enc_model m;
     tema_err err = {0};
-    ck_assert_msg(enc_build(&m, p, "dim: 8\nfeature_dim: 4096\n", false, g_titles, 3, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_msg(enc_build(&m, p, "dim: 8\nextractor: {plugin: hashed, dim: 4096}\n", false, g_titles, 3, &err) == TEMA_OK, "%s", err.msg);
     const tema_tensor *f = text_features(&m, "title");
     const int64_t F = f->shape[1];
     ck_assert_int_eq(F, 4096);
@@ -478,15 +493,16 @@ START_TEST(text_builtin_features)
     memcpy(title_only, x, (size_t)(NI * F) * sizeof *title_only);
     enc_free(&m);
 
-    /* the same features with 2 threads (the test runs with OMP_NUM_THREADS=1) */
+    /* the same features with 2 threads (the test runs with OMP_NUM_THREADS=1), computed again */
+    fresh_feature_store();
     omp_set_num_threads(2);
-    ck_assert_msg(enc_build(&m, p, "dim: 8\nfeature_dim: 4096\n", false, g_titles, 3, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_msg(enc_build(&m, p, "dim: 8\nextractor: {plugin: hashed, dim: 4096}\n", false, g_titles, 3, &err) == TEMA_OK, "%s", err.msg);
     omp_set_num_threads(1);
     ck_assert_int_eq(memcmp(text_features(&m, "title")->data, title_only, (size_t)(NI * F) * sizeof(float)), 0);
     enc_free(&m);
 
     /* title+tags: tagged items move; coffee beans and the tea bags share "hot beverage" */
-    ck_assert_msg(enc_build(&m, p, "dim: 8\nfeature_dim: 4096\ninput: title+tags\n", true, g_titles, 3, &err) ==
+    ck_assert_msg(enc_build(&m, p, "dim: 8\nextractor: {plugin: hashed, dim: 4096}\ninput: title+tags\n", true, g_titles, 3, &err) ==
                       TEMA_OK, "%s", err.msg);
     x = text_features(&m, "title_tags")->data;
     for (int i = 0; i < NI; i++) {

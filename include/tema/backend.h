@@ -41,7 +41,8 @@ typedef enum tema_unary_op {
     TEMA_UNARY_GELU = 1,    /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     TEMA_UNARY_RELU = 2,
     TEMA_UNARY_SIGMOID = 3,
-    TEMA_UNARY_TANH = 4
+    TEMA_UNARY_TANH = 4,
+    TEMA_UNARY_GELU_ERF = 5 /* 0.5 x (1 + erf(x / sqrt 2)), BERT's exact GELU; ops version >= 2 */
 } tema_unary_op;
 
 typedef enum tema_binary_op {
@@ -61,7 +62,7 @@ static inline bool tema_dropout_keep(uint64_t seed, uint64_t i, float p)
     return (float)((z >> 40) * (1.0 / 16777216.0)) >= p;  /* 24 random bits in [0,1) */
 }
 
-#define TEMA_BACKEND_OPS_VERSION 1
+#define TEMA_BACKEND_OPS_VERSION 2 /* 2: TEMA_UNARY_GELU_ERF */
 
 typedef struct tema_backend_ops {
     uint32_t struct_size;   /* sizeof(tema_backend_ops) as compiled into the plugin */

@@ -35,7 +35,8 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 1   /* 1.1: stream groups (sequence weights), item tags, mixture_nll */
+#define TEMA_ABI_MINOR 2   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
+                              1.2: text_features kind, plugin-valued options, host->text_features */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
@@ -46,7 +47,8 @@ typedef enum tema_kind {
     TEMA_KIND_TAG_REPR = 4,   /* selected tags -> weights */
     TEMA_KIND_TAGGER = 5,     /* titles -> tag vocabulary and item-tag scores */
     TEMA_KIND_LOSS = 6,       /* training objective */
-    TEMA_KIND_COUNT = 7
+    TEMA_KIND_TEXT_FEATURES = 7, /* texts -> frozen feature rows (ABI 1.2) */
+    TEMA_KIND_COUNT = 8
 } tema_kind;
 
 /* ---- options: each plugin declares its own; the core validates and fills defaults ---- */
@@ -57,7 +59,12 @@ typedef enum tema_opt_type {
     TEMA_OPT_STRING = 3,
     TEMA_OPT_ENUM = 4,        /* one of `choices` ("a|b|c") */
     TEMA_OPT_FLOAT_LIST = 5,  /* a YAML list of numbers */
-    TEMA_OPT_STRING_LIST = 6
+    TEMA_OPT_STRING_LIST = 6,
+    /* ABI 1.2: a nested plugin map {plugin: NAME, ...its options} of the kind that `choices`
+     * names (e.g. "text_features"); a bare NAME is shorthand for {plugin: NAME}. The core
+     * validates it like a top-level plugin and fills its defaults; default_value is YAML
+     * ("{plugin: hashed}"). Read it through a host service of that kind (host->text_features). */
+    TEMA_OPT_PLUGIN = 7
 } tema_opt_type;
 
 typedef struct tema_option {
@@ -108,6 +115,16 @@ typedef struct tema_host {
      * *loss is a [1] tensor on g. One stream with sequence weights 1: plain mean cross-entropy. */
     tema_status (*mixture_nll)(tema_graph *g, tema_tensor *const *logp, const struct tema_stream *streams,
                                int n_streams, const struct tema_targets *t, tema_tensor **loss, tema_err *err);
+    /* ---- ABI 1.2 (check struct_size) ---- */
+    /* Feature rows of n texts by the text_features plugin configured in option `option` of c
+     * (a TEMA_OPT_PLUGIN option of kind "text_features"). Computed once per (plugin, version,
+     * settings, the files its path options name, texts) and stored under
+     * <results>/features/<plugin>/; every later call with the same inputs reads the store.
+     * texts[i] NULL or "" is an empty text. `who` names the caller in progress lines and
+     * errors. On success *out is [n * *dim] floats from host->alloc, owned by the caller
+     * (release with host->free); on failure *out is NULL. */
+    tema_status (*text_features)(const tema_cfg *c, const char *option, const char *const *texts, int64_t n,
+                                 const char *who, float **out, int64_t *dim, tema_err *err);
 } tema_host;
 
 /* ---- the descriptor ---- */
@@ -280,6 +297,30 @@ typedef struct tema_tagger_ops {
     tema_status (*tag)(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out, tema_err *err);
     void (*destroy)(void *self);
 } tema_tagger_ops;
+
+/* ---- feature kinds (ABI 1.2) ---- */
+
+/* Progress of a long computation: done of total units so far. May be NULL. */
+typedef void (*tema_progress_fn)(void *ctx, int64_t done, int64_t total);
+
+/* Texts to fixed-width feature rows (a sentence encoder, a hashed n-gram encoder, a CLIP
+ * text tower). Plugins are called through host->text_features, which caches their output:
+ * compute() must be a pure function of the options, files() and the texts. create() should
+ * be cheap (it runs even when the store answers): load weights in compute(). */
+typedef struct tema_text_features_ops {
+    /* host outlives the instance; opts are validated (defaults filled). */
+    tema_status (*create)(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err);
+    int64_t (*dim)(const void *self); /* F, the width of every row */
+    /* The files and folders the rows depend on ('\n'-separated; a model folder found through
+     * an environment variable or a default place), hashed into the store key so a changed
+     * model is never answered from the store. NULL: none beyond the options. Owned by self. */
+    const char *(*files)(const void *self);
+    /* out: caller-owned [n * F]; row i for texts[i] (NULL or "": the plugin's empty-text row).
+     * May use the active backend's kernels (host->backend()); the host makes sure one is set. */
+    tema_status (*compute)(void *self, const char *const *texts, int64_t n, float *out, tema_progress_fn progress,
+                           void *progress_ctx, tema_err *err);
+    void (*destroy)(void *self);
+} tema_text_features_ops;
 
 #ifdef __cplusplus
 }

@@ -343,6 +343,10 @@ static void cpu_unary(void *self, tema_unary_op op, int64_t n, float alpha, cons
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
         for (int64_t i = 0; i < n; i++) out[i] = tanhf(x[i]);
         break;
+    case TEMA_UNARY_GELU_ERF:
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
     }
 }
 
@@ -370,6 +374,14 @@ static void cpu_unary_bwd(void *self, tema_unary_op op, int64_t n, float alpha, 
     case TEMA_UNARY_TANH:
 #pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
         for (int64_t i = 0; i < n; i++) dx[i] += dout[i] * (1.0f - out[i] * out[i]);
+        break;
+    case TEMA_UNARY_GELU_ERF:
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            const float v = x[i];
+            const float pdf = 0.3989422804f * expf(-0.5f * v * v);
+            dx[i] += dout[i] * (0.5f * (1.0f + erff(v * (float)M_SQRT1_2)) + v * pdf);
+        }
         break;
     }
 }

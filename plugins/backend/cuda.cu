@@ -232,6 +232,7 @@ __global__ void k_unary(int op, int64_t n, float alpha, const float *x, float *o
         case TEMA_UNARY_GELU: r = 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v))); break;
         case TEMA_UNARY_RELU: r = v > 0.0f ? v : 0.0f; break;
         case TEMA_UNARY_SIGMOID: r = 1.0f / (1.0f + expf(-v)); break;
+        case TEMA_UNARY_GELU_ERF: r = 0.5f * v * (1.0f + erff(v * 0.70710678f)); break;
         default: r = tanhf(v); break;
         }
         out[i] = r;
@@ -256,6 +257,11 @@ __global__ void k_unary_bwd(int op, int64_t n, float alpha, const float *x, cons
         }
         case TEMA_UNARY_RELU: d = x[i] > 0.0f ? dout[i] : 0.0f; break;
         case TEMA_UNARY_SIGMOID: d = dout[i] * out[i] * (1.0f - out[i]); break;
+        case TEMA_UNARY_GELU_ERF: {
+            const float v = x[i];
+            d = dout[i] * (0.5f * (1.0f + erff(v * 0.70710678f)) + v * 0.39894228f * expf(-0.5f * v * v));
+            break;
+        }
         default: d = dout[i] * (1.0f - out[i] * out[i]); break;
         }
         dx[i] += d;

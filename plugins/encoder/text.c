@@ -5,388 +5,43 @@
  * Where the features come from:
  *  - `features: PATH`: a .npy [n_x+n_y, F] the user computed (e.g. CLIP text features of
  *    the titles), one row per item in global item order: X items 0..n_x-1 first, then Y
- *    (row n_x + j is Y item j). Checked for shape, dtype, row count and NaN (tema/npy.h),
- *    rows L2-normalised unless `normalize: false`.
- *  - otherwise a built-in deterministic encoder of the item titles, standing in for CLIP
- *    where no GPU model is available: hashed word unigrams, word bigrams and character
- *    3..5-grams of each word (padded "<word>"), each weighted by sublinear TF times a
- *    smoothed IDF over this dataset's texts, each of the three blocks L2-normalised and
- *    mixed 0.5 / 0.2 / 0.3 (squared norms), projected to `feature_dim` by a fixed sparse
- *    random projection (16 signed entries per hashed feature, generated from the hash and
- *    `projection_seed`, never stored) and L2-normalised. Items without any text get a zero
- *    row. Same titles and options: the same features on every machine and thread count.
+ *    (row n_x + j is Y item j). Checked for shape, dtype, row count and NaN (tema/npy.h).
+ *  - otherwise the `extractor`, a text_features plugin run on the item titles through the
+ *    host's feature store (computed once, reused by every run): `hashed` (default; n-gram
+ *    TF-IDF, no model) or `bert` (a pretrained sentence encoder such as all-MiniLM-L6-v2),
+ *    or any other plugin of that kind.
  *  - `input: title+tags` appends the names of the item's selected tags (after the
- *    experiment's tagger -> tag_select -> tag_repr) to its title: the paper's
- *    "LLM-augmented text" (Fig. 2). Bigrams do not cross from the title into a tag name.
- */
+ *    experiment's tagger -> tag_select -> tag_repr) to its title, "title | tag | tag": the
+ *    paper's "LLM-augmented text" (Fig. 2).
+ * Rows are L2-normalised unless `normalize: false`; items without text get the extractor's
+ * empty-text row (zeros for hashed). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "frozen.h"
 #include "tema/plugin.h"
 
 static const tema_option text_options[] = {
     {"features", TEMA_OPT_STRING, "\"\"", 0, -1, NULL,
-     ".npy of text features [n_x+n_y, F], rows in global item order (X items first, then Y); empty: built-in "
-     "title encoder"},
+     ".npy of text features [n_x+n_y, F], rows in global item order (X items first, then Y); empty: the "
+     "extractor"},
     {"input", TEMA_OPT_ENUM, "title", 0, -1, "title|title+tags",
-     "text of the built-in encoder: the title, or the title followed by the item's selected tag names"},
-    {"feature_dim", TEMA_OPT_INT, "512", 1, 65536, NULL, "width F of the built-in features"},
-    {"projection_seed", TEMA_OPT_INT, "1", 0, 4294967295.0, NULL,
-     "seed of the built-in encoder's fixed random projection (independent of the training seed)"},
+     "text given to the extractor: the title, or the title followed by the item's selected tag names"},
+    {"extractor", TEMA_OPT_PLUGIN, "{plugin: hashed}", 0, -1, "text_features",
+     "text_features plugin that turns the item texts into features (hashed, bert, ...); unused with 'features'"},
     {"dim", TEMA_OPT_INT, "256", 1, 65536, NULL, "output width of the learnable projection"},
     {"bias", TEMA_OPT_BOOL, "false", 0, -1, NULL, "add a learnable bias to the projection"},
     {"normalize", TEMA_OPT_BOOL, "true", 0, -1, NULL,
-     "L2-normalise every row of a features file on load (built-in features always are)"},
+     "L2-normalise every feature row (of a features file or of the extractor)"},
 };
 
 typedef struct text_encoder {
     frozen_proj proj;
     const tema_nn_api *nn;
 } text_encoder;
-
-/* ------------------------------------------------------------ built-in features */
-
-#define TF_BUCKET_BITS 23                  /* hashed feature space; df is [2^23] uint32 = 32 MB */
-#define TF_BUCKET_MASK ((1u << TF_BUCKET_BITS) - 1u)
-#define TF_BLOCKS 3                         /* word unigrams, word bigrams, char n-grams */
-#define TF_NNZ 16                           /* signed entries per feature in the projection */
-static const double tf_block_weight[TF_BLOCKS] = {0.5, 0.2, 0.3};
-static const uint64_t tf_block_salt[TF_BLOCKS] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
-                                                  0x165667b19e3779f9ull};
-
-static bool tf_isalnum(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static uint64_t tf_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static uint64_t tf_fnv(uint64_t h, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-/* Entry of a document's feature list: block in the top 2 bits, bucket below. */
-static uint32_t tf_key(int block, uint64_t h)
-{
-    return (uint32_t)block << 30 | (uint32_t)(tf_mix(h) & TF_BUCKET_MASK);
-}
-
-typedef struct tf_scratch {
-    char *text;      /* normalised text: words separated by ' ', segments by '|' */
-    size_t cap_text;
-    uint32_t *keys, *tmp;
-    size_t n_keys, cap_keys, cap_tmp;
-    double *w;       /* TF-IDF of each distinct key */
-    size_t cap_w;
-    float *acc;      /* [F] */
-} tf_scratch;
-
-typedef struct tf_input {
-    int64_t n_items;
-    const char *const *titles;
-    /* title+tags: item i's tags are tag[off[i]..off[i+1]-1], names in tag_names */
-    const int64_t *off;
-    const int32_t *tag;
-    const char *const *tag_names;
-} tf_input;
-
-static bool tf_reserve_text(tf_scratch *s, size_t need)
-{
-    if (need <= s->cap_text) return true;
-    size_t cap = s->cap_text ? s->cap_text : 256;
-    while (cap < need) cap *= 2;
-    char *t = realloc(s->text, cap);
-    if (!t) return false;
-    s->text = t;
-    s->cap_text = cap;
-    return true;
-}
-
-static bool tf_push_key(tf_scratch *s, uint32_t key)
-{
-    if (s->n_keys == s->cap_keys) {
-        size_t cap = s->cap_keys ? 2 * s->cap_keys : 512;
-        uint32_t *k = realloc(s->keys, cap * sizeof *k);
-        if (!k) return false;
-        s->keys = k;
-        s->cap_keys = cap;
-    }
-    s->keys[s->n_keys++] = key;
-    return true;
-}
-
-/* Append one segment of raw text to s->text, lower-cased, words split at anything that
- * is not a letter, digit or non-ASCII byte; HTML entities (&amp;) and apostrophes dropped. */
-static size_t tf_normalise(const char *src, char *dst, size_t k)
-{
-    bool in_word = false;
-    for (const unsigned char *p = (const unsigned char *)src; *p;) {
-        unsigned char c = *p;
-        if (c == '&') { /* &name; or &#123; as in the bundled titles */
-            const unsigned char *q = p + 1;
-            int len = 0;
-            while (len < 10 && (tf_isalnum(*q) || *q == '#')) q++, len++;
-            if (len > 0 && *q == ';') {
-                p = q + 1;
-                in_word = false;
-                continue;
-            }
-        }
-        if (c == '\'') { /* kellogg's -> kelloggs */
-            p++;
-            continue;
-        }
-        const bool word = tf_isalnum(c) || c >= 0x80;
-        if (word) {
-            if (!in_word && k > 0 && dst[k - 1] != '|') dst[k++] = ' ';
-            dst[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-            in_word = true;
-        } else {
-            in_word = false;
-        }
-        p++;
-    }
-    return k;
-}
-
-/* The item's normalised text in s->text; returns false on out of memory. */
-static bool tf_item_text(const tf_input *in, int64_t i, tf_scratch *s, size_t *len)
-{
-    const char *title = in->titles ? in->titles[i] : NULL;
-    size_t need = (title ? strlen(title) : 0) + 2;
-    if (in->off)
-        for (int64_t k = in->off[i]; k < in->off[i + 1]; k++) need += strlen(in->tag_names[in->tag[k]]) + 2;
-    if (!tf_reserve_text(s, 2 * need)) return false;
-    size_t k = 0;
-    if (title) k = tf_normalise(title, s->text, k);
-    if (in->off)
-        for (int64_t t = in->off[i]; t < in->off[i + 1]; t++) {
-            if (k > 0 && s->text[k - 1] != '|') s->text[k++] = '|';
-            k = tf_normalise(in->tag_names[in->tag[t]], s->text, k);
-        }
-    s->text[k] = '\0';
-    *len = k;
-    return true;
-}
-
-/* LSD radix sort of s->keys (a few hundred per title: several times faster than qsort). */
-static bool tf_sort_keys(tf_scratch *s)
-{
-    if (s->n_keys < 2) return true;
-    if (s->cap_tmp < s->n_keys) {
-        uint32_t *t = realloc(s->tmp, s->cap_keys * sizeof *t);
-        if (!t) return false;
-        s->tmp = t;
-        s->cap_tmp = s->cap_keys;
-    }
-    uint32_t *src = s->keys, *dst = s->tmp;
-    for (int shift = 0; shift < 32; shift += 8) {
-        size_t count[257] = {0};
-        for (size_t i = 0; i < s->n_keys; i++) count[((src[i] >> shift) & 0xffu) + 1]++;
-        for (int b = 0; b < 256; b++) count[b + 1] += count[b];
-        for (size_t i = 0; i < s->n_keys; i++) dst[count[(src[i] >> shift) & 0xffu]++] = src[i];
-        uint32_t *t = src;
-        src = dst;
-        dst = t;
-    }
-    return true; /* four passes: the result is back in s->keys */
-}
-
-/* Sorted feature keys of item i in s->keys (duplicates kept: their run length is the TF). */
-static bool tf_item_keys(const tf_input *in, int64_t i, tf_scratch *s)
-{
-    size_t len = 0;
-    s->n_keys = 0;
-    if (!tf_item_text(in, i, s, &len)) return false;
-    const char *t = s->text;
-    const char *prev = NULL;
-    size_t prev_len = 0;
-    char padded[72];
-    for (size_t a = 0; a < len;) {
-        if (t[a] == ' ' || t[a] == '|') {
-            if (t[a] == '|') prev = NULL;
-            a++;
-            continue;
-        }
-        size_t b = a;
-        while (b < len && t[b] != ' ' && t[b] != '|') b++;
-        const char *w = t + a;
-        const size_t wl = b - a;
-        bool ok = tf_push_key(s, tf_key(0, tf_fnv(tf_block_salt[0], w, wl)));
-        if (prev) {
-            uint64_t h = tf_fnv(tf_block_salt[1], prev, prev_len);
-            h = tf_fnv(h, " ", 1);
-            ok = ok && tf_push_key(s, tf_key(1, tf_fnv(h, w, wl)));
-        }
-        /* character n-grams of "<word>"; very long "words" (codes, URLs) keep their first 64 bytes */
-        size_t pl = wl > 64 ? 64 : wl;
-        padded[0] = '<';
-        memcpy(padded + 1, w, pl);
-        padded[pl + 1] = '>';
-        pl += 2;
-        for (size_t n = 3; n <= 5 && ok; n++)
-            for (size_t p = 0; p + n <= pl && ok; p++)
-                ok = tf_push_key(s, tf_key(2, tf_fnv(tf_block_salt[2] ^ n, padded + p, n)));
-        if (!ok) return false;
-        prev = w;
-        prev_len = wl;
-        a = b;
-    }
-    return tf_sort_keys(s);
-}
-
-/* Add the projection of feature `key` times v into acc[F]. */
-static void tf_project(uint32_t key, uint64_t seed, float v, float *acc, int64_t F, int nnz)
-{
-    uint64_t state = tf_mix(seed ^ ((uint64_t)key * 0xd1b54a32d192ed03ull));
-    for (int e = 0; e < nnz;) {
-        uint64_t r = tf_mix(state++);
-        /* three (position, sign) pairs per 64-bit draw: 20 bits of position, 1 of sign */
-        for (int k = 0; k < 3 && e < nnz; k++, e++, r >>= 21) {
-            const int64_t pos = (int64_t)(((r & 0xfffffu) * (uint64_t)F) >> 20);
-            acc[pos] += (r & 0x100000u) ? -v : v;
-        }
-    }
-}
-
-static void tf_scratch_free(tf_scratch *s)
-{
-    free(s->text);
-    free(s->keys);
-    free(s->tmp);
-    free(s->w);
-    free(s->acc);
-}
-
-/* Built-in features: out[n_items * F] (caller-owned); *n_empty = items with no text. */
-static tema_status tf_compute(const tf_input *in, int64_t F, uint64_t seed, float *out, int64_t *n_empty,
-                              tema_err *err)
-{
-    const int64_t n = in->n_items;
-    uint32_t *df = calloc((size_t)1 << TF_BUCKET_BITS, sizeof *df);
-    if (!df) return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory for document frequencies (32 MB)");
-    int failed = 0;
-    int64_t n_docs = 0;
-
-    /* pass 1: document frequency of every hashed feature */
-#pragma omp parallel reduction(+ : n_docs)
-    {
-        tf_scratch s = {0};
-#pragma omp for schedule(dynamic, 256)
-        for (int64_t i = 0; i < n; i++) {
-            int bad;
-#pragma omp atomic read
-            bad = failed;
-            if (bad) continue;
-            if (!tf_item_keys(in, i, &s)) {
-#pragma omp atomic write
-                failed = 1;
-                continue;
-            }
-            if (s.n_keys > 0) n_docs++;
-            for (size_t k = 0; k < s.n_keys; k++) {
-                if (k > 0 && s.keys[k] == s.keys[k - 1]) continue;
-#pragma omp atomic update
-                df[s.keys[k] & TF_BUCKET_MASK]++;
-            }
-        }
-        tf_scratch_free(&s);
-    }
-    if (failed) {
-        free(df);
-        return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory while hashing the titles");
-    }
-
-    /* pass 2: TF-IDF per block, block mix, projection, unit length */
-    const int nnz = F < TF_NNZ ? (int)F : TF_NNZ;
-    const float inv_sqrt_nnz = (float)(1.0 / sqrt((double)nnz));
-    int64_t empty = 0;
-#pragma omp parallel reduction(+ : empty)
-    {
-        tf_scratch s = {0};
-        s.acc = malloc((size_t)F * sizeof *s.acc);
-        if (!s.acc) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 256)
-        for (int64_t i = 0; i < n; i++) {
-            float *row = out + i * F;
-            memset(row, 0, (size_t)F * sizeof *row);
-            int bad;
-#pragma omp atomic read
-            bad = failed;
-            if (bad) continue;
-            if (!tf_item_keys(in, i, &s)) {
-#pragma omp atomic write
-                failed = 1;
-                continue;
-            }
-            if (s.n_keys == 0) {
-                empty++;
-                continue;
-            }
-            if (s.cap_w < s.n_keys) {
-                double *w = realloc(s.w, s.cap_keys * sizeof *w);
-                if (!w) {
-#pragma omp atomic write
-                    failed = 1;
-                    continue;
-                }
-                s.w = w;
-                s.cap_w = s.cap_keys;
-            }
-            /* TF-IDF of each distinct key (runs of equal keys), squared norm of each block */
-            double norm2[TF_BLOCKS] = {0};
-            size_t n_distinct = 0;
-            for (size_t a = 0, b; a < s.n_keys; a = b) {
-                for (b = a + 1; b < s.n_keys && s.keys[b] == s.keys[a]; b++) {}
-                const double idf = log((1.0 + (double)n_docs) / (1.0 + df[s.keys[a] & TF_BUCKET_MASK])) + 1.0;
-                const double w = (b - a == 1 ? 1.0 : 1.0 + log((double)(b - a))) * idf;
-                s.keys[n_distinct] = s.keys[a];
-                s.w[n_distinct++] = w;
-                norm2[s.keys[a] >> 30] += w * w;
-            }
-            double present = 0;
-            for (int k = 0; k < TF_BLOCKS; k++)
-                if (norm2[k] > 0) present += tf_block_weight[k];
-            double block_scale[TF_BLOCKS];
-            for (int k = 0; k < TF_BLOCKS; k++)
-                block_scale[k] = norm2[k] > 0 ? sqrt(tf_block_weight[k] / present / norm2[k]) : 0;
-            memset(s.acc, 0, (size_t)F * sizeof *s.acc);
-            for (size_t a = 0; a < n_distinct; a++)
-                tf_project(s.keys[a], seed, (float)(s.w[a] * block_scale[s.keys[a] >> 30]) * inv_sqrt_nnz, s.acc, F,
-                           nnz);
-            double ss = 0;
-            for (int64_t j = 0; j < F; j++) ss += (double)s.acc[j] * s.acc[j];
-            const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-            for (int64_t j = 0; j < F; j++) row[j] = s.acc[j] * inv;
-        }
-        tf_scratch_free(&s);
-    }
-    free(df);
-    if (failed) return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory while projecting the titles");
-    *n_empty = empty;
-    return TEMA_OK;
-}
 
 /* ------------------------------------------------------------ the plugin */
 
@@ -395,21 +50,105 @@ static bool info_has_tags(const tema_model_info *info)
     return info->struct_size >= offsetof(tema_model_info, item_tags) + sizeof(void *) && info->n_tags > 0;
 }
 
+/* The text of every item ("title" or "title | tag | tag"): texts[i] points into *buf or
+ * at the title; *texts and *buf are malloc'ed, the caller frees both. */
+static tema_status item_texts(const tema_model_info *info, bool with_tags, const char ***texts, char **buf,
+                              int64_t *with_text, tema_err *err)
+{
+    const int64_t n_items = (int64_t)info->n_x + info->n_y;
+    const tema_tag_selection *sel = with_tags ? info->item_tags : NULL;
+    *buf = NULL;
+    *with_text = 0;
+    if (!(*texts = calloc((size_t)n_items + 1, sizeof **texts)))
+        return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory");
+    size_t need = 1;
+    for (int64_t i = 0; sel && i < n_items; i++) {
+        need += (info->titles && info->titles[i] ? strlen(info->titles[i]) : 0) + 1;
+        for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++) need += strlen(info->tag_names[sel->tag[k]]) + 3;
+    }
+    if (sel && !(*buf = malloc(need))) return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory");
+    size_t at = 0;
+    for (int64_t i = 0; i < n_items; i++) {
+        const char *title = info->titles ? info->titles[i] : NULL;
+        if (!sel) {
+            (*texts)[i] = title;
+            *with_text += title && title[0];
+            continue;
+        }
+        char *t = *buf + at;
+        size_t k = (size_t)sprintf(t, "%s", title ? title : "");
+        for (int64_t j = sel->off[i]; j < sel->off[i + 1]; j++)
+            k += (size_t)sprintf(t + k, "%s%s", k ? " | " : "", info->tag_names[sel->tag[j]]);
+        (*texts)[i] = t;
+        *with_text += k > 0;
+        at += k + 1;
+    }
+    return TEMA_OK;
+}
+
+static tema_status check_tags(const tema_model_info *info, tema_err *err)
+{
+    const int64_t n_items = (int64_t)info->n_x + info->n_y;
+    if (!info_has_tags(info))
+        return tema_fail(err, TEMA_EINVAL,
+                         "encoder text: input: title+tags needs item tags, but the experiment configures no tags; "
+                         "hint: configure the tag pipeline (tagger, tag_select, tag_repr) or use input: title");
+    const tema_tag_selection *sel = info->item_tags;
+    if (!sel || !info->tag_names || sel->n_items != n_items || !sel->off)
+        return tema_fail(err, TEMA_EINTERNAL, "encoder text: the host passed %d tags but no item-tag selection for the "
+                                              "%lld items", (int)info->n_tags, (long long)n_items);
+    for (int64_t i = 0; i < n_items; i++)
+        for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++)
+            if (sel->tag[k] < 0 || sel->tag[k] >= info->n_tags || !info->tag_names[sel->tag[k]])
+                return tema_fail(err, TEMA_EINTERNAL, "encoder text: item %lld has tag id %d outside [0, %d)",
+                                 (long long)i, (int)sel->tag[k], (int)info->n_tags);
+    return TEMA_OK;
+}
+
+/* Features of the item texts from the extractor, through the host's store. *feats is
+ * host->alloc'ed. */
+static tema_status extract(const tema_model_info *info, const tema_cfg *opts, bool with_tags, float **feats,
+                           int64_t *F, tema_err *err)
+{
+    const tema_host *host = info->host;
+    if (host->struct_size < offsetof(tema_host, text_features) + sizeof(void *) || !host->text_features)
+        return tema_fail(err, TEMA_EABI, "encoder text: this tema has no text feature service (ABI < 1.2); hint: give "
+                                         "features: PATH of a .npy, or use a newer tema");
+    if (with_tags) {
+        tema_status st = check_tags(info, err);
+        if (st != TEMA_OK) return st;
+    }
+    const char **texts = NULL;
+    char *buf = NULL;
+    int64_t with_text = 0;
+    tema_status st = item_texts(info, with_tags, &texts, &buf, &with_text, err);
+    if (st == TEMA_OK && with_text == 0)
+        st = tema_fail(err, TEMA_EUNSUPPORTED,
+                       "encoder text: no item has a title%s, so the extractor has nothing to read; hint: use a dataset "
+                       "with items.tsv titles, or give features: PATH of a .npy",
+                       with_tags ? " or a tag" : "");
+    const int64_t n_items = (int64_t)info->n_x + info->n_y;
+    if (st == TEMA_OK) st = host->text_features(opts, "extractor", texts, n_items, "encoder text", feats, F, err);
+    if (st == TEMA_OK && with_text < n_items && host->log)
+        host->log(with_text * 10 < 9 * n_items ? TEMA_LOG_WARN : TEMA_LOG_INFO, "encoder text",
+                  "%lld of %lld items have no text and get the extractor's empty-text row",
+                  (long long)(n_items - with_text), (long long)n_items);
+    free(texts);
+    free(buf);
+    return st;
+}
+
 static tema_status text_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
     const char *path = "", *input = "title";
-    int64_t dim = 256, feature_dim = 512, pseed = 1;
+    int64_t dim = 256;
     bool bias = false, normalize = true;
     if (opts) {
         if (host->cfg_str(opts, "features", &path) != TEMA_OK || !path) path = "";
         if (host->cfg_str(opts, "input", &input) != TEMA_OK || !input) input = "title";
         if (host->cfg_int(opts, "dim", &dim) != TEMA_OK || dim < 1)
             return tema_fail(err, TEMA_EINVAL, "encoder text: option 'dim' must be a positive integer");
-        if (host->cfg_int(opts, "feature_dim", &feature_dim) != TEMA_OK || feature_dim < 1)
-            return tema_fail(err, TEMA_EINVAL, "encoder text: option 'feature_dim' must be a positive integer");
-        if (host->cfg_int(opts, "projection_seed", &pseed) != TEMA_OK || pseed < 0)
-            return tema_fail(err, TEMA_EINVAL, "encoder text: option 'projection_seed' must be an integer >= 0");
         if (host->cfg_bool(opts, "bias", &bias) != TEMA_OK || host->cfg_bool(opts, "normalize", &normalize) != TEMA_OK)
             return tema_fail(err, TEMA_EINVAL, "encoder text: options 'bias' and 'normalize' must be true or false");
     }
@@ -424,85 +163,30 @@ static tema_status text_create(const tema_model_info *info, const tema_cfg *opts
     int64_t F = 0;
     const char *prefix;
     tema_npy_matrix m = {0};
+    tema_status st;
     if (path[0]) {
         if (with_tags)
             return tema_fail(err, TEMA_EINVAL,
-                             "encoder text: input: title+tags applies to the built-in encoder, but features: %s was "
+                             "encoder text: input: title+tags applies to the extractor, but features: %s was "
                              "computed outside tema; hint: drop 'features' to encode titles and tags here, or set "
                              "input: title and compute the tag-augmented text into the .npy yourself",
                              path);
-        tema_status st = frozen_load(info, "text", path, normalize, &m, err);
-        if (st != TEMA_OK) return st;
+        if ((st = frozen_load(info, "text", path, normalize, &m, err)) != TEMA_OK) return st;
         feats = m.data;
         F = m.cols;
         prefix = "encoder.text.file";
     } else {
-        tf_input in = {.n_items = n_items, .titles = info->titles};
-        if (with_tags) {
-            if (!info_has_tags(info))
-                return tema_fail(err, TEMA_EINVAL,
-                                 "encoder text: input: title+tags needs item tags, but the experiment configures no "
-                                 "tags; hint: configure the tag pipeline (tagger, tag_select, tag_repr) or use "
-                                 "input: title");
-            const tema_tag_selection *sel = info->item_tags;
-            if (!sel || !info->tag_names || sel->n_items != n_items || !sel->off)
-                return tema_fail(err, TEMA_EINTERNAL,
-                                 "encoder text: the host passed %d tags but no item-tag selection for the %lld items",
-                                 (int)info->n_tags, (long long)n_items);
-            for (int64_t i = 0; i < n_items; i++)
-                for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++)
-                    if (sel->tag[k] < 0 || sel->tag[k] >= info->n_tags || !info->tag_names[sel->tag[k]])
-                        return tema_fail(err, TEMA_EINTERNAL, "encoder text: item %lld has tag id %d outside [0, %d)",
-                                         (long long)i, (int)sel->tag[k], (int)info->n_tags);
-            in.off = sel->off;
-            in.tag = sel->tag;
-            in.tag_names = info->tag_names;
-        }
-        int64_t with_text = 0;
-        for (int64_t i = 0; i < n_items; i++)
-            with_text += (info->titles && info->titles[i] && info->titles[i][0]) ||
-                         (in.off && in.off[i + 1] > in.off[i]);
-        if (with_text == 0)
-            return tema_fail(err, TEMA_EUNSUPPORTED,
-                             "encoder text: no item has a title%s, so the built-in text encoder has nothing to read; "
-                             "hint: use a dataset with items.tsv titles, or give features: PATH of a .npy",
-                             with_tags ? " or a tag" : "");
-        F = feature_dim;
-        if ((uint64_t)n_items * (uint64_t)F > ((uint64_t)1 << 40))
-            return tema_fail(err, TEMA_EINVAL, "encoder text: %lld items x feature_dim %lld is too large",
-                             (long long)n_items, (long long)F);
-        feats = malloc((size_t)(n_items * F) * sizeof *feats);
-        if (!feats) return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory for [%lld, %lld] features",
-                                     (long long)n_items, (long long)F);
-#ifdef _OPENMP
-        const double t0 = omp_get_wtime();
-#endif
-        int64_t n_empty = 0;
-        tema_status st = tf_compute(&in, F, (uint64_t)pseed, feats, &n_empty, err);
-        if (st != TEMA_OK) {
-            free(feats);
-            return st;
-        }
-        if (host->log) {
-#ifdef _OPENMP
-            host->log(TEMA_LOG_INFO, "encoder text", "built-in %s features [%lld, %lld] in %.2f s, threads: %d", input,
-                      (long long)n_items, (long long)F, omp_get_wtime() - t0, omp_get_max_threads());
-#endif
-            if (n_empty > 0)
-                host->log(n_empty * 10 > n_items ? TEMA_LOG_WARN : TEMA_LOG_INFO, "encoder text",
-                          "%lld of %lld items have no text and get a zero feature row", (long long)n_empty,
-                          (long long)n_items);
-        }
+        if ((st = extract(info, opts, with_tags, &feats, &F, err)) != TEMA_OK) return st;
+        if (normalize) frozen_l2_normalize(feats, n_items, F);
         prefix = with_tags ? "encoder.text.title_tags" : "encoder.text.title";
     }
     text_encoder *enc = calloc(1, sizeof *enc);
-    if (!enc) {
-        free(feats);
-        return tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory");
-    }
-    enc->nn = host->nn;
-    tema_status st = frozen_declare(&enc->proj, info, "text", prefix, feats, n_items, F, dim, bias, err);
-    free(feats); /* the constant holds its own copy */
+    if (enc) {
+        enc->nn = host->nn;
+        st = frozen_declare(&enc->proj, info, "text", prefix, feats, n_items, F, dim, bias, err);
+    } else st = tema_fail(err, TEMA_ENOMEM, "encoder text: out of memory");
+    if (path[0]) free(feats); /* the constant holds its own copy */
+    else host->free(feats);
     if (st != TEMA_OK) {
         free(enc);
         return st;
@@ -525,8 +209,8 @@ static const tema_encoder_ops text_ops = {.create = text_create, .forward = text
                                           .modality = text_modality, .destroy = text_destroy};
 
 static const tema_plugin text_plugin = {
-    TEMA_PLUGIN_HEADER(TEMA_KIND_ENCODER, "text", "1.0.0",
-                       "frozen text features (.npy, or built-in hashed n-gram TF-IDF of the titles, optionally with "
+    TEMA_PLUGIN_HEADER(TEMA_KIND_ENCODER, "text", "2.0.0",
+                       "frozen text features (a .npy, or a text_features extractor over the titles, optionally with "
                        "tags) through a learnable projection to dim",
                        text_options, text_ops)};
 TEMA_PLUGIN_DEFINE(text_plugin)

@@ -1,0 +1,132 @@
+/* core/store_key.c - hashing a plugin's settings, files and environment into store keys. */
+#include "store_key.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "train_internal.h"
+#include "util.h"
+
+#define HASHED_FILE_MAX (4u << 20) /* bigger files of a path option are hashed by size and mtime */
+
+uint64_t tema_key_mix(uint64_t h, const void *data, size_t len)
+{
+    uint64_t v[2] = {h, tema_hash64(data, len)};
+    return tema_hash64(v, sizeof v);
+}
+
+uint64_t tema_key_mix_str(uint64_t h, const char *s) { return tema_key_mix(h, s, strlen(s) + 1); }
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static uint64_t mix_file(uint64_t h, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return tema_key_mix_str(h, "(missing)");
+    if ((size_t)st.st_size > HASHED_FILE_MAX) {
+        int64_t v[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
+        return tema_key_mix(h, v, sizeof v);
+    }
+    char *data = NULL;
+    size_t len = 0;
+    tema_err ignored = {0};
+    if (tema_read_file(path, &data, &len, &ignored) != TEMA_OK) return tema_key_mix_str(h, "(unreadable)");
+    h = tema_key_mix(h, data, len);
+    free(data);
+    return h;
+}
+
+uint64_t tema_key_mix_path(uint64_t h, const char *path)
+{
+    if (!tema_is_dir(path)) return mix_file(h, path);
+    DIR *d = opendir(path);
+    if (!d) return tema_key_mix_str(h, "(unreadable folder)");
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (n == cap) {
+            size_t c = cap ? 2 * cap : 32;
+            char **q = realloc(names, c * sizeof *q);
+            if (!q) break;
+            names = q;
+            cap = c;
+        }
+        if (!(names[n] = strdup(e->d_name))) break;
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_cstr);
+    for (size_t i = 0; i < n; i++) {
+        char full[4200];
+        snprintf(full, sizeof full, "%s/%s", path, names[i]);
+        struct stat st;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+            h = tema_key_mix_str(h, names[i]);
+            h = mix_file(h, full);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return h;
+}
+
+int tema_env_fallbacks(const tema_plugin *tp, const tema_cfg *opts, tema_env_fallback *out)
+{
+    int n = 0;
+    for (uint32_t k = 0; opts && k < tp->n_options && n < TEMA_MAX_ENV_FALLBACKS; k++) {
+        const tema_option *o = &tp->options[k];
+        const char *v = tema_cfg_str(opts, o->name, NULL);
+        const char *env = o->help ? strstr(o->help, "env ") : NULL;
+        if (o->type != TEMA_OPT_STRING || (v && *v) || !env) continue;
+        env += 4;
+        size_t len = 0;
+        while ((isupper((unsigned char)env[len]) || isdigit((unsigned char)env[len]) || env[len] == '_') && len < 63) len++;
+        if (len == 0) continue;
+        snprintf(out[n].name, sizeof out[n].name, "%.*s", (int)len, env);
+        if (strstr(out[n].name, "KEY") || strstr(out[n].name, "TOKEN") || strstr(out[n].name, "SECRET") ||
+            strstr(out[n].name, "PASSWORD"))
+            continue;
+        out[n].value = getenv(out[n].name);
+        n++;
+    }
+    return n;
+}
+
+/* Files and environment of tp's options in opts, then of its nested plugins (depth-limited
+ * only by the config, which is finite and acyclic). */
+static uint64_t mix_inputs(uint64_t h, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg)
+{
+    for (uint32_t k = 0; opts && k < tp->n_options; k++) {
+        const tema_option *o = &tp->options[k];
+        if (o->type == TEMA_OPT_PLUGIN) {
+            const char *name = NULL;
+            const tema_cfg *sub = tema_train_plugin_node(tema_cfg_get(opts, o->name), &name);
+            int kind = tema_kind_from_name(o->choices);
+            const tema_plugin *np = reg && name && kind >= 0 ? tema_registry_find(reg, (tema_kind)kind, name) : NULL;
+            if (np) h = mix_inputs(tema_key_mix_str(h, o->name), np, sub, reg);
+            continue;
+        }
+        if (o->type != TEMA_OPT_STRING || !tema_option_is_path(o->name) || strstr(o->name, "cache")) continue;
+        const char *v = tema_cfg_str(opts, o->name, NULL);
+        if (v && *v) h = tema_key_mix_path(tema_key_mix_str(h, o->name), v);
+    }
+    tema_env_fallback env[TEMA_MAX_ENV_FALLBACKS];
+    const int n_env = tema_env_fallbacks(tp, opts, env);
+    for (int i = 0; i < n_env; i++)
+        h = tema_key_mix_str(tema_key_mix_str(h, env[i].name), env[i].value ? env[i].value : "(unset)");
+    return h;
+}
+
+uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const char *settings_json, const tema_cfg *opts,
+                             tema_registry *reg)
+{
+    h = tema_key_mix_str(h, tp->name);
+    h = tema_key_mix_str(h, tp->version);
+    h = tema_key_mix_str(h, settings_json);
+    return mix_inputs(h, tp, opts, reg);
+}
