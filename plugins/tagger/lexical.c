@@ -3,8 +3,8 @@
  * configured.
  *
  * Vocabulary: <vocab_dir>/<domain>.yaml (format in the comment at the top of every file
- * under experiments/tags/): a list of tags, each with a name and synonyms. Every name and
- * synonym is a phrase; a tag's query is the set of its phrases.
+ * under experiments/tags/, read by tag_vocab.h): a list of tags, each with a name and
+ * synonyms. Every name and synonym is a phrase; a tag's query is the set of its phrases.
  *
  * Text: lower-cased ASCII words and digit runs (accented and other non-ASCII letters stay
  * inside words; UTF-8 punctuation such as dashes, quotes, (R) and TM separates them), HTML
@@ -30,13 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "../tag_plugin.h"
+#include "tag_vocab.h"
 
 #define WHO "tagger lexical"
 #define MAX_WORD 64
-#define MAX_NAME 120
 
 static const tema_option lexical_options[] = {
     {"vocab_dir", TEMA_OPT_STRING, "experiments/tags", 0, -1, NULL,
@@ -46,20 +45,6 @@ static const tema_option lexical_options[] = {
     {"scale_quantile", TEMA_OPT_FLOAT, "0.9", 0.5, 1, NULL,
      "raw BM25 score that maps to relevance 100: this quantile of the domain's positive scores"},
 };
-
-/* ---- growable arrays ---- */
-
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return true;
-    size_t c = *cap ? *cap : 16;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return false;
-    *p = q;
-    *cap = c;
-    return true;
-}
 
 /* ---- text normalisation ---- */
 
@@ -242,7 +227,7 @@ static int32_t word_intern(lexical *lx, const char *w)
     if (k >= 0) return k;
     if ((lx->n_word + 1) * 2 > lx->n_slot && !rehash(lx, lx->n_slot ? lx->n_slot * 2 : 256)) return -1;
     char *copy = strdup(w);
-    if (!copy || !grow((void **)&lx->word, &lx->cap_word, lx->n_word + 1, sizeof *lx->word)) {
+    if (!copy || !tag_vocab_grow((void **)&lx->word, &lx->cap_word, lx->n_word + 1, sizeof *lx->word)) {
         free(copy);
         return -1;
     }
@@ -315,8 +300,9 @@ static tema_status add_phrase(lexical *lx, const char *text, size_t line, tema_e
         if (b - a == pb.n && !memcmp(lx->ph_word + a, pb.w, (size_t)pb.n * sizeof *pb.w)) break;
     }
     if (p == lx->n_ph) {
-        if (!grow((void **)&lx->ph_word, &lx->cap_ph_word, lx->n_ph_word + (size_t)pb.n, sizeof *lx->ph_word) ||
-            !grow((void **)&lx->ph_off, &lx->cap_ph_off, lx->n_ph + 2, sizeof *lx->ph_off))
+        if (!tag_vocab_grow((void **)&lx->ph_word, &lx->cap_ph_word, lx->n_ph_word + (size_t)pb.n,
+                            sizeof *lx->ph_word) ||
+            !tag_vocab_grow((void **)&lx->ph_off, &lx->cap_ph_off, lx->n_ph + 2, sizeof *lx->ph_off))
             return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
         memcpy(lx->ph_word + lx->n_ph_word, pb.w, (size_t)pb.n * sizeof *pb.w);
         lx->n_ph_word += (size_t)pb.n;
@@ -325,156 +311,32 @@ static tema_status add_phrase(lexical *lx, const char *text, size_t line, tema_e
     }
     for (int32_t k = lx->tag_off[lx->n_tags - 1]; k < (int32_t)lx->n_tag_ph; k++)
         if (lx->tag_ph[k] == (int32_t)p) return TEMA_OK;
-    if (!grow((void **)&lx->tag_ph, &lx->cap_tag_ph, lx->n_tag_ph + 1, sizeof *lx->tag_ph))
+    if (!tag_vocab_grow((void **)&lx->tag_ph, &lx->cap_tag_ph, lx->n_tag_ph + 1, sizeof *lx->tag_ph))
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
     lx->tag_ph[lx->n_tag_ph++] = (int32_t)p;
     lx->tag_off[lx->n_tags] = (int32_t)lx->n_tag_ph;
     return TEMA_OK;
 }
 
-static size_t node_line(const yaml_node_t *n) { return n->start_mark.line + 1; }
-
-static const char *node_kind(const yaml_node_t *n)
+/* The reader's callbacks (tag_vocab.h): a tag's name is the first phrase of its query. */
+static tema_status on_tag(void *ctx, const char *name, size_t len, size_t line, tema_err *err)
 {
-    switch (n->type) {
-    case YAML_SCALAR_NODE: return "a single value";
-    case YAML_SEQUENCE_NODE: return "a list";
-    case YAML_MAPPING_NODE: return "a mapping";
-    default: return "nothing";
-    }
-}
-
-static const char *scalar(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
-
-static tema_status add_tag(lexical *lx, const char *name, size_t line, tema_err *err)
-{
-    size_t len = strlen(name);
-    while (len && isspace((unsigned char)name[len - 1])) len--;
-    while (len && isspace((unsigned char)*name)) name++, len--;
-    if (len == 0) return tema_fail(err, TEMA_EFORMAT, "%s:%zu: empty tag name; hint: write name: WORDS", lx->file, line);
-    if (len > MAX_NAME)
-        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag name '%.40s...' is longer than %d characters", lx->file, line,
-                         name, MAX_NAME);
-    for (size_t i = 0; i < len; i++)
-        if (name[i] == '\t' || name[i] == '\n' || name[i] == '\r')
-            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag name '%.*s' contains a tab or line break", lx->file, line,
-                             (int)len, name);
-    for (size_t t = 0; t < lx->n_tags; t++)
-        if (strlen(lx->tag_name[t]) == len && !strncasecmp(lx->tag_name[t], name, len))
-            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag '%.*s' is listed twice; hint: merge the two entries",
-                             lx->file, line, (int)len, name);
+    lexical *lx = ctx;
     char *copy = strndup(name, len);
-    if (!copy || !grow((void **)&lx->tag_name, &lx->cap_tag_name, lx->n_tags + 1, sizeof *lx->tag_name) ||
-        !grow((void **)&lx->tag_off, &lx->cap_tag_off, lx->n_tags + 2, sizeof *lx->tag_off)) {
+    if (!copy || !tag_vocab_grow((void **)&lx->tag_name, &lx->cap_tag_name, lx->n_tags + 1, sizeof *lx->tag_name) ||
+        !tag_vocab_grow((void **)&lx->tag_off, &lx->cap_tag_off, lx->n_tags + 2, sizeof *lx->tag_off)) {
         free(copy);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
     }
     lx->tag_name[lx->n_tags++] = copy;
     lx->tag_off[0] = 0;
     lx->tag_off[lx->n_tags] = (int32_t)lx->n_tag_ph;
-    /* the name is a phrase of its own query */
     return add_phrase(lx, copy, line, err);
 }
 
-static tema_status parse_tag(lexical *lx, yaml_document_t *doc, yaml_node_t *n, tema_err *err)
+static tema_status on_synonym(void *ctx, const char *text, size_t line, tema_err *err)
 {
-    if (n->type == YAML_SCALAR_NODE) return add_tag(lx, scalar(n), node_line(n), err);
-    if (n->type != YAML_MAPPING_NODE)
-        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: a tag must be a mapping {name: ..., synonyms: [...]}, got %s",
-                         lx->file, node_line(n), node_kind(n));
-    yaml_node_t *name = NULL, *syn = NULL;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
-        if (!k || !v || k->type != YAML_SCALAR_NODE)
-            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag keys must be plain words", lx->file, node_line(n));
-        if (!strcmp(scalar(k), "name")) name = v;
-        else if (!strcmp(scalar(k), "synonyms")) syn = v;
-        else
-            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: unknown key '%s' in a tag; hint: a tag has only 'name' and "
-                                                "'synonyms'", lx->file, node_line(k), scalar(k));
-    }
-    if (!name || name->type != YAML_SCALAR_NODE)
-        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: tag without a name; hint: add name: WORDS", lx->file,
-                         node_line(name ? name : n));
-    tema_status st = add_tag(lx, scalar(name), node_line(name), err);
-    if (st != TEMA_OK || !syn) return st;
-    if (syn->type == YAML_SCALAR_NODE) {
-        if (!*scalar(syn)) return TEMA_OK; /* `synonyms:` left empty */
-        return add_phrase(lx, scalar(syn), node_line(syn), err);
-    }
-    if (syn->type != YAML_SEQUENCE_NODE)
-        return tema_fail(err, TEMA_EFORMAT, "%s:%zu: synonyms of '%s' must be a list like [word, two words], got %s",
-                         lx->file, node_line(syn), scalar(name), node_kind(syn));
-    for (yaml_node_item_t *it = syn->data.sequence.items.start; it < syn->data.sequence.items.top; it++) {
-        yaml_node_t *s = yaml_document_get_node(doc, *it);
-        if (!s || s->type != YAML_SCALAR_NODE)
-            return tema_fail(err, TEMA_EFORMAT, "%s:%zu: a synonym of '%s' must be a word or phrase, got %s", lx->file,
-                             node_line(s ? s : syn), scalar(name), s ? node_kind(s) : "nothing");
-        if ((st = add_phrase(lx, scalar(s), node_line(s), err)) != TEMA_OK) return st;
-    }
-    return TEMA_OK;
-}
-
-static tema_status parse_vocab(lexical *lx, const char *domain, const char *text, size_t len, tema_err *err)
-{
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        tema_status st = tema_fail(err, TEMA_EFORMAT, "%s:%zu:%zu: YAML error: %s%s%s; hint: check the indentation "
-                                                      "and quoting near that line",
-                                   lx->file, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-                                   parser.problem ? parser.problem : "unreadable", parser.context ? " " : "",
-                                   parser.context ? parser.context : "");
-        yaml_parser_delete(&parser);
-        return st;
-    }
-    yaml_parser_delete(&parser);
-    tema_status st = TEMA_OK;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    yaml_node_t *tags = NULL;
-    if (!root || root->type != YAML_MAPPING_NODE) {
-        st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: expected a mapping with 'tags: [...]', got %s; hint: see the "
-                                          "comment at the top of experiments/tags/food.yaml",
-                       lx->file, root ? node_line(root) : (size_t)1, root ? node_kind(root) : "an empty file");
-        goto out;
-    }
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&doc, p->key), *v = yaml_document_get_node(&doc, p->value);
-        if (!k || !v || k->type != YAML_SCALAR_NODE) {
-            st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: top-level keys must be plain words", lx->file, node_line(root));
-            goto out;
-        }
-        if (!strcmp(scalar(k), "tags")) {
-            tags = v;
-        } else if (!strcmp(scalar(k), "domain")) {
-            if (v->type != YAML_SCALAR_NODE || strcmp(scalar(v), domain) != 0) {
-                st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: 'domain' is '%s' but this file was loaded for domain '%s'; "
-                                                  "hint: the file name and its domain must agree",
-                               lx->file, node_line(v), v->type == YAML_SCALAR_NODE ? scalar(v) : node_kind(v), domain);
-                goto out;
-            }
-        } else if (strcmp(scalar(k), "description") != 0) {
-            st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: unknown top-level key '%s'; hint: valid keys are domain, "
-                                              "description and tags", lx->file, node_line(k), scalar(k));
-            goto out;
-        }
-    }
-    if (!tags || tags->type != YAML_SEQUENCE_NODE || tags->data.sequence.items.start == tags->data.sequence.items.top) {
-        st = tema_fail(err, TEMA_EFORMAT, "%s:%zu: 'tags' must be a non-empty list of {name, synonyms}; hint: see the "
-                                          "comment at the top of experiments/tags/food.yaml",
-                       lx->file, node_line(tags ? tags : root));
-        goto out;
-    }
-    for (yaml_node_item_t *it = tags->data.sequence.items.start; it < tags->data.sequence.items.top && st == TEMA_OK;
-         it++) {
-        yaml_node_t *t = yaml_document_get_node(&doc, *it);
-        if (t) st = parse_tag(lx, &doc, t, err);
-    }
-out:
-    yaml_document_delete(&doc);
-    return st;
+    return add_phrase(ctx, text, line, err);
 }
 
 /* CSR indexes: phrases by their first word, tags by phrase. */
@@ -507,72 +369,27 @@ static tema_status build_index(lexical *lx, tema_err *err)
     return TEMA_OK;
 }
 
-static bool valid_domain(const char *d)
-{
-    if (!d || !*d || strlen(d) > 64) return false;
-    for (; *d; d++)
-        if (!(islower((unsigned char)*d) || isdigit((unsigned char)*d) || *d == '_' || *d == '-')) return false;
-    return true;
-}
-
 static tema_status lexical_create(const tema_cfg *opts, const char *domain, void **self, tema_err *err)
 {
     *self = NULL;
     tema_status st = tag_need_host(WHO, err);
     if (st != TEMA_OK) return st;
-    if (!valid_domain(domain))
-        return tema_fail(err, TEMA_EINVAL, WHO ": domain name '%s' is not [a-z0-9_-]+; hint: set dataset.domains to "
-                                           "names like [food, kitchen]", domain ? domain : "(null)");
-    const char *dir = "experiments/tags";
-    if (opts) {
-        st = tag_host->cfg_str(opts, "vocab_dir", &dir);
-        if (st == TEMA_ENOTFOUND || !dir || !*dir) dir = "experiments/tags";
-        else if (st != TEMA_OK) return tema_fail(err, TEMA_EINVAL, WHO ": option 'vocab_dir' must be a folder path");
-    }
+    char *file = NULL;
+    if ((st = tag_vocab_path(opts, domain, WHO, &file, err)) != TEMA_OK) return st;
     lexical *lx = calloc(1, sizeof *lx);
-    if (!lx) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
+    if (!lx) {
+        free(file);
+        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
+    }
+    lx->file = file;
     if ((st = tag_opt_float(opts, WHO, "k1", 1.2, 0, 10, &lx->k1, err)) != TEMA_OK ||
         (st = tag_opt_float(opts, WHO, "b", 0.75, 0, 1, &lx->b, err)) != TEMA_OK ||
         (st = tag_opt_float(opts, WHO, "scale_quantile", 0.9, 0.5, 1, &lx->quantile, err)) != TEMA_OK) {
         lexical_free(lx);
         return st;
     }
-    size_t n = strlen(dir) + strlen(domain) + 8;
-    lx->file = malloc(n);
-    if (!lx->file) {
-        lexical_free(lx);
-        return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
-    }
-    snprintf(lx->file, n, "%s/%s.yaml", dir, domain);
-    FILE *f = fopen(lx->file, "rb");
-    if (!f) {
-        int e = errno;
-        if (e == ENOENT)
-            st = tema_fail(err, TEMA_ENOTFOUND, WHO ": no tag vocabulary for domain '%s': %s does not exist; hint: "
-                                                "write it (format: the comment atop experiments/tags/food.yaml), set "
-                                                "the tagger's vocab_dir, or name the domains with dataset.domains",
-                           domain, lx->file);
-        else st = tema_fail(err, TEMA_EIO, WHO ": cannot open %s: %s", lx->file, strerror(e));
-        lexical_free(lx);
-        return st;
-    }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    while (true) {
-        if (!grow((void **)&text, &cap, len + 65536, 1)) {
-            st = tema_fail(err, TEMA_ENOMEM, WHO ": out of memory reading %s", lx->file);
-            break;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) st = tema_fail(err, TEMA_EIO, WHO ": cannot read %s", lx->file);
-            break;
-        }
-    }
-    fclose(f);
-    if (st == TEMA_OK) st = parse_vocab(lx, domain, text, len, err);
-    free(text);
+    const tag_vocab_sink sink = {.who = WHO, .file = lx->file, .ctx = lx, .tag = on_tag, .synonym = on_synonym};
+    st = tag_vocab_load(&sink, domain, err);
     if (st == TEMA_OK) st = build_index(lx, err);
     if (st != TEMA_OK) {
         lexical_free(lx);
@@ -594,7 +411,7 @@ typedef struct title_buf {
 static bool title_word(const char *word, void *ctx)
 {
     title_buf *tb = ctx;
-    if (!grow((void **)&tb->w, &tb->cap, tb->n + 1, sizeof *tb->w)) {
+    if (!tag_vocab_grow((void **)&tb->w, &tb->cap, tb->n + 1, sizeof *tb->w)) {
         tb->oom = true;
         return false;
     }
@@ -678,8 +495,8 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
                 if (count[ph]++ == 0) touched[n_touched++] = ph;
             }
         }
-        if (!grow((void **)&m_ph, &cap_m, n_m + n_touched, sizeof *m_ph) ||
-            !grow((void **)&m_tf, &cap_tf, n_m + n_touched, sizeof *m_tf)) {
+        if (!tag_vocab_grow((void **)&m_ph, &cap_m, n_m + n_touched, sizeof *m_ph) ||
+            !tag_vocab_grow((void **)&m_tf, &cap_tf, n_m + n_touched, sizeof *m_tf)) {
             ok = false;
             break;
         }
