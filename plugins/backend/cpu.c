@@ -72,6 +72,33 @@ HOT static void span_gelu(const float *x, float *out, int64_t n)
     }
 }
 
+/* erf by Abramowitz & Stegun 7.1.26 through the polynomial exp: absolute error ~2e-7, far
+ * below float GELU's own rounding once multiplied by x/2 (libm's erff does not vectorise and
+ * was 15% of a BERT forward pass) */
+static inline float poly_erf(float x)
+{
+    const float a = x < 0.0f ? -x : x;
+    const float t = 1.0f / (1.0f + 0.3275911f * a);
+    const float p = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    const float y = 1.0f - p * poly_exp(-a * a);
+    return x < 0.0f ? -y : y;
+}
+
+HOT static void span_gelu_erf(const float *x, float *out, int64_t n)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) out[j] = 0.5f * x[j] * (1.0f + poly_erf(x[j] * (float)M_SQRT1_2));
+}
+
+HOT static void span_gelu_erf_bwd(const float *x, const float *dout, float *dx, int64_t n)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        const float v = x[j];
+        dx[j] += dout[j] * (0.5f * (1.0f + poly_erf(v * (float)M_SQRT1_2)) + v * 0.3989422804f * poly_exp(-0.5f * v * v));
+    }
+}
+
 HOT static void span_gelu_bwd(const float *x, const float *dout, float *dx, int64_t n)
 {
 #pragma omp simd
@@ -345,7 +372,7 @@ static void cpu_unary(void *self, tema_unary_op op, int64_t n, float alpha, cons
         break;
     case TEMA_UNARY_GELU_ERF:
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        for (int64_t i = 0; i < n; i += SPAN) span_gelu_erf(x + i, out + i, n - i < SPAN ? n - i : SPAN);
         break;
     }
 }
@@ -377,11 +404,7 @@ static void cpu_unary_bwd(void *self, tema_unary_op op, int64_t n, float alpha, 
         break;
     case TEMA_UNARY_GELU_ERF:
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const float v = x[i];
-            const float pdf = 0.3989422804f * expf(-0.5f * v * v);
-            dx[i] += dout[i] * (0.5f * (1.0f + erff(v * (float)M_SQRT1_2)) + v * pdf);
-        }
+        for (int64_t i = 0; i < n; i += SPAN) span_gelu_erf_bwd(x + i, dout + i, dx + i, n - i < SPAN ? n - i : SPAN);
         break;
     }
 }
