@@ -18,9 +18,12 @@ Nothing is loaded from the Hugging Face hub.
 
 What it writes, one line per text:
   column 1  the text, escaped (see ESCAPING below)
-  column 2  token ids of the slow, pure-Python BERT tokenizer (transformers' BertTokenizer before
-            v5, BertTokenizerLegacy since v5) with do_lower_case=True, [CLS] ... [SEP], truncated
-            to 256 tokens (sentence-transformers' max_seq_length for this model), space separated
+  column 2  token ids of the tokenizer encode() uses (tokenizer.json; the same ids as the
+            pure-Python BertTokenizer of transformers 4.x), do_lower_case=True, [CLS] ... [SEP],
+            truncated to 256 tokens (sentence-transformers' max_seq_length for this model), space
+            separated. transformers 5's BertTokenizerLegacy is compared too: it lower-cases a
+            word-final capital sigma to final sigma (Python's context-sensitive str.lower() on the
+            whole word) where 4.x lower-cased one character at a time; the header lists such lines.
   column 3  the sentence-transformers embedding, 384 floats printed with '%.9g' (exact for
             float32), from model.encode(texts, batch_size=32, convert_to_numpy=True,
             normalize_embeddings=False); the model's own Normalize module makes it unit length.
@@ -39,7 +42,7 @@ giving [UNK], long words, repeated spaces, all-caps, the empty title), plus synt
 for tokenizer rules (a word over 100 characters, CJK, NFD combining accents, control characters
 and tabs, zero-width characters, Unicode spaces, Greek final sigma, emoji, a text truncated at
 256 tokens, ...). The selection depends only on the data and --seed, and the run is checked:
-slow vs fast tokenizer ids, unit norms, and that the embedding equals the model run on the
+legacy vs fast tokenizer ids, unit norms, and that the embedding equals the model run on the
 column-2 ids alone (no padding).
 """
 import argparse
@@ -285,13 +288,14 @@ def main():
         add(t, "synthetic")
 
     # ---- tokenize, encode, check
-    ids = [slow_ids(t) for t in chosen]
+    legacy_ids = [slow_ids(t) for t in chosen]
     fast_ids = [st_tok(t, truncation=True, max_length=MAX_LEN)["input_ids"] for t in chosen]
-    differ = [i for i in range(len(chosen)) if ids[i] != fast_ids[i]]
+    ids = fast_ids  # column 2: what encode() feeds the model
+    differ = [i for i in range(len(chosen)) if legacy_ids[i] != fast_ids[i]]
     n_diff_vocab = 0
     for i, t in enumerate(chosen):
         if i in differ:
-            print("slow/fast(tokenizer.json) differ: %r\n  slow %s\n  fast %s" % (t, ids[i], fast_ids[i]),
+            print("slow/fast(tokenizer.json) differ: %r\n  slow %s\n  fast %s" % (t, legacy_ids[i], fast_ids[i]),
                   file=sys.stderr)
         if fast_vocab(t, truncation=True, max_length=MAX_LEN)["input_ids"] != fast_ids[i]:
             n_diff_vocab += 1
@@ -306,9 +310,8 @@ def main():
 
     emb = model.encode(chosen, batch_size=32, convert_to_numpy=True, normalize_embeddings=False)
     assert emb.shape == (len(chosen), 384) and emb.dtype == np.float32, (emb.shape, emb.dtype)
-    # encode() tokenizes with the fast tokenizer; the embedding must be the model run on the
-    # column-2 (slow) ids alone, without padding. Where the two tokenizers differ, the line gets
-    # the embedding of the slow ids (listed in the header).
+    # encode() tokenizes with the fast tokenizer: the embedding must be the model run on the
+    # column-2 ids alone, without padding.
     max_direct = 0.0
     with torch.no_grad():
         for i, a in enumerate(ids):
@@ -316,10 +319,7 @@ def main():
             feat = model({"input_ids": x, "attention_mask": torch.ones_like(x),
                           "token_type_ids": torch.zeros_like(x)})
             e = feat["sentence_embedding"][0].numpy()
-            if i in differ:
-                emb[i] = e
-            else:
-                max_direct = max(max_direct, float(np.max(np.abs(e - emb[i]))))
+            max_direct = max(max_direct, float(np.max(np.abs(e - emb[i]))))
     assert max_direct < 1e-5, max_direct
     norms = np.linalg.norm(emb.astype(np.float64), axis=1)
     max_norm_err = float(np.max(np.abs(norms - 1.0)))
@@ -347,14 +347,14 @@ def main():
             args.data, d, sha256(os.path.join(args.data, d, "items.tsv"))[:16]) for d in DATASETS),
         "# selection (seed %d, %d lines): %s" % (args.seed, len(chosen),
                                                   ", ".join("%s %d" % kv for kv in counts.items())),
-        "# tokenizer: %s(vocab.txt, do_lower_case=True), [CLS] ... [SEP], truncation to max_length=%d;"
-        " the fast tokenizer (tokenizer.json, used by encode) gives the same ids on %d of %d lines%s" % (
-            SlowBert.__name__, MAX_LEN, len(chosen) - len(differ), len(chosen),
+        "# tokenizer: the one encode() uses (tokenizer.json, = transformers 4.x BertTokenizer), [CLS] ... [SEP],"
+        " truncation to max_length=%d; %s(vocab.txt, do_lower_case=True) gives the same ids on %d of %d lines%s" % (
+            MAX_LEN, SlowBert.__name__, len(chosen) - len(differ), len(chosen),
             "" if n_all_diff is None else ", and on all but %d of the %d dataset titles" % (
                 n_all_diff, len(all_titles))),
     ] + [
-        "# slow/fast differ on data line %d (%s): fast ids %s; that line's embedding is the model run on the"
-        " slow ids" % (i + 1, escape(chosen[i])[:40], " ".join(map(str, fast_ids[i]))) for i in differ
+        "# %s differs on data line %d (%s): its ids %s" % (
+            SlowBert.__name__, i + 1, escape(chosen[i])[:40], " ".join(map(str, legacy_ids[i]))) for i in differ
     ] + [
         "# embedding: SentenceTransformer(model, device='cpu').encode(texts, batch_size=32, "
         "convert_to_numpy=True, normalize_embeddings=False), torch threads %d; Transformer -> mean pooling"

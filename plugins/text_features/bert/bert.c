@@ -194,6 +194,8 @@ static tema_status tokenize_all(const bert_features *b, const char *const *texts
 #pragma omp parallel for schedule(dynamic, 64)
     for (int64_t i = 0; i < n; i++)
         t->len[i] = texts[i] && texts[i][0] ? wp_encode(b->vocab, texts[i], (int32_t)L, t->ids + i * L) : 0;
+    for (int64_t i = 0; i < n; i++) /* wp_encode fails only when out of memory (words over 512 code points) */
+        if (t->len[i] < 0) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory tokenising text %lld", (long long)i);
     /* longest first, ties by index: the key (L - len) << 32 | i sorts as wanted */
     for (int64_t i = 0; i < n; i++) t->order[i] = (L - t->len[i]) << 32 | i;
     qsort(t->order, (size_t)n, sizeof *t->order, cmp_i64);

@@ -92,6 +92,24 @@ static void known_dtypes(char *buf, size_t size)
         used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", dtype_info[i].name);
 }
 
+#define SHOWN_MAX 96
+
+/* A name or string from the file as it may appear in a one-line message: control bytes
+ * escaped, long ones cut. */
+static const char *shown(const char *text, char buf[SHOWN_MAX])
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if (used + 8 >= SHOWN_MAX) {
+            strcpy(buf + used, "...");
+            break;
+        }
+        used += (size_t)snprintf(buf + used, SHOWN_MAX - used, *c < 0x20 || *c == 0x7f ? "\\x%02x" : "%c", *c);
+    }
+    return buf;
+}
+
 static tema_status parse_dtype(const char *path, const char *name, json_object *value, st_tensor *t,
                                tema_err *err)
 {
@@ -105,9 +123,10 @@ static tema_status parse_dtype(const char *path, const char *name, json_object *
             return TEMA_OK;
         }
     }
-    char known[256];
+    char known[256], dtype[SHOWN_MAX];
     known_dtypes(known, sizeof known);
-    return tema_fail(err, TEMA_EFORMAT, "%s: tensor '%s': unknown dtype '%s' (known: %s)", path, name, s, known);
+    return tema_fail(err, TEMA_EFORMAT, "%s: tensor '%s': unknown dtype '%s' (known: %s)", path, name,
+                     shown(s, dtype), known);
 }
 
 /* A JSON integer >= 0, or -1. */
@@ -266,7 +285,8 @@ static tema_status read_tensors(st_file *f, json_object *root, tema_err *err)
     {
         if (strcmp(key, "__metadata__") == 0) continue;
         st_tensor *t = &f->tensors[f->n_tensors];
-        tema_status st = parse_entry(f->path, key, value, f->data_size, t, err);
+        char name[SHOWN_MAX];
+        tema_status st = parse_entry(f->path, shown(key, name), value, f->data_size, t, err);
         if (st) return st;
         if (!(t->name = strdup(key))) return tema_fail(err, TEMA_ENOMEM, "%s: out of memory", f->path);
         f->n_tensors++;
@@ -312,10 +332,11 @@ const st_tensor *st_find(const st_file *f, const char *name)
 
 static tema_status not_found(const st_file *f, const char *name, tema_err *err)
 {
-    char examples[256] = "";
+    char examples[3 * SHOWN_MAX + 16] = "", name_shown[SHOWN_MAX];
     size_t used = 0;
     for (int i = 0; i < f->n_tensors && i < 3 && used < sizeof examples; i++)
-        used += (size_t)snprintf(examples + used, sizeof examples - used, "%s'%s'", i ? ", " : "", f->tensors[i].name);
+        used += (size_t)snprintf(examples + used, sizeof examples - used, "%s'%s'", i ? ", " : "",
+                                 shown(f->tensors[i].name, name_shown));
     return tema_fail(err, TEMA_ENOTFOUND,
                      "%s: tensor '%s' not found (the file has %d tensors%s%s); hint: the model folder may hold "
                      "another architecture than the one expected",
@@ -328,11 +349,12 @@ static tema_status check_shape(const st_file *f, const st_tensor *t, int ndim, c
     bool same = ndim == t->ndim;
     for (int i = 0; same && i < ndim; i++) same = shape[i] == t->shape[i];
     if (same) return TEMA_OK;
-    char want[160], found[160];
+    char want[160], found[160], name[SHOWN_MAX];
     return tema_fail(err, TEMA_EFORMAT,
                      "%s: tensor '%s': expected shape %s, found %s; hint: the model folder may hold another "
                      "architecture or size",
-                     f->path, t->name, format_shape(want, sizeof want, ndim > ST_MAX_DIMS ? ST_MAX_DIMS : ndim, shape),
+                     f->path, shown(t->name, name),
+                     format_shape(want, sizeof want, ndim > ST_MAX_DIMS ? ST_MAX_DIMS : ndim, shape),
                      format_shape(found, sizeof found, t->ndim, t->shape));
 }
 

@@ -360,36 +360,6 @@ static void wordpiece(wp_scratch *s, const int32_t *cps, size_t n)
     for (size_t i = 0; i < n_pieces; i++) emit(s, pieces[i]);
 }
 
-/* Python's str.lower() is context-sensitive for one letter: capital sigma becomes final
- * sigma (U+03C2) after a cased letter when no cased letter follows (Unicode's Final_Sigma,
- * case-ignorable characters skipped both ways). utf8proc has no Cased / Case_Ignorable
- * properties, so they are approximated by case (Lu, Ll, Lt) and by the categories Mn, Me,
- * Cf, Lm, Sk plus the apostrophes, period, colon and middle dot that Unicode lists. */
-static bool cased(int32_t c)
-{
-    utf8proc_category_t k = utf8proc_category(c);
-    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT;
-}
-
-static bool case_ignorable(int32_t c)
-{
-    utf8proc_category_t k = utf8proc_category(c);
-    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
-           k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK || c == '\'' || c == '.' || c == ':' ||
-           c == 0x00B7 || c == 0x2019 || c == 0x2018 || c == 0x2024 || c == 0xFE52 || c == 0xFF07 || c == 0xFF0E;
-}
-
-static int32_t lower_at(const cp_buf *w, size_t i)
-{
-    if (w->cps[i] != 0x03A3) return utf8proc_tolower(w->cps[i]);
-    size_t b = i;
-    while (b > 0 && case_ignorable(w->cps[b - 1])) b--;
-    size_t a = i + 1;
-    while (a < w->len && case_ignorable(w->cps[a])) a++;
-    const bool after_cased = b > 0 && cased(w->cps[b - 1]), before_cased = a < w->len && cased(w->cps[a]);
-    return after_cased && !before_cased ? 0x03C2 : 0x03C3;
-}
-
 /* NFD of the lower-cased word into s->nfd: decompose, then the canonical reordering of
  * combining marks (the stable sort utf8proc_decompose does), then drop category Mn. */
 static bool lower_nfd_strip(wp_scratch *s)
@@ -397,7 +367,7 @@ static bool lower_nfd_strip(wp_scratch *s)
     cp_buf *out = &s->nfd;
     out->len = 0;
     for (size_t i = 0; i < s->word.len; i++) {
-        int32_t lower = lower_at(&s->word, i);
+        int32_t lower = utf8proc_tolower(s->word.cps[i]); /* per character, as BertTokenizer 4.x and the fast tokenizer */
         for (;;) {
             utf8proc_ssize_t n =
                 utf8proc_decompose_char(lower, out->cps + out->len, (utf8proc_ssize_t)(out->cap - out->len),
