@@ -120,7 +120,7 @@ typedef struct tema_host {
      * (a TEMA_OPT_PLUGIN option of kind "text_features"). Computed once per (plugin, version,
      * settings, the files its path options name, texts) and stored under
      * <results>/features/<plugin>/; every later call with the same inputs reads the store.
-     * texts[i] NULL or "" is an empty text. `who` names the caller in progress lines and
+     * texts[i] NULL or "" is no text (an all-zero row). `who` names the caller in progress lines and
      * errors. On success *out is [n * *dim] floats from host->alloc, owned by the caller
      * (release with host->free); on failure *out is NULL. */
     tema_status (*text_features)(const tema_cfg *c, const char *option, const char *const *texts, int64_t n,
@@ -315,7 +315,7 @@ typedef struct tema_text_features_ops {
      * an environment variable or a default place), hashed into the store key so a changed
      * model is never answered from the store. NULL: none beyond the options. Owned by self. */
     const char *(*files)(const void *self);
-    /* out: caller-owned [n * F]; row i for texts[i] (NULL or "": the plugin's empty-text row).
+    /* out: caller-owned [n * F]; row i for texts[i] (NULL or "": an all-zero row, no text).
      * May use the active backend's kernels (host->backend()); the host makes sure one is set. */
     tema_status (*compute)(void *self, const char *const *texts, int64_t n, float *out, tema_progress_fn progress,
                            void *progress_ctx, tema_err *err);

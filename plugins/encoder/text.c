@@ -13,8 +13,7 @@
  *  - `input: title+tags` appends the names of the item's selected tags (after the
  *    experiment's tagger -> tag_select -> tag_repr) to its title, "title | tag | tag": the
  *    paper's "LLM-augmented text" (Fig. 2).
- * Rows are L2-normalised unless `normalize: false`; items without text get the extractor's
- * empty-text row (zeros for hashed). */
+ * Rows are L2-normalised unless `normalize: false`; items without text get a zero row. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,7 +130,7 @@ static tema_status extract(const tema_model_info *info, const tema_cfg *opts, bo
     if (st == TEMA_OK) st = host->text_features(opts, "extractor", texts, n_items, "encoder text", feats, F, err);
     if (st == TEMA_OK && with_text < n_items && host->log)
         host->log(with_text * 10 < 9 * n_items ? TEMA_LOG_WARN : TEMA_LOG_INFO, "encoder text",
-                  "%lld of %lld items have no text and get the extractor's empty-text row",
+                  "%lld of %lld items have no text and get a zero feature row",
                   (long long)(n_items - with_text), (long long)n_items);
     free(texts);
     free(buf);

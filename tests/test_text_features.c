@@ -1,0 +1,190 @@
+/* tests/test_text_features.c - the conformance suite every text_features plugin passes, and the
+ * feature store behind host->text_features.
+ *
+ * Each plugin of the kind found by the registry (hashed, bert, and any added later) gets the
+ * same texts: rows of its declared width, finite, all-zero for NULL and "" texts, nonzero for
+ * real ones, the same bits on a second computation and with 2 threads, and the same rows for
+ * a duplicated text. A plugin that cannot start here for want of an installed model (create
+ * fails with TEMA_ENOTFOUND) is reported as SKIP with its message.
+ *
+ * The store: a second call with the same inputs reads the stored .npy (same bits, no new
+ * file), a changed text is a new key, a stored file that was cut short is an error naming it,
+ * and a plugin's failure leaves nothing behind. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "registry.h"
+#include "testutil.h"
+#include "text_features.h"
+
+static const char *const texts[] = {
+    "Lavazza Super Crema whole bean espresso coffee, 2.2 lb",
+    NULL,
+    "Stainless steel tea kettle with whistle, 2.5 quart",
+    "",
+    "Lavazza Super Crema whole bean espresso coffee, 2.2 lb",
+    "Café Bustelo ground coffee &amp; tea sampler (12 count)",
+};
+#define NT ((int64_t)(sizeof texts / sizeof texts[0]))
+
+static char *store_dir(void)
+{
+    static int k;
+    char *d = malloc(600);
+    snprintf(d, 600, "%s/store-%d", tu_tmpdir(), k++);
+    return d;
+}
+
+static tema_status run(const char *extractor, const char *dir, const char *const *t, int64_t n, float **out,
+                       int64_t *dim, tema_err *err)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "extractor: %s\n", extractor);
+    tema_cfg *c = NULL;
+    ck_assert_msg(tema_cfg_parse_string(yaml, "test", &c, err) == TEMA_OK, "%s", err->msg);
+    tema_features_context(tu_cpu_registry(), NULL, dir);
+    tema_status st = tema_features_get(c, "extractor", t, n, "test", out, dim, err);
+    tema_cfg_free(c);
+    return st;
+}
+
+static int count_files(const char *dir, const char *suffix)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t l = strlen(e->d_name), m = strlen(suffix);
+        n += l > m && !strcmp(e->d_name + l - m, suffix);
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+static void conform(const tema_plugin *p)
+{
+    char ex[256];
+    snprintf(ex, sizeof ex, "{plugin: %s}", p->name);
+    float *a = NULL, *b = NULL;
+    int64_t dim = 0, dim2 = 0;
+    tema_err err = {0};
+    char *d1 = store_dir(), *d2 = store_dir();
+    tema_status st = run(ex, d1, texts, NT, &a, &dim, &err);
+    if (st == TEMA_ENOTFOUND) {
+        fprintf(stderr, "SKIP text_features %s: %s\n", p->name, err.msg);
+        free(d1), free(d2);
+        return;
+    }
+    ck_assert_msg(st == TEMA_OK, "%s: %s", p->name, err.msg);
+    ck_assert_msg(dim >= 1, "%s: width %lld", p->name, (long long)dim);
+    for (int64_t i = 0; i < NT; i++) {
+        double ss = 0;
+        for (int64_t j = 0; j < dim; j++) {
+            ck_assert_msg(isfinite(a[i * dim + j]), "%s: row %lld not finite", p->name, (long long)i);
+            ss += (double)a[i * dim + j] * a[i * dim + j];
+        }
+        const bool empty = !texts[i] || !texts[i][0];
+        ck_assert_msg(empty ? ss == 0 : ss > 0, "%s: row %lld (%s) has squared norm %g", p->name, (long long)i,
+                      texts[i] ? texts[i] : "NULL", ss);
+    }
+    ck_assert_msg(!memcmp(a, a + 4 * dim, (size_t)dim * sizeof *a), "%s: the same text gave two rows", p->name);
+    /* computed again, with 2 threads, into a fresh store: the same bits */
+    omp_set_num_threads(2);
+    st = run(ex, d2, texts, NT, &b, &dim2, &err);
+    omp_set_num_threads(1);
+    ck_assert_msg(st == TEMA_OK, "%s: %s", p->name, err.msg);
+    ck_assert_int_eq(dim2, dim);
+    ck_assert_msg(!memcmp(a, b, (size_t)(NT * dim) * sizeof *a), "%s: rows differ between runs or threads", p->name);
+    tema_host_get()->free(a);
+    tema_host_get()->free(b);
+    free(d1), free(d2);
+}
+
+START_TEST(every_text_features_plugin_conforms)
+{
+    tema_registry *reg = tu_cpu_registry();
+    int n = 0;
+    for (size_t i = 0; i < tema_registry_count(reg); i++) {
+        const tema_plugin *p = tema_registry_at(reg, i)->plugin;
+        if (p->kind != TEMA_KIND_TEXT_FEATURES) continue;
+        n++;
+        conform(p);
+    }
+    ck_assert_int_ge(n, 2); /* hashed, bert */
+}
+END_TEST
+
+START_TEST(store_reuses_and_keys_by_text)
+{
+    char *dir = store_dir(), sub[700];
+    snprintf(sub, sizeof sub, "%s/features/hashed", dir);
+    float *a = NULL, *b = NULL, *c = NULL;
+    int64_t dim = 0;
+    tema_err err = {0};
+    ck_assert_msg(run("{plugin: hashed, dim: 64}", dir, texts, NT, &a, &dim, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_int_eq(count_files(sub, ".npy"), 1);
+    ck_assert_int_eq(count_files(sub, ".json"), 1);
+    ck_assert_msg(run("{plugin: hashed, dim: 64}", dir, texts, NT, &b, &dim, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_int_eq(count_files(sub, ".npy"), 1); /* read back, not computed again */
+    ck_assert(!memcmp(a, b, (size_t)(NT * dim) * sizeof *a));
+    const char *changed[NT];
+    memcpy(changed, texts, sizeof changed);
+    changed[2] = "Cast iron skillet, 12 inch";
+    ck_assert_msg(run("{plugin: hashed, dim: 64}", dir, changed, NT, &c, &dim, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_int_eq(count_files(sub, ".npy"), 2);
+    const tema_host *h = tema_host_get();
+    h->free(a), h->free(b), h->free(c);
+    a = b = c = NULL;
+
+    /* a stored file cut short: an error that names it, never wrong rows */
+    DIR *d = opendir(sub);
+    char victim[1400] = "";
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".npy") && !victim[0]) snprintf(victim, sizeof victim, "%s/%s", sub, e->d_name);
+    closedir(d);
+    ck_assert_int_eq(truncate(victim, 200), 0);
+    tema_status st = run("{plugin: hashed, dim: 64}", dir, texts, NT, &a, &dim, &err);
+    if (st == TEMA_OK) st = run("{plugin: hashed, dim: 64}", dir, changed, NT, &a, &dim, &err);
+    ck_assert_int_ne(st, TEMA_OK);
+    ck_assert_msg(strstr(err.msg, victim) != NULL, "error does not name %s: %s", victim, err.msg);
+    ck_assert(a == NULL);
+    free(dir);
+}
+END_TEST
+
+START_TEST(unknown_plugin_and_failures_leave_nothing)
+{
+    char *dir = store_dir(), sub[700];
+    float *a = NULL;
+    int64_t dim = 0;
+    tema_err err = {0};
+    ck_assert_int_eq(run("{plugin: nosuch}", dir, texts, NT, &a, &dim, &err), TEMA_ENOTFOUND);
+    ck_assert_msg(strstr(err.msg, "nosuch") && strstr(err.msg, "hashed"), "%s", err.msg);
+    char ex[900];
+    snprintf(ex, sizeof ex, "{plugin: bert, model_dir: '%s/no-model'}", tu_tmpdir());
+    ck_assert_int_eq(run(ex, dir, texts, NT, &a, &dim, &err), TEMA_ENOTFOUND);
+    ck_assert(a == NULL);
+    snprintf(sub, sizeof sub, "%s/features/bert", dir);
+    ck_assert_int_eq(count_files(sub, ".npy"), 0);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("text_features");
+    TCase *tc = tcase_create("text_features");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, every_text_features_plugin_conforms);
+    tcase_add_test(tc, store_reuses_and_keys_by_text);
+    tcase_add_test(tc, unknown_plugin_and_failures_leave_nothing);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
