@@ -237,7 +237,7 @@ static tema_status run_batches(bert_features *b, bert_model *m, const tokens *t,
     int32_t *ids = malloc((size_t)b->batch_tokens * sizeof *ids), *len = malloc((size_t)cap_b * sizeof *len);
     float *hidden = malloc((size_t)(b->batch_tokens * H) * sizeof *hidden);
     tema_status st = ids && len && hidden ? TEMA_OK : tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
-    int64_t done = 0;
+    int64_t done = 0, real = 0, padded = 0;
     for (int64_t s = 0; s < n && st == TEMA_OK;) {
         const int64_t T = t->len[t->order[s]];
         if (T == 0) break; /* the rest are empty texts: zero rows */
@@ -249,6 +249,8 @@ static tema_status run_batches(bert_features *b, bert_model *m, const tokens *t,
             memcpy(ids + k * T, t->ids + i * L, (size_t)len[k] * sizeof *ids);
             for (int64_t p = len[k]; p < T; p++) ids[k * T + p] = wp_pad_id(b->vocab); /* masked out as a key */
         }
+        for (int64_t k = 0; k < B; k++) real += len[k];
+        padded += B * T;
         st = bert_model_forward(m, ids, len, B, T, hidden, err);
         if (st == TEMA_OK) pool_batch(b, t, t->order + s, B, T, hidden, out);
         s += B;
@@ -258,6 +260,11 @@ static tema_status run_batches(bert_features *b, bert_model *m, const tokens *t,
     free(ids);
     free(len);
     free(hidden);
+    if (st == TEMA_OK && b->host->log)
+        b->host->log(TEMA_LOG_INFO, WHO, "%lld texts, %lld tokens (%lld with padding, +%.1f%%), %lld layers x %lld wide",
+                     (long long)n, (long long)real, (long long)padded,
+                     real ? 100.0 * (double)(padded - real) / (double)real : 0.0, (long long)b->cfg.layers,
+                     (long long)b->cfg.hidden);
     return st;
 }
 
