@@ -151,7 +151,10 @@ START_TEST(store_reuses_and_keys_by_text)
     closedir(d);
     ck_assert_int_eq(truncate(victim, 200), 0);
     tema_status st = run("{plugin: hashed, dim: 64}", dir, texts, NT, &a, &dim, &err);
-    if (st == TEMA_OK) st = run("{plugin: hashed, dim: 64}", dir, changed, NT, &a, &dim, &err);
+    if (st == TEMA_OK) { /* the victim was the other key */
+        h->free(a);
+        st = run("{plugin: hashed, dim: 64}", dir, changed, NT, &a, &dim, &err);
+    }
     ck_assert_int_ne(st, TEMA_OK);
     ck_assert_msg(strstr(err.msg, victim) != NULL, "error does not name %s: %s", victim, err.msg);
     ck_assert(a == NULL);

@@ -6,7 +6,7 @@
  * file order: each tagger keeps its own representation (BM25 phrases, texts to embed), and
  * a tagger's own complaint about a phrase arrives at the same point of the file as the
  * reader's complaints, so the first error of a file is the one reported.
- * Include it after ../tag_plugin.h, from one plugin source file. */
+ * Static functions over ../tag_plugin.h's tag_host: include it from one plugin source file. */
 #ifndef TEMA_PLUGINS_TAGGER_TAG_VOCAB_H
 #define TEMA_PLUGINS_TAGGER_TAG_VOCAB_H
 
