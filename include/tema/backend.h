@@ -147,7 +147,8 @@ typedef struct tema_backend_ops {
     /* out[i,:] = table[ids[i],:] (zeros for -1); scatter: dtable[ids[i],:] += dout[i,:]. */
     void (*gather)(void *self, int64_t n, int64_t dim, const int32_t *ids, const float *table, float *out);
     void (*scatter_add)(void *self, int64_t n, int64_t dim, const int32_t *ids, const float *dout, float *dtable);
-    /* dst[r, 0:cols] = (accumulate ? dst : 0) + src[r, 0:cols] with leading dims ldd, lds. */
+    /* dst[r, 0:cols] = (accumulate ? dst : 0) + src[r, 0:cols] with leading dims ldd, lds;
+     * lds = 0 repeats src's one row in every row (a broadcast). */
     void (*copy2d)(void *self, int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd,
                    bool accumulate);
     /* out[b,h,l,:] (+)= x[b,l,h,:] for x [B,L,H,D]: transpose12 and (with L,H swapped) its inverse. */
