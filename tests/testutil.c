@@ -1,5 +1,6 @@
 /* tests/testutil.c - shared helpers for the Check suites. */
 #include "testutil.h"
+#include "tema_static_plugins.h"
 
 #include <json-c/json.h>
 
@@ -198,12 +199,20 @@ int tu_run_suite(Suite *s)
     return failed == 0 ? 0 : 1;
 }
 
+#define TU_DECLARE_ENTRY(kind, name) const tema_plugin *tema_plugin_entry_##kind##_##name(const tema_host *host);
+TEMA_STATIC_PLUGINS(TU_DECLARE_ENTRY)
+
 struct tema_registry *tu_registry(void)
 {
     static tema_registry *reg;
     if (!reg) {
         reg = tema_registry_new();
-        tema_registry_scan(reg);
+        tema_err err = {0};
+#define TU_ADD_ENTRY(kind, name)                                                                          \
+    ck_assert_msg(tema_registry_add_entry(reg, tema_plugin_entry_##kind##_##name, "builtin:" #kind "/" #name, \
+                                          &err) == TEMA_OK, "%s", err.msg);
+        TEMA_STATIC_PLUGINS(TU_ADD_ENTRY)
+#undef TU_ADD_ENTRY
     }
     return reg;
 }

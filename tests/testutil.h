@@ -48,8 +48,11 @@ struct json_object *tu_json_get(struct json_object *o, const char *path);
 /* Source root, build root, and the plugin folder of the build. */
 const char *tu_source_root(void);
 const char *tu_build_root(void);
-/* The build's plugin registry, scanned on the first call and kept for the process (closing
- * the plugins would unload OpenMP and OpenBLAS under the sanitizers' feet). */
+/* Every plugin of the build, registered from the static libraries the suites link (GStreamer
+ * style: the same sources as the .so files), on the first call and kept for the process. Not
+ * opened from .so files: LeakSanitizer's tracer (GCC 12, glibc 2.36) crashed at exit in a
+ * suite that had opened one .so more than before, whichever .so it was. The .so files are
+ * loaded by test_registry and by every `tema` the suites start. */
 struct tema_registry *tu_registry(void);
 /* The same registry with the cpu backend initialised and made active. Created on
  * the first call and kept for the process: unloading the backend plugin would unload
