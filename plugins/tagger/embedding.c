@@ -289,15 +289,6 @@ static tema_status map_scores(const embedding *em, float *score, size_t cells, t
     return TEMA_OK;
 }
 
-static void vocab_out_free(tema_tag_vocab *out)
-{
-    if (out->tags)
-        for (int32_t t = 0; t < out->n_tags; t++) tag_host->free(out->tags[t]);
-    tag_host->free(out->tags);
-    tag_host->free(out->score);
-    memset(out, 0, sizeof *out);
-}
-
 static tema_status embedding_tag(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out,
                                  tema_err *err)
 {
@@ -322,13 +313,13 @@ static tema_status embedding_tag(void *self, const char *const *titles, int64_t 
         else memcpy(out->tags[t], em->tag_name[t], len);
     }
     if (!ok) {
-        vocab_out_free(out);
+        tag_vocab_out_free(out);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory for %lld titles and %zu tags", (long long)n_items,
                          nt);
     }
     st = raw_scores(em, titles, n_items, out->score, err);
     if (st == TEMA_OK) st = map_scores(em, out->score, cells, err);
-    if (st != TEMA_OK) vocab_out_free(out);
+    if (st != TEMA_OK) tag_vocab_out_free(out);
     return st;
 }
 

@@ -425,15 +425,6 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void vocab_out_free(tema_tag_vocab *out)
-{
-    if (out->tags)
-        for (int32_t t = 0; t < out->n_tags; t++) tag_host->free(out->tags[t]);
-    tag_host->free(out->tags);
-    tag_host->free(out->score);
-    memset(out, 0, sizeof *out);
-}
-
 static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out,
                                tema_err *err)
 {
@@ -561,7 +552,7 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
     free(row);
     free(tb.w);
     if (!ok) {
-        vocab_out_free(out);
+        tag_vocab_out_free(out);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory scoring %lld titles against %zu tags",
                          (long long)n_items, nt);
     }
