@@ -94,28 +94,11 @@ static void free_ref(ref_line *r, int n)
     free(r);
 }
 
-static const char *minilm_dir(void)
-{
-    static char dir[4200];
-    snprintf(dir, sizeof dir, "%s/.models/all-MiniLM-L6-v2", tu_source_root());
-    return dir;
-}
-
-static bool have_minilm(const char *test)
-{
-    char f[4300];
-    snprintf(f, sizeof f, "%s/model.safetensors", minilm_dir());
-    struct stat st;
-    if (stat(f, &st) == 0) return true;
-    fprintf(stderr, "SKIP %s: all-MiniLM-L6-v2 is not installed at %s; run .ci/install-deps\n", test, minilm_dir());
-    return false;
-}
-
 START_TEST(minilm_tokens_equal_bert_tokenizer)
 {
-    if (!have_minilm(__func__)) return;
+    if (!tu_have_minilm(__func__)) return;
     char vocab[4300];
-    snprintf(vocab, sizeof vocab, "%s/vocab.txt", minilm_dir());
+    snprintf(vocab, sizeof vocab, "%s/vocab.txt", tu_minilm_dir());
     wp_vocab *v = NULL;
     tema_err err = {0};
     ck_assert_msg(wp_vocab_load(vocab, &v, &err) == TEMA_OK, "%s", err.msg);
@@ -163,14 +146,14 @@ static float *features(const char *extractor, const char *const *texts, int64_t 
 
 START_TEST(minilm_embeddings_match_sentence_transformers)
 {
-    if (!have_minilm(__func__)) return;
+    if (!tu_have_minilm(__func__)) return;
     int n = 0;
     ref_line *r = load_ref(&n);
     const char **texts = calloc((size_t)n, sizeof *texts);
     for (int i = 0; i < n; i++) texts[i] = r[i].text;
     char ex[4400];
     /* small batches, so the suite also covers batches of mixed lengths and many batches */
-    snprintf(ex, sizeof ex, "{plugin: bert, model_dir: '%s', batch_tokens: 512}", minilm_dir());
+    snprintf(ex, sizeof ex, "{plugin: bert, model_dir: '%s', batch_tokens: 512}", tu_minilm_dir());
     int64_t dim = 0;
     tema_err err = {0};
     float *got = features(ex, texts, n, &dim, &err);

@@ -44,19 +44,10 @@ static int32_t g_tag[12] = {0, 1, 0, 1, 0, 1, 2, 3, 4, 3, 4, 3};
 static float g_score[12] = {0.6f, 0.4f, 1.0f, 1.0f, 0.6f, 0.4f, 1.0f, 0.5f, 0.5f, 1.0f, 1.0f, 1.0f};
 static tema_tag_selection g_sel = {.n_items = NI, .off = g_off, .tag = g_tag, .score = g_score};
 
-/* A fresh text feature store for each call, so a test sees features computed, not read back. */
-static void fresh_feature_store(void)
-{
-    static int k;
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/features-%d", tu_tmpdir(), k++);
-    tema_features_context(g_reg, NULL, dir);
-}
-
 static void setup_engine(void)
 {
     g_reg = tu_cpu_registry();
-    fresh_feature_store();
+    tu_fresh_feature_store();
 }
 
 static bool declares(const tema_plugin *p, const char *opt)
@@ -494,7 +485,7 @@ START_TEST(text_builtin_features)
     enc_free(&m);
 
     /* the same features with 2 threads (the test runs with OMP_NUM_THREADS=1), computed again */
-    fresh_feature_store();
+    tu_fresh_feature_store();
     omp_set_num_threads(2);
     ck_assert_msg(enc_build(&m, p, "dim: 8\nextractor: {plugin: hashed, dim: 4096}\n", false, g_titles, 3, &err) == TEMA_OK, "%s", err.msg);
     omp_set_num_threads(1);

@@ -37,15 +37,6 @@ static const struct {
     {"embedding", "vocab_dir: %s\nextractor: {plugin: hashed}\n"},
 };
 
-static void free_vocab(tema_tag_vocab *v)
-{
-    const tema_host *h = tema_host_get();
-    for (int32_t t = 0; v->tags && t < v->n_tags; t++) h->free(v->tags[t]);
-    h->free(v->tags);
-    h->free(v->score);
-    memset(v, 0, sizeof *v);
-}
-
 /* create + tag + destroy */
 static tema_status run_tagger(const tema_plugin *p, const tema_cfg *opts, const char *domain, const char *const *titles,
                               int64_t n, tema_tag_vocab *out, tema_err *err)
@@ -125,13 +116,13 @@ START_TEST(every_tagger_keeps_the_contract)
         ck_assert_int_eq(w.n_tags, v.n_tags);
         for (int32_t t = 0; t < v.n_tags; t++) ck_assert_str_eq(w.tags[t], v.tags[t]);
         ck_assert(!memcmp(w.score, v.score, (size_t)(N_CONF * v.n_tags) * sizeof *v.score));
-        free_vocab(&w);
+        tu_free_tag_vocab(&w);
         /* no items: still a vocabulary */
         ck_assert_msg(run_tagger(p, opts, "food", NULL, 0, &w, &err) == TEMA_OK, "tagger %s, 0 items: %s", p->name,
                       err.msg);
         ck_assert_int_eq(w.n_tags, v.n_tags);
-        free_vocab(&w);
-        free_vocab(&v);
+        tu_free_tag_vocab(&w);
+        tu_free_tag_vocab(&v);
         tema_cfg_free(opts);
     }
     ck_assert_msg(n >= 1, "no tagger plugin found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
@@ -235,14 +226,14 @@ START_TEST(lexical_bm25_by_hand)
     ck_assert(v.score[2 * 3 + 0] > v.score[0 * 3 + 0]); /* two rare synonyms beat one common word */
     ck_assert(v.score[6 * 3 + 0] > v.score[6 * 3 + 1]); /* "coffee" twice beats "tea" once */
     ck_assert(v.score[7 * 3 + 2] > v.score[3 * 3 + 2]); /* a shorter title weighs its match more */
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
     /* default scale: the 0.9 quantile of the positive scores maps to 100, larger ones clamp */
     ck_assert_msg(lexical_in_dir(g_dir, NULL, "hand", titles, 8, &v, &err) == TEMA_OK, "%s", err.msg);
     int at100 = 0;
     for (int j = 0; j < 24; j++) at100 += v.score[j] == 100;
     ck_assert_int_ge(at100, 1);
     ck_assert_float_eq(v.score[4 * 3 + 0] + v.score[4 * 3 + 1] + v.score[4 * 3 + 2], 0); /* Plain Water */
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
 }
 END_TEST
 
@@ -278,7 +269,7 @@ START_TEST(lexical_normalises_text)
         for (int t = 0; t < v.n_tags; t++)
             ck_assert_msg((v.score[i * v.n_tags + t] > 0) == (t == want[i]), "title '%s', tag '%s': score %g", titles[i],
                           v.tags[t], (double)v.score[i * v.n_tags + t]);
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
 }
 END_TEST
 
@@ -334,7 +325,7 @@ START_TEST(every_shipped_vocabulary_loads)
         tema_err err = {0};
         ck_assert_msg(lexical_in_dir(vocab_dir(), NULL, domain, none, 1, &v, &err) == TEMA_OK, "%s", err.msg);
         ck_assert_msg(v.n_tags >= 20 && v.n_tags <= 45, "%s: %d tags (about 20-40 expected)", e->d_name, (int)v.n_tags);
-        free_vocab(&v);
+        tu_free_tag_vocab(&v);
         n++;
     }
     closedir(d);
@@ -392,7 +383,7 @@ static void check_real_domain(const tema_dataset *ds, int dom, const char *domai
                   (long long)(with_word - word_tagged), (long long)with_word, word, tag);
     ck_assert_msg((double)word_top3 >= 0.8 * (double)with_word, "%s: tag '%s' in the top 3 of only %lld of %lld", domain,
                   tag, (long long)word_top3, (long long)with_word);
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
 }
 
 START_TEST(lexical_on_real_food_kitchen_titles)
@@ -419,7 +410,7 @@ START_TEST(lexical_on_real_food_kitchen_titles)
     for (int32_t k = 0; k < v.n_tags; k++)
         ck_assert_msg(v.score[item * v.n_tags + k] <= v.score[item * v.n_tags + t], "'%s': tag '%s' beats coffee", title,
                       v.tags[k]);
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
     tema_dataset_free(ds);
 }
 END_TEST

@@ -24,46 +24,11 @@ static const char *vocab_dir(void)
     return dir;
 }
 
-static const char *minilm_dir(void)
-{
-    static char dir[4200];
-    snprintf(dir, sizeof dir, "%s/.models/all-MiniLM-L6-v2", tu_source_root());
-    return dir;
-}
-
-static bool have_minilm(const char *test)
-{
-    char f[4300];
-    struct stat st;
-    snprintf(f, sizeof f, "%s/model.safetensors", minilm_dir());
-    if (stat(f, &st) == 0) return true;
-    fprintf(stderr, "SKIP %s: all-MiniLM-L6-v2 is not installed at %s; run .ci/install-deps\n", test, minilm_dir());
-    return false;
-}
-
 static const tema_plugin *plugin(const char *name)
 {
     const tema_plugin *p = tema_registry_find(tu_cpu_registry(), TEMA_KIND_TAGGER, name);
     ck_assert_msg(p != NULL, "tagger %s not found (TEMA_PLUGIN_PATH=%s)", name, getenv("TEMA_PLUGIN_PATH"));
     return p;
-}
-
-/* A fresh feature store, so what a test checks was computed, not read back. */
-static void fresh_store(void)
-{
-    static int k;
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/features-%d", tu_tmpdir(), k++);
-    tema_features_context(tu_cpu_registry(), NULL, dir);
-}
-
-static void free_vocab(tema_tag_vocab *v)
-{
-    const tema_host *h = tema_host_get();
-    for (int32_t t = 0; v->tags && t < v->n_tags; t++) h->free(v->tags[t]);
-    h->free(v->tags);
-    h->free(v->score);
-    memset(v, 0, sizeof *v);
 }
 
 /* create + tag + destroy with the declared defaults, the shipped vocabularies and `extra`
@@ -200,23 +165,23 @@ START_TEST(hashed_extractor_keeps_the_contract)
     const char *extra = "extractor: {plugin: hashed}\nthreshold: 0.05\n";
     tema_tag_vocab v, w;
     tema_err err = {0};
-    fresh_store();
+    tu_fresh_feature_store();
     ck_assert_msg(run_tagger("embedding", extra, "food", FOOD_TITLES, N_FOOD, &v, &err) == TEMA_OK, "%s", err.msg);
     check_contract(&v, FOOD_TITLES, N_FOOD);
     float top = 0;
     for (int64_t j = 0; j < N_FOOD * v.n_tags; j++) top = v.score[j] > top ? v.score[j] : top;
     ck_assert_msg(top == 100, "the best scores map to 100, got %g", (double)top);
-    fresh_store();
+    tu_fresh_feature_store();
     ck_assert_msg(run_tagger("embedding", extra, "food", FOOD_TITLES, N_FOOD, &w, &err) == TEMA_OK, "%s", err.msg);
     ck_assert(!memcmp(v.score, w.score, (size_t)(N_FOOD * v.n_tags) * sizeof *v.score));
-    free_vocab(&w);
+    tu_free_tag_vocab(&w);
     /* no items: still the vocabulary, and no features asked for */
     tema_features_context(NULL, NULL, NULL);
     ck_assert_msg(run_tagger("embedding", extra, "food", NULL, 0, &w, &err) == TEMA_OK, "%s", err.msg);
     ck_assert_int_eq(w.n_tags, v.n_tags);
     for (int32_t t = 0; t < v.n_tags; t++) ck_assert_str_eq(w.tags[t], v.tags[t]);
-    free_vocab(&w);
-    free_vocab(&v);
+    tu_free_tag_vocab(&w);
+    tu_free_tag_vocab(&v);
 }
 END_TEST
 
@@ -224,10 +189,10 @@ END_TEST
 
 START_TEST(hand_written_food_titles)
 {
-    if (!have_minilm(__func__)) return;
+    if (!tu_have_minilm(__func__)) return;
     tema_tag_vocab v;
     tema_err err = {0};
-    fresh_store();
+    tu_fresh_feature_store();
     ck_assert_msg(run_tagger("embedding", NULL, "food", FOOD_TITLES, N_FOOD, &v, &err) == TEMA_OK, "%s", err.msg);
     check_contract(&v, FOOD_TITLES, N_FOOD);
     for (int64_t i = 0; i < 4; i++)
@@ -237,13 +202,13 @@ START_TEST(hand_written_food_titles)
     ck_assert_int_eq(best_tag(&v, 1), tag_index(&v, "tea"));
     ck_assert_int_eq(best_tag(&v, 2), tag_index(&v, "cooking oils"));
     ck_assert_msg(n_tagged(&v, 3) <= 2, "headphones get %d food tags", n_tagged(&v, 3));
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
 }
 END_TEST
 
 START_TEST(hand_written_kitchen_titles)
 {
-    if (!have_minilm(__func__)) return;
+    if (!tu_have_minilm(__func__)) return;
     static const char *const titles[] = {
         "Stainless Steel Whistling Tea Kettle, 2.5 Quart",
         "Lodge Pre-Seasoned Cast Iron Skillet, 10.25 Inch",
@@ -254,7 +219,7 @@ START_TEST(hand_written_kitchen_titles)
     const int64_t n = sizeof titles / sizeof titles[0];
     tema_tag_vocab v;
     tema_err err = {0};
-    fresh_store();
+    tu_fresh_feature_store();
     ck_assert_msg(run_tagger("embedding", NULL, "kitchen", titles, n, &v, &err) == TEMA_OK, "%s", err.msg);
     check_contract(&v, titles, n);
     int best[4];
@@ -270,26 +235,26 @@ START_TEST(hand_written_kitchen_titles)
     ck_assert_msg(best[2] == tag_index(&v, "pillows") || best[2] == tag_index(&v, "bedding"),
                   "the pillow's best tag is '%s'", best[2] >= 0 ? v.tags[best[2]] : "-");
     ck_assert_msg(n_tagged(&v, 3) <= 2, "headphones get %d kitchen tags", n_tagged(&v, 3));
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
 }
 END_TEST
 
 START_TEST(runs_are_identical)
 {
-    if (!have_minilm(__func__)) return;
+    if (!tu_have_minilm(__func__)) return;
     tema_tag_vocab v, w;
     tema_err err = {0};
-    fresh_store();
+    tu_fresh_feature_store();
     ck_assert_msg(run_tagger("embedding", NULL, "food", FOOD_TITLES, N_FOOD, &v, &err) == TEMA_OK, "%s", err.msg);
     /* from the store this time, then computed again in a fresh one */
     for (int k = 0; k < 2; k++) {
-        if (k) fresh_store();
+        if (k) tu_fresh_feature_store();
         ck_assert_msg(run_tagger("embedding", NULL, "food", FOOD_TITLES, N_FOOD, &w, &err) == TEMA_OK, "%s", err.msg);
         ck_assert_int_eq(w.n_tags, v.n_tags);
         ck_assert(!memcmp(w.score, v.score, (size_t)(N_FOOD * v.n_tags) * sizeof *v.score));
-        free_vocab(&w);
+        tu_free_tag_vocab(&w);
     }
-    free_vocab(&v);
+    tu_free_tag_vocab(&v);
 }
 END_TEST
 
@@ -328,19 +293,19 @@ static void check_real_domain(const tema_dataset *ds, int dom, const char *domai
     ck_assert_int_ge(confident, 50);
     ck_assert_msg(in_top3 >= 0.65 * (double)confident, "%s: only %lld of %lld lexical-confident tags in the top 3",
                   domain, (long long)in_top3, (long long)confident);
-    free_vocab(&e);
-    free_vocab(&l);
+    tu_free_tag_vocab(&e);
+    tu_free_tag_vocab(&l);
     free(titles);
 }
 
 START_TEST(real_titles_agree_with_lexical)
 {
-    if (!have_minilm(__func__)) return;
+    if (!tu_have_minilm(__func__)) return;
     TU_REQUIRE_DATA("food-kitchen");
     tema_dataset *ds = NULL;
     tema_err err = {0};
     ck_assert_msg(tema_dataset_load(tu_data_path("food-kitchen"), NULL, &ds, &err) == TEMA_OK, "%s", err.msg);
-    fresh_store();
+    tu_fresh_feature_store();
     /* about 300 titles of each domain, spread over its item ids */
     check_real_domain(ds, 0, "food", ds->n_x / 300 + 1);
     check_real_domain(ds, 1, "kitchen", ds->n_y / 300 + 1);

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "engine.h"
 #include "registry.h"
+#include "text_features.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,4 +251,38 @@ struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra)
     tema_err err = {0};
     ck_assert_msg(tema_cfg_parse_string(k ? text : "{}\n", "<test>", &c, &err) == TEMA_OK, "%s: %s", p->name, err.msg);
     return c;
+}
+
+const char *tu_minilm_dir(void)
+{
+    static char dir[4200];
+    snprintf(dir, sizeof dir, "%s/.models/all-MiniLM-L6-v2", tu_source_root());
+    return dir;
+}
+
+bool tu_have_minilm(const char *test)
+{
+    char f[4300];
+    struct stat st;
+    snprintf(f, sizeof f, "%s/model.safetensors", tu_minilm_dir());
+    if (stat(f, &st) == 0) return true;
+    fprintf(stderr, "SKIP %s: all-MiniLM-L6-v2 is not installed at %s; run .ci/install-deps\n", test, tu_minilm_dir());
+    return false;
+}
+
+void tu_fresh_feature_store(void)
+{
+    static int k;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/features-%d", tu_tmpdir(), k++);
+    tema_features_context(tu_cpu_registry(), NULL, dir);
+}
+
+void tu_free_tag_vocab(struct tema_tag_vocab *v)
+{
+    const tema_host *h = tema_host_get();
+    for (int32_t t = 0; v->tags && t < v->n_tags; t++) h->free(v->tags[t]);
+    h->free(v->tags);
+    h->free(v->score);
+    memset(v, 0, sizeof *v);
 }

@@ -73,4 +73,15 @@ int tu_run_suite(Suite *s);
         }                                                                                        \
     } while (0)
 
+/* The model folder .ci/install-deps fills (all-MiniLM-L6-v2), and whether it is there; when
+ * not, prints "SKIP <test>: ..." with what to install and returns false. */
+const char *tu_minilm_dir(void);
+bool tu_have_minilm(const char *test);
+/* Point the text feature store at a new folder under tu_tmpdir(), so what a test checks was
+ * computed, not read back (uses tu_cpu_registry()). */
+void tu_fresh_feature_store(void);
+/* Free a tagger's output (tema_tag_vocab: strings and arrays from the host) and zero it. */
+struct tema_tag_vocab;
+void tu_free_tag_vocab(struct tema_tag_vocab *v);
+
 #endif
