@@ -477,7 +477,6 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     tema_status st =
         tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), &tp, err);
     if (st != TEMA_OK) return st;
-    tema_features_context(reg, cfg, results_dir); /* a tagger may ask for text features */
     st = tema_tags_domains(cfg, ds, out->domain, err);
     if (st != TEMA_OK) return st;
     out->n_x = ds->n_x;
@@ -514,7 +513,10 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
         free(out->score_y);
         out->tag_names = NULL;
         out->score_x = out->score_y = NULL;
+        /* a tagger may ask for text features; outside a run the context lasts for this call */
+        const bool own_context = tema_features_context_default(reg, cfg, results_dir);
         st = compute_table(tp, opts, ds, out, err);
+        if (own_context) tema_features_context(NULL, NULL, NULL);
         if (st == TEMA_OK) st = write_store(out, tp, settings, env, n_env, ds, key, err);
     }
     free(settings);

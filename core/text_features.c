@@ -37,6 +37,13 @@ void tema_features_context(tema_registry *reg, const tema_cfg *root, const char 
     snprintf(ctx.results, sizeof ctx.results, "%s", results_dir && *results_dir ? results_dir : "results");
 }
 
+bool tema_features_context_default(tema_registry *reg, const tema_cfg *root, const char *results_dir)
+{
+    if (ctx.reg) return false;
+    tema_features_context(reg, root, results_dir);
+    return true;
+}
+
 /* ---- .npy out (float32, C order; the reader is tema/npy.h) ---- */
 
 static tema_status write_npy(const char *path, const float *x, int64_t rows, int64_t cols, tema_err *err)

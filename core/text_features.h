@@ -10,6 +10,7 @@
 #ifndef TEMA_CORE_TEXT_FEATURES_H
 #define TEMA_CORE_TEXT_FEATURES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -18,6 +19,9 @@
 /* reg and root stay the caller's and must outlive every later call; results_dir is copied
  * (NULL = "results"). Calling it with reg NULL clears the context. */
 void tema_features_context(tema_registry *reg, const tema_cfg *root, const char *results_dir);
+/* Set the context only when none is set (a training run sets its own first); returns whether
+ * it did, so the caller clears it again when done. */
+bool tema_features_context_default(tema_registry *reg, const tema_cfg *root, const char *results_dir);
 
 /* host->text_features (see tema/plugin.h). */
 tema_status tema_features_get(const tema_cfg *c, const char *option, const char *const *texts, int64_t n,
