@@ -27,13 +27,26 @@ fine), a JSON object with any of:
   delay_s:     sleep before every successful reply (to observe concurrency)
   wrap:        true: answers come the way chatty and reasoning models give them, after a
                <think> block holding braces and inside a ```json fence
+  variant:     the answer in another shape real servers give, with the same scores:
+               "prose" (JSON then prose, no fence), "string_scores" (scores as "80" and
+               "80%"), "renamed" (votes under "tag_list" with "name"; items under "item_id" or
+               "item" with "scores" or "tag_scores", tag names padded), "keyed" ({"items":
+               {"1": {"scores": {...}}}}), "keyed_root" ({"1": {...tag scores}}),
+               "out_of_range" (tags of the title at score + 100, every other listed tag -1)
+  reject_format: list of response_format types ("json_schema", "json_object") answered
+               with HTTP 400 naming response_format, as servers without that support do
+  obey_schema: true: with a json_schema response_format, score the tags the schema names
+               (its item tags properties) instead of those of the prompt, 0 for absent ones
+  usage:       completion_tokens reported in every reply's "usage"
 Failure kinds: 500, 503, 429, 404, drop (close without a reply), truncated_body (a reply cut
 short of its Content-Length), bad_envelope (HTTP 200, body not JSON), not_json (content is
 prose), truncated_content (content JSON cut in half, finish_reason "length"), cut_content
 (the same with finish_reason "stop", as a broken proxy might give), slow.
 After every request it rewrites STATE_DIR/stats.json: requests, vote_requests,
 score_requests, ok, failures (by kind), seeds, auth (distinct Authorization values),
-temperatures, models, max_inflight, paths.
+temperatures, models, max_inflight, paths, formats ("vote:json_schema", "score:none", ...:
+request counts), rejected_formats, last_vote_format and last_score_format (the last
+response_format object of each kind, null when none was sent).
 The server exits when its parent process dies or after 300 s without requests.
 """
 import hashlib
@@ -52,7 +65,8 @@ STATE_DIR = sys.argv[1] if len(sys.argv) > 1 else "."
 LOCK = threading.Lock()
 STATS = {"requests": 0, "vote_requests": 0, "score_requests": 0, "ok": 0, "failures": {},
          "seeds": [], "auth": [], "temperatures": [], "models": [], "max_inflight": 0,
-         "paths": []}
+         "paths": [], "formats": {}, "rejected_formats": 0, "last_vote_format": None,
+         "last_score_format": None}
 ATTEMPTS = {}  # prompt digest -> requests seen
 INFLIGHT = [0]
 LAST_SEEN = [time.monotonic()]
@@ -75,7 +89,7 @@ def scenario():
         return {}
 
 
-def vote_reply(prompt, seed):
+def vote_reply(prompt, seed, variant=None):
     m = re.search(r"List (\d+)", prompt)
     n = int(m.group(1)) if m else 5
     n = max(1, min(n, len(POOL)))
@@ -85,28 +99,70 @@ def vote_reply(prompt, seed):
     for i, t in enumerate(tags):
         name = t.title() if i % 2 == 0 else "  " + t + " "
         shown.append({"tag": name, "score": round(1.0 - i / (2.0 * n), 4)})
+    if variant == "renamed":
+        return json.dumps({"domain": "x", "tag_list": [{"name": e["tag"], "score": str(e["score"])} for e in shown]})
+    if variant == "prose":
+        return json.dumps({"tags": shown}) + "\nThese tags cover the domain well."
     return json.dumps({"tags": shown})
 
 
-def score_reply(prompt):
+def schema_tags(rf):
+    """The tag names a json_schema response_format asks for, or None."""
+    try:
+        item = rf["json_schema"]["schema"]["properties"]["items"]["items"]
+        return list(item["properties"]["tags"]["properties"].keys())
+    except (KeyError, TypeError):
+        return None
+
+
+def score_reply(prompt, variant=None, tags=None):
     m = re.search(r"^Tags: (\[.*\])\s*$", prompt, re.M)
-    tags = json.loads(m.group(1))
+    listed = json.loads(m.group(1))
     items = re.findall(r"^(\d+): (.*)$", prompt[m.end():], re.M)
     out = []
     for ident, title in reversed(items):
         scores = {}
-        for t in tags:
+        for t in (listed if tags is None else tags):
             if t.lower() in title.lower():
-                scores[t.upper()] = 10 + (len(title.encode()) + len(t.encode())) % 90
+                s = 10 + (len(title.encode()) + len(t.encode())) % 90
+                scores[t.upper()] = s + 100 if variant == "out_of_range" else s
+            elif variant == "out_of_range" or tags is not None:
+                scores[t] = -1 if variant == "out_of_range" else 0
         scores["bogus"] = 50
-        out.append({"id": int(ident), "tags": scores})
-    return json.dumps({"items": out})
+        out.append((int(ident), scores))
+    return shape_scores(out, variant)
 
 
-def envelope(content, finish="stop"):
-    return json.dumps({"id": "chatcmpl-test", "object": "chat.completion", "model": "test",
-                       "choices": [{"index": 0, "finish_reason": finish,
-                                    "message": {"role": "assistant", "content": content}}]})
+def shape_scores(out, variant):
+    if variant == "string_scores":  # alternating over the whole answer: both forms for every batch
+        flip = [0]
+
+        def text(v):
+            flip[0] += 1
+            return str(v) if flip[0] % 2 else "%d%%" % v
+        out = [(i, {t: text(v) for t, v in sc.items() if t != "bogus"}) for i, sc in out]
+    if variant == "renamed":
+        return json.dumps({"items": [
+            {("item_id" if i % 2 else "item"): i,
+             ("scores" if i % 2 else "tag_scores"): {" %s  " % t: v for t, v in sc.items()}}
+            for i, sc in out]})
+    if variant == "keyed":
+        return json.dumps({"items": {str(i): {"scores": sc} for i, sc in out}})
+    if variant == "keyed_root":
+        return json.dumps({str(i): sc for i, sc in out})
+    text = json.dumps({"items": [{"id": i, "tags": sc} for i, sc in out]})
+    if variant == "prose":
+        text = "Here are the scores:\n" + text + "\nI rated each tag by how well it fits the title."
+    return text
+
+
+def envelope(content, finish="stop", usage=None):
+    reply = {"id": "chatcmpl-test", "object": "chat.completion", "model": "test",
+             "choices": [{"index": 0, "finish_reason": finish,
+                          "message": {"role": "assistant", "content": content}}]}
+    if usage is not None:
+        reply["usage"] = {"prompt_tokens": 100, "completion_tokens": usage, "total_tokens": 100 + usage}
+    return json.dumps(reply)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -168,6 +224,11 @@ class Handler(BaseHTTPRequestHandler):
                 STATS["models"].append(req.get("model"))
             if self.path not in STATS["paths"]:
                 STATS["paths"].append(self.path)
+            rf = req.get("response_format")
+            ftype = rf.get("type", "?") if isinstance(rf, dict) else "none"
+            fkey = ("score:" if is_score else "vote:") + ftype
+            STATS["formats"][fkey] = STATS["formats"].get(fkey, 0) + 1
+            STATS["last_score_format" if is_score else "last_vote_format"] = rf
             attempt = ATTEMPTS.get(digest, 0)
             ATTEMPTS[digest] = attempt + 1
             failure = None
@@ -176,6 +237,9 @@ class Handler(BaseHTTPRequestHandler):
                        (kind == "any" or (kind == "score") == is_score))
             if "expect_key" in sc and auth != "Bearer " + sc["expect_key"]:
                 failure = "401"
+            elif ftype in sc.get("reject_format", []):
+                failure = "reject_format"
+                STATS["rejected_formats"] += 1
             elif "ok_limit" in sc and STATS["ok"] >= sc["ok_limit"]:
                 failure = sc.get("limit_failure", "drop")
             elif applies and sc.get("fail_always"):
@@ -188,7 +252,10 @@ class Handler(BaseHTTPRequestHandler):
                 STATS["failures"][failure] = STATS["failures"].get(failure, 0) + 1
             write_atomic(os.path.join(STATE_DIR, "stats.json"), json.dumps(STATS))
 
-        content = score_reply(prompt) if is_score else vote_reply(prompt, int(req.get("seed") or 0))
+        variant = sc.get("variant")
+        obey = schema_tags(rf) if sc.get("obey_schema") and ftype == "json_schema" else None
+        content = (score_reply(prompt, variant, obey) if is_score
+                   else vote_reply(prompt, int(req.get("seed") or 0), variant))
         if sc.get("wrap"):
             content = ("<think>The user wants {JSON}; tags [like these] ...</think>\nHere you go:\n```json\n"
                        + content + "\n```\nHope this helps {:}")
@@ -198,7 +265,11 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(sc.get("slow_s", 5)))
         self.leave()
         if failure is None or failure == "slow":
-            self.send_body(200, envelope(content))
+            self.send_body(200, envelope(content, usage=sc.get("usage")))
+        elif failure == "reject_format":
+            msg = "'response_format' of type '%s' is not supported by this server" % ftype
+            self.send_body(400, json.dumps({"error": {"code": 400, "message": msg,
+                                                      "type": "invalid_request_error"}}))
         elif failure in ("500", "503", "429", "404", "401"):
             hdrs = [("Retry-After", "0")] if failure == "429" else []
             self.send_body(int(failure), json.dumps({"error": {"message": "scripted " + failure}}), hdrs)

@@ -128,6 +128,25 @@ static int64_t stat_failures(const server *s, const char *kind)
     return n;
 }
 
+/* o at a dot-separated path of object keys ("a.b.c"), or NULL. */
+static json_object *jget(json_object *o, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); o && k; k = strtok_r(NULL, ".", &save))
+        if (!json_object_object_get_ex(o, k, &o)) o = NULL;
+    return o;
+}
+
+/* How many requests of a kind carried a response_format type ("score:json_schema"). */
+static int64_t stat_format(const server *s, const char *key)
+{
+    json_object *o = server_stats(s), *v = jget(o, "formats");
+    int64_t n = v && json_object_object_get_ex(v, key, &v) ? json_object_get_int64(v) : 0;
+    json_object_put(o);
+    return n;
+}
+
 /* ---------------- the plugin ---------------- */
 
 static const tema_plugin *openai_plugin(void)
@@ -223,6 +242,24 @@ static result run_tagger(const char *endpoint, const char *cache_dir, const char
     fputs(r.log, stderr); /* keep it visible in the test log */
     tema_cfg_free(opts);
     return r;
+}
+
+/* The plugin's one summary line (fails the test when there is not exactly one). */
+static const char *summary_line(const result *r)
+{
+    const char *at = strstr(r->log, "summary: ");
+    ck_assert_msg(at != NULL, "no summary line in the log:\n%s", r->log);
+    ck_assert_msg(!strstr(at + 1, "summary: "), "more than one summary line:\n%s", r->log);
+    static char line[2048];
+    snprintf(line, sizeof line, "%.*s", (int)strcspn(at, "\n"), at);
+    return line;
+}
+
+static int count_occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
 }
 
 /* The server's rule, computed independently here. */
@@ -636,6 +673,236 @@ START_TEST(create_names_what_is_missing)
 }
 END_TEST
 
+/* ---------------- structured output, lenient parsing, the summary ---------------- */
+
+/* The tag names of a json_schema response_format's item tags, checked to be a strict
+ * object of integers 0..100; NULL-terminated, in `names`. */
+static int schema_tag_names(json_object *rf, const char **names, int cap)
+{
+    ck_assert_str_eq(json_object_get_string(jget(rf, "type")), "json_schema");
+    ck_assert(json_object_get_boolean(jget(rf, "json_schema.strict")));
+    ck_assert_str_eq(json_object_get_string(jget(rf, "json_schema.name")), "item_scores");
+    json_object *list = jget(rf, "json_schema.schema.properties.items");
+    ck_assert_str_eq(json_object_get_string(jget(list, "type")), "array");
+    ck_assert_int_eq(json_object_get_int(jget(list, "minItems")), 2); /* batch 2 */
+    ck_assert_int_eq(json_object_get_int(jget(list, "maxItems")), 2);
+    ck_assert_str_eq(json_object_get_string(jget(list, "items.properties.id.type")), "integer");
+    json_object *tags = jget(list, "items.properties.tags");
+    ck_assert_msg(tags != NULL, "no item tags object in %s", json_object_to_json_string(rf));
+    ck_assert(!json_object_get_boolean(jget(tags, "additionalProperties")));
+    json_object *req = jget(tags, "required"), *props = jget(tags, "properties");
+    ck_assert_int_eq((int)json_object_array_length(req), json_object_object_length(props));
+    int n = 0;
+    json_object_object_foreach(props, key, val)
+    {
+        ck_assert_str_eq(json_object_get_string(jget(val, "type")), "integer");
+        ck_assert_int_eq(json_object_get_int(jget(val, "minimum")), 0);
+        ck_assert_int_eq(json_object_get_int(jget(val, "maximum")), 100);
+        ck_assert_int_lt(n, cap);
+        names[n++] = key;
+    }
+    return n;
+}
+
+START_TEST(the_score_request_carries_a_schema_of_exactly_the_voted_tags)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    /* The server scores the tags the schema names, not those of the prompt: a schema with a
+     * tag missing or renamed gives wrong scores, besides failing the checks below. */
+    server_scenario(&s, "{\"obey_schema\": true}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache"), NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_format(&s, "vote:json_schema"), 3);
+    ck_assert_int_eq(stat_format(&s, "score:json_schema"), 3);
+    json_object *st = server_stats(&s);
+    const char *names[16];
+    int n = schema_tag_names(jget(st, "last_score_format"), names, 16);
+    ck_assert_int_eq(n, 5);
+    for (int k = 0; k < 5; k++) {
+        bool found = false;
+        for (int q = 0; q < n; q++) found |= !strcmp(names[q], g_voted[k]);
+        ck_assert_msg(found, "voted tag %s is not a property of the schema", g_voted[k]);
+    }
+    /* The vote schema: the domain prompt's {"tags": [{"tag", "score"}]}, at most n_tags. */
+    json_object *vote = jget(st, "last_vote_format.json_schema.schema.properties.tags");
+    ck_assert_msg(vote != NULL, "no vote schema: %s", json_object_to_json_string(st));
+    ck_assert_int_eq(json_object_get_int(jget(vote, "maxItems")), 5);
+    ck_assert_str_eq(json_object_get_string(jget(vote, "items.properties.tag.type")), "string");
+    ck_assert_ptr_nonnull(jget(vote, "items.properties.score"));
+    json_object_put(st);
+    ck_assert_msg(strstr(summary_line(&r), "structured output json_schema;"), "%s", summary_line(&r));
+    result_free(&r);
+
+    /* The lower levels on request. */
+    r = run_tagger(s.endpoint, fresh_dir("cache2"), "structured: json_object\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_format(&s, "score:json_object"), 3);
+    result_free(&r);
+    r = run_tagger(s.endpoint, fresh_dir("cache3"), "structured: none\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_format(&s, "score:none"), 3);
+    ck_assert_int_eq(stat_format(&s, "vote:none"), 3);
+    st = server_stats(&s);
+    ck_assert(json_object_is_type(jget(st, "last_score_format"), json_type_null));
+    json_object_put(st);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(a_server_refusing_json_schema_gets_json_object_then_none)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"reject_format\": [\"json_schema\"]}");
+    /* retries 0: a refusal is no failed attempt. */
+    result r = run_tagger(s.endpoint, fresh_dir("cache"), "retries: 0\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(count_occurrences(r.log, "refused response_format"), 1);
+    ck_assert_msg(strstr(r.log, "refused response_format json_schema") && strstr(r.log, "asking with json_object"),
+                  "%s", r.log);
+    ck_assert_msg(strstr(summary_line(&r), "structured output json_object (the server refused json_schema)"), "%s",
+                  summary_line(&r));
+    int64_t refused = stat_format(&s, "vote:json_schema"); /* those in flight when the first refusal came */
+    ck_assert_int_ge(refused, 1);
+    ck_assert_int_le(refused, 3);
+    ck_assert_int_eq(stat_format(&s, "vote:json_object"), 3);
+    ck_assert_int_eq(stat_format(&s, "score:json_object"), 3);
+    ck_assert_int_eq(stat_format(&s, "score:json_schema"), 0);
+    result_free(&r);
+
+    /* Neither: down to no response_format; a rerun finds those answers in the cache. */
+    server_scenario(&s, "{\"reject_format\": [\"json_schema\", \"json_object\"]}");
+    const char *cache = fresh_dir("cache2");
+    r = run_tagger(s.endpoint, cache, "retries: 0\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(count_occurrences(r.log, "refused response_format"), 2);
+    ck_assert_int_eq(stat_format(&s, "score:none"), 3);
+    ck_assert_int_eq(stat_format(&s, "vote:none"), 3);
+    ck_assert_int_eq(count_cache_files(cache), 6);
+    result_free(&r);
+    int64_t ok = stat_int(&s, "ok");
+    r = run_tagger(s.endpoint, cache, "retries: 0\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    ck_assert_int_eq(stat_int(&s, "ok"), ok); /* only refused requests were sent */
+    ck_assert_msg(strstr(summary_line(&r), " 6 cache hits"), "%s", summary_line(&r));
+    result_free(&r);
+
+    /* A 400 that is not about response_format is no reason to drop it. */
+    server_scenario(&s, "{}");
+    r = run_tagger(s.endpoint, fresh_dir("cache3"), NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    ck_assert(!strstr(r.log, "refused response_format"));
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(answers_in_other_shapes_are_read)
+{
+    REQUIRE_PYTHON();
+    const char *variants[] = {"prose", "string_scores", "renamed", "keyed", "keyed_root"};
+    server s;
+    server_start(&s);
+    for (int q = 0; q < 5; q++) {
+        char sc[128];
+        snprintf(sc, sizeof sc, "{\"variant\": \"%s\"}", variants[q]);
+        server_scenario(&s, sc);
+        int64_t before = stat_int(&s, "requests");
+        result r = run_tagger(s.endpoint, fresh_dir("cache"), NULL);
+        ck_assert_msg(r.st == TEMA_OK, "%s: %s", variants[q], r.err.msg);
+        assert_voted(&r.vocab);
+        assert_scores(&r.vocab, 0);
+        ck_assert_msg(stat_int(&s, "requests") - before == 6, "%s: %lld requests", variants[q],
+                      (long long)(stat_int(&s, "requests") - before));
+        ck_assert_msg(strstr(summary_line(&r), "0 unparsable, 0 wrong shape; 0 scores clamped"), "%s: %s", variants[q],
+                      summary_line(&r));
+        result_free(&r);
+    }
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(out_of_range_scores_are_clamped_and_counted)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"variant\": \"out_of_range\"}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache"), NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int k = 0; k < 5; k++) {
+            float want = expected_score(i, g_voted[k]) > 0 ? 100.0f : 0.0f;
+            ck_assert_msg(r.vocab.score[i * 5 + k] == want, "item %d tag %s: %g", i, g_voted[k], r.vocab.score[i * 5 + k]);
+        }
+    /* 6 titled items x 5 tags, each above 100 or below 0 ("bogus" is no tag: not counted) */
+    ck_assert_msg(strstr(summary_line(&r), "; 30 scores clamped"), "%s", summary_line(&r));
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(the_summary_counts_requests_and_invalid_answers_by_kind)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"fail_first\": [\"500\", \"truncated_body\", \"not_json\", \"cut_content\"]}");
+    const char *cache = fresh_dir("cache");
+    result r = run_tagger(s.endpoint, cache, "retries: 4\nbackoff_ms: 0\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    const char *line = summary_line(&r);
+    ck_assert_msg(strstr(r.log, "domain Food: summary: 30 requests sent, 0 cache hits, 24 retries, 6 answers cached now; "
+                               "invalid answers: 6 transport, 6 HTTP status, 6 unparsable, 6 wrong shape; "
+                               "0 scores clamped to 0..100; 3 of 8 items without any tag;"),
+                  "%s", line);
+    ck_assert_msg(strstr(line, "tokens/s unknown"), "%s", line);
+    result_free(&r);
+    r = run_tagger(s.endpoint, cache, NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    ck_assert_msg(strstr(summary_line(&r), "summary: 0 requests sent, 6 cache hits, 0 retries"), "%s", summary_line(&r));
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(tokens_per_second_and_progress_lines)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"usage\": 7, \"delay_s\": 0.1}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache"), "batch: 1\nconcurrency: 1\nprogress_s: 0.01\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 0);
+    const char *line = summary_line(&r);
+    ck_assert_msg(strstr(line, " tokens/s (63 tokens in "), "%s", line); /* 9 requests x 7 */
+    double rate = 0;
+    ck_assert(sscanf(strstr(line, "structured output json_schema; ") + strlen("structured output json_schema; "), "%lf",
+                     &rate) == 1);
+    ck_assert_msg(rate > 0 && rate < 7 / 0.1 * 1.01, "%g tokens/s with 7 tokens per >= 0.1 s", rate);
+    ck_assert_msg(strstr(r.log, "item scores: 1 of 6 items done (0 from the cache), "), "%s", r.log);
+    ck_assert_msg(strstr(r.log, " items/s, ETA "), "%s", r.log);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("tagger_openai");
@@ -652,6 +919,12 @@ static Suite *make_suite(void)
     tcase_add_test(tc, an_edited_prompt_is_asked_again);
     tcase_add_test(tc, a_signal_stops_the_run_and_keeps_the_answers);
     tcase_add_test(tc, create_names_what_is_missing);
+    tcase_add_test(tc, the_score_request_carries_a_schema_of_exactly_the_voted_tags);
+    tcase_add_test(tc, a_server_refusing_json_schema_gets_json_object_then_none);
+    tcase_add_test(tc, answers_in_other_shapes_are_read);
+    tcase_add_test(tc, out_of_range_scores_are_clamped_and_counted);
+    tcase_add_test(tc, the_summary_counts_requests_and_invalid_answers_by_kind);
+    tcase_add_test(tc, tokens_per_second_and_progress_lines);
     suite_add_tcase(s, tc);
     return s;
 }
