@@ -9,6 +9,9 @@
  * needs more, extra blocks are chained for the rest of that step only; the next
  * tema_graph_reset() frees them and reallocates the main block at the high-water mark
  * (plus 1/8 slack), so after the first step or two no allocation happens at all.
+ *
+ * Over 1,000 lines: the ops and their backward passes sit side by side (llm.c style); the
+ * split along its seams (arena/tape vs op families) is part of issue 11, the house redesign.
  */
 #include <math.h>
 #include <stdarg.h>

@@ -1,6 +1,10 @@
 /* core/grid.c - experiment grids: expansion of the `grid:` block into resolved runs, the
  * manifest, run states from the run folders, the local runner (child processes) and the
- * Slurm job-array script. See grid.h for the format and the files in a run folder. */
+ * Slurm job-array script. See grid.h for the format and the files in a run folder.
+ *
+ * Over 1,000 lines: expansion, manifest, local runner and Slurm script are its seams; the
+ * split is part of issue 11, the house redesign.
+ */
 #include "grid.h"
 
 #include <ctype.h>

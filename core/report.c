@@ -1,5 +1,9 @@
 /* core/report.c - `tema report`: tables with significance marks, timing, PLplot charts and
- * an HTML page, regenerated from the run folders of an experiment (see report.h). */
+ * an HTML page, regenerated from the run folders of an experiment (see report.h).
+ *
+ * Over 1,000 lines: tables, statistics marks, timing, plots and HTML are its seams; the
+ * split is part of issue 11, the house redesign.
+ */
 #include "report.h"
 
 #include <ctype.h>

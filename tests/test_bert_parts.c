@@ -17,6 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,15 +265,21 @@ START_TEST(st_lookup_errors)
 }
 END_TEST
 
+/* A file of the model .ci/install-deps puts in .models/, or false (after a SKIP line naming
+ * the test and what to run) when it is not installed. */
+static bool installed_model_file(const char *file, const char *test, char *path, size_t size)
+{
+    snprintf(path, size, "%s/.models/all-MiniLM-L6-v2/%s", getenv("TEMA_SOURCE_ROOT") ? getenv("TEMA_SOURCE_ROOT") : ".",
+             file);
+    if (access(path, R_OK) == 0) return true;
+    fprintf(stderr, "SKIP %s: %s absent; run .ci/install-deps\n", test, path);
+    return false;
+}
+
 START_TEST(st_real_model)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/.models/all-MiniLM-L6-v2/model.safetensors",
-             getenv("TEMA_SOURCE_ROOT") ? getenv("TEMA_SOURCE_ROOT") : ".");
-    if (access(path, R_OK) != 0) {
-        fprintf(stderr, "SKIP st_real_model: %s absent; run .ci/install-deps\n", path);
-        return;
-    }
+    if (!installed_model_file("model.safetensors", "st_real_model", path, sizeof path)) return;
     st_file f;
     tema_err err = {0};
     ck_assert_msg(st_open(path, &f, &err) == TEMA_OK, "%s", err.msg);
@@ -477,12 +484,7 @@ END_TEST
 START_TEST(wp_real_vocab)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/.models/all-MiniLM-L6-v2/vocab.txt",
-             getenv("TEMA_SOURCE_ROOT") ? getenv("TEMA_SOURCE_ROOT") : ".");
-    if (access(path, R_OK) != 0) {
-        fprintf(stderr, "SKIP wp_real_vocab: %s absent; run .ci/install-deps\n", path);
-        return;
-    }
+    if (!installed_model_file("vocab.txt", "wp_real_vocab", path, sizeof path)) return;
     wp_vocab *v;
     tema_err err = {0};
     ck_assert_msg(wp_vocab_load(path, &v, &err) == TEMA_OK, "%s", err.msg);
