@@ -38,6 +38,10 @@ fine), a JSON object with any of:
   obey_schema: true: with a json_schema response_format, score the tags the schema names
                (its item tags properties) instead of those of the prompt, 0 for absent ones
   usage:       completion_tokens reported in every reply's "usage"
+  props:       the JSON object GET /props answers (llama.cpp's server properties, e.g.
+               {"default_generation_settings": {"n_ctx": 600}, "total_slots": 2}); absent: 404
+A scoring request whose json_schema lists the tags as an enum (the tagger's scoring: choose)
+gets, per item, the names of the tags in its title, highest score first, at most maxItems.
 Failure kinds: 500, 503, 429, 404, drop (close without a reply), truncated_body (a reply cut
 short of its Content-Length), bad_envelope (HTTP 200, body not JSON), not_json (content is
 prose), truncated_content (content JSON cut in half, finish_reason "length"), cut_content
@@ -66,7 +70,7 @@ LOCK = threading.Lock()
 STATS = {"requests": 0, "vote_requests": 0, "score_requests": 0, "ok": 0, "failures": {},
          "seeds": [], "auth": [], "temperatures": [], "models": [], "max_inflight": 0,
          "paths": [], "formats": {}, "rejected_formats": 0, "last_vote_format": None,
-         "last_score_format": None}
+         "last_score_format": None, "score_batch_sizes": [], "props_requests": 0}
 ATTEMPTS = {}  # prompt digest -> requests seen
 INFLIGHT = [0]
 LAST_SEEN = [time.monotonic()]
@@ -130,7 +134,23 @@ def score_reply(prompt, variant=None, tags=None):
                 scores[t] = -1 if variant == "out_of_range" else 0
         scores["bogus"] = 50
         out.append((int(ident), scores))
-    return shape_scores(out, variant)
+    return out
+
+
+def choice_limit(rf):
+    """maxItems of a json_schema that asks for ranked tag names (scoring: choose), or None."""
+    try:
+        tags = rf["json_schema"]["schema"]["properties"]["items"]["items"]["properties"]["tags"]
+        return int(tags["maxItems"]) if "enum" in tags["items"] else None
+    except (KeyError, TypeError):
+        return None
+
+
+def ranked(out, limit):
+    """Scores to the tagger's choose answer: names, best first, bogus and unknown ones dropped."""
+    return json.dumps({"items": [
+        {"id": i, "tags": [t for t, v in sorted(sc.items(), key=lambda kv: -kv[1])
+                           if t != "bogus" and v > 0][:limit]} for i, sc in out]})
 
 
 def shape_scores(out, variant):
@@ -182,6 +202,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
+    def do_GET(self):
+        props = scenario().get("props")
+        with LOCK:
+            STATS["props_requests"] += 1
+            write_atomic(os.path.join(STATE_DIR, "stats.json"), json.dumps(STATS))
+        if self.path.rstrip("/").endswith("/props") and props is not None:
+            self.send_body(200, json.dumps(props))
+        else:
+            self.send_body(404, json.dumps({"error": {"message": "no such route"}}))
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
@@ -229,6 +259,8 @@ class Handler(BaseHTTPRequestHandler):
             fkey = ("score:" if is_score else "vote:") + ftype
             STATS["formats"][fkey] = STATS["formats"].get(fkey, 0) + 1
             STATS["last_score_format" if is_score else "last_vote_format"] = rf
+            if is_score:
+                STATS["score_batch_sizes"].append(len(re.findall(r"^\d+: ", prompt, re.M)))
             attempt = ATTEMPTS.get(digest, 0)
             ATTEMPTS[digest] = attempt + 1
             failure = None
@@ -254,8 +286,12 @@ class Handler(BaseHTTPRequestHandler):
 
         variant = sc.get("variant")
         obey = schema_tags(rf) if sc.get("obey_schema") and ftype == "json_schema" else None
-        content = (score_reply(prompt, variant, obey) if is_score
-                   else vote_reply(prompt, int(req.get("seed") or 0), variant))
+        limit = choice_limit(rf) if ftype == "json_schema" else None
+        if is_score:
+            out = score_reply(prompt, variant, obey)
+            content = ranked(out, limit) if limit else shape_scores(out, variant)
+        else:
+            content = vote_reply(prompt, int(req.get("seed") or 0), variant)
         if sc.get("wrap"):
             content = ("<think>The user wants {JSON}; tags [like these] ...</think>\nHere you go:\n```json\n"
                        + content + "\n```\nHope this helps {:}")

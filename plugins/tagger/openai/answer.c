@@ -347,7 +347,18 @@ static bool put_score(const oai_parse_ctx *c, const char *name, json_object *val
     return true;
 }
 
-/* One item's tags: {"tag": score, ...} or [{"tag": s, "score": x}, ...]. */
+/* A tag named in a ranked list: position p of a list of `of` places scores 100 (of - p) / of,
+ * so the first of choose = 3 scores 100, the second 67, the third 33. A name repeated keeps
+ * its first (higher) score. */
+static void put_ranked(const oai_parse_ctx *c, const char *name, size_t p, size_t of, float *row)
+{
+    int k = find_tag(c, name);
+    if (k < 0 || row[k] > 0 || p >= of) return;
+    row[k] = (float)floor(100.0 * (double)(of - p) / (double)of + 0.5);
+}
+
+/* One item's tags: {"tag": score, ...}, [{"tag": s, "score": x}, ...] or a ranked list of
+ * names ["best", "next"] (what scoring: choose asks for; a bare list is read so anywhere). */
 static bool parse_item_tags(const oai_parse_ctx *c, json_object *tags, float *row, int *n_clamped)
 {
     for (int k = 0; k < c->n_tags; k++) row[k] = 0;
@@ -360,8 +371,14 @@ static bool parse_item_tags(const oai_parse_ctx *c, json_object *tags, float *ro
     }
     if (!json_object_is_type(tags, json_type_array)) return false;
     size_t n = json_object_array_length(tags);
+    size_t of = c->choose > 0 ? (size_t)c->choose : n;
     for (size_t i = 0; i < n; i++) {
-        json_object *e = json_object_array_get_idx(tags, i), *name = get_any(e, k_tag_name);
+        json_object *e = json_object_array_get_idx(tags, i);
+        if (json_object_is_type(e, json_type_string)) {
+            put_ranked(c, json_object_get_string(e), i, of, row);
+            continue;
+        }
+        json_object *name = get_any(e, k_tag_name);
         json_object *score = get_any(e, k_score);
         if (!name || !json_object_is_type(name, json_type_string) || !score ||
             !put_score(c, json_object_get_string(name), score, row, n_clamped))
@@ -524,14 +541,36 @@ static json_object *vote_schema(const oai_parse_ctx *c)
     return list_of("tags", strict_object(props), 1, c->n_wanted > 0 ? c->n_wanted : 1);
 }
 
-/* The scoring prompt's shape, with every voted tag a required integer 0..100 (0: does not
+/* scoring: scores - every voted tag a required integer 0..100 (0: does not apply). */
+static json_object *score_object(const oai_parse_ctx *c)
+{
+    json_object *tags = json_object_new_object();
+    for (int k = 0; k < c->n_tags; k++) json_object_object_add(tags, c->tags[k], int_range(0, 100));
+    return strict_object(tags);
+}
+
+/* scoring: choose - 1..choose distinct names out of the voted tags, best first. A grammar
+ * cannot invent a tag here, and the answer is a few tokens instead of one number per tag. */
+static json_object *choice_list(const oai_parse_ctx *c)
+{
+    json_object *names = json_object_new_array(), *item = json_object_new_object(), *list = new_type("array");
+    for (int k = 0; k < c->n_tags; k++) json_object_array_add(names, json_object_new_string(c->tags[k]));
+    json_object_object_add(item, "type", json_object_new_string("string"));
+    json_object_object_add(item, "enum", names);
+    json_object_object_add(list, "items", item);
+    json_object_object_add(list, "minItems", json_object_new_int(1));
+    json_object_object_add(list, "maxItems", json_object_new_int(c->choose < c->n_tags ? c->choose : c->n_tags));
+    json_object_object_add(list, "uniqueItems", json_object_new_boolean(1));
+    return list;
+}
+
+/* The scoring prompt's shape (the item's tags per score_object or choice_list), with every voted tag a required integer 0..100 (0: does not
  * apply) and exactly the batch's items: nothing left for a small model to invent. */
 static json_object *score_schema(const oai_parse_ctx *c, const oai_job *j)
 {
-    json_object *tags = json_object_new_object(), *item = json_object_new_object();
-    for (int k = 0; k < c->n_tags; k++) json_object_object_add(tags, c->tags[k], int_range(0, 100));
+    json_object *item = json_object_new_object();
     json_object_object_add(item, "id", int_range(1, j->n_items));
-    json_object_object_add(item, "tags", strict_object(tags));
+    json_object_object_add(item, "tags", c->choose > 0 ? choice_list(c) : score_object(c));
     return list_of("items", strict_object(item), j->n_items, j->n_items);
 }
 

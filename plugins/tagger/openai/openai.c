@@ -49,6 +49,14 @@
 #define WHO OAI_WHO
 #define DOMAIN_PROMPT_FILE "domain_tags.txt"
 #define SCORE_PROMPT_FILE "item_scores.txt"
+#define CHOOSE_PROMPT_FILE "item_choose.txt"
+/* Tokens a scoring answer takes per item beyond its tags (braces, id, keys), and per tag:
+ * the grammar-forced JSON around every name or number. Measured with SmolLM2's tokenizer on
+ * llama.cpp; a larger tokenizer needs fewer, so the estimate errs on the safe side. */
+#define ANSWER_TOKENS_PER_ITEM 12
+#define ANSWER_TOKENS_PER_SCORE 7
+#define ANSWER_TOKENS_PER_CHOICE 9
+#define CHARS_PER_TOKEN 3 /* English BPE averages about 4 characters a token: 3 errs on the safe side */
 
 /* SIGINT/SIGTERM during tag(): a long tagging run must stop when asked, and the host's own
  * handler (tema run's) only sets a flag this plugin cannot see. tag() catches both, the
@@ -64,7 +72,14 @@ static const tema_option openai_options[] = {
      "NAME of the environment variable holding the API key (unset or empty: no Authorization header)"},
     {"votes", TEMA_OPT_INT, "5", 1, 100, NULL, "R: domain prompt queries voted over (Algorithm 1)"},
     {"n_tags", TEMA_OPT_INT, "30", 1, 500, NULL, "N: tags asked for and kept after voting"},
-    {"batch", TEMA_OPT_INT, "20", 1, 500, NULL, "items scored per request"},
+    {"batch", TEMA_OPT_INT, "20", 1, 500, NULL, "items scored per request at most (fewer when the context is short)"},
+    {"scoring", TEMA_OPT_ENUM, "scores", 0, -1, "scores|choose",
+     "scores: the model rates every voted tag 0..100 per item (the paper); choose: it picks its `choose` best tags "
+     "per item out of the list, ranked (scores 100 down to 100/choose): a few tokens per item, for small local models"},
+    {"choose", TEMA_OPT_INT, "3", 1, 50, NULL, "scoring: choose - tags picked per item"},
+    {"context_tokens", TEMA_OPT_INT, "0", 0, 100000000, NULL,
+     "context window of one request; batches shrink so prompt and answer fit (0: ask the server's /props, as "
+     "llama.cpp answers; unknown: `batch` as set)"},
     {"timeout_s", TEMA_OPT_FLOAT, "120", 0.01, 86400, NULL, "seconds before a request is abandoned (and retried)"},
     {"retries", TEMA_OPT_INT, "4", 0, 100, NULL, "extra attempts after a failed request"},
     {"backoff_ms", TEMA_OPT_INT, "1000", 0, 3600000, NULL, "first retry delay; doubles with every attempt"},
@@ -75,7 +90,7 @@ static const tema_option openai_options[] = {
     {"progress_s", TEMA_OPT_FLOAT, "5", 0, 86400, NULL, "seconds between progress lines while requests run (0: none)"},
     {"cache_dir", TEMA_OPT_STRING, "results/llm-cache", 1, 0, NULL, "folder of cached request/response pairs"},
     {"prompt_dir", TEMA_OPT_STRING, "experiments/prompts", 1, 0, NULL,
-     "folder holding " DOMAIN_PROMPT_FILE " and " SCORE_PROMPT_FILE},
+     "folder holding " DOMAIN_PROMPT_FILE ", " SCORE_PROMPT_FILE " and " CHOOSE_PROMPT_FILE},
 };
 
 /* Replace {key} by values; other braces stay (the prompts show JSON examples). */
@@ -246,15 +261,55 @@ static char *json_list(char *const *s, int n)
     return out;
 }
 
-/* One request per `batch` titles of `order` (indices of the titled items). */
+/* Where each request's items start in `order` (first[n_jobs] = n_scored): up to `batch` items,
+ * fewer where the estimated prompt plus answer would pass the context window `ctx` (0: no
+ * limit). Returns the number of requests, or -1 out of memory. */
+static int64_t plan_batches(oai_tagger *t, int n_tags, size_t tags_json_len, char *const *clean, const int64_t *order,
+                            int64_t n_scored, int64_t ctx, int64_t **first_out)
+{
+    int64_t *first = malloc((size_t)(n_scored + 1) * sizeof *first), n_jobs = 0;
+    if (!(*first_out = first)) return -1;
+    int64_t per_answer = ANSWER_TOKENS_PER_ITEM + (t->choose > 0 ? (t->choose < n_tags ? t->choose : n_tags) *
+                                                                         ANSWER_TOKENS_PER_CHOICE
+                                                                   : (int64_t)n_tags * ANSWER_TOKENS_PER_SCORE);
+    int64_t fixed = (int64_t)(strlen(t->score_prompt) + tags_json_len) / CHARS_PER_TOKEN + 32; /* + chat template */
+    int64_t used = 0, in_batch = 0, too_long = 0;
+    for (int64_t i = 0; i < n_scored; i++) {
+        int64_t need = (int64_t)(strlen(clean[order[i]]) + 8) / CHARS_PER_TOKEN + per_answer;
+        bool fits = ctx <= 0 || fixed + used + need <= ctx;
+        if (in_batch == 0 || in_batch == t->batch || !fits) {
+            first[n_jobs++] = i;
+            used = in_batch = 0;
+        }
+        if (ctx > 0 && fixed + need > ctx) too_long++;
+        used += need;
+        in_batch++;
+    }
+    first[n_jobs] = n_scored;
+    if (too_long)
+        t->host->log(TEMA_LOG_WARN, WHO,
+                     "domain %s: %lld items need about more tokens than the context window (%lld) even alone; their "
+                     "answers may be cut off (a larger --ctx for the server, fewer n_tags, or scoring: choose helps)",
+                     t->domain, (long long)too_long, (long long)ctx);
+    if (ctx > 0 && n_jobs > (n_scored + t->batch - 1) / t->batch)
+        t->host->log(TEMA_LOG_INFO, WHO,
+                     "domain %s: %lld requests of up to %lld items, fewer per request where %lld tokens of context "
+                     "would not hold prompt and answer",
+                     t->domain, (long long)n_jobs, (long long)t->batch, (long long)ctx);
+    return n_jobs;
+}
+
+/* One request per planned batch of `order` (indices of the titled items). */
 static oai_job *score_jobs(const oai_tagger *t, int n_tags, const char *tags_json, char *const *clean,
-                           const int64_t *order, int64_t n_scored, int64_t n_jobs)
+                           const int64_t *order, const int64_t *first, int64_t n_jobs)
 {
     oai_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
+    char k_text[32];
+    snprintf(k_text, sizeof k_text, "%lld", (long long)(t->choose < n_tags ? t->choose : n_tags));
     for (int64_t b = 0; jobs && b < n_jobs; b++) {
         oai_job *j = &jobs[b];
-        *j = (oai_job){.kind = OAI_SCORE, .index = (int)b, .seed = -1, .first = b * t->batch};
-        j->n_items = (int)(n_scored - j->first < t->batch ? n_scored - j->first : t->batch);
+        *j = (oai_job){.kind = OAI_SCORE, .index = (int)b, .seed = -1, .first = first[b]};
+        j->n_items = (int)(first[b + 1] - first[b]);
         j->rows = calloc((size_t)j->n_items * (size_t)n_tags, sizeof *j->rows);
         j->item_ok = calloc((size_t)j->n_items, sizeof *j->item_ok);
         oai_sbuf lines = {0};
@@ -262,9 +317,9 @@ static oai_job *score_jobs(const oai_tagger *t, int n_tags, const char *tags_jso
         if (!lines.failed) lines.data[--lines.len] = '\0'; /* the template decides what follows the last line */
         char n_text[32];
         snprintf(n_text, sizeof n_text, "%d", j->n_items);
-        const char *keys[] = {"domain", "tags", "items", "n_items"};
-        const char *values[] = {t->domain, tags_json, lines.data, n_text};
-        j->prompt = lines.failed ? NULL : fill_template(t->score_prompt, keys, values, 4);
+        const char *keys[] = {"domain", "tags", "items", "n_items", "k"};
+        const char *values[] = {t->domain, tags_json, lines.data, n_text, k_text};
+        j->prompt = lines.failed ? NULL : fill_template(t->score_prompt, keys, values, 5);
         oai_sb_free(&lines);
         if (!j->rows || !j->item_ok || !j->prompt) {
             oai_jobs_free(jobs, n_jobs);
@@ -311,6 +366,7 @@ static tema_status score_items(oai_tagger *t, char *const *tags, int n_tags, con
     tema_status st = TEMA_OK;
     char **clean = calloc((size_t)(n_items ? n_items : 1), sizeof *clean);
     int64_t *order = malloc((size_t)(n_items ? n_items : 1) * sizeof *order), n_scored = 0, n_jobs = 0;
+    int64_t *first = NULL;
     oai_job *jobs = NULL;
     char *tags_json = NULL;
     for (int64_t i = 0; clean && order && i < n_items; i++) {
@@ -323,11 +379,22 @@ static tema_status score_items(oai_tagger *t, char *const *tags, int n_tags, con
         t->host->log(TEMA_LOG_INFO, WHO, "domain %s: %lld of %lld items have no title; their score rows stay 0",
                      t->domain, (long long)(n_items - n_scored), (long long)n_items);
     if (n_scored == 0) goto done;
-    n_jobs = (n_scored + t->batch - 1) / t->batch;
-    if (!(tags_json = json_list(tags, n_tags)) ||
-        !(jobs = score_jobs(t, n_tags, tags_json, clean, order, n_scored, n_jobs)))
+    int64_t n_ctx = t->context, slots = 0;
+    if (n_ctx == 0) {
+        oai_server_props(t, &n_ctx, &slots);
+        if (slots > 0 && slots < t->concurrency)
+            t->host->log(TEMA_LOG_INFO, WHO,
+                         "the server has %lld slots and concurrency is %lld: requests beyond the slots wait in its "
+                         "queue (start it with more slots, e.g. tools/llm-server --parallel %lld)",
+                         (long long)slots, (long long)t->concurrency, (long long)t->concurrency);
+    }
+    if (!(tags_json = json_list(tags, n_tags))) goto oom;
+    n_jobs = plan_batches(t, n_tags, strlen(tags_json), clean, order, n_scored, n_ctx, &first);
+    if (n_jobs < 0 || !(jobs = score_jobs(t, n_tags, tags_json, clean, order, first, n_jobs))) {
+        n_jobs = 0;
         goto oom;
-    oai_parse_ctx ctx = {.n_tags = n_tags, .tags = tags};
+    }
+    oai_parse_ctx ctx = {.n_tags = n_tags, .tags = tags, .choose = (int)t->choose};
     st = oai_run_jobs(t, &ctx, jobs, n_jobs, "item scores", err);
     if (st == TEMA_OK) st = collect_scores(t, jobs, n_jobs, order, n_scored, n_tags, score, err);
     goto done;
@@ -337,6 +404,7 @@ done:
     for (int64_t i = 0; clean && i < n_items; i++) free(clean[i]);
     free(clean);
     free(order);
+    free(first);
     free(tags_json);
     oai_jobs_free(jobs, n_jobs);
     return st;
@@ -430,13 +498,18 @@ static tema_status load_prompt(const char *dir, const char *file, const char *co
 static tema_status read_numbers(oai_tagger *t, const tema_cfg *opts, tema_err *err)
 {
     tema_status st;
-    const char *structured = NULL;
+    const char *structured = NULL, *scoring = NULL;
     if ((st = opt_int(opts, "votes", &t->votes, err)) || (st = opt_int(opts, "n_tags", &t->n_tags, err)) ||
         (st = opt_int(opts, "batch", &t->batch, err)) || (st = opt_int(opts, "retries", &t->retries, err)) ||
         (st = opt_int(opts, "backoff_ms", &t->backoff_ms, err)) ||
         (st = opt_int(opts, "concurrency", &t->concurrency, err)) ||
-        (st = opt_int(opts, "max_tokens", &t->max_tokens, err)) || (st = opt_str(opts, "structured", &structured, err)))
+        (st = opt_int(opts, "max_tokens", &t->max_tokens, err)) || (st = opt_int(opts, "choose", &t->choose, err)) ||
+        (st = opt_int(opts, "context_tokens", &t->context, err)) || (st = opt_str(opts, "scoring", &scoring, err)) ||
+        (st = opt_str(opts, "structured", &structured, err)))
         return st;
+    if (strcmp(scoring, "scores") && strcmp(scoring, "choose"))
+        return tema_fail(err, TEMA_EINVAL, "%s: option scoring is \"%s\"; use scores or choose", WHO, scoring);
+    if (!strcmp(scoring, "scores")) t->choose = 0;
     if (tag_host->cfg_float(opts, "timeout_s", &t->timeout_s) != TEMA_OK ||
         tag_host->cfg_float(opts, "progress_s", &t->progress_s) != TEMA_OK)
         return tema_fail(err, TEMA_EINVAL, "%s: options timeout_s and progress_s must be numbers", WHO);
@@ -448,7 +521,7 @@ static tema_status read_numbers(oai_tagger *t, const tema_cfg *opts, tema_err *e
                          structured);
     t->structured = t->level = (oai_structured)level;
     if (t->votes < 1 || t->n_tags < 1 || t->batch < 1 || t->retries < 0 || t->backoff_ms < 0 || t->concurrency < 1 ||
-        t->max_tokens < 0 || !(t->timeout_s > 0) || !(t->progress_s >= 0) || t->votes > 100 || t->n_tags > 500 ||
+        t->max_tokens < 0 || t->context < 0 || (t->choose < 0) || !(t->timeout_s > 0) || !(t->progress_s >= 0) || t->votes > 100 || t->n_tags > 500 ||
         t->batch > 500)
         return tema_fail(err, TEMA_EINVAL,
                          "%s: options out of range (votes 1..100, n_tags 1..500, batch 1..500, concurrency >= 1, "
@@ -538,7 +611,8 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
     }
     const char *need_domain[] = {"{domain}"}, *need_score[] = {"{tags}", "{items}"};
     if ((st = load_prompt(prompt_dir, DOMAIN_PROMPT_FILE, need_domain, 1, &t->domain_prompt, err)) ||
-        (st = load_prompt(prompt_dir, SCORE_PROMPT_FILE, need_score, 2, &t->score_prompt, err)))
+        (st = load_prompt(prompt_dir, t->choose > 0 ? CHOOSE_PROMPT_FILE : SCORE_PROMPT_FILE, need_score, 2,
+                          &t->score_prompt, err)))
         goto fail;
     if (!(t->headers = make_headers(key_env))) {
         st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
@@ -633,7 +707,7 @@ static const tema_tagger_ops openai_ops = {
 };
 
 static const tema_plugin openai_plugin = {
-    TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "openai", "1.1.0",
+    TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "openai", "1.2.0",
                        "LLM tags over an OpenAI-compatible API: R voted domain queries, batched item scores, on-disk cache",
                        openai_options, openai_ops),
 };

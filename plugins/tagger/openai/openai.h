@@ -92,6 +92,7 @@ typedef struct oai_parse_ctx {
     int n_tags;
     char *const *tags;      /* voted, normalized (scoring); NULL when voting */
     int n_wanted;           /* voting: tags asked for */
+    int choose;             /* scoring: 0 = a score per tag; k > 0 = a ranked list of <= k tags */
 } oai_parse_ctx;
 
 char *oai_normalize_tag(const char *s);
@@ -118,15 +119,20 @@ typedef struct oai_counters {
 typedef struct oai_tagger {
     const tema_host *host;
     char *endpoint, *url, *model, *api_key_env, *domain, *cache_dir, *prompt_dir;
-    char *domain_prompt, *score_prompt; /* templates */
+    char *domain_prompt, *score_prompt; /* templates (score_prompt: item_choose.txt for choose) */
     struct curl_slist *headers;         /* holds the key: never logged */
     int64_t votes, n_tags, batch, retries, backoff_ms, concurrency, max_tokens;
+    int64_t choose;            /* scoring: choose's list length; 0 for scoring: scores */
+    int64_t context;           /* option context_tokens: 0 = ask the server */
     double timeout_s, progress_s;
     oai_structured structured; /* as configured */
     oai_structured level;      /* in use: lowered when the server refuses a level */
     bool cache_dir_ready;
     oai_counters n;            /* of one tag() call */
 } oai_tagger;
+
+/* The server's context per slot and slot count (llama.cpp's /props); 0 when not told. */
+void oai_server_props(const oai_tagger *t, int64_t *n_ctx, int64_t *slots);
 
 /* Set by the signal handler of tag(); the runner stops when it is not 0. */
 extern volatile sig_atomic_t oai_stop_signal;

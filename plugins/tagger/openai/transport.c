@@ -625,3 +625,39 @@ tema_status oai_run_jobs(oai_tagger *t, const oai_parse_ctx *c, oai_job *jobs, i
     curl_multi_cleanup(r.multi);
     return st;
 }
+
+/* ---- server properties ---- */
+
+/* llama.cpp's GET <root>/props (the endpoint without its /v1): the context of one slot
+ * (default_generation_settings.n_ctx) and the number of slots. Servers without it (OpenAI,
+ * Ollama, vLLM) answer 404: both stay 0 and the caller uses its options. */
+void oai_server_props(const oai_tagger *t, int64_t *n_ctx, int64_t *slots)
+{
+    *n_ctx = *slots = 0;
+    size_t el = strlen(t->endpoint);
+    if (el >= 3 && !strcmp(t->endpoint + el - 3, "/v1")) el -= 3;
+    oai_sbuf url = {0}, reply = {0};
+    oai_sb_printf(&url, "%.*s/props", (int)el, t->endpoint);
+    CURL *e = url.failed ? NULL : curl_easy_init();
+    long status = 0;
+    if (e) {
+        long timeout_ms = (long)(t->timeout_s < 10 ? t->timeout_s * 1000 : 10000);
+        curl_easy_setopt(e, CURLOPT_URL, url.data);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &reply);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(e);
+    }
+    json_object *root = status == 200 && reply.data ? oai_parse_json_exact(reply.data, reply.len) : NULL, *v, *g;
+    if (root && json_object_object_get_ex(root, "default_generation_settings", &g) &&
+        json_object_object_get_ex(g, "n_ctx", &v) && json_object_is_type(v, json_type_int))
+        *n_ctx = json_object_get_int64(v);
+    if (root && json_object_object_get_ex(root, "total_slots", &v) && json_object_is_type(v, json_type_int))
+        *slots = json_object_get_int64(v);
+    json_object_put(root);
+    oai_sb_free(&url);
+    oai_sb_free(&reply);
+}

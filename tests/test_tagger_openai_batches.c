@@ -1,0 +1,170 @@
+/* tests/test_tagger_openai_batches.c - how the `openai` tagger shapes its scoring requests
+ * for small local models: `scoring: choose` (ranked tag names out of an enum instead of a
+ * score per tag) and batches that shrink to the server's context window (llama.cpp's
+ * GET /props, or the option context_tokens). Same stand-in server and 8-item fixture as
+ * test_tagger_openai.c (openai_fixture.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "openai_fixture.h"
+
+/* The batch sizes the server saw, in request order; returns how many. */
+static int batch_sizes(const server *s, int *out, int cap)
+{
+    json_object *o = server_stats(s), *v = jget(o, "score_batch_sizes");
+    int n = v ? (int)json_object_array_length(v) : 0;
+    for (int i = 0; i < n && i < cap; i++) out[i] = json_object_get_int(json_object_array_get_idx(v, (size_t)i));
+    json_object_put(o);
+    return n;
+}
+
+/* What scoring: choose with k places must give item i: the tags of its title ranked by the
+ * server's score (ties in voted order), position p scoring round(100 (k - p) / k). */
+static float expected_rank_score(int item, int tag, int k)
+{
+    float own = expected_score(item, g_voted[tag]);
+    if (own == 0) return 0;
+    int p = 0;
+    for (int q = 0; q < 5; q++) {
+        float other = expected_score(item, g_voted[q]);
+        if (other > own || (other == own && other > 0 && q < tag)) p++;
+    }
+    return p < k ? (float)(int)(100.0 * (k - p) / k + 0.5) : 0;
+}
+
+START_TEST(choose_asks_for_ranked_names_and_scores_them_by_rank)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    const char *cache = fresh_dir("cache-choose");
+    result r = run_tagger(s.endpoint, cache, "scoring: choose\nchoose: 2\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    int ranked_somewhere = 0;
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int k = 0; k < 5; k++) {
+            float got = r.vocab.score[(size_t)i * 5 + (size_t)k], want = expected_rank_score(i, k, 2);
+            ck_assert_msg(got == want, "item %d tag %s: %g, expected %g", i, g_voted[k], got, want);
+            ranked_somewhere += want == 50;
+        }
+    ck_assert_int_gt(ranked_somewhere, 0); /* the fixture has items with two tags or more */
+    /* The schema lets the model pick only voted names, at most `choose` of them. */
+    json_object *o = server_stats(&s);
+    json_object *tags = jget(o, "last_score_format.json_schema.schema.properties.items.items.properties.tags");
+    ck_assert_ptr_nonnull(tags);
+    ck_assert_int_eq(json_object_get_int(jget(tags, "maxItems")), 2);
+    json_object *names = jget(tags, "items.enum");
+    ck_assert_ptr_nonnull(names);
+    ck_assert_int_eq((int)json_object_array_length(names), 5);
+    for (int k = 0; k < 5; k++)
+        ck_assert_str_eq(json_object_get_string(json_object_array_get_idx(names, (size_t)k)), g_voted[k]);
+    json_object_put(o);
+    ck_assert_msg(cache_contains(cache, "choose the 2 tags"), "the request did not use item_choose.txt");
+    result_free(&r);
+    /* A second run is answered from the cache. */
+    int64_t before = stat_int(&s, "requests");
+    r = run_tagger(s.endpoint, cache, "scoring: choose\nchoose: 2\n");
+    ck_assert_int_eq(r.st, TEMA_OK);
+    ck_assert_int_eq(stat_int(&s, "requests"), before);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(an_unknown_scoring_is_named)
+{
+    result r = run_tagger("http://127.0.0.1:9/v1", fresh_dir("cache-bad-scoring"), "scoring: vote\n");
+    ck_assert_int_eq(r.st, TEMA_EINVAL);
+    ck_assert_msg(strstr(r.err.msg, "scoring") && strstr(r.err.msg, "choose"), "%s", r.err.msg);
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(a_roomy_context_keeps_the_batch_as_set)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"props\": {\"default_generation_settings\": {\"n_ctx\": 100000}, \"total_slots\": 4}}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache-roomy"), NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 1u << 2 | 1u << 5);
+    int sizes[16], n = batch_sizes(&s, sizes, 16);
+    ck_assert_int_eq(n, 3);
+    for (int i = 0; i < n; i++) ck_assert_int_eq(sizes[i], 2);
+    ck_assert_int_ge(stat_int(&s, "props_requests"), 1);
+    ck_assert_ptr_null(strstr(r.log, "the server has"));
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(a_short_server_context_gives_one_item_per_request_and_a_warning)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"props\": {\"default_generation_settings\": {\"n_ctx\": 1}, \"total_slots\": 1}}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache-short"), NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_scores(&r.vocab, 1u << 2 | 1u << 5);
+    int sizes[16], n = batch_sizes(&s, sizes, 16);
+    ck_assert_int_eq(n, 6); /* the 6 titled items, one per request */
+    for (int i = 0; i < n; i++) ck_assert_int_eq(sizes[i], 1);
+    ck_assert_msg(strstr(r.log, "6 items need about more tokens than the context window (1)"), "%s", r.log);
+    ck_assert_msg(strstr(r.log, "the server has 1 slots and concurrency is 4"), "%s", r.log);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(the_context_option_wins_over_the_server)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"props\": {\"default_generation_settings\": {\"n_ctx\": 100000}}}");
+    result r = run_tagger(s.endpoint, fresh_dir("cache-option"), "context_tokens: 1\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    int sizes[16], n = batch_sizes(&s, sizes, 16);
+    ck_assert_int_eq(n, 6);
+    ck_assert_int_eq(stat_int(&s, "props_requests"), 0);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+START_TEST(a_server_without_props_keeps_the_batch)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    result r = run_tagger(s.endpoint, fresh_dir("cache-noprops"), NULL);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    int sizes[16], n = batch_sizes(&s, sizes, 16);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_ge(stat_int(&s, "props_requests"), 1); /* asked, got 404 */
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("tagger_openai_batches");
+    TCase *tc = tcase_create("requests");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, choose_asks_for_ranked_names_and_scores_them_by_rank);
+    tcase_add_test(tc, an_unknown_scoring_is_named);
+    tcase_add_test(tc, a_roomy_context_keeps_the_batch_as_set);
+    tcase_add_test(tc, a_short_server_context_gives_one_item_per_request_and_a_warning);
+    tcase_add_test(tc, the_context_option_wins_over_the_server);
+    tcase_add_test(tc, a_server_without_props_keeps_the_batch);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }
