@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "openai_fixture.h"
 
@@ -152,6 +153,38 @@ START_TEST(a_server_without_props_keeps_the_batch)
 }
 END_TEST
 
+START_TEST(a_vocabulary_tag_list_replaces_voting)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    char dir[600], file[700];
+    snprintf(dir, sizeof dir, "%s", fresh_dir("vocab"));
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(file, sizeof file, "%s/food.yaml", dir);
+    tu_write(file, "tags:\n  - name: Spicy\n    synonyms: [hot]\n  - baked\n  - smoky\n");
+    char extra[900];
+    snprintf(extra, sizeof extra, "tag_list: vocabulary\nvocab_dir: \"%s\"\n", dir);
+    result r = run_tagger_on(s.endpoint, fresh_dir("cache-vocab"), extra, g_titles, N_ITEMS, "food");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    ck_assert_int_eq(stat_int(&s, "vote_requests"), 0);
+    ck_assert_int_eq(r.vocab.n_tags, 3);
+    const char *want[3] = {"spicy", "baked", "smoky"};
+    for (int k = 0; k < 3; k++) ck_assert_str_eq(r.vocab.tags[k], want[k]);
+    for (int i = 0; i < N_ITEMS; i++)
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(r.vocab.score[(size_t)i * 3 + (size_t)k] == expected_score(i, want[k]), "item %d tag %s", i,
+                          want[k]);
+    result_free(&r);
+    /* A domain without a vocabulary file is a located error. */
+    r = run_tagger_on(s.endpoint, fresh_dir("cache-vocab"), extra, g_titles, N_ITEMS, "kitchen");
+    ck_assert_int_eq(r.st, TEMA_ENOTFOUND);
+    ck_assert_msg(strstr(r.err.msg, "kitchen.yaml"), "%s", r.err.msg);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("tagger_openai_batches");
@@ -163,6 +196,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, a_short_server_context_gives_one_item_per_request_and_a_warning);
     tcase_add_test(tc, the_context_option_wins_over_the_server);
     tcase_add_test(tc, a_server_without_props_keeps_the_batch);
+    tcase_add_test(tc, a_vocabulary_tag_list_replaces_voting);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -268,7 +268,7 @@ static inline tema_status tag_vocab_load(const tag_vocab_sink *s, const char *do
 }
 
 /* Release what a tagger's tag() put into *out (its strings and arrays) and zero it. */
-static void tag_vocab_out_free(tema_tag_vocab *out)
+static inline void tag_vocab_out_free(tema_tag_vocab *out)
 {
     if (out->tags)
         for (int32_t t = 0; t < out->n_tags; t++) tag_host->free(out->tags[t]);

@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "../../tag_plugin.h"
+#include "../tag_vocab.h"
 #include "openai.h"
 
 #define WHO OAI_WHO
@@ -70,6 +71,10 @@ static const tema_option openai_options[] = {
     {"model", TEMA_OPT_STRING, "\"\"", 1, 0, NULL, "model name sent with every request (empty: env TEMA_LLM_MODEL)"},
     {"api_key_env", TEMA_OPT_STRING, "TEMA_LLM_API_KEY", 1, 0, NULL,
      "NAME of the environment variable holding the API key (unset or empty: no Authorization header)"},
+    {"tag_list", TEMA_OPT_ENUM, "vote", 0, -1, "vote|vocabulary",
+     "vote: the LLM names the domain's tags (Algorithm 1); vocabulary: the tag names of <vocab_dir>/<domain>.yaml "
+     "(lexical's), so the LLM only matches items to a fixed list (Table IV's matching with the vocabulary held fixed)"},
+    {"vocab_dir", TEMA_OPT_STRING, TAG_VOCAB_DIR, 0, -1, NULL, "tag_list: vocabulary - folder of <domain>.yaml"},
     {"votes", TEMA_OPT_INT, "5", 1, 100, NULL, "R: domain prompt queries voted over (Algorithm 1)"},
     {"n_tags", TEMA_OPT_INT, "30", 1, 500, NULL, "N: tags asked for and kept after voting"},
     {"batch", TEMA_OPT_INT, "20", 1, 500, NULL, "items scored per request at most (fewer when the context is short)"},
@@ -230,6 +235,54 @@ static tema_status domain_tags(oai_tagger *t, char ***tags_out, int *n_out, tema
     if (!tags) return tema_fail(err, TEMA_ENOMEM, "%s: out of memory voting", WHO);
     *tags_out = tags;
     *n_out = n;
+    return TEMA_OK;
+}
+
+/* ---- tag_list: vocabulary ---- */
+
+typedef struct name_list {
+    char **name;
+    size_t n, cap;
+} name_list;
+
+static tema_status on_vocab_tag(void *ctx, const char *name, size_t len, size_t line, tema_err *err)
+{
+    (void)line;
+    name_list *l = ctx;
+    char *copy = strndup(name, len), *norm = copy ? oai_normalize_tag(copy) : NULL;
+    free(copy);
+    if (!norm || !tag_vocab_grow((void **)&l->name, &l->cap, l->n + 1, sizeof *l->name)) {
+        free(norm);
+        return tema_fail(err, TEMA_ENOMEM, "%s: out of memory reading the vocabulary", WHO);
+    }
+    l->name[l->n++] = norm;
+    return TEMA_OK;
+}
+
+static tema_status on_vocab_synonym(void *ctx, const char *text, size_t line, tema_err *err)
+{
+    (void)ctx, (void)text, (void)line, (void)err; /* the LLM reads the names; synonyms are lexical's */
+    return TEMA_OK;
+}
+
+/* The tag names of <vocab_dir>/<domain>.yaml, normalized as answers are. */
+static tema_status vocabulary_tags(oai_tagger *t, const tema_cfg *opts, tema_err *err)
+{
+    char *file = NULL;
+    tema_status st = tag_vocab_path(opts, t->domain, WHO, &file, err);
+    if (st != TEMA_OK) return st;
+    name_list l = {0};
+    const tag_vocab_sink sink = {.who = WHO, .file = file, .ctx = &l, .tag = on_vocab_tag, .synonym = on_vocab_synonym};
+    st = tag_vocab_load(&sink, t->domain, err);
+    free(file);
+    if (st == TEMA_OK && l.n == 0) st = tema_fail(err, TEMA_EINVAL, "%s: the vocabulary of %s has no tags", WHO, t->domain);
+    if (st != TEMA_OK) {
+        for (size_t k = 0; k < l.n; k++) free(l.name[k]);
+        free(l.name);
+        return st;
+    }
+    t->fixed_tags = l.name;
+    t->n_fixed_tags = (int)l.n;
     return TEMA_OK;
 }
 
@@ -453,6 +506,8 @@ static void openai_destroy(void *self)
     free(t->prompt_dir);
     free(t->domain_prompt);
     free(t->score_prompt);
+    for (int k = 0; k < t->n_fixed_tags; k++) free(t->fixed_tags[k]);
+    free(t->fixed_tags);
     curl_slist_free_all(t->headers);
     free(t);
     curl_global_cleanup();
@@ -609,6 +664,13 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
         st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
         goto fail;
     }
+    const char *tag_list = NULL;
+    if ((st = opt_str(opts, "tag_list", &tag_list, err))) goto fail;
+    if (strcmp(tag_list, "vote") && strcmp(tag_list, "vocabulary")) {
+        st = tema_fail(err, TEMA_EINVAL, "%s: option tag_list is \"%s\"; use vote or vocabulary", WHO, tag_list);
+        goto fail;
+    }
+    if (!strcmp(tag_list, "vocabulary") && (st = vocabulary_tags(t, opts, err))) goto fail;
     const char *need_domain[] = {"{domain}"}, *need_score[] = {"{tags}", "{items}"};
     if ((st = load_prompt(prompt_dir, DOMAIN_PROMPT_FILE, need_domain, 1, &t->domain_prompt, err)) ||
         (st = load_prompt(prompt_dir, t->choose > 0 ? CHOOSE_PROMPT_FILE : SCORE_PROMPT_FILE, need_score, 2,
@@ -642,8 +704,21 @@ static tema_status tag_domain(oai_tagger *t, const char *const *titles, int64_t 
 {
     char **tags = NULL;
     int n_tags = 0;
-    tema_status st = domain_tags(t, &tags, &n_tags, err);
-    if (st != TEMA_OK) return st;
+    tema_status st = TEMA_OK;
+    if (t->fixed_tags) { /* a copy: the list below is freed after every domain */
+        if (!(tags = calloc((size_t)t->n_fixed_tags, sizeof *tags))) return tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
+        for (n_tags = 0; n_tags < t->n_fixed_tags; n_tags++)
+            if (!(tags[n_tags] = strdup(t->fixed_tags[n_tags]))) st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
+        t->host->log(TEMA_LOG_INFO, WHO, "domain %s: %d tags from the vocabulary (tag_list: vocabulary), no voting",
+                     t->domain, n_tags);
+    } else {
+        st = domain_tags(t, &tags, &n_tags, err);
+    }
+    if (st != TEMA_OK) {
+        for (int k = 0; tags && k < n_tags; k++) free(tags[k]);
+        free(tags);
+        return st;
+    }
     size_t cells = (size_t)n_items * (size_t)n_tags;
     float *score = tag_host->alloc(cells * sizeof *score);
     char **names = tag_host->alloc((size_t)n_tags * sizeof *names);

@@ -124,6 +124,8 @@ typedef struct oai_tagger {
     int64_t votes, n_tags, batch, retries, backoff_ms, concurrency, max_tokens;
     int64_t choose;            /* scoring: choose's list length; 0 for scoring: scores */
     int64_t context;           /* option context_tokens: 0 = ask the server */
+    char **fixed_tags;         /* tag_list: vocabulary - the names, normalized; NULL when voting */
+    int n_fixed_tags;
     double timeout_s, progress_s;
     oai_structured structured; /* as configured */
     oai_structured level;      /* in use: lowered when the server refuses a level */

@@ -1,0 +1,233 @@
+/* tests/test_llm_local.c - the `openai` tagger against a real LLM: llama.cpp's server with
+ * SmolLM2-135M-Instruct, started by tools/llm-server (which .ci/install-deps builds into
+ * .llm/). Real food-kitchen titles, 40 per domain, one item per request with
+ * `scoring: choose`, the protocol a 135M model answers usefully (README, "A local LLM").
+ *
+ * Without a built server the suite prints SKIP with the reason, unless TEMA_REQUIRE_LLM=1
+ * (set by .ci/run), where a missing server fails: on the project's machines it must run.
+ * The server is started once for the suite and stopped by its PID at exit, also when a test
+ * fails (the script's own trap stops llama-server; PR_SET_PDEATHSIG covers a killed test). */
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "openai_fixture.h"
+
+#define N_TITLES 40
+#define SECRET "sk-tema-test-9f3c1e7d"
+
+static char g_items[2][N_TITLES][512];
+static const char *g_titles_of[2][N_TITLES];
+static const char *const g_domain[2] = {"Food", "Kitchen"};
+static pid_t g_script = -1;
+static char g_endpoint[512];
+
+/* The options of every run here: a small model gets one item per request. */
+static const char *const k_opts = "model: smollm2\nscoring: choose\nchoose: 3\nbatch: 1\nvotes: 3\nn_tags: 12\n"
+                                  "concurrency: 2\ntimeout_s: 300\nretries: 2\nmax_tokens: 512\nprogress_s: 0\n"
+                                  "api_key_env: TEMA_LLM_API_KEY\n";
+
+static bool server_built(char *why, size_t size)
+{
+    const char *home = getenv("TEMA_LLM_HOME");
+    char bin[1024];
+    snprintf(bin, sizeof bin, "%s/build/bin/llama-server", home ? home : "");
+    if (!home) snprintf(bin, sizeof bin, "%s/.llm/build/bin/llama-server", tu_source_root());
+    if (access(bin, X_OK) == 0) return true;
+    snprintf(why, size, "%s is not built (run tools/llm-server build; it needs cmake, g++ and PyPI)", bin);
+    return false;
+}
+
+static void stop_server(void)
+{
+    if (g_script <= 0) return;
+    kill(g_script, SIGTERM);
+    waitpid(g_script, NULL, 0);
+    g_script = -1;
+}
+
+/* Starts tools/llm-server and reads its "endpoint:" line; false with `why` when it cannot. */
+static bool start_server(char *why, size_t size)
+{
+    int fd[2];
+    if (pipe(fd)) return snprintf(why, size, "pipe failed"), false;
+    char script[1024];
+    snprintf(script, sizeof script, "%s/tools/llm-server", tu_source_root());
+    pid_t pid = fork();
+    if (pid < 0) return snprintf(why, size, "fork failed"), false;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        execl(script, script, "--ctx", "4096", "--parallel", "2", (char *)NULL);
+        _exit(127);
+    }
+    g_script = pid;
+    atexit(stop_server);
+    close(fd[1]);
+    FILE *out = fdopen(fd[0], "r");
+    char line[512];
+    while (fgets(line, sizeof line, out)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (!strncmp(line, "endpoint: ", 10)) {
+            snprintf(g_endpoint, sizeof g_endpoint, "%s", line + 10);
+            fclose(out); /* the script writes nothing more to stdout */
+            return true;
+        }
+    }
+    fclose(out);
+    stop_server();
+    snprintf(why, size, "tools/llm-server exited before it printed an endpoint (its messages are above)");
+    return false;
+}
+
+/* Suite-wide: the titles and the server, once. Returns false (and says SKIP) without them. */
+static bool ready(const char *test)
+{
+    static int state; /* 0 not tried, 1 ready, -1 unavailable */
+    static char why[1200];
+    if (state == 0) {
+        state = -1;
+        const char *items = tu_data_path("food-kitchen/items.tsv");
+        FILE *f = items ? fopen(items, "r") : NULL;
+        int n[2] = {0, 0};
+        char line[4096];
+        while (f && fgets(line, sizeof line, f) && (n[0] < N_TITLES || n[1] < N_TITLES)) {
+            char *save = NULL, *id = strtok_r(line, "\t", &save), *dom = strtok_r(NULL, "\t", &save);
+            char *asin = strtok_r(NULL, "\t", &save), *title = strtok_r(NULL, "\t\n", &save);
+            if (!id || !dom || !asin || !title || strcmp(id, "item") == 0) continue;
+            int d = dom[0] == 'Y';
+            if (n[d] >= N_TITLES) continue;
+            snprintf(g_items[d][n[d]], sizeof g_items[d][0], "%s", title);
+            g_titles_of[d][n[d]] = g_items[d][n[d]];
+            n[d]++;
+        }
+        if (f) fclose(f);
+        if (n[0] < N_TITLES || n[1] < N_TITLES)
+            snprintf(why, sizeof why, "food-kitchen/items.tsv not found under TEMA_TEST_DATA");
+        else if (server_built(why, sizeof why) && start_server(why, sizeof why))
+            state = 1;
+    }
+    if (state == 1) return true;
+    const char *require = getenv("TEMA_REQUIRE_LLM");
+    ck_assert_msg(!require || strcmp(require, "1"), "TEMA_REQUIRE_LLM=1 but %s", why);
+    fprintf(stderr, "SKIP %s: %s\n", test, why);
+    return false;
+}
+
+static long long summary_number(const result *r, const char *what)
+{
+    const char *line = summary_line(r), *at = strstr(line, what);
+    ck_assert_msg(at != NULL, "'%s' not in the summary: %s", what, line);
+    while (at > line && at[-1] == ' ') at--;
+    while (at > line && at[-1] >= '0' && at[-1] <= '9') at--;
+    return atoll(at);
+}
+
+/* Every titled item got a tag or is named in a "failed items" line; scores stay in 0..100. */
+static int check_answers(const result *r, int d)
+{
+    ck_assert_msg(r->st == TEMA_OK, "%s", r->err.msg);
+    ck_assert_int_ge(r->vocab.n_tags, 3);
+    int tagged = 0;
+    for (int i = 0; i < N_TITLES; i++) {
+        bool any = false;
+        for (int32_t k = 0; k < r->vocab.n_tags; k++) {
+            float s = r->vocab.score[(size_t)i * (size_t)r->vocab.n_tags + (size_t)k];
+            ck_assert_msg(s >= 0 && s <= 100 && isfinite(s), "item %d tag %s: score %g", i, r->vocab.tags[k], s);
+            any |= s > 0;
+        }
+        tagged += any;
+        ck_assert_msg(any || strstr(r->log, "failed items:"), "%s item %d (%s) has no tag and is not logged as failed",
+                      g_domain[d], i, g_titles_of[d][i]);
+    }
+    return tagged;
+}
+
+START_TEST(a_real_model_tags_real_titles_and_a_rerun_asks_nothing)
+{
+    if (!ready(__func__)) return;
+    setenv("TEMA_LLM_API_KEY", SECRET, 1);
+    const char *cache = fresh_dir("llm-cache-food");
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    result r = run_tagger_on(g_endpoint, cache, k_opts, g_titles_of[0], N_TITLES, g_domain[0]);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    int tagged = check_answers(&r, 0);
+    /* A 135M model is weak, but with choose it must tag most items (the grammar forces a choice). */
+    ck_assert_msg(tagged >= N_TITLES * 3 / 4, "only %d of %d items tagged", tagged, N_TITLES);
+    fprintf(stderr, "real model: %d tags voted, %d of %d items tagged in %.1f s\n", r.vocab.n_tags, tagged, N_TITLES,
+            (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+    ck_assert_msg(!strstr(r.log, SECRET), "the API key appears in the log");
+    ck_assert_msg(!cache_contains(cache, SECRET), "the API key appears in the cache");
+    long long answered = summary_number(&r, "answers cached now");
+    result_free(&r);
+
+    r = run_tagger_on(g_endpoint, cache, k_opts, g_titles_of[0], N_TITLES, g_domain[0]);
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    ck_assert_int_eq(summary_number(&r, "requests sent"), 0);
+    ck_assert_int_eq(summary_number(&r, "cache hits"), answered);
+    result_free(&r);
+}
+END_TEST
+
+static int count_json_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strstr(e->d_name, ".json") && !strstr(e->d_name, ".tmp");
+    if (d) closedir(d);
+    return n;
+}
+
+START_TEST(an_interrupted_run_resumes_with_only_the_missing_requests)
+{
+    if (!ready(__func__)) return;
+    const char *cache = fresh_dir("llm-cache-kitchen");
+    fflush(stderr);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        result r = run_tagger_on(g_endpoint, cache, k_opts, g_titles_of[1], N_TITLES, g_domain[1]);
+        _exit(r.st == TEMA_OK ? 0 : 3); /* SIGINT is re-raised by the plugin before this */
+    }
+    /* Interrupt once the votes and some items are answered (at most 10 minutes). */
+    for (int i = 0; i < 6000 && count_json_files(cache) < 3 + N_TITLES / 4; i++)
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    kill(child, SIGINT);
+    int status = 0;
+    waitpid(child, &status, 0);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "the run did not stop on SIGINT (status %d)",
+                  status);
+    int cached = count_json_files(cache);
+    ck_assert_int_lt(cached, 3 + N_TITLES); /* it stopped before the end */
+
+    result r = run_tagger_on(g_endpoint, cache, k_opts, g_titles_of[1], N_TITLES, g_domain[1]);
+    check_answers(&r, 1);
+    long long sent = summary_number(&r, "requests sent"), retries = summary_number(&r, "retries");
+    ck_assert_int_eq(summary_number(&r, "cache hits"), cached);
+    ck_assert_int_eq(sent - retries, 3 + N_TITLES - cached); /* only what was missing */
+    result_free(&r);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("llm_local");
+    TCase *tc = tcase_create("smollm2");
+    tcase_set_timeout(tc, 840);
+    tcase_add_test(tc, a_real_model_tags_real_titles_and_a_rerun_asks_nothing);
+    tcase_add_test(tc, an_interrupted_run_resumes_with_only_the_missing_requests);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(make_suite()); }
