@@ -2,11 +2,11 @@
  * store to compare (tools/tag-agreement) before tagging a whole dataset.
  *
  *   ninja -C build tests/bench_tagger
- *   build/tests/bench_tagger DATASET x|y DOMAIN_NAME EVERY OUT_DIR TAGGER [key=value ...]
+ *   build/tests/bench_tagger DATASET x|y DOMAIN_NAME EVERY[:LIMIT] OUT_DIR TAGGER [key=value ...]
  *   e.g. build/tests/bench_tagger ../shared/data/food-kitchen x food 72 /tmp/choose openai \
  *          endpoint=http://127.0.0.1:8080/v1 model=smollm2 tag_list=vocabulary scoring=choose batch=1
  *
- * Tags every EVERY-th item of the domain (local index 0, EVERY, 2 EVERY, ...) with the tagger
+ * Tags every EVERY-th item of the domain (local index 0, EVERY, 2 EVERY, ...; at most LIMIT) with the tagger
  * plugin TAGGER (its defaults, then the key=value options), and writes OUT_DIR/vocab.tsv,
  * scores.tsv (global item indices, as `tema tags` does) and meta.json (domains, n_items and the
  * "items" tagged). Prints items, seconds and items/s. Not a test: it asserts nothing. */
@@ -82,11 +82,12 @@ static int write_store(const char *dir, const char *domain, int64_t base, int64_
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: %s DATASET x|y DOMAIN_NAME EVERY OUT_DIR TAGGER [key=value ...]\n", argv[0]);
+        fprintf(stderr, "usage: %s DATASET x|y DOMAIN_NAME EVERY[:LIMIT] OUT_DIR TAGGER [key=value ...]\n", argv[0]);
         return 2;
     }
     const int d = argv[2][0] == 'y';
     const long every = atol(argv[4]);
+    const long limit = strchr(argv[4], ':') ? atol(strchr(argv[4], ':') + 1) : 0;
     tema_err err = {0};
     tema_dataset *ds = NULL;
     if (every < 1) return fail("EVERY", "must be >= 1");
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
     int64_t *items = malloc((size_t)(n_domain / every + 1) * sizeof *items);
     const char **titles = malloc((size_t)(n_domain / every + 1) * sizeof *titles);
     if (!items || !titles) return fail("memory", "out of memory");
-    for (int64_t i = 0; i < n_domain; i += every) {
+    for (int64_t i = 0; i < n_domain && (limit <= 0 || n < limit); i += every) {
         items[n] = i;
         titles[n++] = ds->title[base + i];
     }
