@@ -34,7 +34,7 @@ typedef struct result {
 #define REQUIRE_PYTHON()                                                                         \
     do {                                                                                         \
         if (!have_python()) {                                                                    \
-            fprintf(stderr, "SKIP %s: python3 not found (install it: .ci/install-deps)\n", __func__); \
+            tu_skip(__func__, "python3 not found (install it: .ci/install-deps)");                  \
             return;                                                                              \
         }                                                                                        \
     } while (0)

@@ -738,7 +738,7 @@ static void for_each_backend(kernel_test fn, const char *test)
         tema_err err = {0};
         tema_status st = ops->init(host, NULL, &b.self, &err);
         if (st == TEMA_EUNSUPPORTED) {
-            fprintf(stderr, "SKIP %s: %s: %s\n", test, b.label, err.msg);
+            tu_skip(test, "%s: %s", b.label, err.msg);
             continue;
         }
         ck_assert_msg(st == TEMA_OK, "%s: init: %s", b.label, err.msg);

@@ -72,7 +72,7 @@ static void compare_backends(const char *name, const char *model, const char *lo
     char why[8192];
     const char *dev = backend_under_test();
     if (!backend_usable(dev, why, sizeof why)) {
-        fprintf(stderr, "SKIP %s: %s\n", name, why);
+        tu_skip(name, "%s", why);
         return;
     }
     const char *tmp = tu_tmpdir();

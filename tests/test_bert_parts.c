@@ -26,6 +26,7 @@
 
 #include "../plugins/text_features/bert/safetensors.h"
 #include "../plugins/text_features/bert/wordpiece.h"
+#include "testutil.h"
 
 static char tmp_root[256];
 
@@ -272,7 +273,7 @@ static bool installed_model_file(const char *file, const char *test, char *path,
     snprintf(path, size, "%s/.models/all-MiniLM-L6-v2/%s", getenv("TEMA_SOURCE_ROOT") ? getenv("TEMA_SOURCE_ROOT") : ".",
              file);
     if (access(path, R_OK) == 0) return true;
-    fprintf(stderr, "SKIP %s: %s absent; run .ci/install-deps\n", test, path);
+    tu_skip(test, "%s absent; run .ci/install-deps", path);
     return false;
 }
 
@@ -546,10 +547,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    SRunner *sr = srunner_create(make_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tu_run_suite(make_suite());
     nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    return failed == 0 ? 0 : 1;
+    return rc;
 }

@@ -459,7 +459,7 @@ START_TEST(t_stats_match_readmes)
             char name[256];
             snprintf(name, sizeof name, "%s%s", bundles[i], archive ? ".tar.gz" : "");
             if (!tu_data_path(name)) {
-                fprintf(stderr, "SKIP %s: %s not found under TEMA_TEST_DATA\n", __func__, name);
+                tu_skip(__func__, "%s not found under TEMA_TEST_DATA", name);
                 continue;
             }
             char args[4200], *out = NULL, *errout = NULL;
@@ -473,7 +473,7 @@ START_TEST(t_stats_match_readmes)
             free(errout);
         }
     }
-    if (checked == 0) fprintf(stderr, "SKIP %s: no bundles\n", __func__);
+    if (checked == 0) tu_skip(__func__, "no bundles");
 }
 END_TEST
 

@@ -369,7 +369,7 @@ static bool conform(const tema_plugin *p, const char *extra, bool with_tags, con
     if (st != TEMA_OK) {
         ck_assert_msg(err.msg[0] != '\0', "%s: create() failed without a message", label);
         ck_assert_msg(strstr(err.msg, p->name) != NULL, "%s: message does not name the encoder: %s", label, err.msg);
-        fprintf(stderr, "SKIP %s: %s\n", label, err.msg);
+        tu_skip(label, "%s", err.msg);
         return false;
     }
     ck_assert_ptr_nonnull(a.ops->modality(a.self));

@@ -700,7 +700,7 @@ START_TEST(t_every_shipped_experiment_validates)
         globfree(&gl);
     }
     ck_assert_uint_ge(checked, 10); /* quickstart, sasrec, pop and the paper's tables at least */
-    if (!data) fprintf(stderr, "SKIP partly: shipped experiments checked with dataset.path=synthetic (no TEMA_TEST_DATA)\n");
+    if (!data) tu_skip("partly", "shipped experiments checked with dataset.path=synthetic (no TEMA_TEST_DATA)");
 }
 END_TEST
 

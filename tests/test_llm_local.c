@@ -130,7 +130,7 @@ static bool ready(const char *test)
     if (state == 1) return true;
     const char *require = getenv("TEMA_REQUIRE_LLM");
     ck_assert_msg(!require || strcmp(require, "1"), "TEMA_REQUIRE_LLM=1 but %s", why);
-    fprintf(stderr, "SKIP %s: %s\n", test, why);
+    tu_skip(test, "%s", why);
     return false;
 }
 

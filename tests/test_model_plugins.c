@@ -62,7 +62,7 @@ START_TEST(encoders_give_item_tables)
         tema_err err = {0};
         tema_status st = ops->create(&info, opts, &self, &err);
         if (st == TEMA_EUNSUPPORTED) { /* e.g. needs titles or features this tiny model lacks */
-            fprintf(stderr, "SKIP encoder %s: %s\n", p->name, err.msg);
+            tu_skip("encoder", "%s: %s", p->name, err.msg);
             tema_cfg_free(opts);
             tema_params_free(params);
             continue;
@@ -156,7 +156,7 @@ static bool att_build(att_model *m, const tema_plugin *p)
     tema_cfg_free(eo);
     tema_cfg_free(ao);
     if (st == TEMA_EUNSUPPORTED) {
-        fprintf(stderr, "SKIP attention %s with one id encoder: %s\n", p->name, err.msg);
+        tu_skip("attention", "%s with one id encoder: %s", p->name, err.msg);
         m->enc_ops->destroy(m->enc);
         tema_params_free(m->params);
         return false;

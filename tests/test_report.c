@@ -497,8 +497,7 @@ START_TEST(html_page_renders_in_chromium)
     free(html);
 
     if (system("command -v chromium >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "SKIP %s: chromium is not installed (Debian: apt-get install chromium; "
-                        ".ci/install-deps installs it)\n", __func__);
+        tu_skip(__func__, "chromium is not installed (Debian: apt-get install chromium; .ci/install-deps installs it)");
         return;
     }
     char cmd[4096];

@@ -89,12 +89,12 @@ START_TEST(t_grid_runs_as_a_slurm_job_array)
 {
     for (size_t i = 0; i < sizeof daemons / sizeof daemons[0]; i++)
         if (!on_path(daemons[i])) {
-            fprintf(stderr, "SKIP %s: '%s' is not installed (Debian packages slurm-wlm and munge; .ci/install-deps "
-                            "installs them)\n", __func__, daemons[i]);
+            tu_skip(__func__, "'%s' is not installed (Debian packages slurm-wlm and munge; .ci/install-deps installs them)",
+                    daemons[i]);
             return;
         }
     if (geteuid() != 0) {
-        fprintf(stderr, "SKIP %s: needs root to start munged, slurmctld and slurmd\n", __func__);
+        tu_skip(__func__, "needs root to start munged, slurmctld and slurmd");
         return;
     }
     double t_start = (double)time(NULL);

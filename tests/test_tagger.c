@@ -89,7 +89,7 @@ START_TEST(every_tagger_keeps_the_contract)
         if (st != TEMA_OK && !listed) {
             /* e.g. an LLM tagger without an endpoint: it must say why */
             ck_assert_msg(err.msg[0] != '\0', "tagger %s failed (%s) without a message", p->name, tema_status_name(st));
-            fprintf(stderr, "SKIP tagger %s with default options: %s\n", p->name, err.msg);
+            tu_skip("tagger", "%s with default options: %s", p->name, err.msg);
             tema_cfg_free(opts);
             continue;
         }

@@ -78,7 +78,7 @@ static void conform(const tema_plugin *p)
     char *d1 = store_dir(), *d2 = store_dir();
     tema_status st = run(ex, d1, texts, NT, &a, &dim, &err);
     if (st == TEMA_ENOTFOUND) {
-        fprintf(stderr, "SKIP text_features %s: %s\n", p->name, err.msg);
+        tu_skip("text_features", "%s: %s", p->name, err.msg);
         free(d1), free(d2);
         return;
     }

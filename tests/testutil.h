@@ -61,14 +61,18 @@ struct tema_registry *tu_cpu_registry(void);
 /* A plugin's options as the core would pass them: every declared default, then `extra`
  * YAML lines (which replace the defaults they name). Caller frees with tema_cfg_free. */
 struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra);
-/* Run a Check suite single-threaded-safe and return the process exit code. */
+/* Run a Check suite and return the process exit code: 1 when a case failed, 77 (meson's
+ * "skipped") when every case that ran skipped itself, else 0. Prints "cases: N run, K skipped". */
 int tu_run_suite(Suite *s);
+/* A test case (or a part of it: one backend, one plugin) that cannot run here: prints
+ * "SKIP <what>: <why>" and counts the case as skipped, also from Check's forked children. */
+__attribute__((format(printf, 2, 3))) void tu_skip(const char *what, const char *fmt, ...);
 
 /* Skip the rest of a test (Check has no skip): prints why. Use with return. */
 #define TU_REQUIRE_DATA(name)                                                                    \
     do {                                                                                         \
         if (!tu_data_path(name)) {                                                               \
-            fprintf(stderr, "SKIP %s: %s not found under TEMA_TEST_DATA\n", __func__, name);     \
+            tu_skip(__func__, "%s not found under TEMA_TEST_DATA", name);                         \
             return;                                                                              \
         }                                                                                        \
     } while (0)
