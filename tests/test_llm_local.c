@@ -1,6 +1,7 @@
 /* tests/test_llm_local.c - the `openai` tagger against a real LLM: llama.cpp's server with
  * SmolLM2-135M-Instruct, started by tools/llm-server (which .ci/install-deps builds into
- * .llm/). Real food-kitchen titles, 40 per domain, one item per request with
+ * .llm/). Real food-kitchen titles (tema's synthetic ones where ../shared/data is absent), 40
+ * per domain, one item per request with
  * `scoring: choose`, the protocol a 135M model answers usefully (README, "A local LLM").
  *
  * Without a built server the suite prints SKIP with the reason, unless TEMA_REQUIRE_LLM=1
@@ -25,7 +26,7 @@
 
 static char g_items[2][N_TITLES][512];
 static const char *g_titles_of[2][N_TITLES];
-static const char *const g_domain[2] = {"food", "kitchen"};
+static const char *g_domain[2] = {"food", "kitchen"};
 static pid_t g_script = -1;
 static FILE *g_script_out; /* kept open: the script must never write into a closed pipe */
 static char g_endpoint[512];
@@ -101,31 +102,52 @@ static bool start_server(char *why, size_t size)
 }
 
 /* Suite-wide: the titles and the server, once. Returns false (and says SKIP) without them. */
+/* The first N_TITLES titles of each domain of an items.tsv; false when it has fewer. */
+static bool read_titles(const char *items)
+{
+    FILE *f = items ? fopen(items, "r") : NULL;
+    int n[2] = {0, 0};
+    char line[4096];
+    while (f && fgets(line, sizeof line, f) && (n[0] < N_TITLES || n[1] < N_TITLES)) {
+        char *save = NULL, *id = strtok_r(line, "\t", &save), *dom = strtok_r(NULL, "\t", &save);
+        char *asin = strtok_r(NULL, "\t", &save), *title = strtok_r(NULL, "\t\n", &save);
+        if (!id || !dom || !asin || !title || strcmp(id, "item") == 0) continue;
+        int d = dom[0] == 'Y';
+        if (n[d] >= N_TITLES) continue;
+        snprintf(g_items[d][n[d]], sizeof g_items[d][0], "%s", title);
+        g_titles_of[d][n[d]] = g_items[d][n[d]];
+        n[d]++;
+    }
+    if (f) fclose(f);
+    return n[0] == N_TITLES && n[1] == N_TITLES;
+}
+
+/* Real food-kitchen titles when ../shared/data is there; else the titles of tema's own synthetic
+ * food-kitchen data (tema data synth; vocabularies synth_food, synth_kitchen), so the suite runs
+ * on any machine that has the server. */
+static bool load_titles(char *why, size_t size)
+{
+    if (read_titles(tu_data_path("food-kitchen/items.tsv"))) return true;
+    char dir[1024], cmd[3000], items[1100];
+    snprintf(dir, sizeof dir, "%s/synth", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' data synth --out '%s' --preset small >/dev/null 2>&1", getenv("TEMA_EXE"), dir);
+    snprintf(items, sizeof items, "%s/items.tsv", dir);
+    if (system(cmd) != 0 || !read_titles(items))
+        return snprintf(why, size, "no titles: food-kitchen not under TEMA_TEST_DATA and `tema data synth` failed"), false;
+    g_domain[0] = "synth_food";
+    g_domain[1] = "synth_kitchen";
+    fprintf(stderr, "titles from tema's synthetic data (food-kitchen is not under TEMA_TEST_DATA)\n");
+    return true;
+}
+
+/* Suite-wide: the titles and the server, once. Returns false (and says SKIP) without them. */
 static bool ready(const char *test)
 {
     static int state; /* 0 not tried, 1 ready, -1 unavailable */
     static char why[1200];
     if (state == 0) {
         state = -1;
-        const char *items = tu_data_path("food-kitchen/items.tsv");
-        FILE *f = items ? fopen(items, "r") : NULL;
-        int n[2] = {0, 0};
-        char line[4096];
-        while (f && fgets(line, sizeof line, f) && (n[0] < N_TITLES || n[1] < N_TITLES)) {
-            char *save = NULL, *id = strtok_r(line, "\t", &save), *dom = strtok_r(NULL, "\t", &save);
-            char *asin = strtok_r(NULL, "\t", &save), *title = strtok_r(NULL, "\t\n", &save);
-            if (!id || !dom || !asin || !title || strcmp(id, "item") == 0) continue;
-            int d = dom[0] == 'Y';
-            if (n[d] >= N_TITLES) continue;
-            snprintf(g_items[d][n[d]], sizeof g_items[d][0], "%s", title);
-            g_titles_of[d][n[d]] = g_items[d][n[d]];
-            n[d]++;
-        }
-        if (f) fclose(f);
-        if (n[0] < N_TITLES || n[1] < N_TITLES)
-            snprintf(why, sizeof why, "food-kitchen/items.tsv not found under TEMA_TEST_DATA");
-        else if (server_built(why, sizeof why) && start_server(why, sizeof why))
-            state = 1;
+        if (load_titles(why, sizeof why) && server_built(why, sizeof why) && start_server(why, sizeof why)) state = 1;
     }
     if (state == 1) return true;
     const char *require = getenv("TEMA_REQUIRE_LLM");
