@@ -247,6 +247,7 @@ static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, co
         t->n_y = ds->n_y;
         t->n_tags_x = v[0].n_tags;
         t->n_tags = v[0].n_tags + v[1].n_tags;
+        t->incomplete = (v[0].n_incomplete > 0 ? v[0].n_incomplete : 0) + (v[1].n_incomplete > 0 ? v[1].n_incomplete : 0);
         st = table_alloc(t, err);
     }
     for (int d = 0; d < 2 && st == TEMA_OK; d++) {
@@ -338,6 +339,7 @@ static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, c
     json_object_object_add(m, "items_with_tags", tg);
     json_object_object_add(m, "nonzero_scores", json_object_new_int64(nonzero));
     json_object_object_add(m, "seconds", json_object_new_double(t->seconds));
+    if (t->incomplete > 0) json_object_object_add(m, "incomplete", json_object_new_int64(t->incomplete));
     json_object_object_add(m, "tema_commit", json_object_new_string(tema_git_commit()));
     const char *text = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     snprintf(path, sizeof path, "%s/meta.json", t->dir);
@@ -403,12 +405,18 @@ static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found
               json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), keyhex) &&
               json_object_object_get_ex(m, "n_tags", &tags) && json_object_is_type(tags, json_type_array) &&
               json_object_array_length(tags) == 2;
-    int64_t ntd[2] = {0, 0};
+    int64_t ntd[2] = {0, 0}, incomplete = 0;
     for (int d = 0; ok && d < 2; d++) {
         ntd[d] = json_object_get_int64(json_object_array_get_idx(tags, (size_t)d));
         ok = ntd[d] >= 0 && ntd[d] < INT32_MAX / 2;
     }
+    if (ok && json_object_object_get_ex(m, "incomplete", &v)) incomplete = json_object_get_int64(v);
     json_object_put(m);
+    if (ok && incomplete > 0) { /* a partial answer is never reused: the tagger is asked again */
+        tema_host_get()->log(TEMA_LOG_INFO, "tags", "%s: stored incomplete (%lld items or queries had no answer); tagging again",
+                 t->dir, (long long)incomplete);
+        return TEMA_OK;
+    }
     if (!ok) return tema_fail(err, TEMA_EFORMAT, "%s: not a complete tag store for key %s; " BAD_STORE_HINT, path,
                               keyhex);
     t->n_tags_x = (int32_t)ntd[0];
@@ -663,6 +671,10 @@ static void print_summary(FILE *f, const tema_tag_table *t, const char *const *t
 {
     fprintf(f, "tags: %s, %s in %.2f s; stored in %s\n", t->tagger, t->reused ? "reused (loaded)" : "computed",
             t->seconds, t->dir);
+    if (t->incomplete > 0)
+        fprintf(f, "tags: incomplete: %lld items or queries got no answer this time (their scores are 0); stored "
+                   "marked incomplete, so the next run or `tema tags` asks the tagger again\n",
+                (long long)t->incomplete);
     int64_t *freq = calloc((size_t)(t->n_tags > 0 ? t->n_tags : 1), sizeof *freq);
     for (int d = 0; d < 2; d++) {
         const int64_t n = d ? t->n_y : t->n_x, first = d ? t->n_x : 0;

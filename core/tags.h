@@ -34,6 +34,7 @@ typedef struct tema_tag_table {
     char tagger[128];          /* plugin name and version, "lexical 1.0.0" */
     bool reused;               /* read from dir (true) or computed now (false) */
     double seconds;            /* time the tagger took (computed) or the load took (reused) */
+    int64_t incomplete;        /* items or queries the tagger will ask for again (ABI 1.3) */
 } tema_tag_table;
 
 /* The two domain names of the experiment: dataset.domains when set (two names of

@@ -185,6 +185,60 @@ START_TEST(a_vocabulary_tag_list_replaces_voting)
 }
 END_TEST
 
+/* A tagging run where some requests keep failing is stored marked incomplete and is not
+ * reused: once the server is healthy, the next `tema tags` asks again, and only for what is
+ * missing (the rest comes from the tagger's cache). */
+START_TEST(an_incomplete_tag_store_is_tagged_again)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    char exp[1200], res[1200], cache[1200], args[4000], text[4000];
+    snprintf(exp, sizeof exp, "%s/exp-incomplete.yaml", tu_tmpdir());
+    snprintf(res, sizeof res, "%s/results-incomplete", tu_tmpdir());
+    snprintf(cache, sizeof cache, "%s/cache-incomplete", tu_tmpdir());
+    snprintf(text, sizeof text,
+             "name: incomplete\ndataset: {path: synthetic}\ntrain: {seed: 5}\n"
+             "model:\n  tagger: {plugin: openai, endpoint: \"%s\", model: m, votes: 1, n_tags: 5, batch: 50,\n"
+             "           retries: 1, backoff_ms: 1, timeout_s: 5, cache_dir: \"%s\", prompt_dir: \"%s/experiments/prompts\"}\n",
+             s.endpoint, cache, tu_source_root());
+    tu_write(exp, text);
+    /* Every scoring request holding a "Pretzels" title fails (6 of the 2,200 synthetic titles). */
+    server_scenario(&s, "{\"fail_always\": \"500\", \"match\": \"Pretzels\", \"kind\": \"score\"}");
+    snprintf(args, sizeof args, "tags '%s' --results '%s'", exp, res);
+    char *out = NULL, *errout = NULL;
+    int rc = tu_tema(args, &out, &errout);
+    ck_assert_msg(rc == 0, "tema tags failed (%d): %s", rc, errout);
+    ck_assert_msg(strstr(out, "incomplete: "), "no incomplete line: %s", out);
+    long long failed_items = atoll(strstr(out, "incomplete: ") + strlen("incomplete: "));
+    ck_assert_int_ge(failed_items, 6);
+    ck_assert_int_le(failed_items, 6 * 50);
+    int64_t failures = stat_failures(&s, "500");
+    ck_assert_int_gt(failures, 0);
+    free(out);
+    free(errout);
+
+    server_scenario(&s, "{}");
+    int64_t before = stat_int(&s, "score_requests");
+    rc = tu_tema(args, &out, &errout);
+    ck_assert_msg(rc == 0, "tema tags failed (%d): %s", rc, errout);
+    ck_assert_msg(strstr(out, "computed") && !strstr(out, "reused") && !strstr(out, "incomplete: "), "%s", out);
+    ck_assert_msg(strstr(errout, "stored incomplete"), "%s", errout);
+    int64_t asked = stat_int(&s, "score_requests") - before;
+    ck_assert_int_eq(asked * 2, failures); /* each failed batch was tried twice (retries: 1), asked once now */
+    fprintf(stderr, "incomplete store: %lld items failed in %lld requests; the rerun asked %lld\n", failed_items,
+            (long long)failures, (long long)asked);
+    free(out);
+    free(errout);
+    /* Complete now: a third run reuses the store. */
+    rc = tu_tema(args, &out, &errout);
+    ck_assert_msg(rc == 0 && strstr(out, "reused"), "%s%s", out, errout);
+    free(out);
+    free(errout);
+    server_stop(&s);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("tagger_openai_batches");
@@ -197,6 +251,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, the_context_option_wins_over_the_server);
     tcase_add_test(tc, a_server_without_props_keeps_the_batch);
     tcase_add_test(tc, a_vocabulary_tag_list_replaces_voting);
+    tcase_add_test(tc, an_incomplete_tag_store_is_tagged_again);
     suite_add_tcase(s, tc);
     return s;
 }

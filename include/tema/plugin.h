@@ -35,8 +35,9 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 2   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
-                              1.2: text_features kind, plugin-valued options, host->text_features */
+#define TEMA_ABI_MINOR 3   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
+                              1.2: text_features kind, plugin-valued options, host->text_features;
+                              1.3: tema_tag_vocab.n_incomplete */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
@@ -290,6 +291,11 @@ typedef struct tema_tag_vocab {
     int32_t n_tags;
     char **tags;
     float *score;              /* [n_items * n_tags] for the items passed in */
+    /* ABI 1.3: items (and domain queries) the tagger got no answer for this time but would ask
+     * for again (a server that failed, not an item without a title); 0 = complete. The core
+     * zeroes it; a table with n_incomplete > 0 is used for this run, stored marked incomplete
+     * and not reused: the next run calls the tagger again (which may answer from its own cache). */
+    int64_t n_incomplete;
 } tema_tag_vocab;
 
 typedef struct tema_tagger_ops {

@@ -215,6 +215,7 @@ static tema_status domain_tags(oai_tagger *t, char ***tags_out, int *n_out, tema
         oai_jobs_free(jobs, t->votes);
         return st;
     }
+    t->n.unanswered += t->votes - n_answers;
     if (n_answers < t->votes)
         t->host->log(TEMA_LOG_WARN, WHO, "domain %s: voting over %d of %lld answers (others failed: %s); a rerun asks again",
                      t->domain, n_answers, (long long)t->votes, last_error);
@@ -404,6 +405,7 @@ static tema_status collect_scores(oai_tagger *t, const oai_job *jobs, int64_t n_
         if (!j->ok) last_error = j->last_error;
     }
     if (n_failed > 0) log_failed_items(t, failed, n_failed, n_scored, last_error);
+    t->n.unanswered += n_failed;
     free(failed);
     if (n_failed == n_scored)
         return tema_fail(err, TEMA_EIO,
@@ -745,6 +747,7 @@ static tema_status tag_domain(oai_tagger *t, const char *const *titles, int64_t 
     out->n_tags = n_tags;
     out->tags = names;
     out->score = score;
+    out->n_incomplete = t->n.unanswered;
     return TEMA_OK;
 }
 

@@ -114,6 +114,7 @@ typedef struct oai_counters {
     int64_t faults[OAI_N_FAULTS];
     int64_t tokens;        /* usage.completion_tokens summed over the answers that gave it */
     double token_seconds;  /* the request times of those answers */
+    int64_t unanswered;    /* items and domain queries still without an answer: asked again next time */
 } oai_counters;
 
 typedef struct oai_tagger {
