@@ -347,14 +347,50 @@ static int cmd_data(int argc, char **argv)
     return tema_dataset_print_stats(out, stdout, &err) == TEMA_OK ? 0 : fail(&err);
 }
 
+/* The lines of usage_text that describe `cmd` (its line and the indented ones below it);
+ * false when no command line starts with it. */
+static bool print_command_help(const char *cmd, FILE *f)
+{
+    size_t cl = strlen(cmd);
+    bool found = false, inside = false;
+    for (const char *p = usage_text; *p;) {
+        size_t len = strcspn(p, "\n");
+        bool command_line = len > 2 && p[0] == ' ' && p[1] == ' ' && p[2] != ' ';
+        if (command_line) inside = !strncmp(p + 2, cmd, cl) && (p[2 + cl] == ' ' || p[2 + cl] == '\n');
+        else if (len == 0 || p[0] != ' ') inside = false;
+        if (inside) fprintf(f, "%.*s\n", (int)len, p), found = true;
+        p += len + (p[len] == '\n');
+    }
+    return found;
+}
+
+/* `tema help CMD` and `tema CMD --help` (or -h): that command's usage, exit 0. */
+static int command_help(const char *cmd)
+{
+    if (!strcmp(cmd, "report")) {
+        char *help[] = {"--help"};
+        return tema_report_main(1, help);
+    }
+    printf("usage:\n");
+    if (!print_command_help(cmd, stdout)) {
+        fprintf(stderr, "tema: unknown command '%s'\n\n", cmd);
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    return 0;
+}
+
 int tema_cli_main(int argc, char **argv)
 {
     if (argc < 2) return usage(NULL);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) return command_help(argv[2]);
         fputs(usage_text, stdout);
         return 0;
     }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return command_help(cmd);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("tema %s (ABI %d.%d)\n", TEMA_VERSION, TEMA_ABI_MAJOR, TEMA_ABI_MINOR);
         return 0;

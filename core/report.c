@@ -3103,15 +3103,19 @@ done:
     return st;
 }
 
+static const char report_usage[] =
+    "usage: tema report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]\n"
+    "                  [--no-plots] [--all-runs]\n"
+    "  Regenerates the tables (Markdown, LaTeX, CSV), the timing table and the plots of an\n"
+    "  experiment from its run folders; prints the Markdown. --format takes a comma list.\n"
+    "  --html also writes an HTML page; --no-plots skips the charts; --all-runs reports every finished\n"
+    "  run folder of the experiment, not only those of its current grid.\n";
+
 static int usage(const char *msg)
 {
     if (msg)
         fprintf(stderr, "tema: report: %s\n\n", msg);
-    fputs("usage: tema report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]\n"
-          "                  [--no-plots] [--all-runs]\n"
-          "  Regenerates the tables (Markdown, LaTeX, CSV), the timing table and the plots of an\n"
-          "  experiment from its run folders; prints the Markdown. --format takes a comma list.\n",
-          stderr);
+    fputs(report_usage, stderr);
     return 2;
 }
 
@@ -3123,6 +3127,10 @@ int tema_report_main(int argc, char **argv)
         const char *a = argv[i];
         if ((!strcmp(a, "--format") || !strcmp(a, "--out") || !strcmp(a, "--results")) && i + 1 >= argc)
             return usage("this option takes a value");
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(report_usage, stdout);
+            return 0;
+        }
         if (!strcmp(a, "--format")) {
             const char *v = argv[++i];
             o.formats = 0;

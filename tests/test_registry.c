@@ -136,6 +136,30 @@ START_TEST(t_describe)
 END_TEST
 
 /* The plugin guide, as a newcomer would follow it: install, pkg-config, one .c file. */
+/* Help for one command, however it is asked for; unknown commands still fail. */
+START_TEST(t_command_help)
+{
+    const char *asks[] = {"run --help", "help run", "run -h", "plugins --help", "tags --help", "data --help",
+                          "report --help", "help report"};
+    const char *wants[] = {"run EXP.yaml", "run EXP.yaml", "run EXP.yaml", "plugins [--describe NAME]", "tags EXP.yaml",
+                           "data synth --out DIR", "--all-runs", "--no-plots"};
+    for (size_t i = 0; i < sizeof asks / sizeof asks[0]; i++) {
+        char *out = NULL, *err = NULL;
+        ck_assert_msg(tu_tema(asks[i], &out, &err) == 0, "tema %s: %s", asks[i], err);
+        ck_assert_msg(strstr(out, wants[i]), "tema %s printed: %s", asks[i], out);
+        if (strcmp(asks[i], "help report") && strcmp(asks[i], "report --help"))
+            ck_assert_msg(!strstr(out, "manifest EXP.yaml"), "tema %s printed every command: %s", asks[i], out);
+        free(out);
+        free(err);
+    }
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_tema("help no_such_command", &out, &err), 2);
+    ck_assert_msg(strstr(err, "unknown command 'no_such_command'"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 START_TEST(t_out_of_tree_plugin)
 {
     char dest[256], plugdir[300], pcdir[512] = "";
@@ -204,6 +228,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_every_loader_error);
     tcase_add_test(tc, t_static_entry_and_duplicate);
     tcase_add_test(tc, t_describe);
+    tcase_add_test(tc, t_command_help);
     tcase_add_test(tc, t_out_of_tree_plugin);
     suite_add_tcase(s, tc);
     return s;
