@@ -173,11 +173,18 @@ static tema_grid *expand(const exp_args *a, tema_registry *r)
 {
     tema_err err = {0};
     tema_grid *g = NULL;
-    if (tema_grid_expand(a->path, a->overrides, a->n_overrides, r, a->results, stderr, &g, &err) != TEMA_OK) {
-        fail(&err);
-        return NULL;
-    }
-    return g;
+    /* The problems go to a buffer first: the error returned repeats the first of them, and a
+     * problem printed twice reads like two. */
+    char *shown = NULL;
+    size_t shown_len = 0;
+    FILE *diag = open_memstream(&shown, &shown_len);
+    tema_status st = tema_grid_expand(a->path, a->overrides, a->n_overrides, r, a->results, diag ? diag : stderr, &g,
+                                      &err);
+    if (diag) fclose(diag);
+    if (shown) fputs(shown, stderr);
+    if (st != TEMA_OK && !(shown && err.msg[0] && strstr(shown, err.msg))) fail(&err);
+    free(shown);
+    return st == TEMA_OK ? g : NULL;
 }
 
 /* `tema run` / `tema check`: a grid runs every entry (children, -j at a time), --index one

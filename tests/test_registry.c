@@ -160,6 +160,24 @@ START_TEST(t_command_help)
 }
 END_TEST
 
+/* A problem in an experiment file is printed once, located. */
+START_TEST(t_check_prints_a_problem_once)
+{
+    char path[1100], args[1200];
+    snprintf(path, sizeof path, "%s/bad.yaml", tu_tmpdir());
+    tu_write(path, "name: x\ndataset: {path: synthetic}\nmodel:\n  encoders: [{plugin: idd, dim: 64}]\n");
+    snprintf(args, sizeof args, "check '%s'", path);
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_tema(args, &out, &err), 1);
+    const char *msg = "unknown encoder plugin 'idd'";
+    const char *first = strstr(err, msg);
+    ck_assert_msg(first && strstr(first, "bad.yaml:4:") == NULL, "%s", err);
+    ck_assert_msg(strstr(err, "bad.yaml:4:23:") && !strstr(first + 1, msg), "printed more than once: %s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 START_TEST(t_out_of_tree_plugin)
 {
     char dest[256], plugdir[300], pcdir[512] = "";
@@ -229,6 +247,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_static_entry_and_duplicate);
     tcase_add_test(tc, t_describe);
     tcase_add_test(tc, t_command_help);
+    tcase_add_test(tc, t_check_prints_a_problem_once);
     tcase_add_test(tc, t_out_of_tree_plugin);
     suite_add_tcase(s, tc);
     return s;
