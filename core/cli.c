@@ -221,8 +221,12 @@ static int cmd_experiment(int argc, char **argv, bool run)
         else printf("%s: ok\n", a.path);
     } else if (a.index >= 0 || g->n_runs == 1) {
         tema_status st = tema_grid_run_one(g, a.index >= 0 ? (size_t)a.index : 0, r, a.force, &err);
-        if (st == TEMA_EINTERRUPTED) rc = TEMA_EXIT_INTERRUPTED;
-        else if (st != TEMA_OK) rc = fail(&err);
+        if (st == TEMA_EINTERRUPTED) {
+            fprintf(stderr, "tema: %s\n", err.msg); /* where the state is and how to resume */
+            rc = TEMA_EXIT_INTERRUPTED;
+        } else if (st != TEMA_OK) {
+            rc = fail(&err);
+        }
         if (st == TEMA_EUNSUPPORTED) rc = TEMA_EXIT_BUSY;
     } else {
         tema_grid_exec ex = {.jobs = (int)a.jobs, .force = a.force, .overrides = a.overrides,

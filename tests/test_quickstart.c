@@ -4,11 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "testutil.h"
+#include "util.h"
 
 static const char *shrink =
     "--set train.epochs=2 --set train.max_steps=6 --set train.eval_every=1 "
@@ -67,12 +72,56 @@ START_TEST(t_quickstart_runs_and_skips_when_finished)
 }
 END_TEST
 
+/* Ctrl-C on a single run: exit 130, one line that says where the state is and how to resume,
+ * and the same command resumes. */
+START_TEST(t_an_interrupted_run_says_how_to_resume)
+{
+    char results[512], errfile[600], cmd[3000];
+    snprintf(results, sizeof results, "%s/interrupted", tu_tmpdir());
+    snprintf(errfile, sizeof errfile, "%s/interrupted.err", tu_tmpdir());
+    const char *exe = getenv("TEMA_EXE");
+    ck_assert_ptr_nonnull(exe);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (!freopen(errfile, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
+        snprintf(cmd, sizeof cmd, "%s/experiments/quickstart.yaml", tu_source_root());
+        execl(exe, exe, "run", cmd, "--set", "train.epochs=200", "--set", "backend.threads=1", "--results", results,
+              (char *)NULL);
+        _exit(127);
+    }
+    /* SIGINT once the second epoch has ended (at most 60 s) */
+    for (int i = 0; i < 600; i++) {
+        FILE *f = fopen(errfile, "r");
+        char line[1024];
+        bool seen = false;
+        while (f && fgets(line, sizeof line, f)) seen |= strncmp(line, "epoch 2/", 8) == 0;
+        if (f) fclose(f);
+        if (seen) break;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+    kill(pid, SIGINT);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "exit status %d", ws);
+    char *err = NULL;
+    size_t len = 0;
+    tema_err e = {0};
+    ck_assert_msg(tema_read_file(errfile, &err, &len, &e) == TEMA_OK, "%s", e.msg);
+    ck_assert_msg(strstr(err, "tema: interrupted (SIGINT) after epoch ") && strstr(err, "state saved in ") &&
+                      strstr(err, "run the same command again"),
+                  "no resume line in:\n%s", err);
+    free(err);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("quickstart");
     TCase *tc = tcase_create("quickstart");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, t_quickstart_runs_and_skips_when_finished);
+    tcase_add_test(tc, t_an_interrupted_run_says_how_to_resume);
     suite_add_tcase(s, tc);
     return s;
 }
