@@ -1136,6 +1136,41 @@ typedef struct child {
     double t0;
 } child;
 
+/* A word for a shell command line: as it is when it is plain, else in single quotes. */
+static void shell_word(tema_sb *b, const char *w)
+{
+    if (*w && strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-=:,@+") == strlen(w)) {
+        tema_sb_add(b, w);
+        return;
+    }
+    tema_sb_add(b, "'");
+    for (const char *p = w; *p; p++) {
+        if (*p == '\'') tema_sb_add(b, "'\\''");
+        else tema_sb_addn(b, p, 1);
+    }
+    tema_sb_add(b, "'");
+}
+
+/* The command that resumes this grid: the same file, --set options and results folder, so
+ * the run ids come out the same. */
+static void resume_command(const tema_grid *g, const tema_grid_exec *ex, char *out, size_t size)
+{
+    tema_sb b = {0};
+    tema_sb_add(&b, "tema run ");
+    shell_word(&b, g->path);
+    for (int i = 0; i < ex->n_overrides; i++) {
+        tema_sb_add(&b, " --set ");
+        shell_word(&b, ex->overrides[i]);
+    }
+    if (g->results_dir && strcmp(g->results_dir, "results") != 0) {
+        tema_sb_add(&b, " --results ");
+        shell_word(&b, g->results_dir);
+    }
+    if (ex->jobs > 1) tema_sb_printf(&b, " -j %d", ex->jobs);
+    snprintf(out, size, "%s", tema_sb_str(&b));
+    tema_sb_free(&b);
+}
+
 tema_status tema_grid_run_local(const tema_grid *g, const tema_grid_exec *ex, tema_grid_outcome *outcome,
                                 tema_err *err)
 {
@@ -1297,8 +1332,10 @@ tema_status tema_grid_run_local(const tema_grid *g, const tema_grid_exec *ex, te
     sigaction(SIGTERM, &old_term, NULL);
     if (st == TEMA_OK && g_stop_signal) {
         outcome->interrupted += n_todo - next;
-        st = tema_fail(err, TEMA_EINTERRUPTED, "grid %s stopped by %s; hint: `tema run %s` again resumes it",
-                       g->name, g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", g->path);
+        char again[2048];
+        resume_command(g, ex, again, sizeof again);
+        st = tema_fail(err, TEMA_EINTERRUPTED, "grid %s stopped by %s; hint: `%s` resumes it", g->name,
+                       g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", again);
     }
     fprintf(log, "tema: grid %s: %zu ran ok, %zu failed, %zu interrupted, %zu done before, %zu running elsewhere\n",
             g->name, outcome->ok, outcome->failed, outcome->interrupted, outcome->skipped_done,

@@ -704,6 +704,54 @@ START_TEST(t_every_shipped_experiment_validates)
 }
 END_TEST
 
+/* A grid stopped by SIGINT says how to resume it with the same --set options and results
+ * folder (without them the run ids differ and everything would start again). */
+START_TEST(t_an_interrupted_grid_hints_the_same_command)
+{
+    char dir[600], exp[700], results[700], errfile[700], text[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    snprintf(exp, sizeof exp, "%s/g.yaml", dir);
+    snprintf(results, sizeof results, "%s/res", dir);
+    snprintf(errfile, sizeof errfile, "%s/g.err", dir);
+    snprintf(text, sizeof text,
+             "name: g\ndataset: {path: synthetic}\nbackend: {plugin: cpu, threads: 1}\n"
+             "model: {encoders: [{plugin: id, dim: 16}], attention: {plugin: single, blocks: 1, heads: 1}}\n"
+             "loss: {plugin: full_softmax}\ntrain: {epochs: 1000, batch_size: 64}\ngrid: {seeds: [1, 2]}\n");
+    tu_write(exp, text);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (!freopen(errfile, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
+        setenv("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0", 1); /* as TU_GRID_ENV: the grid forks runs */
+        const char *exe = getenv("TEMA_EXE");
+        execl(exe, exe, "run", exp, "--set", "train.lr=0.002", "--set", "model.encoders.0.dim=8", "--results", results,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 600; i++) { /* the first run has started training (at most 60 s) */
+        FILE *f = fopen(errfile, "r");
+        char line[2048];
+        bool seen = false;
+        while (f && fgets(line, sizeof line, f)) seen |= strstr(line, "epoch 1/") != NULL;
+        if (f) fclose(f);
+        if (seen) break;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+    kill(pid, SIGINT);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "exit status %d", ws);
+    FILE *f = fopen(errfile, "r");
+    char line[4096], want[2048];
+    bool found = false;
+    snprintf(want, sizeof want, "`tema run %s --set train.lr=0.002 --set model.encoders.0.dim=8 --results %s` resumes it",
+             exp, results);
+    while (f && fgets(line, sizeof line, f)) found |= strstr(line, want) != NULL;
+    if (f) fclose(f);
+    ck_assert_msg(found, "no line with %s in %s", want, errfile);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("grid");
@@ -723,6 +771,7 @@ static Suite *make_suite(void)
     tcase_add_test(tr, t_crashed_child_is_recorded_by_the_parent);
     tcase_add_test(tr, t_a_locked_run_shows_running_and_is_not_started_twice);
     tcase_add_test(tr, t_slurm_script);
+    tcase_add_test(tr, t_an_interrupted_grid_hints_the_same_command);
     suite_add_tcase(s, tr);
     return s;
 }
