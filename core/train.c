@@ -309,6 +309,7 @@ typedef struct runner {
     int64_t *examples;
     int64_t n_examples;
     int32_t *valid_negs, *test_negs;
+    char negatives_warning[512]; /* "" unless sampled negatives must repeat in a small domain */
     tema_run *run;
     bool tty;
     bool trainable;         /* a learnable parameter reaches the loss */
@@ -690,6 +691,7 @@ static tema_status finish(runner *r, train_state *ts, double t_session, double p
     const char *warn[2];
     int n_warn = 0;
     if (!trainable) warn[n_warn++] = "no learnable parameter reaches the loss: evaluated without training";
+    if (r->negatives_warning[0]) warn[n_warn++] = r->negatives_warning;
     double total = prior + (tema_now() - t_session);
     tema_final_record fin = {.valid = r->ds->valid.n_lines ? &valid : NULL, .test = &test,
                              .best_epoch = trainable ? ts->best_epoch : 0, .epochs_run = epochs_run,
@@ -767,6 +769,17 @@ static tema_status run_inner(runner *r, tema_err *err)
                             r->s.n_neg, r->valid_negs);
         tema_draw_negatives(mix3(r->s.seed, 2, 0x6576616cull), d->test.n_lines, d->test.target, d->n_x, d->n_y,
                             r->s.n_neg, r->test_negs);
+        /* C2DSR draws with replacement: more negatives than other items means repeats, and every
+         * repeat of a better-scored item costs the target a rank, so MRR sinks toward 0. */
+        const int32_t smallest = d->n_x < d->n_y ? d->n_x : d->n_y;
+        if (r->s.n_neg >= smallest - 1) {
+            snprintf(r->negatives_warning, sizeof r->negatives_warning,
+                     "eval.negatives is %d but domain %s has only %d other items: sampled negatives repeat and the "
+                     "metrics are not comparable with other datasets; use eval.protocol: full, or eval.negatives "
+                     "below %d",
+                     (int)r->s.n_neg, d->n_x < d->n_y ? "X" : "Y", (int)smallest - 1, (int)smallest - 1);
+            tema_host_get()->log(TEMA_LOG_WARN, "eval", "%s", r->negatives_warning);
+        }
     }
 
     /* resume or start fresh */

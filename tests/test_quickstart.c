@@ -115,6 +115,39 @@ START_TEST(t_an_interrupted_run_says_how_to_resume)
 }
 END_TEST
 
+/* More sampled negatives than a domain has other items: a warning on stderr and in
+ * final.json; fewer: none. */
+START_TEST(t_too_many_negatives_for_a_small_domain_warn)
+{
+    char dir[600], exp[700], args[2400], *out, *err;
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    snprintf(args, sizeof args, "data synth --out '%s/tiny' --items-x 8 --items-y 9 --users 60", dir);
+    ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+    free(out);
+    free(err);
+    snprintf(exp, sizeof exp, "%s/tiny.yaml", dir);
+    char text[1200];
+    snprintf(text, sizeof text,
+             "name: tiny\ndataset: {path: %s/tiny}\nbackend: {plugin: cpu, threads: 1}\n"
+             "model: {encoders: [{plugin: id, dim: 8}], attention: {plugin: single, blocks: 1, heads: 1}}\n"
+             "loss: {plugin: full_softmax}\ntrain: {epochs: 1, batch_size: 16}\n",
+             dir);
+    tu_write(exp, text);
+    const char *sets[] = {"", "--set eval.negatives=5"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "run '%s' %s --results '%s/res%d'", exp, sets[k], dir, k);
+        ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+        const char *msg = "eval.negatives is 999 but domain X has only 7 other items";
+        ck_assert_msg(k == 0 ? strstr(err, msg) != NULL : strstr(err, "eval.negatives is") == NULL, "%s", err);
+        free(out);
+        free(err);
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "grep -q 'sampled negatives repeat' '%s'/res%d/tiny/*/final.json", dir, k);
+        ck_assert_int_eq(system(cmd) == 0, k == 0);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("quickstart");
@@ -122,6 +155,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, t_quickstart_runs_and_skips_when_finished);
     tcase_add_test(tc, t_an_interrupted_run_says_how_to_resume);
+    tcase_add_test(tc, t_too_many_negatives_for_a_small_domain_warn);
     suite_add_tcase(s, tc);
     return s;
 }
