@@ -28,6 +28,9 @@ static const char usage_text[] =
     "                         list the runs of a grid: index, run id, the entry's values\n"
     "  status EXP.yaml [--set ...]... [--results DIR]\n"
     "                         done / running / failed / pending per run, and totals\n"
+    "  results EXP.yaml [--set ...]... [--results DIR]\n"
+    "                         one row per run (grid values, state, every metric under every rule,\n"
+    "                         time, memory) into DIR/NAME/runs.csv and runs.jsonl, for pandas\n"
     "  slurm EXP.yaml [--partition P] [--time T] [--cpus C] [--gpus G] [--max-parallel K]\n"
     "        [--results DIR] [--set ...]... [--submit]\n"
     "                         write a Slurm job-array script for the grid (and sbatch it)\n"
@@ -89,7 +92,7 @@ static int cmd_plugins(int argc, char **argv)
     return rc;
 }
 
-typedef enum exp_mode { MODE_CHECK, MODE_RUN, MODE_MANIFEST, MODE_STATUS, MODE_SLURM } exp_mode;
+typedef enum exp_mode { MODE_CHECK, MODE_RUN, MODE_MANIFEST, MODE_STATUS, MODE_SLURM, MODE_RESULTS } exp_mode;
 
 typedef struct exp_args {
     const char *path;
@@ -273,6 +276,11 @@ static int cmd_grid_tool(int argc, char **argv, exp_mode mode)
         tema_grid_print_manifest(g, a.json, stdout);
     } else if (mode == MODE_STATUS) {
         tema_grid_print_status(g, stdout, NULL);
+    } else if (mode == MODE_RESULTS) {
+        char csv[4200];
+        size_t n_final = 0;
+        if (tema_grid_write_runs_table(g, csv, sizeof csv, &n_final, &err) != TEMA_OK) rc = fail(&err);
+        else printf("%s (%zu runs, %zu with results; JSON lines beside it)\n", csv, g->n_runs, n_final);
     } else {
         char *script = NULL;
         a.slurm.overrides = a.overrides;
@@ -297,6 +305,7 @@ static int cmd_grid_tool(int argc, char **argv, exp_mode mode)
 
 static int cmd_manifest(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_MANIFEST); }
 static int cmd_status(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_STATUS); }
+static int cmd_results(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_RESULTS); }
 static int cmd_slurm(int argc, char **argv) { return cmd_grid_tool(argc, argv, MODE_SLURM); }
 
 static int parse_int_arg(const char *name, const char *v, long lo, long hi, long *out)
@@ -419,6 +428,7 @@ int tema_cli_main(int argc, char **argv)
     if (!strcmp(cmd, "tags")) return tema_tags_cli(argc - 2, argv + 2);
     if (!strcmp(cmd, "manifest")) return cmd_manifest(argc - 2, argv + 2);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 2, argv + 2);
+    if (!strcmp(cmd, "results")) return cmd_results(argc - 2, argv + 2);
     if (!strcmp(cmd, "slurm")) return cmd_slurm(argc - 2, argv + 2);
     if (!strcmp(cmd, "report")) return tema_report_main(argc - 2, argv + 2);
     fprintf(stderr, "tema: unknown command '%s'\n\n", cmd);

@@ -102,6 +102,11 @@ const char *tema_grid_state_name(tema_grid_state s); /* "pending", ... (static) 
  * "pid 123 on host", the failure message. */
 tema_grid_state tema_grid_run_state(const tema_grid_run *r, char *note, size_t cap);
 
+/* `tema results`: RESULTS/<name>/runs.csv and runs.jsonl, one row per run of the manifest
+ * with its grid values, state, final record and every metric (core/runs_table.c). csv_path
+ * gets the CSV's path; *n_final the number of runs with a final record. */
+tema_status tema_grid_write_runs_table(const tema_grid *g, char *csv_path, size_t cap, size_t *n_final, tema_err *err);
+
 /* `tema status`: a table (index, run id, state, epochs, values, note) and the totals.
  * counts (may be NULL) gets the number of runs per tema_grid_state. */
 void tema_grid_print_status(const tema_grid *g, FILE *out, size_t counts[5]);

@@ -402,6 +402,84 @@ START_TEST(summary_table)
 }
 END_TEST
 
+/* `tema results`: one CSV row per run with its grid value, state and metrics, the same in
+ * JSON lines, and a pending run with empty metric cells. */
+START_TEST(runs_table_for_pandas)
+{
+    char dir[600], exp[700], args[2400], *out, *err;
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    snprintf(exp, sizeof exp, "%s/t.yaml", dir);
+    tu_write(exp, "name: t\ndataset: {path: synthetic}\nbackend: {plugin: cpu, threads: 1}\n"
+                  "model: {encoders: [{plugin: id, dim: 8}]}\n"
+                  "loss: {plugin: full_softmax}\ntrain: {epochs: 1, max_steps: 3, batch_size: 32}\n"
+                  "eval: {negatives: 99, metrics: [mrr, hr@10]}\n"
+                  "grid:\n  model.attention: [{plugin: single, blocks: 1, heads: 1}, {plugin: single, blocks: 2, heads: 1}]\n");
+    /* only the first entry runs; the values hold commas, which the CSV must quote */
+    snprintf(args, sizeof args, "run '%s' --results '%s/res' --index 0", exp, dir);
+    ck_assert_msg(tu_tema_grid(args, &out, &err) == 0, "%s", err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "results '%s' --results '%s/res'", exp, dir);
+    ck_assert_msg(tu_tema(args, &out, &err) == 0, "%s", err);
+    ck_assert_msg(strstr(out, "runs.csv (2 runs, 1 with results"), "%s", out);
+    free(out);
+    free(err);
+    char path[800];
+    snprintf(path, sizeof path, "%s/res/t/runs.csv", dir);
+    char *csv = NULL;
+    size_t len = 0;
+    tema_err e = {0};
+    ck_assert_msg(tema_read_file(path, &csv, &len, &e) == TEMA_OK, "%s", e.msg);
+    char *line2 = strchr(csv, '\n') + 1, *line3 = strchr(line2, '\n') + 1;
+    ck_assert_msg(!strncmp(csv, "index,run_id,state,cell,model.attention,best_epoch,", 51), "%s", csv);
+    ck_assert_msg(strstr(csv, ",test.X.optimistic.mrr,") && strstr(csv, ",test.Y.mid.hr@10") &&
+                      strstr(csv, ",valid.X.cases,"),
+                  "%.400s", csv);
+    ck_assert_msg(!strncmp(line2, "0,", 2) && strstr(line2, ",done,0,\"{plugin: single, blocks: 1, heads: 1}\","),
+                  "%.300s", line2);
+    ck_assert_msg(!strncmp(line3, "1,", 2) && strstr(line3, ",pending,1,\"{plugin: single, blocks: 2, heads: 1}\","),
+                  "%.300s", line3);
+    /* the finished run's test MRR in the CSV is final.json's */
+    int cols = 0, col_mrr = -1;
+    for (char *p = csv, *end = strchr(csv, '\n'); p && p < end; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL, cols++)
+        if (!strncmp(p, "test.X.optimistic.mrr,", 22)) col_mrr = cols;
+    ck_assert_int_ge(col_mrr, 0);
+    char *f = line2;
+    for (int k = 0; k < col_mrr; k++) { /* past field k, quotes and all */
+        bool quoted = false;
+        for (; *f && (quoted || *f != ','); f++)
+            if (*f == '"') quoted = !quoted;
+        f++;
+    }
+    double mrr_csv = strtod(f, NULL);
+    char fin[900];
+    snprintf(fin, sizeof fin, "%s/res/t", dir);
+    char cmd[1200], buf[64] = "";
+    snprintf(cmd, sizeof cmd, "python3 -c \"import json,glob; print(json.load(open([p for p in glob.glob('%s/*/final.json')][0]))"
+                              "['test']['X']['optimistic']['mrr'])\"", fin);
+    FILE *pp = popen(cmd, "r");
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, pp));
+    pclose(pp);
+    ck_assert_msg(fabs(mrr_csv - strtod(buf, NULL)) < 1e-12, "csv %g, final.json %s", mrr_csv, buf);
+    free(csv);
+    snprintf(path, sizeof path, "%s/res/t/runs.jsonl", dir);
+    char *jl = NULL;
+    ck_assert_msg(tema_read_file(path, &jl, &len, &e) == TEMA_OK, "%s", e.msg);
+    int n = 0;
+    for (char *save = NULL, *l = strtok_r(jl, "\n", &save); l; l = strtok_r(NULL, "\n", &save), n++) {
+        json_object *o = json_tokener_parse(l), *v;
+        ck_assert_msg(o && json_object_object_get_ex(o, "values", &v) &&
+                          json_object_object_get_ex(v, "model.attention", &v),
+                      "%s", l);
+        ck_assert(json_object_object_get_ex(o, "final", &v));
+        ck_assert_int_eq(v == NULL, n == 1);
+        json_object_put(o);
+    }
+    ck_assert_int_eq(n, 2);
+    free(jl);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("results");
@@ -413,6 +491,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, final_meta_ranks_files);
     tcase_add_test(tc, tie_warning_threshold);
     tcase_add_test(tc, summary_table);
+    tcase_add_test(tc, runs_table_for_pandas);
     suite_add_tcase(s, tc);
     return s;
 }
