@@ -690,7 +690,11 @@ START_TEST(t_every_shipped_experiment_validates)
         ck_assert_int_eq(glob(pattern, 0, NULL, &gl), 0);
         for (size_t i = 0; i < gl.gl_pathc; i++) {
             const char *rel = gl.gl_pathv[i] + strlen(tu_source_root()) + 1;
-            snprintf(cmd, sizeof cmd, "'%s' check '%s'%s >/dev/null 2>err.log", getenv("TEMA_EXE"), rel,
+            /* TU_GRID_ENV: LeakSanitizer's tracer crashed at exit ("Tracer caught signal 11") on
+             * `tema check experiments/paper/llm-tags-small.yaml`, every time, though not on a copy
+             * of the same file elsewhere (google/sanitizers#1353); leaks in check are covered by
+             * the other suites. */
+            snprintf(cmd, sizeof cmd, TU_GRID_ENV "'%s' check '%s'%s >/dev/null 2>err.log", getenv("TEMA_EXE"), rel,
                      data ? "" : " --set dataset.path=synthetic");
             char where[700];
             snprintf(where, sizeof where, "%s/work", root);
