@@ -732,15 +732,7 @@ START_TEST(t_an_interrupted_grid_hints_the_same_command)
               (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 600; i++) { /* the first run has started training (at most 60 s) */
-        FILE *f = fopen(errfile, "r");
-        char line[2048];
-        bool seen = false;
-        while (f && fgets(line, sizeof line, f)) seen |= strstr(line, "epoch 1/") != NULL;
-        if (f) fclose(f);
-        if (seen) break;
-        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
-    }
+    tu_wait_for_line(errfile, "epoch 1/", 60); /* the first run has trained an epoch */
     kill(pid, SIGINT);
     int ws = 0;
     waitpid(pid, &ws, 0);

@@ -90,16 +90,7 @@ START_TEST(t_an_interrupted_run_says_how_to_resume)
               (char *)NULL);
         _exit(127);
     }
-    /* SIGINT once the second epoch has ended (at most 60 s) */
-    for (int i = 0; i < 600; i++) {
-        FILE *f = fopen(errfile, "r");
-        char line[1024];
-        bool seen = false;
-        while (f && fgets(line, sizeof line, f)) seen |= strncmp(line, "epoch 2/", 8) == 0;
-        if (f) fclose(f);
-        if (seen) break;
-        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
-    }
+    tu_wait_for_line(errfile, "epoch 2/", 60); /* SIGINT once the second epoch has ended */
     kill(pid, SIGINT);
     int ws = 0;
     waitpid(pid, &ws, 0);

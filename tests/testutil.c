@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *read_all(const char *path)
@@ -190,6 +191,20 @@ const char *tu_build_root(void)
 {
     const char *s = getenv("TEMA_BUILD_ROOT");
     return s ? s : ".";
+}
+
+bool tu_wait_for_line(const char *path, const char *needle, double seconds)
+{
+    for (int i = 0; i <= (int)(seconds * 10); i++) {
+        FILE *f = fopen(path, "r");
+        char line[4096];
+        bool seen = false;
+        while (f && !seen && fgets(line, sizeof line, f)) seen = strstr(line, needle) != NULL;
+        if (f) fclose(f);
+        if (seen) return true;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+    return false;
 }
 
 /* Skipped cases are counted in a file: Check runs each case in a forked child. */

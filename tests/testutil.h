@@ -61,6 +61,9 @@ struct tema_registry *tu_cpu_registry(void);
 /* A plugin's options as the core would pass them: every declared default, then `extra`
  * YAML lines (which replace the defaults they name). Caller frees with tema_cfg_free. */
 struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra);
+/* Whether a line of the file at `path` contains `needle`, polling every 0.1 s for at most
+ * `seconds` (for a child process's log). */
+bool tu_wait_for_line(const char *path, const char *needle, double seconds);
 /* Run a Check suite and return the process exit code: 1 when a case failed, 77 (meson's
  * "skipped") when every case that ran skipped itself, else 0. Prints "cases: N run, K skipped". */
 int tu_run_suite(Suite *s);
