@@ -722,20 +722,9 @@ START_TEST(t_an_interrupted_grid_hints_the_same_command)
              "model: {encoders: [{plugin: id, dim: 16}], attention: {plugin: single, blocks: 1, heads: 1}}\n"
              "loss: {plugin: full_softmax}\ntrain: {epochs: 1000, batch_size: 64}\ngrid: {seeds: [1, 2]}\n");
     tu_write(exp, text);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (!freopen(errfile, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
-        setenv("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0", 1); /* as TU_GRID_ENV: the grid forks runs */
-        const char *exe = getenv("TEMA_EXE");
-        execl(exe, exe, "run", exp, "--set", "train.lr=0.002", "--set", "model.encoders.0.dim=8", "--results", results,
-              (char *)NULL);
-        _exit(127);
-    }
-    tu_wait_for_line(errfile, "epoch 1/", 60); /* the first run has trained an epoch */
-    kill(pid, SIGINT);
-    int ws = 0;
-    waitpid(pid, &ws, 0);
+    const char *args[] = {"run", exp, "--set", "train.lr=0.002", "--set", "model.encoders.0.dim=8", "--results", results,
+                          NULL};
+    int ws = tu_tema_interrupted(errfile, "epoch 1/", false, args); /* once the first run has trained an epoch */
     ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "exit status %d", ws);
     FILE *f = fopen(errfile, "r");
     char line[4096], want[2048];

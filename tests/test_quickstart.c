@@ -79,21 +79,9 @@ START_TEST(t_an_interrupted_run_says_how_to_resume)
     char results[512], errfile[600], cmd[3000];
     snprintf(results, sizeof results, "%s/interrupted", tu_tmpdir());
     snprintf(errfile, sizeof errfile, "%s/interrupted.err", tu_tmpdir());
-    const char *exe = getenv("TEMA_EXE");
-    ck_assert_ptr_nonnull(exe);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        if (!freopen(errfile, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
-        snprintf(cmd, sizeof cmd, "%s/experiments/quickstart.yaml", tu_source_root());
-        execl(exe, exe, "run", cmd, "--set", "train.epochs=200", "--set", "backend.threads=1", "--results", results,
-              (char *)NULL);
-        _exit(127);
-    }
-    tu_wait_for_line(errfile, "epoch 2/", 60); /* SIGINT once the second epoch has ended */
-    kill(pid, SIGINT);
-    int ws = 0;
-    waitpid(pid, &ws, 0);
+    snprintf(cmd, sizeof cmd, "%s/experiments/quickstart.yaml", tu_source_root());
+    const char *args[] = {"run", cmd, "--set", "train.epochs=200", "--set", "backend.threads=1", "--results", results, NULL};
+    int ws = tu_tema_interrupted(errfile, "epoch 2/", true, args); /* once the second epoch has ended */
     ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 130, "exit status %d", ws);
     char *err = NULL;
     size_t len = 0;

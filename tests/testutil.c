@@ -9,6 +9,7 @@
 #include "registry.h"
 #include "text_features.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,29 @@ bool tu_wait_for_line(const char *path, const char *needle, double seconds)
         nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
     }
     return false;
+}
+
+int tu_tema_interrupted(const char *errfile, const char *needle, bool leak_check, const char *const *args)
+{
+    const char *exe = getenv("TEMA_EXE");
+    ck_assert_msg(exe != NULL, "TEMA_EXE is not set");
+    const char *argv[64] = {exe};
+    int n = 1;
+    for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (!freopen(errfile, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(127);
+        if (!leak_check) setenv("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0", 1);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    tu_wait_for_line(errfile, needle, 60);
+    kill(pid, SIGINT);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    return ws;
 }
 
 /* Skipped cases are counted in a file: Check runs each case in a forked child. */

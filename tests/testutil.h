@@ -64,6 +64,10 @@ struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra);
 /* Whether a line of the file at `path` contains `needle`, polling every 0.1 s for at most
  * `seconds` (for a child process's log). */
 bool tu_wait_for_line(const char *path, const char *needle, double seconds);
+/* Starts `tema ARGS...` (TEMA_EXE; args NULL-terminated) with stderr into errfile, sends it
+ * SIGINT once a line of errfile contains `needle` (at most 60 s) and returns its wait status.
+ * leak_check false: LeakSanitizer off in it, as TU_GRID_ENV (a grid forks its runs). */
+int tu_tema_interrupted(const char *errfile, const char *needle, bool leak_check, const char *const *args);
 /* Run a Check suite and return the process exit code: 1 when a case failed, 77 (meson's
  * "skipped") when every case that ran skipped itself, else 0. Prints "cases: N run, K skipped". */
 int tu_run_suite(Suite *s);
