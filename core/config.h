@@ -51,6 +51,11 @@ tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err);
 tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int n_overrides,
                              tema_registry *reg, FILE *diag, tema_cfg **resolved, tema_err *err);
 
+/* The options of plugin `name` of `kind` ("tag_select") with every declared default filled, as
+ * the resolved config would hold them under a key set to {plugin: NAME}. Caller frees. */
+tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_registry *reg, tema_cfg **out,
+                                     tema_err *err);
+
 /* Is a plugin's string option a file or folder path (named path/file/dir or *_path,
  * *_file, *_dir)? Such options are resolved against the current directory and stored
  * absolute. */

@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "text_features.h"
 #include "registry.h"
+#include "stop.h"
 
 static tema_log_level log_threshold(void)
 {
@@ -201,6 +202,7 @@ const tema_host *tema_host_get(void)
         host.backend_self = tema_engine_backend_self;
         host.mixture_nll = mixture_nll;
         host.text_features = tema_features_get;
+        host.interrupted = tema_stop_pending;
         host.struct_size = sizeof host;
     }
     return &host;

@@ -36,20 +36,61 @@ struct tema_registry {
 static const char *const kind_names[TEMA_KIND_COUNT] = {"backend",  "encoder", "attention", "tag_select",
                                                         "tag_repr", "tagger",  "loss",      "text_features"};
 
-/* Smallest ops struct a plugin of each kind may export in ABI 1.0. */
+/* Smallest ops struct a plugin of each kind may export: the size before the first field that a
+ * later minor ABI appended, so a plugin built against older headers still loads. */
 static size_t min_ops_size(tema_kind k)
 {
     switch (k) {
     case TEMA_KIND_BACKEND: return sizeof(tema_backend_ops);
     case TEMA_KIND_ENCODER: return sizeof(tema_encoder_ops);
-    case TEMA_KIND_ATTENTION: return sizeof(tema_attention_ops);
-    case TEMA_KIND_TAG_SELECT: return sizeof(tema_tag_select_ops);
-    case TEMA_KIND_TAG_REPR: return sizeof(tema_tag_repr_ops);
-    case TEMA_KIND_TAGGER: return sizeof(tema_tagger_ops);
+    case TEMA_KIND_ATTENTION: return offsetof(tema_attention_ops, sequence_weights);
+    case TEMA_KIND_TAG_SELECT: return offsetof(tema_tag_select_ops, select_with_host);
+    case TEMA_KIND_TAG_REPR: return offsetof(tema_tag_repr_ops, weights_with_host);
+    case TEMA_KIND_TAGGER: return offsetof(tema_tagger_ops, create_with_host);
     case TEMA_KIND_LOSS: return sizeof(tema_loss_ops);
     case TEMA_KIND_TEXT_FEATURES: return sizeof(tema_text_features_ops);
     default: return 0;
     }
+}
+
+/* An ops field the plugin's ops_size covers, or NULL. */
+#define OPS_FIELD(p, type, field)                                                                     \
+    ((p)->ops_size >= offsetof(type, field) + sizeof(void *) ? (const void *)((const type *)(p)->ops)->field : NULL)
+
+/* The name of a required entry the ops table leaves NULL, or NULL when every one is there
+ * (the core calls them without checking). Backends check their own (tema_backend_ops). */
+static const char *missing_op(const tema_plugin *p)
+{
+#define NEED(type, field)                                                                             \
+    if (!OPS_FIELD(p, type, field)) return #field
+#define NEED_ONE(type, a, b)                                                                          \
+    if (!OPS_FIELD(p, type, a) && !OPS_FIELD(p, type, b)) return #a " (or " #b ")"
+    switch (p->kind) {
+    case TEMA_KIND_ENCODER:
+        NEED(tema_encoder_ops, create); NEED(tema_encoder_ops, forward); NEED(tema_encoder_ops, dim);
+        NEED(tema_encoder_ops, modality); NEED(tema_encoder_ops, destroy);
+        break;
+    case TEMA_KIND_ATTENTION:
+        NEED(tema_attention_ops, create); NEED(tema_attention_ops, forward); NEED(tema_attention_ops, destroy);
+        break;
+    case TEMA_KIND_LOSS:
+        NEED(tema_loss_ops, create); NEED(tema_loss_ops, forward); NEED(tema_loss_ops, destroy);
+        break;
+    case TEMA_KIND_TAG_SELECT: NEED_ONE(tema_tag_select_ops, select_with_host, select); break;
+    case TEMA_KIND_TAG_REPR: NEED_ONE(tema_tag_repr_ops, weights_with_host, weights); break;
+    case TEMA_KIND_TAGGER:
+        NEED_ONE(tema_tagger_ops, create_with_host, create); NEED(tema_tagger_ops, tag);
+        NEED(tema_tagger_ops, destroy);
+        break;
+    case TEMA_KIND_TEXT_FEATURES:
+        NEED(tema_text_features_ops, create); NEED(tema_text_features_ops, dim);
+        NEED(tema_text_features_ops, compute); NEED(tema_text_features_ops, destroy);
+        break;
+    default: break;
+    }
+    return NULL;
+#undef NEED
+#undef NEED_ONE
 }
 
 const char *tema_kind_name(tema_kind kind)
@@ -130,6 +171,10 @@ static tema_status check_descriptor(tema_registry *r, const tema_plugin *p, cons
     if (!p->ops || p->ops_size < min_ops_size(p->kind))
         return record_error(r, err, "%s: %s plugin '%s' exports an ops table of %u bytes, expected at least %zu", file,
                             tema_kind_name(p->kind), p->name, p->ops_size, min_ops_size(p->kind));
+    const char *missing = missing_op(p);
+    if (missing)
+        return record_error(r, err, "%s: %s plugin '%s' leaves its required op '%s' NULL (hint: set it in the ops "
+                            "table)", file, tema_kind_name(p->kind), p->name, missing);
     if (p->n_options && !p->options)
         return record_error(r, err, "%s: plugin '%s' declares %u options but no option table", file, p->name, p->n_options);
     for (uint32_t i = 0; i < p->n_options; i++)

@@ -26,6 +26,7 @@
 
 #include "dataset.h"
 #include "text_features.h"
+#include "stop.h"
 #include "store_key.h"
 #include "train_internal.h"
 #include "util.h"
@@ -184,6 +185,32 @@ static tema_status table_alloc(tema_tag_table *t, tema_err *err)
     return TEMA_OK;
 }
 
+tema_status tema_tagger_create(const tema_plugin *p, const tema_cfg *opts, const char *domain, void **self,
+                               tema_err *err)
+{
+    const tema_tagger_ops *ops = p->ops;
+    if (p->ops_size >= offsetof(tema_tagger_ops, create_with_host) + sizeof(void *) && ops->create_with_host)
+        return ops->create_with_host(tema_host_get(), opts, domain, self, err);
+    return ops->create(opts, domain, self, err);
+}
+
+tema_status tema_tag_select_call(const tema_plugin *p, const tema_cfg *opts, const tema_tag_scores *s,
+                                 tema_tag_selection *out, tema_err *err)
+{
+    const tema_tag_select_ops *ops = p->ops;
+    if (p->ops_size >= offsetof(tema_tag_select_ops, select_with_host) + sizeof(void *) && ops->select_with_host)
+        return ops->select_with_host(tema_host_get(), opts, s, out, err);
+    return ops->select(opts, s, out, err);
+}
+
+tema_status tema_tag_repr_call(const tema_plugin *p, const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
+{
+    const tema_tag_repr_ops *ops = p->ops;
+    if (p->ops_size >= offsetof(tema_tag_repr_ops, weights_with_host) + sizeof(void *) && ops->weights_with_host)
+        return ops->weights_with_host(tema_host_get(), opts, sel, err);
+    return ops->weights(opts, sel, err);
+}
+
 /* Run the tagger on both domains. */
 static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, const tema_dataset *ds,
                                  tema_tag_table *t, tema_err *err)
@@ -207,7 +234,7 @@ static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, co
             titles = no_titles;
         }
         void *self = NULL;
-        st = ops->create(opts, t->domain[d], &self, err);
+        st = tema_tagger_create(tp, opts, t->domain[d], &self, err);
         if (st == TEMA_OK) {
             st = ops->tag(self, titles, n, &v[d], err);
             ops->destroy(self);
@@ -482,8 +509,8 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     const char *name = NULL;
     const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
     const tema_plugin *tp = NULL;
-    tema_status st =
-        tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), &tp, err);
+    tema_status st = tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger",
+                                            offsetof(tema_tagger_ops, create_with_host), &tp, err);
     if (st != TEMA_OK) return st;
     st = tema_tags_domains(cfg, ds, out->domain, err);
     if (st != TEMA_OK) return st;
@@ -523,7 +550,9 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
         out->score_x = out->score_y = NULL;
         /* a tagger may ask for text features; outside a run the context lasts for this call */
         const bool own_context = tema_features_context_default(reg, cfg, results_dir);
+        tema_stop_listen(); /* Ctrl-C: a tagger stops between requests (host->interrupted) */
         st = compute_table(tp, opts, ds, out, err);
+        tema_stop_unlisten();
         if (own_context) tema_features_context(NULL, NULL, NULL);
         if (st == TEMA_OK) st = write_store(out, tp, settings, env, n_env, ds, key, err);
     }
@@ -579,23 +608,30 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
     tema_err local = {0};
     if (!err) err = &local;
     memset(out, 0, sizeof *out);
-    const char *sname = NULL, *rname = NULL;
+    /* Absent from the config: hybrid and weighted (the paper's pipeline) with their declared
+     * defaults. (Not schema defaults: those would change the resolved config, and with it the
+     * run id, of every stored experiment.) */
     const tema_cfg *snode = tema_cfg_get(cfg, "model.tag_select"), *rnode = tema_cfg_get(cfg, "model.tag_repr");
-    const tema_cfg *sopts = snode ? tema_train_plugin_node(snode, &sname) : NULL;
-    const tema_cfg *ropts = rnode ? tema_train_plugin_node(rnode, &rname) : NULL;
-    if (!snode) sname = "hybrid";
-    if (!rnode) rname = "weighted";
+    tema_cfg *sdef = NULL, *rdef = NULL;
+    tema_status fst = snode ? TEMA_OK : tema_cfg_plugin_defaults("tag_select", "hybrid", reg, &sdef, err);
+    if (fst == TEMA_OK && !rnode) fst = tema_cfg_plugin_defaults("tag_repr", "weighted", reg, &rdef, err);
+    const char *sname = NULL, *rname = NULL;
+    const tema_cfg *sopts = fst == TEMA_OK ? tema_train_plugin_node(snode ? snode : sdef, &sname) : NULL;
+    const tema_cfg *ropts = fst == TEMA_OK ? tema_train_plugin_node(rnode ? rnode : rdef, &rname) : NULL;
     const tema_plugin *sp = NULL, *rp = NULL;
-    tema_status fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
-                                             sizeof(tema_tag_select_ops), &sp, err);
     if (fst == TEMA_OK)
-        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr", sizeof(tema_tag_repr_ops), &rp,
-                                     err);
-    if (fst != TEMA_OK) return fst;
+        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
+                                     offsetof(tema_tag_select_ops, select_with_host), &sp, err);
+    if (fst == TEMA_OK)
+        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr",
+                                     offsetof(tema_tag_repr_ops, weights_with_host), &rp, err);
+    if (fst != TEMA_OK) {
+        tema_cfg_free(sdef);
+        tema_cfg_free(rdef);
+        return fst;
+    }
     if (select_name) *select_name = sp->name;
     if (repr_name) *repr_name = rp->name;
-    const tema_tag_select_ops *sops = sp->ops;
-    const tema_tag_repr_ops *rops = rp->ops;
     const tema_host *host = tema_host_get();
     char who[160];
     snprintf(who, sizeof who, "tag_select plugin '%s'", sp->name);
@@ -605,7 +641,7 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
         int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x;
         int64_t n = d ? t->n_y : t->n_x;
         tema_tag_scores s = {.n_items = n, .n_tags = nt, .score = d ? t->score_y : t->score_x};
-        st = sops->select(sopts, &s, &part[d], err);
+        st = tema_tag_select_call(sp, sopts, &s, &part[d], err);
         if (st != TEMA_OK) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%s", err->msg);
@@ -635,7 +671,7 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
     tema_tag_selection_free(&part[0]);
     tema_tag_selection_free(&part[1]);
     if (st == TEMA_OK) {
-        st = rops->weights(ropts, out, err);
+        st = tema_tag_repr_call(rp, ropts, out, err);
         if (st != TEMA_OK) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%s", err->msg);
@@ -646,6 +682,8 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
         }
     }
     if (st != TEMA_OK) tema_tag_selection_free(out);
+    tema_cfg_free(sdef);
+    tema_cfg_free(rdef);
     return st;
 }
 

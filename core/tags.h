@@ -64,6 +64,14 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
                              const char **select_name, const char **repr_name, tema_err *err);
 void tema_tag_selection_free(tema_tag_selection *s);
 
+/* Calls into the tag kinds' plugins: the ABI 1.4 entry that receives the host where the plugin
+ * has it, the older one otherwise (the registry checked that one of them is there). */
+tema_status tema_tagger_create(const tema_plugin *p, const tema_cfg *opts, const char *domain, void **self,
+                               tema_err *err);
+tema_status tema_tag_select_call(const tema_plugin *p, const tema_cfg *opts, const tema_tag_scores *s,
+                                 tema_tag_selection *out, tema_err *err);
+tema_status tema_tag_repr_call(const tema_plugin *p, const tema_cfg *opts, tema_tag_selection *sel, tema_err *err);
+
 /* Training: when cfg has a model.tagger, get the table (stored or computed), select and
  * weigh, print one summary line to stderr and fill info's n_tags, tag_names, tag_domain
  * and item_tags (memory owned through info until tema_tags_detach). Without a tagger,

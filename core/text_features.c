@@ -5,6 +5,7 @@
  * Progress: a line on stderr every few seconds while a plugin computes (done/total, rate,
  * ETA), and one summary line per call (computed or reused). */
 #include "text_features.h"
+#include "stop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,7 +175,9 @@ static tema_status compute(const tema_plugin *fp, void *self, const char *const 
                        (long long)F);
     else {
         progress_state ps = {.who = who, .plugin = fp->name, .t0 = t0, .last = t0};
+        tema_stop_listen(); /* Ctrl-C: the plugin stops between batches (host->interrupted) */
         st = ops->compute(self, texts, n, *out, progress_line, &ps, err);
+        tema_stop_unlisten();
     }
     release_backend(&tb);
     *seconds = tema_now() - t0;

@@ -14,7 +14,6 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +23,12 @@
 #include "train.h"
 #include "text_features.h"
 #include "tags.h"
+#include "stop.h"
 #include "train_internal.h"
 #include "util.h"
 
 /* ---- interruption ---- */
 
-static volatile sig_atomic_t g_stop_signal = 0;
-static void on_signal(int sig) { g_stop_signal = sig; }
 
 /* ---- settings read from the resolved config ---- */
 
@@ -588,9 +586,9 @@ static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
             double el = tema_now() - rate_t0;
             progress(r, epoch, k + 1, steps_per_epoch, ts->loss_sum / (double)ts->step_in_epoch,
                      el > 0 ? (double)(k + 1 - rate_s0) / el : 0, k + 1 == steps_per_epoch);
-            if (g_stop_signal && k + 1 < steps_per_epoch) {
+            if (tema_stop_signal() && k + 1 < steps_per_epoch) {
                 ts->epoch_seconds = tema_now() - t0;
-                st = interrupted(r, ts, g_stop_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)", err);
+                st = interrupted(r, ts, tema_stop_reason(tema_stop_signal()), err);
                 goto out;
             }
         }
@@ -650,8 +648,8 @@ static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
         }
         st = save_last(r, ts, err);
         if (st != TEMA_OK) goto out;
-        if (g_stop_signal) {
-            st = interrupted(r, ts, g_stop_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)", err);
+        if (tema_stop_signal()) {
+            st = interrupted(r, ts, tema_stop_reason(tema_stop_signal()), err);
             goto out;
         }
         if (s->debug_stop_epoch > 0 && epoch == s->debug_stop_epoch) {
@@ -836,18 +834,9 @@ tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, co
     tema_run_opts defaults = {.results_dir = "results"};
     runner r = {.cfg = resolved, .reg = reg, .opts = opts ? opts : &defaults};
     r.tty = isatty(fileno(stderr)) != 0;
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    g_stop_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-
+    tema_stop_listen();
     tema_status st = run_inner(&r, err);
-
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    tema_stop_unlisten();
     if (st != TEMA_OK && st != TEMA_EINTERRUPTED && r.run) {
         tema_err ignored = {0};
         tema_results_interrupted(r.run, &ignored);

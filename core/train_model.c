@@ -84,7 +84,7 @@ tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *
     const char *name;
     const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.attention"), &name);
     tema_status st = tema_train_find_plugin(reg, TEMA_KIND_ATTENTION, name, "model.attention",
-                                            sizeof(tema_attention_ops), &m->att_p, err);
+                                            offsetof(tema_attention_ops, sequence_weights), &m->att_p, err);
     if (st != TEMA_OK) return st;
     m->att_ops = m->att_p->ops;
     st = m->att_ops->create(&m->info, opts, dims, mods, m->n_enc, &m->att, err);

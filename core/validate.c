@@ -714,6 +714,23 @@ void tema_cfg_validate(tema_cfg *root, tema_registry *reg, tema_cfg_diag *d)
     validate_map(root, "", root, reg, d);
 }
 
+tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_registry *reg, tema_cfg **out,
+                                     tema_err *err)
+{
+    *out = NULL;
+    tema_cfg *n = tema_cfgi_new(TEMA_CFG_SCALAR, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
+    if (!n || !tema_cfgi_set_text(n, name, false)) {
+        tema_cfg_free(n);
+        return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    }
+    tema_cfg_diag d = {.err = err};
+    validate_plugin(n, kind, kind, reg, &d); /* the shorthand NAME becomes {plugin: NAME, ...defaults} */
+    tema_status st = tema_cfgi_diag_flush(&d);
+    if (st != TEMA_OK) tema_cfg_free(n);
+    else *out = n;
+    return st;
+}
+
 tema_status tema_cfg_defaults(tema_cfg **out, tema_err *err)
 {
     *out = NULL;

@@ -1,9 +1,6 @@
-/* plugins/tag_plugin.h - what the tag plugins (kinds tagger, tag_select, tag_repr) share.
- *
- * Their ops receive no tema_host (unlike model plugins, which get info->host), yet they
- * must allocate their outputs with host->alloc and read options through host->cfg_*.
- * So each tag plugin keeps the host the registry hands its entry point: define the entry
- * with TEMA_TAG_PLUGIN_DEFINE(desc) instead of TEMA_PLUGIN_DEFINE(desc) and use tag_host.
+/* plugins/tag_plugin.h - what the tag plugins (kinds tagger, tag_select, tag_repr) share:
+ * reading their resolved options, allocating selections in host memory, selection by prefix.
+ * Their ops receive the host (ABI 1.4 `*_with_host` entries); nothing here keeps it.
  * Include this header once, from the plugin's single source file. */
 #ifndef TEMA_PLUGINS_TAG_PLUGIN_H
 #define TEMA_PLUGINS_TAG_PLUGIN_H
@@ -13,75 +10,49 @@
 
 #include "tema/plugin.h"
 
-/* Set by the entry point; the host outlives every use of the plugin. */
-static const tema_host *tag_host;
-
-#if defined(TEMA_PLUGIN_STATIC_NAME)
-#define TEMA_TAG_PLUGIN_DEFINE(desc)                                                             \
-    const tema_plugin *TEMA_PLUGIN_STATIC_NAME(const tema_host *host);                        \
-    const tema_plugin *TEMA_PLUGIN_STATIC_NAME(const tema_host *host) { tag_host = host; return &(desc); }
-#else
-#define TEMA_TAG_PLUGIN_DEFINE(desc)                                                             \
-    __attribute__((visibility("default"))) const tema_plugin *tema_plugin_entry(const tema_host *host); \
-    __attribute__((visibility("default"))) const tema_plugin *tema_plugin_entry(const tema_host *host) \
-    { tag_host = host; return &(desc); }
-#endif
-
-/* A usable host, or a failure naming the plugin (ops called without the entry point). */
-static inline tema_status tag_need_host(const char *who, tema_err *err)
+/* Option readers over the validated config: the core filled every default from the plugin's
+ * option table and checked its range, so any status but OK is a bug (a name that is not in
+ * the table), reported as such, never replaced by a value written here a second time. */
+static inline tema_status tag_opt_status(tema_status st, const tema_cfg *opts, const char *who, const char *name,
+                                         tema_err *err)
 {
-    if (tag_host && tag_host->alloc && tag_host->free && tag_host->cfg_int) return TEMA_OK;
-    return tema_fail(err, TEMA_EINTERNAL, "%s: called before its entry point received the host table; hint: load "
-                                          "plugins through the registry", who);
+    if (st == TEMA_OK) return TEMA_OK;
+    return tema_fail(err, TEMA_EINTERNAL, "%s: option '%s' %s; a bug: the plugin reads an option its table does not "
+                                          "declare, or the caller passed unvalidated options", who, name,
+                     opts ? "is missing from the validated options" : "asked for without options");
 }
 
-/* Option readers: NULL opts or an absent option give the fallback (the declared default);
- * a present but ill-typed value is an error naming the option. */
-static inline tema_status tag_opt_int(const tema_cfg *opts, const char *who, const char *name, int64_t fallback,
-                                      int64_t lo, int64_t hi, int64_t *out, tema_err *err)
+static inline tema_status tag_opt_int(const tema_host *host, const tema_cfg *opts, const char *who, const char *name,
+                                      int64_t *out, tema_err *err)
 {
-    *out = fallback;
-    if (opts) {
-        tema_status st = tag_host->cfg_int(opts, name, out);
-        if (st == TEMA_ENOTFOUND) *out = fallback;
-        else if (st != TEMA_OK)
-            return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be an integer in [%lld, %lld]", who, name,
-                             (long long)lo, (long long)hi);
-    }
-    if (*out < lo || *out > hi)
-        return tema_fail(err, TEMA_EINVAL, "%s: option '%s' is %lld, must be in [%lld, %lld]", who, name,
-                         (long long)*out, (long long)lo, (long long)hi);
-    return TEMA_OK;
+    return tag_opt_status(opts ? host->cfg_int(opts, name, out) : TEMA_EINVAL, opts, who, name, err);
 }
 
-static inline tema_status tag_opt_float(const tema_cfg *opts, const char *who, const char *name, double fallback,
-                                        double lo, double hi, double *out, tema_err *err)
+static inline tema_status tag_opt_float(const tema_host *host, const tema_cfg *opts, const char *who,
+                                        const char *name, double *out, tema_err *err)
 {
-    *out = fallback;
-    if (opts) {
-        tema_status st = tag_host->cfg_float(opts, name, out);
-        if (st == TEMA_ENOTFOUND) *out = fallback;
-        else if (st != TEMA_OK)
-            return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be a number in [%g, %g]", who, name, lo, hi);
-    }
-    if (!(*out >= lo && *out <= hi))
-        return tema_fail(err, TEMA_EINVAL, "%s: option '%s' is %g, must be in [%g, %g]", who, name, *out, lo, hi);
-    return TEMA_OK;
+    return tag_opt_status(opts ? host->cfg_float(opts, name, out) : TEMA_EINVAL, opts, who, name, err);
+}
+
+static inline tema_status tag_opt_str(const tema_host *host, const tema_cfg *opts, const char *who, const char *name,
+                                      const char **out, tema_err *err)
+{
+    return tag_opt_status(opts ? host->cfg_str(opts, name, out) : TEMA_EINVAL, opts, who, name, err);
 }
 
 /* Allocate the arrays of a selection for n_items items and cap selected tags in total
  * (host memory; on failure nothing stays allocated). */
-static inline tema_status tag_selection_alloc(tema_tag_selection *sel, int64_t n_items, int64_t cap, const char *who,
+static inline tema_status tag_selection_alloc(const tema_host *host, tema_tag_selection *sel, int64_t n_items, int64_t cap, const char *who,
                                               tema_err *err)
 {
     memset(sel, 0, sizeof *sel);
-    sel->off = tag_host->alloc((size_t)(n_items + 1) * sizeof *sel->off);
-    sel->tag = tag_host->alloc((size_t)(cap > 0 ? cap : 1) * sizeof *sel->tag);
-    sel->score = tag_host->alloc((size_t)(cap > 0 ? cap : 1) * sizeof *sel->score);
+    sel->off = host->alloc((size_t)(n_items + 1) * sizeof *sel->off);
+    sel->tag = host->alloc((size_t)(cap > 0 ? cap : 1) * sizeof *sel->tag);
+    sel->score = host->alloc((size_t)(cap > 0 ? cap : 1) * sizeof *sel->score);
     if (!sel->off || !sel->tag || !sel->score) {
-        tag_host->free(sel->off);
-        tag_host->free(sel->tag);
-        tag_host->free(sel->score);
+        host->free(sel->off);
+        host->free(sel->tag);
+        host->free(sel->score);
         memset(sel, 0, sizeof *sel);
         return tema_fail(err, TEMA_ENOMEM, "%s: out of memory for the selection of %lld items", who,
                          (long long)n_items);
@@ -162,12 +133,11 @@ static inline int64_t tag_sorted_candidates(const tema_tag_scores *s, int64_t i,
     return n;
 }
 
-static inline tema_status tag_select_prefix(const tema_tag_scores *s, tag_keep_fn keep, const void *ctx,
+static inline tema_status tag_select_prefix(const tema_host *host, const tema_tag_scores *s, tag_keep_fn keep, const void *ctx,
                                             tema_tag_selection *out, const char *who, tema_err *err)
 {
     memset(out, 0, sizeof *out);
-    tema_status st = tag_need_host(who, err);
-    if (st == TEMA_OK) st = tag_check_scores(s, who, err);
+    tema_status st = tag_check_scores(s, who, err);
     if (st != TEMA_OK) return st;
     const int64_t nt = s->n_items > 0 ? s->n_tags : 0;
     tag_cand *cand = malloc((size_t)(nt > 0 ? nt : 1) * sizeof *cand);
@@ -191,7 +161,7 @@ static inline tema_status tag_select_prefix(const tema_tag_scores *s, tag_keep_f
         kept[i] = k < 0 ? 0 : k > n ? n : k;
         total += kept[i];
     }
-    if (st == TEMA_OK) st = tag_selection_alloc(out, s->n_items, total, who, err);
+    if (st == TEMA_OK) st = tag_selection_alloc(host, out, s->n_items, total, who, err);
     for (int64_t i = 0; i < s->n_items && st == TEMA_OK; i++) {
         int64_t at = out->off[i];
         if (kept[i] > 0) {

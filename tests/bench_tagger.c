@@ -19,6 +19,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "registry.h"
+#include "tags.h"
 #include "util.h"
 
 static int fail(const char *what, const char *msg)
@@ -111,7 +112,7 @@ int main(int argc, char **argv)
     void *self = NULL;
     tema_tag_vocab v = {0};
     double t0 = tema_now();
-    tema_status st = ops->create(opts, argv[3], &self, &err);
+    tema_status st = tema_tagger_create(p, opts, argv[3], &self, &err);
     if (st == TEMA_OK) {
         st = ops->tag(self, titles, n, &v, &err);
         ops->destroy(self);

@@ -198,7 +198,7 @@ result run_tagger_on(const char *endpoint, const char *cache_dir, const char *ex
     int saved = dup(2);
     dup2(log_fd, 2);
     void *self = NULL;
-    r.st = ops->create(opts, domain, &self, &r.err);
+    r.st = tema_tagger_create(openai_plugin(), opts, domain, &self, &r.err);
     if (r.st == TEMA_OK) {
         r.st = ops->tag(self, titles, n_items, &r.vocab, &r.err);
         ops->destroy(self);

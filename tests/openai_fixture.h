@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "registry.h"
+#include "tags.h"
 #include "testutil.h"
 
 #define N_ITEMS 8

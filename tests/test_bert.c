@@ -12,6 +12,7 @@
  *    giving an error that names the file and the problem. */
 #include <check.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "config.h"
 #include "registry.h"
+#include "stop.h"
 #include "testutil.h"
 #include "text_features.h"
 #include "util.h"
@@ -128,12 +130,11 @@ static double cosine(const float *a, const float *b, int64_t d)
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
 }
 
-/* The plugin's rows for texts through the host's store (a fresh folder each call). */
-static float *features(const char *extractor, const char *const *texts, int64_t n, int64_t *dim, tema_err *err)
+/* The plugin's rows for texts through the host's store in folder dir. */
+static float *features_at(const char *dir, const char *extractor, const char *const *texts, int64_t n, int64_t *dim,
+                          tema_err *err)
 {
-    static int k;
-    char dir[600], yaml[4600];
-    snprintf(dir, sizeof dir, "%s/store-%d", tu_tmpdir(), k++);
+    char yaml[4600];
     snprintf(yaml, sizeof yaml, "extractor: %s\n", extractor);
     tema_cfg *c = NULL;
     ck_assert_msg(tema_cfg_parse_string(yaml, "test", &c, err) == TEMA_OK, "%s", err->msg);
@@ -142,6 +143,12 @@ static float *features(const char *extractor, const char *const *texts, int64_t 
     tema_status st = tema_features_get(c, "extractor", texts, n, "test", &out, dim, err);
     tema_cfg_free(c);
     return st == TEMA_OK ? out : NULL;
+}
+
+/* The same in a fresh folder each call. */
+static float *features(const char *extractor, const char *const *texts, int64_t n, int64_t *dim, tema_err *err)
+{
+    return features_at(tu_tmpdir(), extractor, texts, n, dim, err);
 }
 
 START_TEST(minilm_embeddings_match_sentence_transformers)
@@ -419,6 +426,45 @@ START_TEST(tiny_bert_matches_reference)
 }
 END_TEST
 
+static int count_npy(const char *dir)
+{
+    char cmd[700], line[64] = "";
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*.npy' | wc -l", dir);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    pclose(f);
+    return atoi(line);
+}
+
+/* Ctrl-C while features are computed (host->interrupted): the plugin stops after the batch
+ * it is in, nothing is stored, and the next call (no stop pending) computes them. */
+START_TEST(a_stop_request_ends_the_computation)
+{
+    const char *dir = tiny_model("tiny-stop", "8", "F32", -1, 0, true);
+    const char *texts[] = {"Hello world", "teas kettle hello", "world", "kettle teas", "hello hello", "teas"};
+    char ex[800];
+    snprintf(ex, sizeof ex, "{plugin: bert, model_dir: '%s', batch_tokens: 8}", dir); /* several batches */
+    int64_t dim = 0;
+    tema_err err = {0};
+    char store[300];
+    snprintf(store, sizeof store, "%s", tu_tmpdir());
+    tema_stop_listen();
+    tema_stop_request(SIGINT);
+    float *got = features_at(store, ex, texts, 6, &dim, &err);
+    tema_stop_unlisten();
+    ck_assert_msg(got == NULL && err.code == TEMA_EINTERRUPTED, "status %d: %s", err.code, err.msg);
+    ck_assert_msg(strstr(err.msg, "signal 2") && strstr(err.msg, "of 6 texts") && strstr(err.msg, "nothing is stored"),
+                  "%s", err.msg);
+    ck_assert_int_eq(count_npy(store), 0);
+    err = (tema_err){0};
+    got = features_at(store, ex, texts, 6, &dim, &err);
+    ck_assert_msg(got != NULL, "%s", err.msg);
+    ck_assert_int_eq(count_npy(store), 1);
+    free(got);
+}
+END_TEST
+
 static void expect_model_error(const char *dir, const char *file_part, const char *problem)
 {
     char ex[800];
@@ -472,6 +518,7 @@ int main(void)
     TCase *tc = tcase_create("bert");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, tiny_bert_matches_reference);
+    tcase_add_test(tc, a_stop_request_ends_the_computation);
     tcase_add_test(tc, malformed_model_folders_are_located_errors);
     tcase_add_test(tc, missing_model_says_what_to_install);
     tcase_add_test(tc, minilm_tokens_equal_bert_tokenizer);

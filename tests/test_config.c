@@ -15,9 +15,48 @@
 /* ---- test plugins: one of each kind the core schema uses, options of every type ---- */
 
 static const tema_backend_ops backend_ops;
-static const tema_encoder_ops encoder_ops;
-static const tema_attention_ops attention_ops;
-static const tema_loss_ops loss_ops;
+/* The registry wants every required op of a model kind set; these tests never call them. */
+static tema_status stub_fail(tema_err *err) { return tema_fail(err, TEMA_EUNSUPPORTED, "test stub"); }
+static tema_status enc_create(const tema_model_info *i, const tema_cfg *o, void **self, tema_err *err)
+{
+    (void)i, (void)o, (void)self;
+    return stub_fail(err);
+}
+static tema_status enc_forward(void *self, tema_graph *g, tema_tensor **items, tema_err *err)
+{
+    (void)self, (void)g, (void)items;
+    return stub_fail(err);
+}
+static int64_t enc_dim(const void *self) { return (void)self, 0; }
+static const char *enc_modality(const void *self) { return (void)self, "id"; }
+static void stub_destroy(void *self) { (void)self; }
+static tema_status att_create(const tema_model_info *i, const tema_cfg *o, const int64_t *dims, const char *const *mods,
+                              int n, void **self, tema_err *err)
+{
+    (void)i, (void)o, (void)dims, (void)mods, (void)n, (void)self;
+    return stub_fail(err);
+}
+static tema_status att_forward(void *self, tema_graph *g, const tema_batch *b, tema_tensor *const *items, int n,
+                               tema_stream *streams, int *n_streams, tema_err *err)
+{
+    (void)self, (void)g, (void)b, (void)items, (void)n, (void)streams, (void)n_streams;
+    return stub_fail(err);
+}
+static tema_status loss_create(const tema_model_info *i, const tema_cfg *o, void **self, tema_err *err)
+{
+    (void)i, (void)o, (void)self;
+    return stub_fail(err);
+}
+static tema_status loss_forward(void *self, tema_graph *g, const tema_stream *streams, int n, const tema_targets *t,
+                                tema_tensor **loss, tema_err *err)
+{
+    (void)self, (void)g, (void)streams, (void)n, (void)t, (void)loss;
+    return stub_fail(err);
+}
+static const tema_encoder_ops encoder_ops = {.create = enc_create, .forward = enc_forward, .dim = enc_dim,
+                                             .modality = enc_modality, .destroy = stub_destroy};
+static const tema_attention_ops attention_ops = {.create = att_create, .forward = att_forward, .destroy = stub_destroy};
+static const tema_loss_ops loss_ops = {.create = loss_create, .forward = loss_forward, .destroy = stub_destroy};
 
 static const tema_option cpu_opts[] = {
     {"threads", TEMA_OPT_INT, "1", 1, 256, NULL, "threads"},

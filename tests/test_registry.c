@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "registry.h"
+#include "tags.h"
 #include "testutil.h"
 
 const tema_plugin *tema_plugin_entry_backend_cpu(const tema_host *host);
@@ -33,7 +34,14 @@ static void build_plugin(const char *dir, const char *name, const char *src)
 #define PLUGIN_SRC(abi_major, abi_minor, kind, name)                                                      \
     "#include <tema/plugin.h>\n"                                                                          \
     "static const tema_option opts[] = {{\"width\", TEMA_OPT_INT, \"4\", 1, 64, 0, \"a width\"}};\n"      \
-    "static const tema_encoder_ops ops;\n"                                                                \
+    "static tema_status c(const tema_model_info *i, const tema_cfg *o, void **s, tema_err *e)"            \
+    " { (void)i; (void)o; (void)s; return tema_fail(e, TEMA_EUNSUPPORTED, \"stub\"); }\n"                   \
+    "static tema_status f(void *s, tema_graph *g, tema_tensor **t, tema_err *e)"                          \
+    " { (void)s; (void)g; (void)t; return tema_fail(e, TEMA_EUNSUPPORTED, \"stub\"); }\n"                  \
+    "static int64_t w(const void *s) { (void)s; return 4; }\n"                                              \
+    "static const char *m(const void *s) { (void)s; return \"id\"; }\n"                                    \
+    "static void x(void *s) { (void)s; }\n"                                                                 \
+    "static const tema_encoder_ops ops = {.create = c, .forward = f, .dim = w, .modality = m, .destroy = x};\n" \
     "static const tema_plugin d = {.abi_major = " #abi_major ", .abi_minor = " #abi_minor                 \
     ", .struct_size = sizeof(tema_plugin), .kind = " #kind ", .name = \"" name "\", .version = \"1.0\","  \
     " .description = \"test plugin\", .options = opts, .n_options = 1, .ops_size = sizeof ops, .ops = &ops};\n" \
@@ -218,7 +226,6 @@ START_TEST(t_out_of_tree_plugin)
     tema_registry_scan(r);
     const tema_plugin *pl = tema_registry_find(r, TEMA_KIND_TAG_REPR, "softmax");
     ck_assert_ptr_nonnull(pl);
-    const tema_tag_repr_ops *ops = pl->ops;
     tema_cfg *cfg = NULL;
     tema_err e = {0};
     ck_assert_int_eq(tema_cfg_parse_string("temperature: 10\n", "test", &cfg, &e), TEMA_OK);
@@ -226,12 +233,64 @@ START_TEST(t_out_of_tree_plugin)
     int32_t tag[] = {0, 1, 4};
     float score[] = {30, 20, 55};
     tema_tag_selection sel = {.n_items = 3, .off = off, .tag = tag, .score = score};
-    ck_assert_int_eq(ops->weights(cfg, &sel, &e), TEMA_OK);
+    ck_assert_msg(tema_tag_repr_call(pl, cfg, &sel, &e) == TEMA_OK, "%s", e.msg);
     /* softmax([3, 2]) and a single tag -> 1 */
     ck_assert_float_eq_tol(score[0], 0.7310586f, 1e-6f);
     ck_assert_float_eq_tol(score[1], 0.2689414f, 1e-6f);
     ck_assert_float_eq_tol(score[2], 1.0f, 1e-6f);
     tema_cfg_free(cfg);
+    tema_registry_free(r);
+    unsetenv("TEMA_PLUGIN_PATH");
+}
+END_TEST
+
+/* A tag_repr plugin as ABI 1.3 headers built it (an ops table of one entry, no host in the
+ * call) still loads and runs; a plugin that leaves a required op NULL is refused, by name. */
+START_TEST(t_older_minor_abi_and_null_ops)
+{
+    char d[512];
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    build_plugin(d, "old_repr",
+                 "#include <tema/plugin.h>\n"
+                 "static tema_status halves(const tema_cfg *o, tema_tag_selection *sel, tema_err *e)\n"
+                 "{ (void)o; (void)e; for (int64_t k = 0; k < sel->off[sel->n_items]; k++) sel->score[k] = 0.5f;"
+                 " return TEMA_OK; }\n"
+                 "static const tema_tag_repr_ops ops = {.weights = halves};\n"
+                 "static const tema_plugin d = {.abi_major = 1, .abi_minor = 3, .struct_size = sizeof(tema_plugin),"
+                 " .kind = TEMA_KIND_TAG_REPR, .name = \"halves\", .version = \"1.0\", .description = \"old\","
+                 " .ops_size = sizeof(void *), .ops = &ops};\n"
+                 "TEMA_PLUGIN_DEFINE(d)\n");
+    build_plugin(d, "null_op",
+                 "#include <tema/plugin.h>\n"
+                 "static tema_status c(const tema_model_info *i, const tema_cfg *o, void **s, tema_err *e)"
+                 " { (void)i; (void)o; (void)s; (void)e; return TEMA_OK; }\n"
+                 "static void x(void *s) { (void)s; }\n"
+                 "static const tema_loss_ops ops = {.create = c, .destroy = x};\n"
+                 "static const tema_plugin d = {.abi_major = 1, .abi_minor = 0, .struct_size = sizeof(tema_plugin),"
+                 " .kind = TEMA_KIND_LOSS, .name = \"no_forward\", .version = \"1.0\", .description = \"broken\","
+                 " .ops_size = sizeof ops, .ops = &ops};\n"
+                 "TEMA_PLUGIN_DEFINE(d)\n");
+    setenv("TEMA_PLUGIN_PATH", d, 1);
+    char *out, *err;
+    ck_assert_int_eq(tu_tema("plugins", &out, &err), 0);
+    ck_assert_msg(strstr(out, "halves") && !strstr(out, "no_forward"), "%s", out);
+    const char *line = strstr(err, "null_op.so");
+    ck_assert_msg(line && strstr(line, "loss plugin 'no_forward' leaves its required op 'forward' NULL"), "%s", err);
+    free(out);
+    free(err);
+
+    tema_registry *r = tema_registry_new();
+    tema_registry_scan(r);
+    const tema_plugin *p = tema_registry_find(r, TEMA_KIND_TAG_REPR, "halves");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_ptr_null(tema_registry_find(r, TEMA_KIND_LOSS, "no_forward"));
+    int64_t off[] = {0, 2, 3};
+    int32_t tag[] = {0, 1, 1};
+    float score[] = {30, 20, 55};
+    tema_tag_selection sel = {.n_items = 2, .off = off, .tag = tag, .score = score};
+    tema_err e = {0};
+    ck_assert_msg(tema_tag_repr_call(p, NULL, &sel, &e) == TEMA_OK, "%s", e.msg);
+    for (int k = 0; k < 3; k++) ck_assert_float_eq(score[k], 0.5f);
     tema_registry_free(r);
     unsetenv("TEMA_PLUGIN_PATH");
 }
@@ -249,6 +308,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_command_help);
     tcase_add_test(tc, t_check_prints_a_problem_once);
     tcase_add_test(tc, t_out_of_tree_plugin);
+    tcase_add_test(tc, t_older_minor_abi_and_null_ops);
     suite_add_tcase(s, tc);
     return s;
 }

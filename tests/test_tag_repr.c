@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "registry.h"
+#include "tags.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -51,7 +52,7 @@ static void free_sel(tema_tag_selection *s)
 static tema_status run_repr(const tema_plugin *p, tema_tag_selection *sel, tema_err *err)
 {
     tema_cfg *opts = tu_plugin_opts(p, NULL);
-    tema_status st = ((const tema_tag_repr_ops *)p->ops)->weights(opts, sel, err);
+    tema_status st = tema_tag_repr_call(p, opts, sel, err);
     tema_cfg_free(opts);
     return st;
 }

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "registry.h"
+#include "tags.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -23,7 +24,7 @@ static tema_status run_select(const tema_plugin *p, const char *opts_yaml, const
 {
     tema_cfg *opts = tu_plugin_opts(p, opts_yaml);
     tema_tag_scores s = {.n_items = n_items, .n_tags = n_tags, .score = score};
-    tema_status st = ((const tema_tag_select_ops *)p->ops)->select(opts, &s, out, err);
+    tema_status st = tema_tag_select_call(p, opts, &s, out, err);
     tema_cfg_free(opts);
     return st;
 }

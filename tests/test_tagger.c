@@ -44,7 +44,7 @@ static tema_status run_tagger(const tema_plugin *p, const tema_cfg *opts, const 
     const tema_tagger_ops *ops = p->ops;
     void *self = NULL;
     memset(out, 0, sizeof *out);
-    tema_status st = ops->create(opts, domain, &self, err);
+    tema_status st = tema_tagger_create(p, opts, domain, &self, err);
     if (st != TEMA_OK) return st;
     st = ops->tag(self, titles, n, out, err);
     ops->destroy(self);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "openai_fixture.h"
+#include "stop.h"
 
 /* ---------------- tests ---------------- */
 
@@ -297,21 +298,14 @@ START_TEST(an_edited_prompt_is_asked_again)
 }
 END_TEST
 
-static volatile sig_atomic_t g_seen_signal;
-static void flag_signal(int sig) { g_seen_signal = sig; }
-
 START_TEST(a_signal_stops_the_run_and_keeps_the_answers)
 {
     REQUIRE_PYTHON();
     server s;
     server_start(&s);
     server_scenario(&s, "{\"delay_s\": 0.2}");
-    /* Like `tema run`: a handler that only sets a flag. */
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = flag_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    g_seen_signal = 0;
+    /* Like `tema run` and `tema tags`: the core listens for the stop; the plugin polls it. */
+    tema_stop_listen();
     pid_t killer = fork();
     ck_assert_int_ge(killer, 0);
     if (killer == 0) { /* SIGINT once the first scoring request is at the server */
@@ -324,13 +318,13 @@ START_TEST(a_signal_stops_the_run_and_keeps_the_answers)
     waitpid(killer, NULL, 0);
     ck_assert_msg(r.st == TEMA_EINTERRUPTED, "status %d: %s", r.st, r.err.msg);
     ck_assert_msg(strstr(r.err.msg, "SIGINT") && strstr(r.err.msg, "rerun"), "%s", r.err.msg);
-    ck_assert_int_eq(g_seen_signal, SIGINT); /* passed on to the handler installed before */
+    ck_assert_int_eq(tema_stop_signal(), SIGINT); /* the layers above see the stop too */
     int cached = count_cache_files(cache);
     ck_assert_int_ge(cached, 3); /* the domain answers */
     ck_assert_int_lt(cached, 9);
     int64_t before = stat_int(&s, "requests");
     result_free(&r);
-    sigaction(SIGINT, &old, NULL);
+    tema_stop_unlisten();
 
     server_scenario(&s, "{}");
     r = run_tagger(s.endpoint, cache, "batch: 1\nconcurrency: 1\n");
@@ -354,23 +348,23 @@ START_TEST(create_names_what_is_missing)
     unsetenv("TEMA_LLM_ENDPOINT");
     unsetenv("TEMA_LLM_MODEL");
     tema_cfg *o = make_opts("", cache, NULL);
-    ck_assert_int_eq(ops->create(o, "Food", &self, &err), TEMA_EINVAL);
+    ck_assert_int_eq(tema_tagger_create(openai_plugin(), o, "Food", &self, &err), TEMA_EINVAL);
     ck_assert_ptr_null(self);
     ck_assert_msg(strstr(err.msg, "TEMA_LLM_ENDPOINT") && strstr(err.msg, "`endpoint`"), "%s", err.msg);
     /* The environment supplies the endpoint; create() makes no request. */
     setenv("TEMA_LLM_ENDPOINT", "http://127.0.0.1:9/v1", 1);
-    ck_assert_msg(ops->create(o, "Food", &self, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_msg(tema_tagger_create(openai_plugin(), o, "Food", &self, &err) == TEMA_OK, "%s", err.msg);
     ops->destroy(self);
     self = NULL;
     tema_cfg_free(o);
 
     o = make_opts("http://127.0.0.1:9/v1", cache, "model: \"\"\n");
-    ck_assert_int_eq(ops->create(o, "Food", &self, &err), TEMA_EINVAL);
+    ck_assert_int_eq(tema_tagger_create(openai_plugin(), o, "Food", &self, &err), TEMA_EINVAL);
     ck_assert_msg(strstr(err.msg, "TEMA_LLM_MODEL"), "%s", err.msg);
     tema_cfg_free(o);
 
     o = make_opts("http://127.0.0.1:9/v1", cache, "prompt_dir: /nonexistent/prompts\n");
-    ck_assert_int_eq(ops->create(o, "Food", &self, &err), TEMA_ENOTFOUND);
+    ck_assert_int_eq(tema_tagger_create(openai_plugin(), o, "Food", &self, &err), TEMA_ENOTFOUND);
     ck_assert_msg(strstr(err.msg, "/nonexistent/prompts/domain_tags.txt") && strstr(err.msg, "prompt_dir"), "%s",
                   err.msg);
     tema_cfg_free(o);

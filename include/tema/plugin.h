@@ -37,7 +37,8 @@ extern "C" {
 #define TEMA_ABI_MAJOR 1
 #define TEMA_ABI_MINOR 3   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
                               1.2: text_features kind, plugin-valued options, host->text_features;
-                              1.3: tema_tag_vocab.n_incomplete */
+                              1.3: tema_tag_vocab.n_incomplete;
+                              1.4: host->interrupted, tag ops that receive the host */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
@@ -126,7 +127,23 @@ typedef struct tema_host {
      * (release with host->free); on failure *out is NULL. */
     tema_status (*text_features)(const tema_cfg *c, const char *option, const char *const *texts, int64_t n,
                                  const char *who, float **out, int64_t *dim, tema_err *err);
+    /* ---- ABI 1.4 (check struct_size) ---- */
+    /* 0 while the run goes on; the signal number (SIGINT, SIGTERM) once the user asked tema to
+     * stop. One flag for the whole process: a plugin that works for long (a tagger waiting on a
+     * server, a feature encoder over many texts) polls it between units of work, keeps what it
+     * finished (its cache) and returns TEMA_EINTERRUPTED; it never installs signal handlers. */
+    int (*interrupted)(void);
 } tema_host;
+
+/* Whether a struct from the other side of the ABI (struct_size first set by its builder) is new
+ * enough to hold `field`. */
+#define TEMA_HAS_FIELD(p, type, field) ((p)->struct_size >= offsetof(type, field) + sizeof((p)->field))
+
+/* host->interrupted() where the host offers it; 0 from a host older than ABI 1.4. */
+static inline int tema_host_interrupted(const tema_host *host)
+{
+    return host && TEMA_HAS_FIELD(host, tema_host, interrupted) && host->interrupted ? host->interrupted() : 0;
+}
 
 /* ---- the descriptor ---- */
 typedef struct tema_plugin {
@@ -276,13 +293,22 @@ typedef struct tema_tag_selection {
     float *score;              /* scores of the selected tags; repr plugins overwrite with weights */
 } tema_tag_selection;
 
+/* The tag kinds' ops got the host in ABI 1.4 (entries `*_with_host`); before, a plugin kept
+ * the host its entry point received. A plugin fills one of the two entries of each pair; the
+ * host calls the one with the host when it is there. */
 typedef struct tema_tag_select_ops {
     tema_status (*select)(const tema_cfg *opts, const tema_tag_scores *s, tema_tag_selection *out, tema_err *err);
+    /* ---- ABI 1.4 ---- */
+    tema_status (*select_with_host)(const tema_host *host, const tema_cfg *opts, const tema_tag_scores *s,
+                                    tema_tag_selection *out, tema_err *err);
 } tema_tag_select_ops;
 
 typedef struct tema_tag_repr_ops {
     /* Replace sel->score with weights in [0,1] (in place). */
     tema_status (*weights)(const tema_cfg *opts, tema_tag_selection *sel, tema_err *err);
+    /* ---- ABI 1.4 ---- */
+    tema_status (*weights_with_host)(const tema_host *host, const tema_cfg *opts, tema_tag_selection *sel,
+                                     tema_err *err);
 } tema_tag_repr_ops;
 
 /* Tag vocabulary and scores of one domain. Strings/arrays allocated with host->alloc,
@@ -302,6 +328,9 @@ typedef struct tema_tagger_ops {
     tema_status (*create)(const tema_cfg *opts, const char *domain, void **self, tema_err *err);
     tema_status (*tag)(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out, tema_err *err);
     void (*destroy)(void *self);
+    /* ---- ABI 1.4: create() with the host, which outlives the instance (see the tag kinds above) ---- */
+    tema_status (*create_with_host)(const tema_host *host, const tema_cfg *opts, const char *domain, void **self,
+                                    tema_err *err);
 } tema_tagger_ops;
 
 /* ---- feature kinds (ABI 1.2) ---- */

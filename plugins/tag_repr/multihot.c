@@ -3,11 +3,11 @@
  * their mean. Items with no selected tag stay empty. */
 #include "../tag_plugin.h"
 
-static tema_status multihot_weights(const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
+static tema_status multihot_weights(const tema_host *host, const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
 {
+    (void)host;
     (void)opts;
-    tema_status st = tag_need_host("tag_repr multihot", err);
-    if (st == TEMA_OK) st = tag_check_selection(sel, "tag_repr multihot", err);
+    tema_status st = tag_check_selection(sel, "tag_repr multihot", err);
     if (st != TEMA_OK) return st;
     for (int64_t i = 0; i < sel->n_items; i++) {
         int64_t a = sel->off[i], b = sel->off[i + 1];
@@ -16,7 +16,7 @@ static tema_status multihot_weights(const tema_cfg *opts, tema_tag_selection *se
     return TEMA_OK;
 }
 
-static const tema_tag_repr_ops multihot_ops = {.weights = multihot_weights};
+static const tema_tag_repr_ops multihot_ops = {.weights_with_host = multihot_weights};
 
 /* No options, so no option table (TEMA_PLUGIN_HEADER needs a non-empty one). */
 static const tema_plugin multihot_plugin = {
@@ -25,4 +25,4 @@ static const tema_plugin multihot_plugin = {
     .description = "equal weights 1/k over an item's k selected tags", .options = NULL, .n_options = 0,
     .ops_size = sizeof multihot_ops, .ops = &multihot_ops};
 
-TEMA_TAG_PLUGIN_DEFINE(multihot_plugin)
+TEMA_PLUGIN_DEFINE(multihot_plugin)

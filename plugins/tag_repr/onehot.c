@@ -5,11 +5,11 @@
  * tag stay empty. */
 #include "../tag_plugin.h"
 
-static tema_status onehot_weights(const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
+static tema_status onehot_weights(const tema_host *host, const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
 {
+    (void)host;
     (void)opts;
-    tema_status st = tag_need_host("tag_repr onehot", err);
-    if (st == TEMA_OK) st = tag_check_selection(sel, "tag_repr onehot", err);
+    tema_status st = tag_check_selection(sel, "tag_repr onehot", err);
     if (st != TEMA_OK) return st;
     int64_t w = 0; /* write position: never ahead of the read position, so in place is safe */
     for (int64_t i = 0; i < sel->n_items; i++) {
@@ -32,7 +32,7 @@ static tema_status onehot_weights(const tema_cfg *opts, tema_tag_selection *sel,
     return TEMA_OK;
 }
 
-static const tema_tag_repr_ops onehot_ops = {.weights = onehot_weights};
+static const tema_tag_repr_ops onehot_ops = {.weights_with_host = onehot_weights};
 
 /* No options, so no option table (TEMA_PLUGIN_HEADER needs a non-empty one). */
 static const tema_plugin onehot_plugin = {
@@ -41,4 +41,4 @@ static const tema_plugin onehot_plugin = {
     .description = "the single best selected tag with weight 1", .options = NULL, .n_options = 0,
     .ops_size = sizeof onehot_ops, .ops = &onehot_ops};
 
-TEMA_TAG_PLUGIN_DEFINE(onehot_plugin)
+TEMA_PLUGIN_DEFINE(onehot_plugin)

@@ -9,11 +9,11 @@
 
 #include "../tag_plugin.h"
 
-static tema_status weighted_weights(const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
+static tema_status weighted_weights(const tema_host *host, const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
 {
+    (void)host;
     (void)opts;
-    tema_status st = tag_need_host("tag_repr weighted", err);
-    if (st == TEMA_OK) st = tag_check_selection(sel, "tag_repr weighted", err);
+    tema_status st = tag_check_selection(sel, "tag_repr weighted", err);
     if (st != TEMA_OK) return st;
     for (int64_t i = 0; i < sel->n_items; i++) {
         int64_t a = sel->off[i], b = sel->off[i + 1];
@@ -31,7 +31,7 @@ static tema_status weighted_weights(const tema_cfg *opts, tema_tag_selection *se
     return TEMA_OK;
 }
 
-static const tema_tag_repr_ops weighted_ops = {.weights = weighted_weights};
+static const tema_tag_repr_ops weighted_ops = {.weights_with_host = weighted_weights};
 
 /* No options, so no option table (TEMA_PLUGIN_HEADER needs a non-empty one). */
 static const tema_plugin weighted_plugin = {
@@ -40,4 +40,4 @@ static const tema_plugin weighted_plugin = {
     .description = "weights proportional to the selected tags' scores, summing to 1 (Eq. 3)", .options = NULL,
     .n_options = 0, .ops_size = sizeof weighted_ops, .ops = &weighted_ops};
 
-TEMA_TAG_PLUGIN_DEFINE(weighted_plugin)
+TEMA_PLUGIN_DEFINE(weighted_plugin)

@@ -6,9 +6,6 @@
  * (ties: lower tag id); `max` below `r` is a configuration error. */
 #include "../tag_plugin.h"
 
-#define HYBRID_DEFAULT_R 5
-#define HYBRID_DEFAULT_THETA 70.0
-#define HYBRID_DEFAULT_MAX 10
 
 static const tema_option hybrid_options[] = {
     {"r", TEMA_OPT_INT, "5", 1, 100000, NULL, "tags always kept per item: the R best with score > 0"},
@@ -29,29 +26,28 @@ static int64_t keep_hybrid(const float *sorted, int64_t n_pos, const void *ctx)
     return k < p->max ? k : p->max;
 }
 
-static tema_status hybrid_select(const tema_cfg *opts, const tema_tag_scores *s, tema_tag_selection *out,
+static tema_status hybrid_select(const tema_host *host, const tema_cfg *opts, const tema_tag_scores *s, tema_tag_selection *out,
                                  tema_err *err)
 {
     memset(out, 0, sizeof *out);
-    tema_status st = tag_need_host("tag_select hybrid", err);
-    if (st != TEMA_OK) return st;
+    tema_status st;
     hybrid_params p;
-    if ((st = tag_opt_int(opts, "tag_select hybrid", "r", HYBRID_DEFAULT_R, 1, 100000, &p.r, err)) != TEMA_OK ||
-        (st = tag_opt_float(opts, "tag_select hybrid", "theta", HYBRID_DEFAULT_THETA, 0, 100, &p.theta, err)) !=
+    if ((st = tag_opt_int(host, opts, "tag_select hybrid", "r", &p.r, err)) != TEMA_OK ||
+        (st = tag_opt_float(host, opts, "tag_select hybrid", "theta", &p.theta, err)) !=
             TEMA_OK ||
-        (st = tag_opt_int(opts, "tag_select hybrid", "max", HYBRID_DEFAULT_MAX, 1, 100000, &p.max, err)) != TEMA_OK)
+        (st = tag_opt_int(host, opts, "tag_select hybrid", "max", &p.max, err)) != TEMA_OK)
         return st;
     if (p.max < p.r)
         return tema_fail(err, TEMA_EINVAL, "tag_select hybrid: option 'max' (%lld) is less than 'r' (%lld); hint: "
                                            "max caps the total, so set max >= r",
                          (long long)p.max, (long long)p.r);
-    return tag_select_prefix(s, keep_hybrid, &p, out, "tag_select hybrid", err);
+    return tag_select_prefix(host, s, keep_hybrid, &p, out, "tag_select hybrid", err);
 }
 
-static const tema_tag_select_ops hybrid_ops = {.select = hybrid_select};
+static const tema_tag_select_ops hybrid_ops = {.select_with_host = hybrid_select};
 
 static const tema_plugin hybrid_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_TAG_SELECT, "hybrid", "1.0.0", "the R best tags, then more with score >= theta, up "
                        "to max per item", hybrid_options, hybrid_ops)};
 
-TEMA_TAG_PLUGIN_DEFINE(hybrid_plugin)
+TEMA_PLUGIN_DEFINE(hybrid_plugin)

@@ -51,7 +51,7 @@
 #define WHO "tagger embedding"
 
 static const tema_option embedding_options[] = {
-    {"vocab_dir", TEMA_OPT_STRING, "experiments/tags", 0, -1, NULL,
+    {"vocab_dir", TEMA_OPT_STRING, TAG_VOCAB_DIR, 0, -1, NULL,
      "folder of the tag vocabularies, one <domain>.yaml per domain (relative to the current directory)"},
     {"extractor", TEMA_OPT_PLUGIN, "{plugin: bert}", 0, -1, "text_features",
      "sentence encoder of the titles and the tag phrases (bert: all-MiniLM-L6-v2)"},
@@ -62,6 +62,7 @@ static const tema_option embedding_options[] = {
 };
 
 typedef struct embedding {
+    const tema_host *host; /* outlives the instance */
     char *file;            /* the vocabulary file, for messages */
     const tema_cfg *opts;  /* create()'s options, read again by tag() for the extractor */
     double threshold, quantile;
@@ -125,25 +126,26 @@ static tema_status on_synonym(void *ctx, const char *text, size_t line, tema_err
     return add_phrase(ctx, text, strlen(text), line, err);
 }
 
-static tema_status embedding_create(const tema_cfg *opts, const char *domain, void **self, tema_err *err)
+static tema_status embedding_create(const tema_host *host, const tema_cfg *opts, const char *domain, void **self,
+                                    tema_err *err)
 {
     *self = NULL;
-    tema_status st = tag_need_host(WHO, err);
-    if (st != TEMA_OK) return st;
+    tema_status st;
     if (!opts)
         return tema_fail(err, TEMA_EINVAL, WHO ": needs its options (at least the extractor); hint: create it "
                                            "through the registry, which fills the defaults");
     char *file = NULL;
-    if ((st = tag_vocab_path(opts, domain, WHO, &file, err)) != TEMA_OK) return st;
+    if ((st = tag_vocab_path(host, opts, domain, WHO, &file, err)) != TEMA_OK) return st;
     embedding *em = calloc(1, sizeof *em);
     if (!em) {
         free(file);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
     }
+    em->host = host;
     em->file = file;
     em->opts = opts;
-    if ((st = tag_opt_float(opts, WHO, "threshold", 0.5, -1, 1, &em->threshold, err)) != TEMA_OK ||
-        (st = tag_opt_float(opts, WHO, "scale_quantile", 0.9, 0.5, 1, &em->quantile, err)) != TEMA_OK) {
+    if ((st = tag_opt_float(host, opts, WHO, "threshold", &em->threshold, err)) != TEMA_OK ||
+        (st = tag_opt_float(host, opts, WHO, "scale_quantile", &em->quantile, err)) != TEMA_OK) {
         embedding_free(em);
         return st;
     }
@@ -200,7 +202,7 @@ static float dot(const float *a, const float *b, int64_t dim)
 static tema_status features(const embedding *em, const char *const *texts, int64_t n, float **rows, int64_t *dim,
                             tema_err *err)
 {
-    tema_status st = tag_host->text_features(em->opts, "extractor", texts, n, WHO, rows, dim, err);
+    tema_status st = em->host->text_features(em->opts, "extractor", texts, n, WHO, rows, dim, err);
     if (st == TEMA_OK) normalize_rows(*rows, n, *dim);
     return st;
 }
@@ -245,8 +247,8 @@ static tema_status raw_scores(const embedding *em, const char *const *titles, in
             }
         }
     }
-    if (P) tag_host->free(P);
-    if (T) tag_host->free(T);
+    if (P) em->host->free(P);
+    if (T) em->host->free(T);
     free(texts);
     return st;
 }
@@ -294,43 +296,43 @@ static tema_status embedding_tag(void *self, const char *const *titles, int64_t 
 {
     memset(out, 0, sizeof *out);
     const embedding *em = self;
-    tema_status st = tag_need_host(WHO, err);
-    if (st != TEMA_OK) return st;
     if (!em || n_items < 0 || (n_items > 0 && !titles))
         return tema_fail(err, TEMA_EINVAL, WHO ": tag() needs an instance and n_items >= 0 titles");
-    if (tag_host->struct_size < offsetof(tema_host, text_features) + sizeof(void *) || !tag_host->text_features)
+    const tema_host *host = em->host;
+    tema_status st;
+    if (!TEMA_HAS_FIELD(host, tema_host, text_features) || !host->text_features)
         return tema_fail(err, TEMA_EABI, WHO ": this tema has no text feature service (ABI < 1.2); hint: use the "
                                          "lexical tagger, or a newer tema");
     const size_t nt = em->n_tags, cells = (size_t)n_items * nt;
     out->n_tags = (int32_t)nt;
-    out->tags = tag_host->alloc(nt * sizeof *out->tags);
-    out->score = tag_host->alloc((cells ? cells : 1) * sizeof *out->score);
+    out->tags = host->alloc(nt * sizeof *out->tags);
+    out->score = host->alloc((cells ? cells : 1) * sizeof *out->score);
     bool ok = out->tags && out->score;
     if (out->tags) memset(out->tags, 0, nt * sizeof *out->tags);
     for (size_t t = 0; ok && t < nt; t++) {
         size_t len = strlen(em->tag_name[t]) + 1;
-        if (!(out->tags[t] = tag_host->alloc(len))) ok = false;
+        if (!(out->tags[t] = host->alloc(len))) ok = false;
         else memcpy(out->tags[t], em->tag_name[t], len);
     }
     if (!ok) {
-        tag_vocab_out_free(out);
+        tag_vocab_out_free(host, out);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory for %lld titles and %zu tags", (long long)n_items,
                          nt);
     }
     st = raw_scores(em, titles, n_items, out->score, err);
     if (st == TEMA_OK) st = map_scores(em, out->score, cells, err);
-    if (st != TEMA_OK) tag_vocab_out_free(out);
+    if (st != TEMA_OK) tag_vocab_out_free(host, out);
     return st;
 }
 
 static void embedding_destroy(void *self) { embedding_free(self); }
 
 static const tema_tagger_ops embedding_ops = {
-    .create = embedding_create, .tag = embedding_tag, .destroy = embedding_destroy};
+    .create_with_host = embedding_create, .tag = embedding_tag, .destroy = embedding_destroy};
 
 static const tema_plugin embedding_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "embedding", "1.0.0", "zero-shot tagging by the cosine of title and tag "
                        "phrase sentence embeddings (experiments/tags/<domain>.yaml)", embedding_options,
                        embedding_ops)};
 
-TEMA_TAG_PLUGIN_DEFINE(embedding_plugin)
+TEMA_PLUGIN_DEFINE(embedding_plugin)

@@ -38,7 +38,7 @@
 #define MAX_WORD 64
 
 static const tema_option lexical_options[] = {
-    {"vocab_dir", TEMA_OPT_STRING, "experiments/tags", 0, -1, NULL,
+    {"vocab_dir", TEMA_OPT_STRING, TAG_VOCAB_DIR, 0, -1, NULL,
      "folder of the tag vocabularies, one <domain>.yaml per domain (relative to the current directory)"},
     {"k1", TEMA_OPT_FLOAT, "1.2", 0, 10, NULL, "BM25 term-frequency saturation"},
     {"b", TEMA_OPT_FLOAT, "0.75", 0, 1, NULL, "BM25 title-length normalisation (0 = none, 1 = full)"},
@@ -165,6 +165,7 @@ static bool for_each_word(const char *text, word_fn emit, void *ctx)
 /* ---- the vocabulary ---- */
 
 typedef struct lexical {
+    const tema_host *host;       /* outlives the instance */
     char *file;                  /* the vocabulary file, for messages */
     double k1, b, quantile;
     /* distinct words of the vocabulary; open-addressing hash of their indices */
@@ -369,22 +370,23 @@ static tema_status build_index(lexical *lx, tema_err *err)
     return TEMA_OK;
 }
 
-static tema_status lexical_create(const tema_cfg *opts, const char *domain, void **self, tema_err *err)
+static tema_status lexical_create(const tema_host *host, const tema_cfg *opts, const char *domain, void **self,
+                                  tema_err *err)
 {
     *self = NULL;
-    tema_status st = tag_need_host(WHO, err);
-    if (st != TEMA_OK) return st;
     char *file = NULL;
-    if ((st = tag_vocab_path(opts, domain, WHO, &file, err)) != TEMA_OK) return st;
+    tema_status st = tag_vocab_path(host, opts, domain, WHO, &file, err);
+    if (st != TEMA_OK) return st;
     lexical *lx = calloc(1, sizeof *lx);
     if (!lx) {
         free(file);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
     }
+    lx->host = host;
     lx->file = file;
-    if ((st = tag_opt_float(opts, WHO, "k1", 1.2, 0, 10, &lx->k1, err)) != TEMA_OK ||
-        (st = tag_opt_float(opts, WHO, "b", 0.75, 0, 1, &lx->b, err)) != TEMA_OK ||
-        (st = tag_opt_float(opts, WHO, "scale_quantile", 0.9, 0.5, 1, &lx->quantile, err)) != TEMA_OK) {
+    if ((st = tag_opt_float(host, opts, WHO, "k1", &lx->k1, err)) != TEMA_OK ||
+        (st = tag_opt_float(host, opts, WHO, "b", &lx->b, err)) != TEMA_OK ||
+        (st = tag_opt_float(host, opts, WHO, "scale_quantile", &lx->quantile, err)) != TEMA_OK) {
         lexical_free(lx);
         return st;
     }
@@ -430,18 +432,17 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
 {
     memset(out, 0, sizeof *out);
     const lexical *lx = self;
-    tema_status st = tag_need_host(WHO, err);
-    if (st != TEMA_OK) return st;
     if (!lx || n_items < 0 || (n_items > 0 && !titles))
         return tema_fail(err, TEMA_EINVAL, WHO ": tag() needs an instance and n_items >= 0 titles");
+    const tema_host *host = lx->host;
     const size_t nt = lx->n_tags, np = lx->n_ph;
     out->n_tags = (int32_t)nt;
-    out->tags = tag_host->alloc(nt * sizeof *out->tags);
-    out->score = tag_host->alloc((size_t)(n_items > 0 ? n_items : 1) * nt * sizeof *out->score);
+    out->tags = host->alloc(nt * sizeof *out->tags);
+    out->score = host->alloc((size_t)(n_items > 0 ? n_items : 1) * nt * sizeof *out->score);
     if (out->tags) memset(out->tags, 0, nt * sizeof *out->tags);
     for (size_t t = 0; out->tags && t < nt; t++) {
         size_t len = strlen(lx->tag_name[t]) + 1;
-        out->tags[t] = tag_host->alloc(len);
+        out->tags[t] = host->alloc(len);
         if (!out->tags[t]) break;
         memcpy(out->tags[t], lx->tag_name[t], len);
     }
@@ -552,7 +553,7 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
     free(row);
     free(tb.w);
     if (!ok) {
-        tag_vocab_out_free(out);
+        tag_vocab_out_free(host, out);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory scoring %lld titles against %zu tags",
                          (long long)n_items, nt);
     }
@@ -561,10 +562,11 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
 
 static void lexical_destroy(void *self) { lexical_free(self); }
 
-static const tema_tagger_ops lexical_ops = {.create = lexical_create, .tag = lexical_tag, .destroy = lexical_destroy};
+static const tema_tagger_ops lexical_ops = {.create_with_host = lexical_create, .tag = lexical_tag,
+                                            .destroy = lexical_destroy};
 
 static const tema_plugin lexical_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "lexical", "1.0.0", "offline BM25 matching of titles against per-domain "
                        "tag vocabularies (experiments/tags/<domain>.yaml)", lexical_options, lexical_ops)};
 
-TEMA_TAG_PLUGIN_DEFINE(lexical_plugin)
+TEMA_PLUGIN_DEFINE(lexical_plugin)

@@ -6,7 +6,7 @@
  * file order: each tagger keeps its own representation (BM25 phrases, texts to embed), and
  * a tagger's own complaint about a phrase arrives at the same point of the file as the
  * reader's complaints, so the first error of a file is the one reported.
- * Static functions over ../tag_plugin.h's tag_host: include it from one plugin source file. */
+ * Static functions: include it from one plugin source file, after ../tag_plugin.h. */
 #ifndef TEMA_PLUGINS_TAGGER_TAG_VOCAB_H
 #define TEMA_PLUGINS_TAGGER_TAG_VOCAB_H
 
@@ -58,19 +58,17 @@ static inline bool tag_vocab_valid_domain(const char *d)
 
 /* *file = "<vocab_dir>/<domain>.yaml" (malloc'ed) after checking the domain name and the
  * option vocab_dir (empty or absent: TAG_VOCAB_DIR). */
-static inline tema_status tag_vocab_path(const tema_cfg *opts, const char *domain, const char *who, char **file,
-                                         tema_err *err)
+static inline tema_status tag_vocab_path(const tema_host *host, const tema_cfg *opts, const char *domain,
+                                         const char *who, char **file, tema_err *err)
 {
     *file = NULL;
     if (!tag_vocab_valid_domain(domain))
         return tema_fail(err, TEMA_EINVAL, "%s: domain name '%s' is not [a-z0-9_-]+; hint: set dataset.domains to "
                                            "names like [food, kitchen]", who, domain ? domain : "(null)");
-    const char *dir = TAG_VOCAB_DIR;
-    if (opts) {
-        tema_status st = tag_host->cfg_str(opts, "vocab_dir", &dir);
-        if (st == TEMA_ENOTFOUND || !dir || !*dir) dir = TAG_VOCAB_DIR;
-        else if (st != TEMA_OK) return tema_fail(err, TEMA_EINVAL, "%s: option 'vocab_dir' must be a folder path", who);
-    }
+    const char *dir = NULL;
+    tema_status st = tag_opt_str(host, opts, who, "vocab_dir", &dir, err);
+    if (st != TEMA_OK) return st;
+    if (!dir || !*dir) dir = TAG_VOCAB_DIR; /* the option's declared default "" means the shipped folder */
     size_t n = strlen(dir) + strlen(domain) + 8;
     if (!(*file = malloc(n))) return tema_fail(err, TEMA_ENOMEM, "%s: out of memory", who);
     snprintf(*file, n, "%s/%s.yaml", dir, domain);
@@ -268,12 +266,12 @@ static inline tema_status tag_vocab_load(const tag_vocab_sink *s, const char *do
 }
 
 /* Release what a tagger's tag() put into *out (its strings and arrays) and zero it. */
-static inline void tag_vocab_out_free(tema_tag_vocab *out)
+static inline void tag_vocab_out_free(const tema_host *host, tema_tag_vocab *out)
 {
     if (out->tags)
-        for (int32_t t = 0; t < out->n_tags; t++) tag_host->free(out->tags[t]);
-    tag_host->free(out->tags);
-    tag_host->free(out->score);
+        for (int32_t t = 0; t < out->n_tags; t++) host->free(out->tags[t]);
+    host->free(out->tags);
+    host->free(out->score);
     memset(out, 0, sizeof *out);
 }
 

@@ -10,17 +10,16 @@
 
 #include <tema/plugin.h>
 
-static const tema_host *host;
-
 static const tema_option softmax_options[] = {
     {"temperature", TEMA_OPT_FLOAT, "10.0", 1e-3, 1e6, NULL, "softmax temperature in score units"},
 };
 
-static tema_status softmax_weights(const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
+/* opts are validated: the host filled the declared default, so any failure is a bug. */
+static tema_status softmax_weights(const tema_host *host, const tema_cfg *opts, tema_tag_selection *sel, tema_err *err)
 {
-    double t = 10.0;
+    double t;
     if (host->cfg_float(opts, "temperature", &t) != TEMA_OK)
-        return tema_fail(err, TEMA_EINVAL, "softmax: option 'temperature' is missing or not a number");
+        return tema_fail(err, TEMA_EINTERNAL, "softmax: option 'temperature' missing from the validated options");
     for (int64_t i = 0; i < sel->n_items; i++) {
         int64_t a = sel->off[i], b = sel->off[i + 1];
         if (a == b) continue; /* an item without tags keeps an empty selection */
@@ -33,16 +32,11 @@ static tema_status softmax_weights(const tema_cfg *opts, tema_tag_selection *sel
     return TEMA_OK;
 }
 
-static const tema_tag_repr_ops softmax_ops = {.weights = softmax_weights};
+static const tema_tag_repr_ops softmax_ops = {.weights_with_host = softmax_weights};
 
 static const tema_plugin softmax_plugin = {TEMA_PLUGIN_HEADER(
     TEMA_KIND_TAG_REPR, "softmax", "1.0.0", "tag weights = softmax(score / temperature) per item", softmax_options,
     softmax_ops)};
 
-/* The entry point: keep the host table (logging, allocation, config access). */
-__attribute__((visibility("default"))) const tema_plugin *tema_plugin_entry(const tema_host *h);
-const tema_plugin *tema_plugin_entry(const tema_host *h)
-{
-    host = h;
-    return &softmax_plugin;
-}
+/* The entry point: the one exported symbol. */
+TEMA_PLUGIN_DEFINE(softmax_plugin)

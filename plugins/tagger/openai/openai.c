@@ -15,8 +15,8 @@
  * then with none, for the rest of the run. Answers are parsed leniently whatever the level
  * (answer.c).
  *
- * SIGINT or SIGTERM stops the requests within a fraction of a second; tag() then returns
- * TEMA_EINTERRUPTED and passes the signal on to the handler that was installed before.
+ * SIGINT or SIGTERM (the host's stop flag, host->interrupted) stops the requests within a
+ * fraction of a second; tag() then returns TEMA_EINTERRUPTED.
  *
  * Every request whose answer parses completely is stored under cache_dir in a file named by a
  * hash of (endpoint, model, request body); the body holds the prompt, every sampling
@@ -38,7 +38,6 @@
  * Bearer header and never logged, hashed or cached. */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +57,6 @@
 #define ANSWER_TOKENS_PER_SCORE 7
 #define ANSWER_TOKENS_PER_CHOICE 9
 #define CHARS_PER_TOKEN 3 /* English BPE averages about 4 characters a token: 3 errs on the safe side */
-
-/* SIGINT/SIGTERM during tag(): a long tagging run must stop when asked, and the host's own
- * handler (tema run's) only sets a flag this plugin cannot see. tag() catches both, the
- * runner stops at the next event, tag() restores the previous handlers and re-raises the
- * signal for them. */
-static void on_stop_signal(int sig) { oai_stop_signal = sig; }
 
 static const tema_option openai_options[] = {
     {"endpoint", TEMA_OPT_STRING, "\"\"", 1, 0, NULL,
@@ -270,7 +263,7 @@ static tema_status on_vocab_synonym(void *ctx, const char *text, size_t line, te
 static tema_status vocabulary_tags(oai_tagger *t, const tema_cfg *opts, tema_err *err)
 {
     char *file = NULL;
-    tema_status st = tag_vocab_path(opts, t->domain, WHO, &file, err);
+    tema_status st = tag_vocab_path(t->host, opts, t->domain, WHO, &file, err);
     if (st != TEMA_OK) return st;
     name_list l = {0};
     const tag_vocab_sink sink = {.who = WHO, .file = file, .ctx = &l, .tag = on_vocab_tag, .synonym = on_vocab_synonym};
@@ -515,18 +508,17 @@ static void openai_destroy(void *self)
     curl_global_cleanup();
 }
 
-static tema_status opt_int(const tema_cfg *opts, const char *name, int64_t *out, tema_err *err)
+static tema_status opt_int(const oai_tagger *t, const tema_cfg *opts, const char *name, int64_t *out, tema_err *err)
 {
-    if (tag_host->cfg_int(opts, name, out) != TEMA_OK)
-        return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be an integer", WHO, name);
-    return TEMA_OK;
+    return tag_opt_int(t->host, opts, WHO, name, out, err);
 }
 
-static tema_status opt_str(const tema_cfg *opts, const char *name, const char **out, tema_err *err)
+static tema_status opt_str(const oai_tagger *t, const tema_cfg *opts, const char *name, const char **out,
+                           tema_err *err)
 {
-    if (tag_host->cfg_str(opts, name, out) != TEMA_OK || !*out)
-        return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be a string", WHO, name);
-    return TEMA_OK;
+    tema_status st = tag_opt_str(t->host, opts, WHO, name, out, err);
+    if (st == TEMA_OK && !*out) return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be a string", WHO, name);
+    return st;
 }
 
 static tema_status load_prompt(const char *dir, const char *file, const char *const *required, int n_required,
@@ -556,20 +548,20 @@ static tema_status read_numbers(oai_tagger *t, const tema_cfg *opts, tema_err *e
 {
     tema_status st;
     const char *structured = NULL, *scoring = NULL;
-    if ((st = opt_int(opts, "votes", &t->votes, err)) || (st = opt_int(opts, "n_tags", &t->n_tags, err)) ||
-        (st = opt_int(opts, "batch", &t->batch, err)) || (st = opt_int(opts, "retries", &t->retries, err)) ||
-        (st = opt_int(opts, "backoff_ms", &t->backoff_ms, err)) ||
-        (st = opt_int(opts, "concurrency", &t->concurrency, err)) ||
-        (st = opt_int(opts, "max_tokens", &t->max_tokens, err)) || (st = opt_int(opts, "choose", &t->choose, err)) ||
-        (st = opt_int(opts, "context_tokens", &t->context, err)) || (st = opt_str(opts, "scoring", &scoring, err)) ||
-        (st = opt_str(opts, "structured", &structured, err)))
+    if ((st = opt_int(t, opts, "votes", &t->votes, err)) || (st = opt_int(t, opts, "n_tags", &t->n_tags, err)) ||
+        (st = opt_int(t, opts, "batch", &t->batch, err)) || (st = opt_int(t, opts, "retries", &t->retries, err)) ||
+        (st = opt_int(t, opts, "backoff_ms", &t->backoff_ms, err)) ||
+        (st = opt_int(t, opts, "concurrency", &t->concurrency, err)) ||
+        (st = opt_int(t, opts, "max_tokens", &t->max_tokens, err)) || (st = opt_int(t, opts, "choose", &t->choose, err)) ||
+        (st = opt_int(t, opts, "context_tokens", &t->context, err)) || (st = opt_str(t, opts, "scoring", &scoring, err)) ||
+        (st = opt_str(t, opts, "structured", &structured, err)))
         return st;
     if (strcmp(scoring, "scores") && strcmp(scoring, "choose"))
         return tema_fail(err, TEMA_EINVAL, "%s: option scoring is \"%s\"; use scores or choose", WHO, scoring);
     if (!strcmp(scoring, "scores")) t->choose = 0;
-    if (tag_host->cfg_float(opts, "timeout_s", &t->timeout_s) != TEMA_OK ||
-        tag_host->cfg_float(opts, "progress_s", &t->progress_s) != TEMA_OK)
-        return tema_fail(err, TEMA_EINVAL, "%s: options timeout_s and progress_s must be numbers", WHO);
+    if ((st = tag_opt_float(t->host, opts, WHO, "timeout_s", &t->timeout_s, err)) ||
+        (st = tag_opt_float(t->host, opts, WHO, "progress_s", &t->progress_s, err)))
+        return st;
     int level = -1;
     for (int k = 0; k < 3; k++)
         if (!strcmp(structured, oai_structured_names[k])) level = k;
@@ -614,7 +606,7 @@ static tema_status read_server(oai_tagger *t, const char *endpoint, const char *
 }
 
 /* The request headers; the key goes into curl's list only and the copy is wiped. */
-static struct curl_slist *make_headers(const char *key_env)
+static struct curl_slist *make_headers(const tema_host *host, const char *key_env)
 {
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     if (h) h = curl_slist_append(h, "Accept: application/json");
@@ -628,16 +620,16 @@ static struct curl_slist *make_headers(const char *key_env)
         if (!h2) curl_slist_free_all(h);
         h = h2;
     } else if (h) {
-        tag_host->log(TEMA_LOG_DEBUG, WHO, "environment variable %s is unset or empty: sending no API key",
-                      *key_env ? key_env : "(api_key_env is empty)");
+        host->log(TEMA_LOG_DEBUG, WHO, "environment variable %s is unset or empty: sending no API key",
+                  *key_env ? key_env : "(api_key_env is empty)");
     }
     return h;
 }
 
-static tema_status openai_create(const tema_cfg *opts, const char *domain, void **self, tema_err *err)
+static tema_status openai_create(const tema_host *host, const tema_cfg *opts, const char *domain, void **self,
+                                 tema_err *err)
 {
     *self = NULL;
-    if (!tag_host) return tema_fail(err, TEMA_EINTERNAL, "%s: plugin used without its entry point (a bug)", WHO);
     if (!domain || !*domain) return tema_fail(err, TEMA_EINVAL, "%s: no domain name given (a bug in the caller)", WHO);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return tema_fail(err, TEMA_EIO, "%s: libcurl failed to initialise", WHO);
@@ -646,12 +638,12 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
         curl_global_cleanup();
         return tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
     }
-    t->host = tag_host;
+    t->host = host;
     tema_status st;
     const char *endpoint, *model, *key_env, *cache_dir, *prompt_dir;
-    if ((st = opt_str(opts, "endpoint", &endpoint, err)) || (st = opt_str(opts, "model", &model, err)) ||
-        (st = opt_str(opts, "api_key_env", &key_env, err)) || (st = opt_str(opts, "cache_dir", &cache_dir, err)) ||
-        (st = opt_str(opts, "prompt_dir", &prompt_dir, err)) || (st = read_numbers(t, opts, err)) ||
+    if ((st = opt_str(t, opts, "endpoint", &endpoint, err)) || (st = opt_str(t, opts, "model", &model, err)) ||
+        (st = opt_str(t, opts, "api_key_env", &key_env, err)) || (st = opt_str(t, opts, "cache_dir", &cache_dir, err)) ||
+        (st = opt_str(t, opts, "prompt_dir", &prompt_dir, err)) || (st = read_numbers(t, opts, err)) ||
         (st = read_server(t, endpoint, model, err)))
         goto fail;
     if (!*cache_dir || !*prompt_dir) {
@@ -667,7 +659,7 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
         goto fail;
     }
     const char *tag_list = NULL;
-    if ((st = opt_str(opts, "tag_list", &tag_list, err))) goto fail;
+    if ((st = opt_str(t, opts, "tag_list", &tag_list, err))) goto fail;
     if (strcmp(tag_list, "vote") && strcmp(tag_list, "vocabulary")) {
         st = tema_fail(err, TEMA_EINVAL, "%s: option tag_list is \"%s\"; use vote or vocabulary", WHO, tag_list);
         goto fail;
@@ -678,7 +670,7 @@ static tema_status openai_create(const tema_cfg *opts, const char *domain, void 
         (st = load_prompt(prompt_dir, t->choose > 0 ? CHOOSE_PROMPT_FILE : SCORE_PROMPT_FILE, need_score, 2,
                           &t->score_prompt, err)))
         goto fail;
-    if (!(t->headers = make_headers(key_env))) {
+    if (!(t->headers = make_headers(host, key_env))) {
         st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
         goto fail;
     }
@@ -722,13 +714,13 @@ static tema_status tag_domain(oai_tagger *t, const char *const *titles, int64_t 
         return st;
     }
     size_t cells = (size_t)n_items * (size_t)n_tags;
-    float *score = tag_host->alloc(cells * sizeof *score);
-    char **names = tag_host->alloc((size_t)n_tags * sizeof *names);
+    float *score = t->host->alloc(cells * sizeof *score);
+    char **names = t->host->alloc((size_t)n_tags * sizeof *names);
     if (score) memset(score, 0, cells * sizeof *score);
     if (names) memset(names, 0, (size_t)n_tags * sizeof *names);
     for (int k = 0; names && k < n_tags; k++) {
         size_t len = strlen(tags[k]) + 1;
-        if (!(names[k] = tag_host->alloc(len))) {
+        if (!(names[k] = t->host->alloc(len))) {
             st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory", WHO);
             break;
         }
@@ -739,9 +731,9 @@ static tema_status tag_domain(oai_tagger *t, const char *const *titles, int64_t 
     for (int k = 0; k < n_tags; k++) free(tags[k]);
     free(tags);
     if (st != TEMA_OK) {
-        for (int k = 0; names && k < n_tags; k++) tag_host->free(names[k]);
-        tag_host->free(names);
-        tag_host->free(score);
+        for (int k = 0; names && k < n_tags; k++) t->host->free(names[k]);
+        t->host->free(names);
+        t->host->free(score);
         return st;
     }
     out->n_tags = n_tags;
@@ -759,27 +751,13 @@ static tema_status openai_tag(void *self, const char *const *titles, int64_t n_i
     if (n_items < 0) return tema_fail(err, TEMA_EINVAL, "%s: negative item count %lld", WHO, (long long)n_items);
     t->n = (oai_counters){0};
     t->level = t->structured;
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    oai_stop_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     tema_status st = tag_domain(t, titles, n_items, out, err);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     log_summary(t, n_items, st == TEMA_OK ? count_untagged(out->score, n_items, out->n_tags) : -1);
-    if (oai_stop_signal) {
-        int sig = oai_stop_signal;
-        oai_stop_signal = 0;
-        raise(sig);
-    }
     return st;
 }
 
 static const tema_tagger_ops openai_ops = {
-    .create = openai_create,
+    .create_with_host = openai_create,
     .tag = openai_tag,
     .destroy = openai_destroy,
 };
@@ -790,4 +768,4 @@ static const tema_plugin openai_plugin = {
                        openai_options, openai_ops),
 };
 
-TEMA_TAG_PLUGIN_DEFINE(openai_plugin)
+TEMA_PLUGIN_DEFINE(openai_plugin)

@@ -137,8 +137,6 @@ typedef struct oai_tagger {
 /* The server's context per slot and slot count (llama.cpp's /props); 0 when not told. */
 void oai_server_props(const oai_tagger *t, int64_t *n_ctx, int64_t *slots);
 
-/* Set by the signal handler of tag(); the runner stops when it is not 0. */
-extern volatile sig_atomic_t oai_stop_signal;
 
 /* Send (or take from the cache) every job; jobs that fail after the retries end with
  * done && !ok. `unit` names what the progress lines count: a score job counts its items. */

@@ -21,8 +21,6 @@
 #define CACHE_FORMAT "tema-openai-cache 1"
 #define WHO OAI_WHO
 
-volatile sig_atomic_t oai_stop_signal;
-
 /* ---------------- small helpers ---------------- */
 
 bool oai_sb_add(oai_sbuf *b, const char *s, size_t n)
@@ -565,7 +563,7 @@ static tema_status stopped(runner *r, tema_err *err)
     tema_status st = tema_fail(err, TEMA_EINTERRUPTED,
                                "%s: domain %s: stopped by %s with %lld of %lld %s requests answered; the answers are "
                                "cached, so a rerun resumes with the rest",
-                               WHO, r->t->domain, oai_stop_signal == SIGTERM ? "SIGTERM" : "SIGINT",
+                               WHO, r->t->domain, tema_host_interrupted(r->t->host) == SIGTERM ? "SIGTERM" : "SIGINT",
                                (long long)r->sent_done, (long long)r->sent_total, r->phase);
     r->t->host->log(TEMA_LOG_WARN, WHO, "%s", err ? err->msg : "stopped by a signal");
     return st;
@@ -601,7 +599,7 @@ tema_status oai_run_jobs(oai_tagger *t, const oai_parse_ctx *c, oai_job *jobs, i
     if (!(r.multi = curl_multi_init())) return tema_fail(err, TEMA_ENOMEM, "%s: curl_multi_init failed (out of memory?)", WHO);
     r.t0 = r.last_report = oai_now_s();
     while (r.remaining > 0 && st == TEMA_OK) {
-        if (oai_stop_signal) {
+        if (tema_host_interrupted(t->host)) {
             st = stopped(&r, err);
             break;
         }

@@ -256,6 +256,10 @@ static tema_status run_batches(bert_features *b, bert_model *m, const tokens *t,
         s += B;
         done = s;
         if (progress) progress(pctx, done, n);
+        const int sig = tema_host_interrupted(b->host);
+        if (st == TEMA_OK && sig)
+            st = tema_fail(err, TEMA_EINTERRUPTED, WHO ": stopped by signal %d after %lld of %lld texts; nothing is "
+                           "stored, the next run computes them again", sig, (long long)done, (long long)n);
     }
     free(ids);
     free(len);
