@@ -260,6 +260,48 @@ bool tema_cfg_bool(const tema_cfg *root, const char *path, bool fallback)
     return fallback;
 }
 
+static tema_status need_fail(const char *path, const char *what, tema_err *err)
+{
+    return tema_fail(err, TEMA_EINTERNAL, "config %s: missing or not %s in the resolved config; a bug: read only keys "
+                                          "the schema declares, from a tree tema_cfg_resolve made", path, what);
+}
+
+tema_status tema_cfg_need_int(const tema_cfg *root, const char *path, int64_t *out, tema_err *err)
+{
+    const tema_cfg *n = tema_cfg_get(root, path);
+    char *end = NULL;
+    errno = 0;
+    long long v = n && n->type == TEMA_CFG_SCALAR && n->value[0] ? strtoll(n->value, &end, 10) : 0;
+    if (!end || *end || errno) return need_fail(path, "an integer", err);
+    *out = (int64_t)v;
+    return TEMA_OK;
+}
+
+tema_status tema_cfg_need_float(const tema_cfg *root, const char *path, double *out, tema_err *err)
+{
+    const tema_cfg *n = tema_cfg_get(root, path);
+    if (!n || n->type != TEMA_CFG_SCALAR || !tema_cfgi_is_number(n->value)) return need_fail(path, "a number", err);
+    *out = strtod(n->value, NULL);
+    return TEMA_OK;
+}
+
+tema_status tema_cfg_need_bool(const tema_cfg *root, const char *path, bool *out, tema_err *err)
+{
+    const tema_cfg *n = tema_cfg_get(root, path);
+    if (!n || n->type != TEMA_CFG_SCALAR || (strcmp(n->value, "true") && strcmp(n->value, "false")))
+        return need_fail(path, "true or false", err);
+    *out = !strcmp(n->value, "true");
+    return TEMA_OK;
+}
+
+tema_status tema_cfg_need_str(const tema_cfg *root, const char *path, const char **out, tema_err *err)
+{
+    const tema_cfg *n = tema_cfg_get(root, path);
+    if (!n || n->type != TEMA_CFG_SCALAR) return need_fail(path, "a string", err);
+    *out = n->value;
+    return TEMA_OK;
+}
+
 /* ---- numbers ---- */
 
 bool tema_cfgi_is_number(const char *s)

@@ -33,11 +33,20 @@ tema_cfg *tema_cfg_clone(const tema_cfg *c);
 
 /* Lookup by dotted path; list elements by index ("model.encoders.0.dim"). NULL if absent. */
 const tema_cfg *tema_cfg_get(const tema_cfg *root, const char *path);
-/* Typed getters with a fallback when absent; return false when present but ill-typed. */
+/* Typed getters: the fallback when absent or ill-typed. For hand-built trees (tests, store
+ * metadata); a resolved experiment has every default filled, so read it with tema_cfg_need_*. */
 const char *tema_cfg_str(const tema_cfg *root, const char *path, const char *fallback);
 int64_t tema_cfg_int(const tema_cfg *root, const char *path, int64_t fallback);
 double tema_cfg_float(const tema_cfg *root, const char *path, double fallback);
 bool tema_cfg_bool(const tema_cfg *root, const char *path, bool fallback);
+
+/* Typed reads of a resolved config, whose schema filled every default: absent or ill-typed is
+ * a bug (a key the schema does not declare, or an unresolved tree) and an error naming the key,
+ * never a second default written at the call site. */
+tema_status tema_cfg_need_int(const tema_cfg *root, const char *path, int64_t *out, tema_err *err);
+tema_status tema_cfg_need_float(const tema_cfg *root, const char *path, double *out, tema_err *err);
+tema_status tema_cfg_need_bool(const tema_cfg *root, const char *path, bool *out, tema_err *err);
+tema_status tema_cfg_need_str(const tema_cfg *root, const char *path, const char **out, tema_err *err);
 
 /* Apply "key.path=value" (value parsed as YAML, so lists/maps work). */
 tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err);

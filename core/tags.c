@@ -829,7 +829,10 @@ static tema_status load_dataset(const tema_cfg *cfg, const char *results_dir, te
     char synth_dir[4096];
     struct stat sb;
     if ((!strcmp(path, "synthetic") || !strcmp(base_name(path), "synthetic")) && stat(path, &sb) != 0) {
-        uint64_t seed = (uint64_t)tema_cfg_int(cfg, "train.seed", 42);
+        int64_t seed64;
+        tema_status st = tema_cfg_need_int(cfg, "train.seed", &seed64, err);
+        if (st != TEMA_OK) return st;
+        const uint64_t seed = (uint64_t)seed64;
         snprintf(synth_dir, sizeof synth_dir, "%s/_data/synthetic-%" PRIu64, results_dir, seed);
         char probe[4200];
         snprintf(probe, sizeof probe, "%s/traindata_new.txt", synth_dir);
@@ -837,7 +840,7 @@ static tema_status load_dataset(const tema_cfg *cfg, const char *results_dir, te
             tema_synth_opts so;
             tema_synth_defaults(&so);
             so.seed = seed;
-            tema_status st = tema_synth_write(&so, synth_dir, err);
+            st = tema_synth_write(&so, synth_dir, err);
             if (st != TEMA_OK) return st;
             fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", seed, synth_dir);
         }

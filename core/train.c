@@ -56,6 +56,7 @@ typedef struct settings {
 
 static const char *nonempty(const char *s) { return s && *s && strcmp(s, "null") != 0 ? s : NULL; }
 
+/* The resolved config's values (the schema filled every default; see core/validate.c). */
 static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
 {
     memset(s, 0, sizeof *s);
@@ -66,49 +67,50 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
     s->files.train = nonempty(tema_cfg_str(c, "dataset.train_file", NULL));
     s->files.valid = nonempty(tema_cfg_str(c, "dataset.valid_file", NULL));
     s->files.test = nonempty(tema_cfg_str(c, "dataset.test_file", NULL));
-    s->max_len = (int32_t)tema_cfg_int(c, "dataset.max_len", 15);
     s->backend_opts = tema_train_plugin_node(tema_cfg_get(c, "backend"), &s->backend_name);
-    if (!s->backend_name) s->backend_name = "cpu";
-    s->threads = (int)tema_cfg_int(c, "backend.threads", 1);
-    s->epochs = (int)tema_cfg_int(c, "train.epochs", 20);
-    s->max_steps = tema_cfg_int(c, "train.max_steps", 0);
-    s->batch_size = (int)tema_cfg_int(c, "train.batch_size", 256);
-    s->lr = tema_cfg_float(c, "train.lr", 1e-3);
-    s->weight_decay = tema_cfg_float(c, "train.weight_decay", 0);
-    s->grad_clip = tema_cfg_float(c, "train.grad_clip", 0);
-    s->patience = (int)tema_cfg_int(c, "train.patience", 0);
-    s->eval_every = (int)tema_cfg_int(c, "train.eval_every", 1);
-    s->seed = (uint64_t)tema_cfg_int(c, "train.seed", 42);
-    s->resume = tema_cfg_bool(c, "train.resume", true);
-    s->positions = (int)tema_cfg_int(c, "loss.positions", 10);
-    const char *protocol = tema_cfg_str(c, "eval.protocol", "sampled");
+    if (!s->backend_name)
+        return tema_fail(err, TEMA_EINTERNAL, "config backend: no plugin in the resolved config; a bug");
+    int64_t max_len, epochs, batch, patience, eval_every, seed, n_neg, eval_batch;
+    const char *protocol;
+    tema_status st;
+    if ((st = tema_cfg_need_int(c, "dataset.max_len", &max_len, err)) ||
+        (st = tema_cfg_need_int(c, "train.epochs", &epochs, err)) ||
+        (st = tema_cfg_need_int(c, "train.max_steps", &s->max_steps, err)) ||
+        (st = tema_cfg_need_int(c, "train.batch_size", &batch, err)) ||
+        (st = tema_cfg_need_float(c, "train.lr", &s->lr, err)) ||
+        (st = tema_cfg_need_float(c, "train.weight_decay", &s->weight_decay, err)) ||
+        (st = tema_cfg_need_float(c, "train.grad_clip", &s->grad_clip, err)) ||
+        (st = tema_cfg_need_int(c, "train.patience", &patience, err)) ||
+        (st = tema_cfg_need_int(c, "train.eval_every", &eval_every, err)) ||
+        (st = tema_cfg_need_int(c, "train.seed", &seed, err)) ||
+        (st = tema_cfg_need_bool(c, "train.resume", &s->resume, err)) ||
+        (st = tema_cfg_need_str(c, "eval.protocol", &protocol, err)) ||
+        (st = tema_cfg_need_int(c, "eval.negatives", &n_neg, err)) ||
+        (st = tema_cfg_need_int(c, "eval.batch_size", &eval_batch, err)))
+        return st;
+    s->max_len = (int32_t)max_len;
+    s->epochs = (int)epochs;
+    s->batch_size = (int)batch;
+    s->patience = (int)patience;
+    s->eval_every = (int)eval_every;
+    s->seed = (uint64_t)seed;
+    s->n_neg = (int32_t)n_neg;
+    s->eval_batch = (int)eval_batch;
     s->full_protocol = !strcmp(protocol, "full");
-    if (!s->full_protocol && strcmp(protocol, "sampled") != 0)
-        return tema_fail(err, TEMA_EINVAL, "config eval.protocol: '%s'; hint: use `sampled` or `full`", protocol);
-    s->n_neg = (int32_t)tema_cfg_int(c, "eval.negatives", 999);
-    s->eval_batch = (int)tema_cfg_int(c, "eval.batch_size", 256);
-    if (s->max_len < 1 || s->epochs < 0 || s->batch_size < 1 || s->eval_batch < 1 || s->n_neg < 1 ||
-        s->positions < 1 || s->threads < 1 || s->max_steps < 0)
-        return tema_fail(err, TEMA_EINVAL, "config: dataset.max_len, train.batch_size, eval.batch_size, "
-                                           "eval.negatives, loss.positions and backend.threads must be >= 1, "
-                                           "train.epochs and train.max_steps >= 0");
-    if (s->eval_every < 1) s->eval_every = 1;
+    /* Options of the backend and loss plugins that the trainer needs too; plugins that do not
+     * declare them get these values. (Moving them to train.* changes every run id: see issue 11.) */
+    s->threads = (int)tema_cfg_int(c, "backend.threads", 1);
+    s->positions = (int)tema_cfg_int(c, "loss.positions", 10);
+    if (s->positions < 1 || s->threads < 1)
+        return tema_fail(err, TEMA_EINVAL, "config: loss.positions and backend.threads must be >= 1");
+    const tema_cfg *ml = tema_cfg_get(c, "eval.metrics");
     const char *names[TEMA_MAX_METRICS];
     int n = 0;
-    const tema_cfg *ml = tema_cfg_get(c, "eval.metrics");
     if (ml && ml->type == TEMA_CFG_LIST)
         for (size_t i = 0; i < ml->n_items && n < TEMA_MAX_METRICS; i++)
             if (ml->items[i]->type == TEMA_CFG_SCALAR) names[n++] = ml->items[i]->value;
-    if (n == 0) {
-        names[0] = "mrr";
-        names[1] = "ndcg@5";
-        names[2] = "ndcg@10";
-        names[3] = "hr@1";
-        names[4] = "hr@5";
-        names[5] = "hr@10";
-        n = 6;
-    }
-    tema_status st = tema_metric_parse(names, n, &s->spec, err);
+    if (n == 0) return tema_fail(err, TEMA_EINTERNAL, "config eval.metrics: empty in the resolved config; a bug");
+    st = tema_metric_parse(names, n, &s->spec, err);
     if (st != TEMA_OK) return st;
     const char *dbg = getenv("TEMA_DEBUG_STOP_AFTER_EPOCH");
     s->debug_stop_epoch = dbg && *dbg ? atoi(dbg) : 0;

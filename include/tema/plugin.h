@@ -7,7 +7,8 @@
  * (write it with TEMA_PLUGIN_DEFINE). The host checks, before using anything else:
  *   - abi_major == TEMA_ABI_MAJOR (otherwise the plugin is rejected),
  *   - abi_minor <= TEMA_ABI_MINOR (a newer plugin may use services this host lacks),
- *   - struct_size and ops_size are at least the v1.0 sizes (fields are only appended).
+ *   - struct_size and ops_size are at least the v1.0 sizes (fields are only appended),
+ *   - every op the kind requires is set (one of each `x` / `x_with_host` pair).
  *
  * Compatibility rules: every struct here is append-only. A new field goes at the end
  * and bumps TEMA_ABI_MINOR; removing or reordering bumps TEMA_ABI_MAJOR.
