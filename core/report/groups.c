@@ -110,7 +110,8 @@ static void sort_varying(report_ctx *R)
     tema_sb_add(&doc, "\n");
     leaf_paths(R->runs[0].config, "", &doc);
     for (int i = 1; i < R->n_varying; i++)
-        for (int j = i; j > 0 && varying_rank(R, R->varying[j - 1], doc.p) > varying_rank(R, R->varying[j], doc.p); j--) {
+        for (int j = i; j > 0 && varying_rank(R, R->varying[j - 1], doc.p) > varying_rank(R, R->varying[j], doc.p);
+             j--) {
             char *t = R->varying[j];
             R->varying[j] = R->varying[j - 1];
             R->varying[j - 1] = t;
@@ -118,10 +119,18 @@ static void sort_varying(report_ctx *R)
     tema_sb_free(&doc);
 }
 
-/* Groups = runs whose configs are equal up to train.seed (the cells of a grid). */
-tema_status rep_make_groups(report_ctx *R, tema_err *err)
+/* The first run of group g; every group has one. */
+static int first_run(const report_ctx *R, int g)
 {
-    qsort(R->runs, (size_t)R->n_runs, sizeof *R->runs, cmp_run_order); /* manifest order first */
+    for (int i = 0; i < R->n_runs; i++)
+        if (R->runs[i].group == g)
+            return i;
+    return -1;
+}
+
+/* Each run's group: the runs whose configs are equal without train.seed. */
+static tema_status assign_groups(report_ctx *R, tema_err *err)
+{
     R->groups = rep_alloc(&R->ar, (size_t)(R->n_runs ? R->n_runs : 1) * sizeof *R->groups);
     if (!R->groups)
         return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
@@ -150,17 +159,15 @@ tema_status rep_make_groups(report_ctx *R, tema_err *err)
         }
         r->group = g;
     }
+    return TEMA_OK;
+}
+
+/* R->varying: the config keys in which the groups differ, in label order. */
+static void find_varying(report_ctx *R)
+{
     key_list diffs = {0};
-    for (int g = 1; g < R->n_groups; g++) {
-        int a = -1, b = -1;
-        for (int i = 0; i < R->n_runs; i++) {
-            if (R->runs[i].group == 0 && a < 0)
-                a = i;
-            if (R->runs[i].group == g && b < 0)
-                b = i;
-        }
-        rep_all_diffs(&R->ar, &diffs, R->runs[a].config, R->runs[b].config, "");
-    }
+    for (int g = 1; g < R->n_groups; g++)
+        rep_all_diffs(&R->ar, &diffs, R->runs[first_run(R, 0)].config, R->runs[first_run(R, g)].config, "");
     /* keep the keys that tell groups apart: a plugin's own option (attention.heads when one
      * group runs pop) is no label unless it differs between the groups that have it */
     R->varying = diffs.keys;
@@ -171,11 +178,7 @@ tema_status rep_make_groups(report_ctx *R, tema_err *err)
         bool keep = !strcmp(dot ? dot + 1 : key, "plugin");
         const char *seen = NULL;
         for (int g = 0; !keep && g < R->n_groups; g++) {
-            int first = -1;
-            for (int i = 0; i < R->n_runs && first < 0; i++)
-                if (R->runs[i].group == g)
-                    first = i;
-            json_object *v = rep_jget(R->runs[first].config, key);
+            json_object *v = rep_jget(R->runs[first_run(R, g)].config, key);
             if (!v)
                 continue;
             char *t = rep_jtext(&R->ar, v);
@@ -188,12 +191,13 @@ tema_status rep_make_groups(report_ctx *R, tema_err *err)
             R->varying[R->n_varying++] = key;
     }
     sort_varying(R);
-    /* Labels from the varying keys; then order the groups: manifest order, else labels. */
+}
+
+/* A group's label: its values of the varying keys ("lr=0.001, blocks=2"), else the name. */
+static void label_groups(report_ctx *R)
+{
     for (int g = 0; g < R->n_groups; g++) {
-        int first = -1;
-        for (int i = 0; i < R->n_runs && first < 0; i++)
-            if (R->runs[i].group == g)
-                first = i;
+        int first = first_run(R, g);
         tema_sb lab = {0};
         for (int k = 0; k < R->n_varying; k++) {
             json_object *v = rep_jget(R->runs[first].config, R->varying[k]);
@@ -205,38 +209,55 @@ tema_status rep_make_groups(report_ctx *R, tema_err *err)
         R->groups[g].label = rep_strdup(&R->ar, lab.n ? tema_sb_str(&lab) : R->name);
         tema_sb_free(&lab);
     }
-    if (!R->have_manifest) {
-        /* group order by label, so the report does not depend on run-id hashes */
-        int *perm = malloc((size_t)R->n_groups * sizeof *perm), *inv = malloc((size_t)R->n_groups * sizeof *inv);
-        if (!perm || !inv) {
-            free(perm);
-            free(inv);
-            return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-        }
-        for (int g = 0; g < R->n_groups; g++)
-            perm[g] = g;
-        for (int i = 1; i < R->n_groups; i++)
-            for (int j = i; j > 0 && rep_natural_cmp(R->groups[perm[j - 1]].label, R->groups[perm[j]].label) > 0; j--) {
-                int t = perm[j];
-                perm[j] = perm[j - 1];
-                perm[j - 1] = t;
-            }
-        group *sorted = rep_alloc(&R->ar, (size_t)(R->n_groups ? R->n_groups : 1) * sizeof *sorted);
-        if (!sorted) {
-            free(perm);
-            free(inv);
-            return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-        }
-        for (int g = 0; g < R->n_groups; g++) {
-            sorted[g] = R->groups[perm[g]];
-            inv[perm[g]] = g;
-        }
-        for (int i = 0; i < R->n_runs; i++)
-            R->runs[i].group = inv[R->runs[i].group];
-        R->groups = sorted;
+}
+
+/* Group order by label (without a manifest), so the report does not depend on run-id hashes. */
+static tema_status sort_groups_by_label(report_ctx *R, tema_err *err)
+{
+    int *perm = malloc((size_t)R->n_groups * sizeof *perm), *inv = malloc((size_t)R->n_groups * sizeof *inv);
+    if (!perm || !inv) {
         free(perm);
         free(inv);
+        return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
     }
+    for (int g = 0; g < R->n_groups; g++)
+        perm[g] = g;
+    for (int i = 1; i < R->n_groups; i++)
+        for (int j = i; j > 0 && rep_natural_cmp(R->groups[perm[j - 1]].label, R->groups[perm[j]].label) > 0; j--) {
+            int t = perm[j];
+            perm[j] = perm[j - 1];
+            perm[j - 1] = t;
+        }
+    group *sorted = rep_alloc(&R->ar, (size_t)(R->n_groups ? R->n_groups : 1) * sizeof *sorted);
+    if (!sorted) {
+        free(perm);
+        free(inv);
+        return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
+    }
+    for (int g = 0; g < R->n_groups; g++) {
+        sorted[g] = R->groups[perm[g]];
+        inv[perm[g]] = g;
+    }
+    for (int i = 0; i < R->n_runs; i++)
+        R->runs[i].group = inv[R->runs[i].group];
+    R->groups = sorted;
+    free(perm);
+    free(inv);
+    return TEMA_OK;
+}
+
+/* Groups = runs whose configs are equal up to train.seed (the cells of a grid). */
+tema_status rep_make_groups(report_ctx *R, tema_err *err)
+{
+    qsort(R->runs, (size_t)R->n_runs, sizeof *R->runs, cmp_run_order); /* manifest order first */
+    tema_status st = assign_groups(R, err);
+    if (st != TEMA_OK)
+        return st;
+    find_varying(R);
+    /* Labels from the varying keys; then order the groups: manifest order, else labels. */
+    label_groups(R);
+    if (!R->have_manifest && (st = sort_groups_by_label(R, err)) != TEMA_OK)
+        return st;
     qsort(R->runs, (size_t)R->n_runs, sizeof *R->runs, cmp_run_order);
     for (int i = 0; i < R->n_runs; i++) {
         group *g = &R->groups[R->runs[i].group];

@@ -48,7 +48,8 @@ static void add_figure(tema_sb *b, const char *stem, const char *id, const char 
     }
 }
 
-void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *timing_html, tema_sb *b)
+/* From the doctype to the table of contents. */
+static void html_head(report_ctx *R, table *tables, int n_tables, const tema_sb *timing_html, tema_sb *b)
 {
     tema_sb_add(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tema report: ");
     rep_add_escaped(b, R->name, FMT_HTML);
@@ -79,6 +80,10 @@ void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *
         tema_sb_add(b, "<li><a href=\"#timing\">Timing and memory</a></li>\n");
     tema_sb_add(b, "<li><a href=\"#curves\">Training curves</a></li>\n<li><a href=\"#configs\">Configurations</a></li>\n"
               "</ul></nav>\n");
+}
+
+static void html_tables(report_ctx *R, table *tables, int n_tables, tema_sb *b)
+{
     for (int i = 0; i < n_tables; i++) {
         table *T = &tables[i];
         tema_sb_printf(b, "<section id=\"table-%s\">\n<h2>", T->spec.name);
@@ -96,11 +101,10 @@ void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *
         }
         tema_sb_add(b, "</section>\n");
     }
-    if (timing_html) {
-        tema_sb_add(b, "<section id=\"timing\">\n<h2>Timing and memory</h2>\n");
-        tema_sb_add(b, tema_sb_str(timing_html));
-        tema_sb_add(b, "</section>\n");
-    }
+}
+
+static void html_curves(report_ctx *R, tema_sb *b)
+{
     tema_sb_add(b, "<section id=\"curves\">\n<h2>Training curves</h2>\n");
     bool any = false;
     for (int g = 0; g < R->n_groups; g++) {
@@ -115,7 +119,13 @@ void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *
     }
     if (!any)
         tema_sb_add(b, "<p>No training curves (no epochs.jsonl, or plots were turned off).</p>\n");
-    tema_sb_add(b, "</section>\n<section id=\"configs\">\n<h2>Configurations</h2>\n");
+    tema_sb_add(b, "</section>\n");
+}
+
+/* The resolved config of every cell: config.yaml as the run wrote it, else config.json. */
+static void html_configs(report_ctx *R, tema_sb *b)
+{
+    tema_sb_add(b, "<section id=\"configs\">\n<h2>Configurations</h2>\n");
     for (int g = 0; g < R->n_groups; g++) {
         group *gr = &R->groups[g];
         tema_sb_printf(b, "<details id=\"%s\" open><summary>", gr->anchor);
@@ -139,15 +149,29 @@ void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *
             rep_add_escaped(b, yaml, FMT_HTML);
             free(yaml);
         } else {
-            rep_add_escaped(b, json_object_to_json_string_ext(r0->config, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED),
-                            FMT_HTML);
+            int flags = JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED;
+            rep_add_escaped(b, json_object_to_json_string_ext(r0->config, flags), FMT_HTML);
         }
         tema_sb_add(b, "</pre>\n</details>\n");
     }
+    tema_sb_add(b, "</section>\n");
+}
+
+void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *timing_html, tema_sb *b)
+{
+    html_head(R, tables, n_tables, timing_html, b);
+    html_tables(R, tables, n_tables, b);
+    if (timing_html) {
+        tema_sb_add(b, "<section id=\"timing\">\n<h2>Timing and memory</h2>\n");
+        tema_sb_add(b, tema_sb_str(timing_html));
+        tema_sb_add(b, "</section>\n");
+    }
+    html_curves(R, b);
+    html_configs(R, b);
     /* lets a headless browser (tests/test_report.c) tell that every chart decoded */
-    tema_sb_add(b, "</section>\n<script>\nwindow.addEventListener('load', function () {\n"
-              "  var ok = 0, im = document.images;\n"
-              "  for (var i = 0; i < im.length; i++) if (im[i].complete && im[i].naturalWidth > 0) ok++;\n"
-              "  document.body.setAttribute('data-images-ok', ok + '/' + im.length);\n});\n</script>\n"
-              "</body>\n</html>\n");
+    tema_sb_add(b, "<script>\nwindow.addEventListener('load', function () {\n"
+                "  var ok = 0, im = document.images;\n"
+                "  for (var i = 0; i < im.length; i++) if (im[i].complete && im[i].naturalWidth > 0) ok++;\n"
+                "  document.body.setAttribute('data-images-ok', ok + '/' + im.length);\n});\n</script>\n"
+                "</body>\n</html>\n");
 }

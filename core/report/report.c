@@ -32,6 +32,162 @@ static tema_status write_out(report_ctx *R, const char *name, const tema_sb *tex
     return st;
 }
 
+/* The texts tema_report builds: md becomes report.md (and stdout), text is one file at a time;
+ * the timing table's formats are rendered together, its HTML kept for report.html. */
+typedef struct report_texts {
+    tema_sb md, text, html_timing, html;
+    tema_sb tex_t, csv_t;
+} report_texts;
+
+/* The experiment file, its name and the folders the report reads and writes. */
+static tema_status open_experiment(report_ctx *R, const char *exp_path, const tema_report_opts *o, tema_err *err)
+{
+    tema_status st = tema_cfg_load(exp_path, &R->yaml, err);
+    if (st != TEMA_OK)
+        return st;
+    R->exp_path = rep_strdup(&R->ar, exp_path);
+    R->name = rep_strdup(&R->ar, tema_cfg_str(R->yaml, "name", NULL));
+    if (!R->name || !rep_valid_name(R->name))
+        return rep_spec_fail(err, tema_cfg_get(R->yaml, "name") ? tema_cfg_get(R->yaml, "name") : R->yaml,
+                             "%s: %s; the report reads RESULTS/<name>/", exp_path,
+                             R->name ? "the name is not a folder name" : "no name: key");
+    R->results_dir = rep_strdup(&R->ar, o->results_dir && *o->results_dir ? o->results_dir : "results");
+    R->exp_dir = rep_path_join(&R->ar, R->results_dir, R->name);
+    R->out_dir = o->out_dir && *o->out_dir ? rep_strdup(&R->ar, o->out_dir)
+                                           : rep_path_join(&R->ar, R->exp_dir, "report");
+    R->plot_dir = R->out_dir ? rep_path_join(&R->ar, R->out_dir, "plots") : NULL;
+    R->report_node = tema_cfg_get(R->yaml, "report");
+    if (!R->exp_dir || !R->out_dir || !R->plot_dir)
+        return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
+    return TEMA_OK;
+}
+
+/* The runs that count, grouped; an error when none has finished. */
+static tema_status find_runs(report_ctx *R, const char *exp_path, const tema_report_opts *o, tema_err *err)
+{
+    tema_status st = rep_scan_runs(R, err);
+    if (st != TEMA_OK)
+        return st;
+    if (!o->all_runs)
+        rep_apply_manifest(R);
+    if (!R->have_manifest && R->n_unfinished)
+        rep_note(R, "%d run folder(s) under %s have not finished (no DONE): left out", R->n_unfinished, R->exp_dir);
+    if (R->n_runs == 0) {
+        if (R->n_stale)
+            return tema_fail(err, TEMA_ENOTFOUND, "%s: no finished run of the current %s; run it with tema run %s, "
+                             "or report the %d run(s) of its earlier version with --all-runs", R->exp_dir, exp_path,
+                             exp_path, R->n_stale);
+        return tema_fail(err, TEMA_ENOTFOUND, "%s: no finished runs of %s%s; run it with tema run %s", R->exp_dir,
+                         exp_path, R->n_pending ? " yet" : "", exp_path);
+    }
+    return rep_make_groups(R, err);
+}
+
+/* Every table in the formats asked for; its Markdown also goes into report.md. */
+static tema_status write_tables(report_ctx *R, table *tables, int n_tables, unsigned formats, report_texts *x,
+                                tema_err *err)
+{
+    tema_status st = TEMA_OK;
+    for (int i = 0; i < n_tables && st == TEMA_OK; i++) {
+        table *T = &tables[i];
+        char name[300];
+        tema_sb_reset(&x->text);
+        rep_render_md(R, T, &x->text);
+        tema_sb_add(&x->md, tema_sb_str(&x->text));
+        tema_sb_add(&x->md, "\n");
+        if (formats & TEMA_REPORT_MD) {
+            snprintf(name, sizeof name, "%s.md", T->spec.name);
+            st = write_out(R, name, &x->text, err);
+        }
+        if (st == TEMA_OK && (formats & TEMA_REPORT_LATEX)) {
+            tema_sb_reset(&x->text);
+            rep_render_tex(R, T, &x->text);
+            snprintf(name, sizeof name, "%s.tex", T->spec.name);
+            st = write_out(R, name, &x->text, err);
+        }
+        if (st == TEMA_OK && (formats & TEMA_REPORT_CSV)) {
+            tema_sb_reset(&x->text);
+            rep_render_csv(R, T, &x->text);
+            snprintf(name, sizeof name, "%s.csv", T->spec.name);
+            st = write_out(R, name, &x->text, err);
+        }
+    }
+    return st;
+}
+
+static tema_status write_timing(report_ctx *R, unsigned formats, report_texts *x, tema_err *err)
+{
+    tema_status st = TEMA_OK;
+    tema_sb_reset(&x->text);
+    rep_render_timing(R, &x->text, &x->tex_t, &x->csv_t, &x->html_timing);
+    tema_sb_add(&x->md, tema_sb_str(&x->text));
+    if (formats & TEMA_REPORT_MD)
+        st = write_out(R, "timing.md", &x->text, err);
+    if (st == TEMA_OK && (formats & TEMA_REPORT_LATEX))
+        st = write_out(R, "timing.tex", &x->tex_t, err);
+    if (st == TEMA_OK && (formats & TEMA_REPORT_CSV))
+        st = write_out(R, "timing.csv", &x->csv_t, err);
+    return st;
+}
+
+static tema_status draw_charts(report_ctx *R, table *tables, int n_tables, bool curves, tema_err *err)
+{
+    tema_status st = TEMA_OK;
+    for (int i = 0; i < n_tables && st == TEMA_OK; i++) {
+        rep_table_bars(R, &tables[i]);
+        st = rep_table_heatmaps(R, &tables[i], i, err);
+    }
+    for (int g = 0; curves && st == TEMA_OK && g < R->n_groups; g++)
+        rep_group_curves(R, &R->groups[g], g);
+    return st;
+}
+
+/* report.md's own lines around the tables: what was read, and what is still pending. */
+static void md_head(const report_ctx *R, tema_sb *md)
+{
+    tema_sb_printf(md, "# Experiment %s\n\n%d finished run%s in %d cell%s", R->name, R->n_runs,
+                   R->n_runs == 1 ? "" : "s", R->n_groups, R->n_groups == 1 ? "" : "s");
+    if (R->n_pending)
+        tema_sb_printf(md, ", %d pending", R->n_pending);
+    tema_sb_printf(md, " (%s).\n\n", R->exp_dir);
+}
+
+static void md_pending(const report_ctx *R, const char *exp_path, tema_sb *md)
+{
+    if (R->n_pending)
+        tema_sb_printf(md, "\nNote: %d run%s of the grid %s not finished yet; `tema status %s` lists them.\n",
+                       R->n_pending, R->n_pending == 1 ? "" : "s", R->n_pending == 1 ? "has" : "have", exp_path);
+}
+
+/* The last line on diag: how many files went where, and the page to open. */
+static void say_written(const report_ctx *R)
+{
+    if (!R->diag)
+        return;
+    fprintf(R->diag, "tema: report: wrote %d files to %s/", R->n_files, R->out_dir);
+    for (int i = 0; i < R->n_files; i++)
+        if (strstr(R->files[i].path, "report.html"))
+            fprintf(R->diag, " (open %s)", R->files[i].path);
+    fputc('\n', R->diag);
+}
+
+static void free_report(report_ctx *R, report_texts *x)
+{
+    for (int i = 0; i < R->n_runs; i++) {
+        json_object_put(R->runs[i].config);
+        json_object_put(R->runs[i].final);
+        json_object_put(R->runs[i].meta);
+    }
+    tema_cfg_free(R->yaml);
+    tema_sb_free(&x->md);
+    tema_sb_free(&x->text);
+    tema_sb_free(&x->html_timing);
+    tema_sb_free(&x->html);
+    tema_sb_free(&x->tex_t);
+    tema_sb_free(&x->csv_t);
+    rep_arena_free(&R->ar);
+}
+
 tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_err *err)
 {
     static const tema_report_opts defaults = {0};
@@ -40,50 +196,13 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
     report_ctx ctx = {0}, *R = &ctx;
     R->diag = o->diag;
     snprintf(R->rule_for_curves, sizeof R->rule_for_curves, "optimistic");
-    tema_sb md = {0}, text = {0}, html_timing = {0}, html = {0};
-    tema_sb tex_t = {0}, csv_t = {0};
-    tema_status st = tema_cfg_load(exp_path, &R->yaml, err);
-    if (st != TEMA_OK)
-        goto done;
-    R->exp_path = rep_strdup(&R->ar, exp_path);
-    R->name = rep_strdup(&R->ar, tema_cfg_str(R->yaml, "name", NULL));
-    if (!R->name || !rep_valid_name(R->name)) {
-        st = rep_spec_fail(err, tema_cfg_get(R->yaml, "name") ? tema_cfg_get(R->yaml, "name") : R->yaml,
-                           "%s: %s; the report reads RESULTS/<name>/", exp_path,
-                           R->name ? "the name is not a folder name" : "no name: key");
-        goto done;
-    }
-    R->results_dir = rep_strdup(&R->ar, o->results_dir && *o->results_dir ? o->results_dir : "results");
-    R->exp_dir = rep_path_join(&R->ar, R->results_dir, R->name);
-    R->out_dir = o->out_dir && *o->out_dir ? rep_strdup(&R->ar, o->out_dir) : rep_path_join(&R->ar, R->exp_dir, "report");
-    R->plot_dir = R->out_dir ? rep_path_join(&R->ar, R->out_dir, "plots") : NULL;
-    R->report_node = tema_cfg_get(R->yaml, "report");
-    if (!R->exp_dir || !R->out_dir || !R->plot_dir) {
-        st = tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-        goto done;
-    }
-    if ((st = rep_scan_runs(R, err)) != TEMA_OK)
-        goto done;
-    if (!o->all_runs)
-        rep_apply_manifest(R);
-    if (!R->have_manifest && R->n_unfinished)
-        rep_note(R, "%d run folder(s) under %s have not finished (no DONE): left out", R->n_unfinished, R->exp_dir);
-    if (R->n_runs == 0) {
-        if (R->n_stale)
-            st = tema_fail(err, TEMA_ENOTFOUND, "%s: no finished run of the current %s; run it with tema run %s, "
-                           "or report the %d run(s) of its earlier version with --all-runs", R->exp_dir, exp_path,
-                           exp_path, R->n_stale);
-        else
-            st = tema_fail(err, TEMA_ENOTFOUND, "%s: no finished runs of %s%s; run it with tema run %s", R->exp_dir,
-                           exp_path, R->n_pending ? " yet" : "", exp_path);
-        goto done;
-    }
-    if ((st = rep_make_groups(R, err)) != TEMA_OK)
-        goto done;
+    report_texts x = {0};
     table *tables = NULL;
     int n_tables = 0;
     bool curves = true, timing = true;
-    if ((st = rep_report_block(R, &tables, &n_tables, &curves, &timing, err)) != TEMA_OK)
+    tema_status st;
+    if ((st = open_experiment(R, exp_path, o, err)) != TEMA_OK || (st = find_runs(R, exp_path, o, err)) != TEMA_OK ||
+        (st = rep_report_block(R, &tables, &n_tables, &curves, &timing, err)) != TEMA_OK)
         goto done;
     snprintf(R->rule_for_curves, sizeof R->rule_for_curves, "%s", tema_rank_rule_name(tables[0].spec.rule));
     for (int i = 0; i < n_tables; i++)
@@ -94,97 +213,28 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *o, tema_er
     if (!o->no_plots && (st = tema_mkdirs(R->plot_dir, err)) != TEMA_OK)
         goto done;
     unsigned formats = o->formats ? o->formats : TEMA_REPORT_ALL;
-    tema_sb_printf(&md, "# Experiment %s\n\n%d finished run%s in %d cell%s", R->name, R->n_runs, R->n_runs == 1 ? "" : "s",
-              R->n_groups, R->n_groups == 1 ? "" : "s");
-    if (R->n_pending)
-        tema_sb_printf(&md, ", %d pending", R->n_pending);
-    tema_sb_printf(&md, " (%s).\n\n", R->exp_dir);
-    for (int i = 0; i < n_tables && st == TEMA_OK; i++) {
-        table *T = &tables[i];
-        char name[300];
-        tema_sb_reset(&text);
-        rep_render_md(R, T, &text);
-        tema_sb_add(&md, tema_sb_str(&text));
-        tema_sb_add(&md, "\n");
-        if (formats & TEMA_REPORT_MD) {
-            snprintf(name, sizeof name, "%s.md", T->spec.name);
-            st = write_out(R, name, &text, err);
-        }
-        if (st == TEMA_OK && (formats & TEMA_REPORT_LATEX)) {
-            tema_sb_reset(&text);
-            rep_render_tex(R, T, &text);
-            snprintf(name, sizeof name, "%s.tex", T->spec.name);
-            st = write_out(R, name, &text, err);
-        }
-        if (st == TEMA_OK && (formats & TEMA_REPORT_CSV)) {
-            tema_sb_reset(&text);
-            rep_render_csv(R, T, &text);
-            snprintf(name, sizeof name, "%s.csv", T->spec.name);
-            st = write_out(R, name, &text, err);
-        }
-    }
-    if (st != TEMA_OK)
+    md_head(R, &x.md);
+    if ((st = write_tables(R, tables, n_tables, formats, &x, err)) != TEMA_OK ||
+        (timing && (st = write_timing(R, formats, &x, err)) != TEMA_OK) ||
+        (!o->no_plots && (st = draw_charts(R, tables, n_tables, curves, err)) != TEMA_OK))
         goto done;
-    if (timing) {
-        tema_sb_reset(&text);
-        rep_render_timing(R, &text, &tex_t, &csv_t, &html_timing);
-        tema_sb_add(&md, tema_sb_str(&text));
-        if (formats & TEMA_REPORT_MD)
-            st = write_out(R, "timing.md", &text, err);
-        if (st == TEMA_OK && (formats & TEMA_REPORT_LATEX))
-            st = write_out(R, "timing.tex", &tex_t, err);
-        if (st == TEMA_OK && (formats & TEMA_REPORT_CSV))
-            st = write_out(R, "timing.csv", &csv_t, err);
-        if (st != TEMA_OK)
-            goto done;
-    }
-    if (!o->no_plots) {
-        for (int i = 0; i < n_tables && st == TEMA_OK; i++) {
-            rep_table_bars(R, &tables[i]);
-            st = rep_table_heatmaps(R, &tables[i], i, err);
-        }
-        for (int g = 0; curves && st == TEMA_OK && g < R->n_groups; g++)
-            rep_group_curves(R, &R->groups[g], g);
-        if (st != TEMA_OK)
-            goto done;
-    }
-    if (R->n_pending)
-        tema_sb_printf(&md, "\nNote: %d run%s of the grid %s not finished yet; `tema status %s` lists them.\n",
-                  R->n_pending, R->n_pending == 1 ? "" : "s", R->n_pending == 1 ? "has" : "have", exp_path);
-    if ((st = write_out(R, "report.md", &md, err)) != TEMA_OK)
+    md_pending(R, exp_path, &x.md);
+    if ((st = write_out(R, "report.md", &x.md, err)) != TEMA_OK)
         goto done;
     if (o->html) {
-        rep_render_html(R, tables, n_tables, timing ? &html_timing : NULL, &html);
-        if ((st = write_out(R, "report.html", &html, err)) != TEMA_OK)
+        rep_render_html(R, tables, n_tables, timing ? &x.html_timing : NULL, &x.html);
+        if ((st = write_out(R, "report.html", &x.html, err)) != TEMA_OK)
             goto done;
     }
     if (o->out) {
-        fputs(tema_sb_str(&md), o->out);
+        fputs(tema_sb_str(&x.md), o->out);
         fflush(o->out);
     }
-    if (R->diag) {
-        fprintf(R->diag, "tema: report: wrote %d files to %s/", R->n_files, R->out_dir);
-        for (int i = 0; i < R->n_files; i++)
-            if (strstr(R->files[i].path, "report.html"))
-                fprintf(R->diag, " (open %s)", R->files[i].path);
-        fputc('\n', R->diag);
-    }
+    say_written(R);
 done:
-    if (st == TEMA_OK && (R->ar.oom || md.oom || text.oom || html.oom))
+    if (st == TEMA_OK && (R->ar.oom || x.md.oom || x.text.oom || x.html.oom))
         st = tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-    for (int i = 0; i < R->n_runs; i++) {
-        json_object_put(R->runs[i].config);
-        json_object_put(R->runs[i].final);
-        json_object_put(R->runs[i].meta);
-    }
-    tema_cfg_free(R->yaml);
-    tema_sb_free(&md);
-    tema_sb_free(&text);
-    tema_sb_free(&html_timing);
-    tema_sb_free(&html);
-    tema_sb_free(&tex_t);
-    tema_sb_free(&csv_t);
-    rep_arena_free(&R->ar);
+    free_report(R, &x);
     return st;
 }
 

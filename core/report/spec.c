@@ -169,36 +169,29 @@ static tema_status parse_axes(report_ctx *R, const tema_cfg *node, const char *c
 
 static const char *scalar(const tema_cfg *n) { return n && n->type == TEMA_CFG_SCALAR ? n->value : NULL; }
 
-static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, table_spec *t, tema_err *err)
+static tema_status check_table_keys(const tema_cfg *node, const char *ctx, tema_err *err)
 {
     static const char *const known[] = {"name", "title", "rows", "row_title", "columns", "domains", "metrics",
                                         "rule", "split", "baseline", "where", "percent", "digits", "alpha",
                                         "heatmap", "bars"};
-    char ctx[64];
-    snprintf(ctx, sizeof ctx, "report.tables[%d]", index);
-    memset(t, 0, sizeof *t);
-    t->node = node;
-    if (node->type != TEMA_CFG_MAP)
-        return rep_spec_fail(err, node, "%s: expected a map with name, rows, columns, metrics, ...", ctx);
     for (size_t i = 0; i < node->n_items; i++) {
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= !strcmp(node->items[i]->key, known[k]);
         if (!ok)
-            return rep_spec_fail(err, node->items[i], "%s: unknown key '%s'; a table takes name, title, rows, row_title, "
+            return rep_spec_fail(err, node->items[i],
+                                 "%s: unknown key '%s'; a table takes name, title, rows, row_title, "
                                  "columns, domains, metrics, rule, split, baseline, where, percent, digits, alpha, "
                                  "heatmap, bars", ctx, node->items[i]->key);
     }
+    return TEMA_OK;
+}
+
+/* rows and columns; without a domain column axis, domain becomes the innermost one. */
+static tema_status parse_table_axes(report_ctx *R, const tema_cfg *node, const char *ctx, table_spec *t,
+                                    tema_err *err)
+{
     const tema_cfg *v;
-    t->name = scalar(child(node, "name"));
-    if (!t->name || !rep_valid_name(t->name))
-        return rep_spec_fail(err, child(node, "name") ? child(node, "name") : node,
-                             "%s.name: %s; give a file name like table2 (letters, digits, '-', '_', '.')", ctx,
-                             t->name ? "not usable as a file name" : "missing");
-    t->title = scalar(child(node, "title"));
-    if (!t->title)
-        t->title = t->name;
-    t->row_title = scalar(child(node, "row_title"));
     tema_status st;
     if ((v = child(node, "rows"))) {
         if ((st = parse_axes(R, v, ctx, false, &t->rows, &t->n_rows, err)) != TEMA_OK)
@@ -222,31 +215,45 @@ static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, t
         t->cols[t->n_cols].kind = AX_DOMAIN;
         t->cols[t->n_cols++].key = "domain";
     }
+    return TEMA_OK;
+}
+
+static tema_status parse_domains(report_ctx *R, const tema_cfg *node, const char *ctx, table_spec *t,
+                                 tema_err *err)
+{
     t->domains = rep_alloc(&R->ar, 2 * sizeof *t->domains);
     if (!t->domains)
         return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-    if ((v = child(node, "domains"))) {
-        const tema_cfg *items[2];
-        int n = 0;
-        if (v->type == TEMA_CFG_SCALAR) {
-            items[n++] = v;
-        } else if (v->type == TEMA_CFG_LIST && v->n_items >= 1 && v->n_items <= 2) {
-            for (size_t i = 0; i < v->n_items; i++)
-                items[n++] = v->items[i];
-        } else {
-            return rep_spec_fail(err, v, "%s.domains: expected X, Y or [X, Y]", ctx);
-        }
-        for (int i = 0; i < n; i++) {
-            const char *d = scalar(items[i]);
-            if (!d || (strcmp(d, "X") && strcmp(d, "Y")))
-                return rep_spec_fail(err, items[i], "%s.domains: expected X or Y, got '%s'", ctx, d ? d : "(a map)");
-            t->domains[t->n_domains++] = d;
-        }
-    } else {
+    const tema_cfg *v = child(node, "domains");
+    if (!v) {
         t->domains[0] = "X";
         t->domains[1] = "Y";
         t->n_domains = 2;
+        return TEMA_OK;
     }
+    const tema_cfg *items[2];
+    int n = 0;
+    if (v->type == TEMA_CFG_SCALAR) {
+        items[n++] = v;
+    } else if (v->type == TEMA_CFG_LIST && v->n_items >= 1 && v->n_items <= 2) {
+        for (size_t i = 0; i < v->n_items; i++)
+            items[n++] = v->items[i];
+    } else {
+        return rep_spec_fail(err, v, "%s.domains: expected X, Y or [X, Y]", ctx);
+    }
+    for (int i = 0; i < n; i++) {
+        const char *d = scalar(items[i]);
+        if (!d || (strcmp(d, "X") && strcmp(d, "Y")))
+            return rep_spec_fail(err, items[i], "%s.domains: expected X or Y, got '%s'", ctx, d ? d : "(a map)");
+        t->domains[t->n_domains++] = d;
+    }
+    return TEMA_OK;
+}
+
+/* What a cell shows: metrics, rule and split. */
+static tema_status parse_cell_values(const tema_cfg *node, const char *ctx, table_spec *t, tema_err *err)
+{
+    const tema_cfg *v;
     if ((v = child(node, "metrics"))) {
         const char *names[TEMA_MAX_METRICS + 1];
         int n = 0;
@@ -281,21 +288,30 @@ static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, t
             return rep_spec_fail(err, v, "%s.split: expected test or valid", ctx);
         t->split = s;
     }
-    if ((v = child(node, "baseline"))) {
-        if (!scalar(v))
-            return rep_spec_fail(err, v, "%s.baseline: expected a row label or value", ctx);
-        t->baseline = v->value;
-        t->baseline_node = v;
-    }
-    if ((st = parse_where(R, child(node, "where"), ctx, &t->where, &t->n_where, err)) != TEMA_OK)
-        return st;
+    return TEMA_OK;
+}
+
+/* An optional true/false key; *out keeps its default when the key is absent. */
+static tema_status parse_flag(const tema_cfg *node, const char *key, const char *ctx, bool *out, tema_err *err)
+{
+    const tema_cfg *v = child(node, key);
+    if (!v)
+        return TEMA_OK;
+    const char *s = scalar(v);
+    if (!s || !(rep_is_true_word(s) || rep_is_false_word(s)))
+        return rep_spec_fail(err, v, "%s.%s: expected true or false", ctx, key);
+    *out = rep_is_true_word(s);
+    return TEMA_OK;
+}
+
+/* How values print and which differences count: percent, digits, alpha. */
+static tema_status parse_format(const tema_cfg *node, const char *ctx, table_spec *t, tema_err *err)
+{
     t->percent = false;
-    if ((v = child(node, "percent"))) {
-        const char *s = scalar(v);
-        if (!s || !(rep_is_true_word(s) || rep_is_false_word(s)))
-            return rep_spec_fail(err, v, "%s.percent: expected true or false", ctx);
-        t->percent = rep_is_true_word(s);
-    }
+    tema_status st = parse_flag(node, "percent", ctx, &t->percent, err);
+    if (st != TEMA_OK)
+        return st;
+    const tema_cfg *v;
     t->digits = t->percent ? 2 : 4;
     if ((v = child(node, "digits"))) {
         double d;
@@ -308,6 +324,12 @@ static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, t
         if (!rep_parse_number(scalar(v), &t->alpha) || !(t->alpha > 0 && t->alpha < 1))
             return rep_spec_fail(err, v, "%s.alpha: expected a number between 0 and 1, like 0.05", ctx);
     }
+    return TEMA_OK;
+}
+
+static tema_status parse_charts(const tema_cfg *node, const char *ctx, table_spec *t, tema_err *err)
+{
+    const tema_cfg *v;
     t->heatmap = -1;
     if ((v = child(node, "heatmap"))) {
         const char *s = scalar(v);
@@ -325,13 +347,43 @@ static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, t
         }
     }
     t->bars = true;
-    if ((v = child(node, "bars"))) {
-        const char *s = scalar(v);
-        if (!s || !(rep_is_true_word(s) || rep_is_false_word(s)))
-            return rep_spec_fail(err, v, "%s.bars: expected true or false", ctx);
-        t->bars = rep_is_true_word(s);
+    return parse_flag(node, "bars", ctx, &t->bars, err);
+}
+
+static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, table_spec *t, tema_err *err)
+{
+    char ctx[64];
+    snprintf(ctx, sizeof ctx, "report.tables[%d]", index);
+    memset(t, 0, sizeof *t);
+    t->node = node;
+    if (node->type != TEMA_CFG_MAP)
+        return rep_spec_fail(err, node, "%s: expected a map with name, rows, columns, metrics, ...", ctx);
+    tema_status st = check_table_keys(node, ctx, err);
+    if (st != TEMA_OK)
+        return st;
+    t->name = scalar(child(node, "name"));
+    if (!t->name || !rep_valid_name(t->name))
+        return rep_spec_fail(err, child(node, "name") ? child(node, "name") : node,
+                             "%s.name: %s; give a file name like table2 (letters, digits, '-', '_', '.')", ctx,
+                             t->name ? "not usable as a file name" : "missing");
+    t->title = scalar(child(node, "title"));
+    if (!t->title)
+        t->title = t->name;
+    t->row_title = scalar(child(node, "row_title"));
+    if ((st = parse_table_axes(R, node, ctx, t, err)) != TEMA_OK ||
+        (st = parse_domains(R, node, ctx, t, err)) != TEMA_OK || (st = parse_cell_values(node, ctx, t, err)) != TEMA_OK)
+        return st;
+    const tema_cfg *v;
+    if ((v = child(node, "baseline"))) {
+        if (!scalar(v))
+            return rep_spec_fail(err, v, "%s.baseline: expected a row label or value", ctx);
+        t->baseline = v->value;
+        t->baseline_node = v;
     }
-    return TEMA_OK;
+    if ((st = parse_where(R, child(node, "where"), ctx, &t->where, &t->n_where, err)) != TEMA_OK ||
+        (st = parse_format(node, ctx, t, err)) != TEMA_OK)
+        return st;
+    return parse_charts(node, ctx, t, err);
 }
 
 /* The table of an experiment without report.tables: rows over the keys in which the runs

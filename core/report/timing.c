@@ -97,7 +97,8 @@ static void fmt_count(double v, char *buf, size_t cap)
         snprintf(buf, cap, "%.1f", v);
 }
 
-void rep_render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, tema_sb *html)
+/* The table heads: its columns in Markdown, LaTeX and HTML, the CSV header line. */
+static void timing_heads(tema_sb *md, tema_sb *tex, tema_sb *csv, tema_sb *html)
 {
     static const char *const heads[] = {"cell", "runs", "s/epoch", "epochs run", "early stops", "best epoch",
                                         "time per run", "peak memory", "backend", "threads"};
@@ -119,6 +120,83 @@ void rep_render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, t
     tema_sb_add(md, "\n");
     tema_sb_add(tex, " \\\\\n\\midrule\n");
     tema_sb_add(html, "</tr></thead>\n<tbody>\n");
+}
+
+/* The row of one cell in Markdown, LaTeX and HTML. */
+static void timing_row_text(const group *gr, const timing_row *t, tema_sb *md, tema_sb *tex, tema_sb *html)
+{
+    char spe[64], ep[32], best[32], total[32], peak[32], early[32];
+    if (!isfinite(t->spe_mean))
+        snprintf(spe, sizeof spe, "n/a");
+    else if (isfinite(t->spe_std))
+        snprintf(spe, sizeof spe, "%.2f \xc2\xb1 %.2f", t->spe_mean, t->spe_std);
+    else
+        snprintf(spe, sizeof spe, "%.2f", t->spe_mean);
+    fmt_count(t->epochs_mean, ep, sizeof ep);
+    fmt_count(t->best_mean, best, sizeof best);
+    fmt_duration(t->total_mean, total, sizeof total);
+    if (isfinite(t->peak_max))
+        snprintf(peak, sizeof peak, "%.0f MiB", t->peak_max / 1048576.0);
+    else
+        snprintf(peak, sizeof peak, "?");
+    snprintf(early, sizeof early, "%d/%d", t->n_early, t->n);
+    const char *label = gr->label;
+    const char *cols[] = {spe, ep, early, best, total, peak, t->backend, t->threads};
+    tema_sb_add(md, "| ");
+    rep_add_escaped(md, label, FMT_MD);
+    tema_sb_printf(md, " | %d", t->n);
+    rep_add_escaped(tex, label, FMT_TEX);
+    tema_sb_printf(tex, " & %d", t->n);
+    tema_sb_printf(html, "<tr data-row=\"");
+    rep_add_escaped(html, label, FMT_HTML);
+    tema_sb_printf(html, "\"><th scope=\"row\"><a href=\"#%s\">", gr->anchor);
+    rep_add_escaped(html, label, FMT_HTML);
+    tema_sb_printf(html, "</a></th><td>%d</td>", t->n);
+    for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
+        tema_sb_add(md, " | ");
+        rep_add_escaped(md, cols[k], FMT_MD);
+        tema_sb_add(tex, " & ");
+        if (k == 0 && isfinite(t->spe_std))
+            tema_sb_printf(tex, "%.2f $\\pm$ %.2f", t->spe_mean, t->spe_std);
+        else
+            rep_add_escaped(tex, cols[k], FMT_TEX);
+        tema_sb_add(html, "<td>");
+        rep_add_escaped(html, cols[k], FMT_HTML);
+        tema_sb_add(html, "</td>");
+    }
+    tema_sb_add(md, " |\n");
+    tema_sb_add(tex, " \\\\\n");
+    tema_sb_add(html, "</tr>\n");
+}
+
+/* The CSV line of one cell: raw numbers, not the printed ones. */
+static void timing_row_csv(const char *label, const timing_row *t, tema_sb *csv)
+{
+    rep_add_csv_field(csv, label);
+    tema_sb_printf(csv, ",%d,", t->n);
+    rep_add_csv_num(csv, t->spe_mean);
+    tema_sb_add(csv, ",");
+    rep_add_csv_num(csv, t->spe_std);
+    tema_sb_add(csv, ",");
+    rep_add_csv_num(csv, t->epochs_mean);
+    tema_sb_printf(csv, ",%d,", t->n_early);
+    rep_add_csv_num(csv, t->best_mean);
+    tema_sb_add(csv, ",");
+    rep_add_csv_num(csv, t->total_mean);
+    tema_sb_add(csv, ",");
+    rep_add_csv_num(csv, t->total_sum);
+    tema_sb_add(csv, ",");
+    rep_add_csv_num(csv, t->peak_max);
+    tema_sb_add(csv, ",");
+    rep_add_csv_field(csv, t->backend);
+    tema_sb_add(csv, ",");
+    rep_add_csv_field(csv, t->threads);
+    tema_sb_add(csv, "\n");
+}
+
+void rep_render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, tema_sb *html)
+{
+    timing_heads(md, tex, csv, html);
     double all_total = 0;
     int all_runs = 0;
     for (int g = 0; g < R->n_groups; g++) {
@@ -126,76 +204,17 @@ void rep_render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, t
         timing_of(R, &R->groups[g], &t);
         all_total += t.total_sum;
         all_runs += t.n;
-        char spe[64], ep[32], best[32], total[32], peak[32], early[32];
-        if (!isfinite(t.spe_mean))
-            snprintf(spe, sizeof spe, "n/a");
-        else if (isfinite(t.spe_std))
-            snprintf(spe, sizeof spe, "%.2f \xc2\xb1 %.2f", t.spe_mean, t.spe_std);
-        else
-            snprintf(spe, sizeof spe, "%.2f", t.spe_mean);
-        fmt_count(t.epochs_mean, ep, sizeof ep);
-        fmt_count(t.best_mean, best, sizeof best);
-        fmt_duration(t.total_mean, total, sizeof total);
-        if (isfinite(t.peak_max))
-            snprintf(peak, sizeof peak, "%.0f MiB", t.peak_max / 1048576.0);
-        else
-            snprintf(peak, sizeof peak, "?");
-        snprintf(early, sizeof early, "%d/%d", t.n_early, t.n);
-        const char *label = R->groups[g].label;
-        const char *cols[] = {spe, ep, early, best, total, peak, t.backend, t.threads};
-        tema_sb_add(md, "| ");
-        rep_add_escaped(md, label, FMT_MD);
-        tema_sb_printf(md, " | %d", t.n);
-        rep_add_escaped(tex, label, FMT_TEX);
-        tema_sb_printf(tex, " & %d", t.n);
-        tema_sb_printf(html, "<tr data-row=\"");
-        rep_add_escaped(html, label, FMT_HTML);
-        tema_sb_printf(html, "\"><th scope=\"row\"><a href=\"#%s\">", R->groups[g].anchor);
-        rep_add_escaped(html, label, FMT_HTML);
-        tema_sb_printf(html, "</a></th><td>%d</td>", t.n);
-        for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
-            tema_sb_add(md, " | ");
-            rep_add_escaped(md, cols[k], FMT_MD);
-            tema_sb_add(tex, " & ");
-            if (k == 0 && isfinite(t.spe_std))
-                tema_sb_printf(tex, "%.2f $\\pm$ %.2f", t.spe_mean, t.spe_std);
-            else
-                rep_add_escaped(tex, cols[k], FMT_TEX);
-            tema_sb_add(html, "<td>");
-            rep_add_escaped(html, cols[k], FMT_HTML);
-            tema_sb_add(html, "</td>");
-        }
-        tema_sb_add(md, " |\n");
-        tema_sb_add(tex, " \\\\\n");
-        tema_sb_add(html, "</tr>\n");
-        rep_add_csv_field(csv, label);
-        tema_sb_printf(csv, ",%d,", t.n);
-        rep_add_csv_num(csv, t.spe_mean);
-        tema_sb_add(csv, ",");
-        rep_add_csv_num(csv, t.spe_std);
-        tema_sb_add(csv, ",");
-        rep_add_csv_num(csv, t.epochs_mean);
-        tema_sb_printf(csv, ",%d,", t.n_early);
-        rep_add_csv_num(csv, t.best_mean);
-        tema_sb_add(csv, ",");
-        rep_add_csv_num(csv, t.total_mean);
-        tema_sb_add(csv, ",");
-        rep_add_csv_num(csv, t.total_sum);
-        tema_sb_add(csv, ",");
-        rep_add_csv_num(csv, t.peak_max);
-        tema_sb_add(csv, ",");
-        rep_add_csv_field(csv, t.backend);
-        tema_sb_add(csv, ",");
-        rep_add_csv_field(csv, t.threads);
-        tema_sb_add(csv, "\n");
+        timing_row_text(&R->groups[g], &t, md, tex, html);
+        timing_row_csv(R->groups[g].label, &t, csv);
     }
     char total[32];
     fmt_duration(all_total, total, sizeof total);
     tema_sb_printf(md, "\n%d runs, %s of training in all. s/epoch: mean \xc2\xb1 std over the seeds (validation "
-                  "included); epochs run: mean (early stops: runs stopped by patience); time per run: mean of "
-                  "total_seconds; peak memory: the largest peak RSS of a run.\n", all_runs, total);
+                   "included); epochs run: mean (early stops: runs stopped by patience); time per run: mean of "
+                   "total_seconds; peak memory: the largest peak RSS of a run.\n", all_runs, total);
     tema_sb_printf(tex, "\\bottomrule\n\\end{tabular}\n\\par\\smallskip{\\footnotesize %d runs, ", all_runs);
     rep_add_escaped(tex, total, FMT_TEX);
     tema_sb_add(tex, " of training in all.}\n\\end{table}\n");
-    tema_sb_printf(html, "</tbody>\n</table>\n<p class=\"legend\">%d runs, %s of training in all.</p>\n", all_runs, total);
+    tema_sb_printf(html, "</tbody>\n</table>\n<p class=\"legend\">%d runs, %s of training in all.</p>\n", all_runs,
+                   total);
 }
