@@ -40,7 +40,8 @@ void rep_table_bars(report_ctx *R, table *T)
         return;
     const char **groups = rep_alloc(&R->ar, (size_t)ng * sizeof *groups);
     const char **bars = rep_alloc(&R->ar, (size_t)nb * sizeof *bars);
-    double *mean = rep_alloc(&R->ar, (size_t)(ng * nb) * sizeof *mean), *sd = rep_alloc(&R->ar, (size_t)(ng * nb) * sizeof *sd);
+    double *mean = rep_alloc(&R->ar, (size_t)(ng * nb) * sizeof *mean);
+    double *sd = rep_alloc(&R->ar, (size_t)(ng * nb) * sizeof *sd);
     char *stem = plot_stem(R, t->name);
     if (!groups || !bars || !mean || !sd || !stem)
         return;
@@ -102,7 +103,8 @@ tema_status rep_table_heatmaps(report_ctx *R, table *T, int index, tema_err *err
     bool shape = t->n_rows == 1 && t->rows[0].kind != AX_DOMAIN && n_other == 1;
     if (!shape) {
         if (t->heatmap == 1)
-            rep_note(R, "table %s: a heatmap needs one row axis and one column axis besides the domain; skipped", t->name);
+            rep_note(R, "table %s: a heatmap needs one row axis and one column axis besides the domain; skipped",
+                     t->name);
         return TEMA_OK;
     }
     const axis *cax = &t->cols[key_col];
@@ -165,7 +167,8 @@ void rep_group_curves(report_ctx *R, group *g, int index)
 {
     int ns = g->n_runs;
     tema_plot_series *loss = rep_alloc(&R->ar, (size_t)ns * sizeof *loss);
-    tema_plot_series *mrr[2] = {rep_alloc(&R->ar, (size_t)ns * sizeof *loss), rep_alloc(&R->ar, (size_t)ns * sizeof *loss)};
+    tema_plot_series *mrr[2] = {rep_alloc(&R->ar, (size_t)ns * sizeof *loss),
+                                rep_alloc(&R->ar, (size_t)ns * sizeof *loss)};
     if (!loss || !mrr[0] || !mrr[1])
         return;
     int have_loss = 0, have_mrr[2] = {0, 0};

@@ -54,16 +54,16 @@ static void html_head(report_ctx *R, table *tables, int n_tables, const tema_sb 
     tema_sb_add(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>tema report: ");
     rep_add_escaped(b, R->name, FMT_HTML);
     tema_sb_add(b, "</title>\n<style>\n"
-              "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
-              "nav{background:#f6f8fa;padding:.5em 1em;border-radius:6px}\n"
-              "table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}\n"
-              "th,td{padding:.3em .7em;text-align:right;border-bottom:1px solid #ddd}\n"
-              "th[scope=row],td:first-child{text-align:left}\n"
-              "thead th{border-bottom:2px solid #444;text-align:center}\n"
-              "tr.baseline{background:#f4f4f4}\n.sig{color:#b00020}\n.legend{font-size:90%;color:#555}\n"
-              "figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}\n"
-              "pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:85%}\n"
-              "</style>\n</head>\n<body>\n<h1>Experiment ");
+                "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
+                "nav{background:#f6f8fa;padding:.5em 1em;border-radius:6px}\n"
+                "table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}\n"
+                "th,td{padding:.3em .7em;text-align:right;border-bottom:1px solid #ddd}\n"
+                "th[scope=row],td:first-child{text-align:left}\n"
+                "thead th{border-bottom:2px solid #444;text-align:center}\n"
+                "tr.baseline{background:#f4f4f4}\n.sig{color:#b00020}\n.legend{font-size:90%;color:#555}\n"
+                "figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}\n"
+                "pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:85%}\n"
+                "</style>\n</head>\n<body>\n<h1>Experiment ");
     rep_add_escaped(b, R->name, FMT_HTML);
     tema_sb_printf(b, "</h1>\n<p>%d finished runs in %d cells", R->n_runs, R->n_groups);
     if (R->n_pending)
@@ -78,8 +78,8 @@ static void html_head(report_ctx *R, table *tables, int n_tables, const tema_sb 
     }
     if (timing_html)
         tema_sb_add(b, "<li><a href=\"#timing\">Timing and memory</a></li>\n");
-    tema_sb_add(b, "<li><a href=\"#curves\">Training curves</a></li>\n<li><a href=\"#configs\">Configurations</a></li>\n"
-              "</ul></nav>\n");
+    tema_sb_add(b, "<li><a href=\"#curves\">Training curves</a></li>\n"
+                "<li><a href=\"#configs\">Configurations</a></li>\n</ul></nav>\n");
 }
 
 static void html_tables(report_ctx *R, table *tables, int n_tables, tema_sb *b)

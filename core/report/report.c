@@ -3,10 +3,24 @@
  */
 #include "../report.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "report_internal.h"
+
+void rep_note(report_ctx *R, const char *fmt, ...)
+{
+    R->n_warnings++;
+    if (!R->diag)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tema: report: ", R->diag);
+    vfprintf(R->diag, fmt, ap);
+    fputc('\n', R->diag);
+    va_end(ap);
+}
 
 static tema_status write_out(report_ctx *R, const char *name, const tema_sb *text, tema_err *err)
 {

@@ -2,8 +2,8 @@
  * runs and their groups, the parsed report: block, the built tables, and the functions one
  * piece calls in another (core-internal; the public API is core/report.h).
  *
- * The pieces, in the order tema_report (report.c) uses them:
- *   values.c        the arena; JSON lookups, canonical value text, comparisons, differences
+ * The pieces (report.c: tema_report, which runs the others in this order, and the command):
+ *   values.c        the arena, paths; JSON lookups, canonical value text, comparisons, differences
  *   runs.c          run folders: scanning, the manifest, ranks.tsv, epochs.jsonl
  *   groups.c        runs grouped by config up to the seed; the keys in which groups differ
  *   spec.c          the report: block and its tables (or the default table)
@@ -45,6 +45,8 @@ void *rep_alloc(arena *a, size_t n);
 /* NULL for NULL, or when out of memory. */
 char *rep_strdup(arena *a, const char *s);
 void rep_arena_free(arena *a);
+/* "dir/name" in the arena. */
+char *rep_path_join(arena *a, const char *dir, const char *name);
 
 /* ---- values (values.c) -------------------------------------------------------------- */
 
@@ -142,10 +144,8 @@ typedef struct report_ctx {
     char rule_for_curves[16];
 } report_ctx;
 
-/* A warning on R->diag ("tema: report: ..."), counted in R->n_warnings. */
+/* A warning on R->diag ("tema: report: ..."), counted in R->n_warnings (report.c). */
 void rep_note(report_ctx *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* "dir/name" in the arena. */
-char *rep_path_join(arena *a, const char *dir, const char *name);
 /* The finished run folders of the experiment (config.json and DONE) into R->runs. */
 tema_status rep_scan_runs(report_ctx *R, tema_err *err);
 /* Keeps the runs of the experiment's manifest, in its order, when it expands here. */

@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,28 +11,6 @@
 #include "../grid.h"
 #include "../registry.h"
 #include "report_internal.h"
-
-void rep_note(report_ctx *R, const char *fmt, ...)
-{
-    R->n_warnings++;
-    if (!R->diag)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("tema: report: ", R->diag);
-    vfprintf(R->diag, fmt, ap);
-    fputc('\n', R->diag);
-    va_end(ap);
-}
-
-char *rep_path_join(arena *a, const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = rep_alloc(a, n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
 /* Parses dir/name as JSON; NULL (and *missing = true) when the file is absent. */
 static tema_status read_json(const char *dir, const char *name, json_object **out, bool *missing, tema_err *err)
@@ -171,7 +148,8 @@ void rep_load_epochs(report_ctx *R, run *r)
         json_object *o = json_tokener_parse(line);
         if (!o)
             continue; /* a line cut by a crash: the rest is still worth plotting */
-        epoch_point p = {.epoch = (int)rep_jnum(o, "epoch"), .loss = rep_jnum(o, "train_loss"), .seconds = rep_jnum(o, "seconds")};
+        epoch_point p = {.epoch = (int)rep_jnum(o, "epoch"), .loss = rep_jnum(o, "train_loss"),
+                         .seconds = rep_jnum(o, "seconds")};
         for (int d = 0; d < 2; d++) {
             char key[64];
             snprintf(key, sizeof key, "valid.%s.%s.mrr", d ? "Y" : "X", R->rule_for_curves);

@@ -49,8 +49,8 @@ static tema_status parse_where(report_ctx *R, const tema_cfg *node, const char *
     if (!node)
         return TEMA_OK;
     if (node->type != TEMA_CFG_MAP)
-        return rep_spec_fail(err, node, "%s: expected a map of key paths to values, like {model.attention.plugin: multi}",
-                             ctx);
+        return rep_spec_fail(err, node,
+                             "%s: expected a map of key paths to values, like {model.attention.plugin: multi}", ctx);
     cond *c = rep_alloc(&R->ar, (node->n_items ? node->n_items : 1) * sizeof *c);
     if (!c)
         return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
@@ -69,7 +69,8 @@ static tema_status parse_where(report_ctx *R, const tema_cfg *node, const char *
                 return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
             for (size_t k = 0; k < v->n_items; k++) {
                 if (v->items[k]->type != TEMA_CFG_SCALAR)
-                    return rep_spec_fail(err, v->items[k], "%s.%s: expected plain values; to match a plugin sub-config, "
+                    return rep_spec_fail(err, v->items[k],
+                                         "%s.%s: expected plain values; to match a plugin sub-config, "
                                          "name one of its keys, e.g. %s.plugin", ctx, v->key, v->key);
                 c[i].values[k] = v->items[k]->value;
             }
@@ -109,8 +110,9 @@ static tema_status parse_axis(report_ctx *R, const tema_cfg *node, const char *c
             const tema_cfg *e = node->items[i], *label = child(e, "label");
             for (size_t k = 0; k < e->n_items; k++)
                 if (strcmp(e->items[k]->key, "label") && strcmp(e->items[k]->key, "where"))
-                    return rep_spec_fail(err, e->items[k], "%s: unknown key '%s' in an entry; an entry has label and where",
-                                         ctx, e->items[k]->key);
+                    return rep_spec_fail(err, e->items[k],
+                                         "%s: unknown key '%s' in an entry; an entry has label and where", ctx,
+                                         e->items[k]->key);
             if (!label || label->type != TEMA_CFG_SCALAR)
                 return rep_spec_fail(err, e, "%s: every entry needs a label: {label: NAME, where: {...}}", ctx);
             ax->vals[i].label = label->value;
@@ -133,7 +135,8 @@ static tema_status parse_axis(report_ctx *R, const tema_cfg *node, const char *c
             return rep_spec_fail(err, ax->labels, "%s.labels: expected a map VALUE: LABEL", ctx);
     }
     if (!key || key->type != TEMA_CFG_SCALAR || !key->value[0])
-        return rep_spec_fail(err, node, "%s: expected a key path (e.g. model.attention.plugin), {key: KEY, labels: {...}}, "
+        return rep_spec_fail(err, node,
+                             "%s: expected a key path (e.g. model.attention.plugin), {key: KEY, labels: {...}}, "
                              "domain, or a list of {label: L, where: {KEY: VALUE}}", ctx);
     ax->key = key->value;
     if (!strcmp(key->value, "domain")) {
@@ -440,7 +443,7 @@ static tema_status default_table(report_ctx *R, table_spec *t, tema_err *err)
 }
 
 tema_status rep_report_block(report_ctx *R, table **tables, int *n_tables, bool *curves, bool *timing,
-                                tema_err *err)
+                             tema_err *err)
 {
     const tema_cfg *rep = R->report_node;
     const tema_cfg *list = NULL;
@@ -476,8 +479,9 @@ tema_status rep_report_block(report_ctx *R, table **tables, int *n_tables, bool 
             st = parse_table(R, list->items[i], i, &(*tables)[i].spec, err);
             for (int k = 0; st == TEMA_OK && k < i; k++)
                 if (!strcmp((*tables)[k].spec.name, (*tables)[i].spec.name))
-                    st = rep_spec_fail(err, list->items[i], "report.tables[%d].name: '%s' is already the name of table %d",
-                                       i, (*tables)[i].spec.name, k);
+                    st = rep_spec_fail(err, list->items[i],
+                                       "report.tables[%d].name: '%s' is already the name of table %d", i,
+                                       (*tables)[i].spec.name, k);
         }
     } else {
         st = default_table(R, &(*tables)[0].spec, err);

@@ -10,6 +10,8 @@
 
 #include "report_internal.h"
 
+/* ---- arena --------------------------------------------------------------------------- */
+
 void *rep_alloc(arena *a, size_t n)
 {
     arena_block *b = calloc(1, sizeof *b + (n ? n : 1));
@@ -40,6 +42,15 @@ void rep_arena_free(arena *a)
         free(b);
     }
     a->head = NULL;
+}
+
+char *rep_path_join(arena *a, const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = rep_alloc(a, n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
 }
 
 /* ---- values: JSON lookups, canonical text, comparisons -------------------------------- */
@@ -110,7 +121,8 @@ char *rep_jtext(arena *a, json_object *v)
     case json_type_string:
         return rep_strdup(a, json_object_get_string(v));
     default:
-        return rep_strdup(a, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        return rep_strdup(a,
+                          json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     }
 }
 
