@@ -302,18 +302,21 @@ void tema_registry_scan(tema_registry *r)
             if (*tok) scan_dir(r, tok);
         free(copy);
     }
-    /* The build tree: plugins/ next to the tema binary (meson puts both in the build root). */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            strcpy(slash, "/plugins");
-            if (tema_is_dir(exe)) scan_dir(r, exe);
-        }
+    /* The binary's own plugins: plugins/ beside it in the build tree (meson puts both in the
+     * build root), <bindir>/../<libdir>/tema/plugins in an install wherever it was moved to;
+     * the configured prefix only when neither exists (else each plugin would load twice). */
+    char exe[PATH_MAX], dir[PATH_MAX + 64] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        snprintf(dir, sizeof dir, "%s/plugins", exe);
+        if (!tema_is_dir(dir) && *TEMA_PLUGIN_DIR_FROM_BIN)
+            snprintf(dir, sizeof dir, "%s/%s", exe, TEMA_PLUGIN_DIR_FROM_BIN);
+        if (!tema_is_dir(dir)) dir[0] = '\0';
     }
-    if (tema_is_dir(TEMA_INSTALL_PLUGIN_DIR)) scan_dir(r, TEMA_INSTALL_PLUGIN_DIR);
+    if (!dir[0] && tema_is_dir(TEMA_INSTALL_PLUGIN_DIR)) snprintf(dir, sizeof dir, "%s", TEMA_INSTALL_PLUGIN_DIR);
+    if (dir[0]) scan_dir(r, dir);
 }
 
 size_t tema_registry_count(const tema_registry *r) { return r->n; }

@@ -197,6 +197,15 @@ START_TEST(t_out_of_tree_plugin)
     ck_assert_ptr_nonnull(p);
     ck_assert_ptr_nonnull(fgets(pcdir, sizeof pcdir, p));
     pclose(p);
+    /* relocatable: the installed binary, moved under dest, finds its own plugins there */
+    char line[4096] = "";
+    snprintf(cmd, sizeof cmd, "env -u TEMA_PLUGIN_PATH \"$(find '%s' -path '*/bin/tema' -type f)\" plugins 2>&1 | "
+             "grep -w cpu", dest);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_msg(fgets(line, sizeof line, p) != NULL, "the installed tema lists no cpu backend");
+    pclose(p);
+    ck_assert_msg(strstr(line, dest) && strstr(line, "/tema/plugins/"), "cpu found outside the install: %s", line);
     snprintf(plugdir, sizeof plugdir, "%s/myplugins", dest);
     sh("mkdir -p '%s'%s%s", plugdir, "", "");
     snprintf(cmd, sizeof cmd,
