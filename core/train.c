@@ -445,9 +445,6 @@ static void clip_gradients(runner *r, double max_norm)
         r->be->unary(r->bs, TEMA_UNARY_SCALE, n, (float)(max_norm / norm), first->grad, first->grad);
 }
 
-/* Does any learnable parameter reach the loss? A model like `pop` carries an encoder the
- * schema requires but never uses it; then there is nothing to train and the run only
- * evaluates (epochs_run = 0). Checked on one forward pass of the first batch. */
 /* Model forward then the loss plugin, on a graph the caller has reset. */
 static tema_status forward_loss(runner *r, const tema_batch *b, const tema_targets *t, tema_tensor **loss, tema_err *err)
 {
@@ -460,6 +457,9 @@ static tema_status forward_loss(runner *r, const tema_batch *b, const tema_targe
     return r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &tw, loss, err);
 }
 
+/* Does any learnable parameter reach the loss? A model like `pop` carries an encoder the
+ * schema requires but never uses it; then there is nothing to train and the run only
+ * evaluates (epochs_run = 0). Checked on one forward pass of the first batch. */
 static tema_status probe_trainable(runner *r, bool *out, tema_err *err)
 {
     *out = false;
