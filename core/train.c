@@ -713,33 +713,11 @@ static tema_status finish(runner *r, train_state *ts, double t_session, double p
     return TEMA_OK;
 }
 
-static tema_status run_inner(runner *r, tema_err *err)
+/* Backend, data, tags and the model of r->cfg with its evaluation buffers: what a run trains,
+ * and what an opened run (tema export, tema recommend) scores with. */
+static tema_status build_model(runner *r, tema_err *err)
 {
-    double t_start = tema_now();
-    tema_status st = read_settings(r->cfg, &r->s, err);
-    if (st != TEMA_OK) return st;
-    r->threads_override = r->opts->threads;
-    const char *env_threads = getenv("TEMA_THREADS");
-    if (r->threads_override <= 0 && env_threads && *env_threads) {
-        char *end;
-        long v = strtol(env_threads, &end, 10);
-        if (*end || v < 1 || v > 256)
-            return tema_fail(err, TEMA_EINVAL, "TEMA_THREADS='%s' is not a thread count in 1..256; hint: unset it to "
-                                               "use backend.threads", env_threads);
-        r->threads_override = (int)v;
-    }
-    if (r->threads_override > 0) r->s.threads = r->threads_override;
-    char name[256];
-    experiment_name(r->cfg, r->opts->config_path, name, sizeof name);
-    char *json = tema_cfg_to_json(r->cfg), *yaml = tema_cfg_to_yaml(r->cfg);
-    tema_run_state rs = TEMA_RUN_NEW;
-    if (!json) st = tema_fail(err, TEMA_ENOMEM, "cannot serialise the resolved config");
-    else st = tema_results_open(r->opts->results_dir, name, json, yaml, &r->run, &rs, err);
-    free(json);
-    free(yaml);
-    if (st != TEMA_OK) return st;
-    if (rs == TEMA_RUN_FINISHED && !r->opts->force) return print_finished(r->run, &r->s, err);
-
+    tema_status st;
     if ((st = setup_backend(r, err)) != TEMA_OK) return st;
     if ((st = load_data(r, err)) != TEMA_OK) return st;
     const tema_dataset *d = r->ds;
@@ -755,10 +733,47 @@ static tema_status run_inner(runner *r, tema_err *err)
     if ((st = tema_model_build(&r->model, r->cfg, r->reg, err)) != TEMA_OK) return st;
     r->g = tema_graph_new(r->s.seed);
     if (!r->g) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    return tema_batch_buf_init(&r->eval_bb, r->s.eval_batch, r->s.max_len, 1, err);
+}
+
+/* The thread count: --threads, else TEMA_THREADS, else backend.threads (never part of the run id). */
+static tema_status apply_threads(runner *r, int from_cli, tema_err *err)
+{
+    r->threads_override = from_cli;
+    const char *env_threads = getenv("TEMA_THREADS");
+    if (r->threads_override <= 0 && env_threads && *env_threads) {
+        char *end;
+        long v = strtol(env_threads, &end, 10);
+        if (*end || v < 1 || v > 256)
+            return tema_fail(err, TEMA_EINVAL, "TEMA_THREADS='%s' is not a thread count in 1..256; hint: unset it to "
+                                               "use backend.threads", env_threads);
+        r->threads_override = (int)v;
+    }
+    if (r->threads_override > 0) r->s.threads = r->threads_override;
+    return TEMA_OK;
+}
+
+static tema_status run_inner(runner *r, tema_err *err)
+{
+    double t_start = tema_now();
+    tema_status st = read_settings(r->cfg, &r->s, err);
+    if (st != TEMA_OK || (st = apply_threads(r, r->opts->threads, err)) != TEMA_OK) return st;
+    char name[256];
+    experiment_name(r->cfg, r->opts->config_path, name, sizeof name);
+    char *json = tema_cfg_to_json(r->cfg), *yaml = tema_cfg_to_yaml(r->cfg);
+    tema_run_state rs = TEMA_RUN_NEW;
+    if (!json) st = tema_fail(err, TEMA_ENOMEM, "cannot serialise the resolved config");
+    else st = tema_results_open(r->opts->results_dir, name, json, yaml, &r->run, &rs, err);
+    free(json);
+    free(yaml);
+    if (st != TEMA_OK) return st;
+    if (rs == TEMA_RUN_FINISHED && !r->opts->force) return print_finished(r->run, &r->s, err);
+
+    if ((st = build_model(r, err)) != TEMA_OK) return st;
+    const tema_dataset *d = r->ds;
     r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
                          .weight_decay = (float)r->s.weight_decay};
-    if ((st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err)) != TEMA_OK ||
-        (st = tema_batch_buf_init(&r->eval_bb, r->s.eval_batch, r->s.max_len, 1, err)) != TEMA_OK)
+    if ((st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err)) != TEMA_OK)
         return st;
     if (!r->s.full_protocol) {
         /* drawn once per set, as C2DSR does; the set index keeps valid and test apart */
@@ -830,6 +845,27 @@ static tema_status run_inner(runner *r, tema_err *err)
     return finish(r, &ts, t_start, prior, err);
 }
 
+static void runner_release(runner *r)
+{
+    tema_results_close(r->run);
+    free(r->valid_negs);
+    free(r->test_negs);
+    tema_batch_buf_free(&r->train_bb);
+    tema_batch_buf_free(&r->eval_bb);
+    tema_graph_free(r->g);
+    tema_tags_detach(&r->model.info);
+    tema_model_destroy(&r->model);
+    free(r->counts);
+    free(r->examples);
+    tema_dataset_free(r->ds);
+    tema_features_context(NULL, NULL, NULL);
+    if (r->be && r->bs) {
+        if (r->grad_norm_dev) r->be->free(r->bs, r->grad_norm_dev);
+        tema_engine_set_backend(NULL, NULL);
+        r->be->destroy(r->bs);
+    }
+}
+
 tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, const tema_run_opts *opts,
                                  tema_err *err)
 {
@@ -843,22 +879,81 @@ tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, co
         tema_err ignored = {0};
         tema_results_interrupted(r.run, &ignored);
     }
-    tema_results_close(r.run);
-    free(r.valid_negs);
-    free(r.test_negs);
-    tema_batch_buf_free(&r.train_bb);
-    tema_batch_buf_free(&r.eval_bb);
-    tema_graph_free(r.g);
-    tema_tags_detach(&r.model.info);
-    tema_model_destroy(&r.model);
-    free(r.counts);
-    free(r.examples);
-    tema_dataset_free(r.ds);
-    tema_features_context(NULL, NULL, NULL);
-    if (r.be && r.bs) {
-        if (r.grad_norm_dev) r.be->free(r.bs, r.grad_norm_dev);
-        tema_engine_set_backend(NULL, NULL);
-        r.be->destroy(r.bs);
-    }
+    runner_release(&r);
     return st;
+}
+
+/* ---- a trained run opened for inference (tema export, tema recommend) ---- */
+
+struct tema_trained_impl {
+    runner r;
+    tema_run_opts opts;
+    tema_cfg *cfg;
+    char results[4096];
+    char checkpoint[4200];
+};
+
+tema_status tema_trained_open(const char *run_dir, tema_registry *reg, const char *which, int threads,
+                              tema_trained *out, tema_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (strcmp(which, "best") && strcmp(which, "last"))
+        return tema_fail(err, TEMA_EINVAL, "checkpoint '%s': use best or last", which);
+    struct tema_trained_impl *t = calloc(1, sizeof *t);
+    if (!t) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    out->impl = t;
+    char *real = realpath(run_dir, NULL);
+    if (!real) {
+        tema_trained_close(out);
+        return tema_fail(err, TEMA_ENOTFOUND, "%s: %s; hint: give a run folder, <results>/<experiment>/<run id>",
+                         run_dir, strerror(errno));
+    }
+    char cfg_path[4200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.yaml", real);
+    snprintf(t->checkpoint, sizeof t->checkpoint, "%s/%s.bin", real, which);
+    /* the run folder is <results>/<experiment>/<id>: data, tags and features stores live in <results> */
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(real, '/');
+        if (slash && slash != real) *slash = '\0';
+    }
+    snprintf(t->results, sizeof t->results, "%s", real);
+    free(real);
+    tema_status st = tema_cfg_load(cfg_path, &t->cfg, err);
+    if (st == TEMA_OK && !file_exists(t->checkpoint))
+        st = tema_fail(err, TEMA_ENOTFOUND, "%s: no such checkpoint; hint: %s", t->checkpoint,
+                       !strcmp(which, "best") ? "the run has not finished an evaluated epoch yet; use --checkpoint last "
+                                                "for the latest state"
+                                              : "the run has not saved a checkpoint yet");
+    if (st != TEMA_OK) {
+        tema_trained_close(out);
+        return st;
+    }
+    runner *r = &t->r;
+    t->opts = (tema_run_opts){.results_dir = t->results};
+    *r = (runner){.cfg = t->cfg, .reg = reg, .opts = &t->opts};
+    if ((st = read_settings(r->cfg, &r->s, err)) == TEMA_OK && (st = apply_threads(r, threads, err)) == TEMA_OK &&
+        (st = build_model(r, err)) == TEMA_OK) {
+        tema_adam opt = {0};
+        st = tema_params_load(r->model.params, &opt, t->checkpoint, err);
+    }
+    if (st != TEMA_OK) {
+        tema_trained_close(out);
+        return st;
+    }
+    out->cfg = t->cfg;
+    out->ds = r->ds;
+    out->checkpoint = t->checkpoint;
+    out->eval = (tema_eval_ctx){.model = &r->model, .g = r->g, .be = r->be, .bs = r->bs, .n_x = r->ds->n_x,
+                                .n_y = r->ds->n_y, .batch_size = r->s.eval_batch, .threads = r->s.threads,
+                                .bb = &r->eval_bb};
+    return TEMA_OK;
+}
+
+void tema_trained_close(tema_trained *t)
+{
+    if (!t->impl) return;
+    runner_release(&t->impl->r);
+    tema_cfg_free(t->impl->cfg);
+    free(t->impl);
+    memset(t, 0, sizeof *t);
 }

@@ -90,4 +90,23 @@ typedef struct tema_eval_ctx {
 tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
                           tema_metric_acc *acc, tema_rank_row *rows, tema_err *err);
 
+/* Scores (Eq. 17's log-mixture; one stream: its logits) of every item of domain dom (0 = X,
+ * 1 = Y) after the nb lines `lines` of split sp: out [nb * n_dom] row-major, local item ids. */
+tema_status tema_score_lines(tema_eval_ctx *c, const tema_split *sp, const int64_t *lines, int nb, int dom,
+                             float *out, tema_err *err);
+
+/* A run opened for inference (tema export, tema recommend): its stored resolved config, its
+ * data (regenerated when synthetic) and model with the parameters of checkpoint `which` (best or
+ * last), built as the run built them. Release with tema_trained_close. */
+typedef struct tema_trained {
+    const tema_cfg *cfg;
+    const tema_dataset *ds;
+    tema_eval_ctx eval;         /* model, graph, backend, evaluation buffers */
+    const char *checkpoint;     /* the file loaded */
+    struct tema_trained_impl *impl;
+} tema_trained;
+tema_status tema_trained_open(const char *run_dir, tema_registry *reg, const char *which, int threads,
+                              tema_trained *out, tema_err *err);
+void tema_trained_close(tema_trained *t);
+
 #endif

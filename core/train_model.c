@@ -325,6 +325,31 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
     return TEMA_OK;
 }
 
+tema_status tema_score_lines(tema_eval_ctx *c, const tema_split *sp, const int64_t *lines, int nb, int dom,
+                             float *out, tema_err *err)
+{
+    const int32_t lo = dom ? c->n_x : 0, nd = dom ? c->n_y : c->n_x, L = c->bb->L;
+    if (nb < 1 || nb > c->bb->B || nd < 1)
+        return tema_fail(err, TEMA_EINVAL, "scoring: %d lines for a batch of %d, %d items", nb, (int)c->bb->B,
+                         (int)nd);
+    int32_t *dom_ids = malloc((size_t)nd * sizeof *dom_ids), *last_rows = malloc((size_t)nb * sizeof *last_rows);
+    double *mix = malloc((size_t)nb * (size_t)nd * sizeof *mix);
+    float *lse_row = malloc((size_t)nb * sizeof *lse_row);
+    tema_status st = dom_ids && last_rows && mix && lse_row ? TEMA_OK : tema_fail(err, TEMA_ENOMEM, "out of memory");
+    if (st == TEMA_OK) {
+        for (int32_t j = 0; j < nd; j++) dom_ids[j] = lo + j;
+        for (int b = 0; b < nb; b++) last_rows[b] = b * L + L - 1;
+        tema_batch b;
+        tema_batch_eval(c->bb, sp, c->n_x, lines, nb, &b);
+        st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, NULL, 0, out, mix, lse_row, err);
+    }
+    free(dom_ids);
+    free(last_rows);
+    free(mix);
+    free(lse_row);
+    return st;
+}
+
 tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
                           tema_metric_acc *acc, tema_rank_row *rows, tema_err *err)
 {
