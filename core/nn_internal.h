@@ -1,5 +1,5 @@
 /* core/nn_internal.h - glue between the parameter store (core/params.c) and the
- * autograd ops (core/graph.c); core-internal. */
+ * op table of the autograd (core/graph.c); core-internal. */
 #ifndef TEMA_CORE_NN_INTERNAL_H
 #define TEMA_CORE_NN_INTERNAL_H
 

@@ -1,8 +1,8 @@
 /* tema/backend.h - the compute backend kernel table (ABI v1).
  *
  * A backend plugin (kind TEMA_KIND_BACKEND) points its descriptor's `ops` at a
- * tema_backend_ops. The core's autograd (core/graph.c) does all arithmetic on tensor
- * data through these kernels only, so a backend is complete when it fills this table
+ * tema_backend_ops. The core's autograd (core/graph.c, core/ops_*.c) does all arithmetic
+ * on tensor data through these kernels only, so a backend is complete when it fills this table
  * and one conformance suite (tests/test_backend.c) checks every backend against a
  * plain reference.
  *
