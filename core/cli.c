@@ -37,6 +37,10 @@ static const char usage_text[] =
     "  report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]\n"
     "                         tables with significance marks, timing, plots (and an HTML page)\n"
     "  tags EXP.yaml [--set ...]... [--results DIR] [--force]   tag the items once (stored in DIR/tags/)\n"
+    "  export RUN [--out DIR] [--checkpoint best|last] [--split test|valid|train]\n"
+    "                         a trained run's item tables and user states as .npy, with index files\n"
+    "  recommend RUN [--users FILE] [--k K] [--domain x|y] [--keep-seen] [--out FILE] [--split S]\n"
+    "                         the top-K items of each user by the model's ranking score, as TSV\n"
     "  plugins [--describe NAME]\n"
     "                         list the plugins found, or one plugin's options\n"
     "  data stats PATH        statistics of a dataset folder or archive\n"
@@ -431,6 +435,8 @@ int tema_cli_main(int argc, char **argv)
     if (!strcmp(cmd, "results")) return cmd_results(argc - 2, argv + 2);
     if (!strcmp(cmd, "slurm")) return cmd_slurm(argc - 2, argv + 2);
     if (!strcmp(cmd, "report")) return tema_report_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "export")) return tema_export_cli(argc - 2, argv + 2);
+    if (!strcmp(cmd, "recommend")) return tema_recommend_cli(argc - 2, argv + 2);
     fprintf(stderr, "tema: unknown command '%s'\n\n", cmd);
     fputs(usage_text, stderr);
     return 2;

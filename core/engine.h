@@ -33,7 +33,20 @@ typedef struct tema_adam {
 } tema_adam;
 void tema_adam_step(tema_params *p, tema_adam *opt);
 
-/* Checkpoint: parameters + Adam moments + step, to a file (atomic write) and back. */
+/* Checkpoint: parameters + Adam moments + step, to a file (atomic write) and back.
+ * Format (version 1, little-endian, what best.bin and last.bin of a run folder hold):
+ *   char[8]  "TEMACKPT"
+ *   u32      version (1)
+ *   u32      T, the number of learnable tensors
+ *   i64      Adam step
+ *   T times: u32 name length, name bytes (no NUL), u32 ndim, i64[ndim] shape
+ *   f32[N]   values of the T tensors, concatenated in that order (N = sum of their sizes)
+ *   f32[N]   Adam first moments, same layout
+ *   f32[N]   Adam second moments, same layout
+ *   u64      tema_hash64 of every byte before it
+ * Constant (non-learnable) tensors are not stored; they are rebuilt from the plugins. Loading
+ * checks the names and shapes against the model's and refuses any difference. To read the
+ * weights elsewhere, `tema export` writes the item tables and user states as .npy. */
 tema_status tema_params_save(const tema_params *p, const tema_adam *opt, const char *path, tema_err *err);
 tema_status tema_params_load(tema_params *p, tema_adam *opt, const char *path, tema_err *err);
 

@@ -47,27 +47,6 @@ bool tema_features_context_default(tema_registry *reg, const tema_cfg *root, con
 
 /* ---- .npy out (float32, C order; the reader is tema/npy.h) ---- */
 
-static tema_status write_npy(const char *path, const float *x, int64_t rows, int64_t cols, tema_err *err)
-{
-    char hdr[128];
-    int hl = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
-                      (long long)rows, (long long)cols);
-    size_t total = 10 + (size_t)hl + 1, pad = (64 - total % 64) % 64;
-    size_t hlen = (size_t)hl + pad + 1, data = (size_t)rows * (size_t)cols * sizeof(float);
-    unsigned char *buf = malloc(10 + hlen + data);
-    if (!buf) return tema_fail(err, TEMA_ENOMEM, "out of memory writing %s", path);
-    memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (unsigned char)(hlen & 0xff);
-    buf[9] = (unsigned char)(hlen >> 8);
-    memcpy(buf + 10, hdr, (size_t)hl);
-    memset(buf + 10 + hl, ' ', pad);
-    buf[10 + hlen - 1] = '\n';
-    memcpy(buf + 10 + hlen, x, data); /* little-endian hosts only, as the reader checks */
-    tema_status st = tema_write_file_atomic(path, buf, 10 + hlen + data, err);
-    free(buf);
-    return st;
-}
-
 /* ---- progress ---- */
 
 typedef struct progress_state {
@@ -263,7 +242,7 @@ tema_status tema_features_get(const tema_cfg *c, const char *option, const char 
         remove(meta); /* a stale .json must not vouch for the new .npy */
         st = compute(fp, self, texts, n, who, out, F, &seconds, err);
         *dim = F;
-        if (st == TEMA_OK) st = write_npy(npy, *out, n, F, err);
+        if (st == TEMA_OK) st = tema_write_npy(npy, *out, n, F, err);
         if (st == TEMA_OK) st = write_meta(meta, fp, settings, n, F, seconds, err);
         if (st == TEMA_OK)
             fprintf(stderr, "tema: %s: %s features [%lld, %lld] in %.1f s (%.0f texts/s), stored in %s\n", who,

@@ -22,4 +22,9 @@ typedef struct tema_run_opts {
 tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, const tema_run_opts *opts,
                                 tema_err *err);
 
+/* `tema export RUN ...` and `tema recommend RUN ...` (core/train_export.c): argv after the
+ * command word; exit status 0 ok, 1 failed, 2 usage. */
+int tema_export_cli(int argc, char **argv);
+int tema_recommend_cli(int argc, char **argv);
+
 #endif

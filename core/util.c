@@ -321,3 +321,24 @@ void tema_sb_free(tema_sb *b)
     free(b->p);
     memset(b, 0, sizeof *b);
 }
+
+tema_status tema_write_npy(const char *path, const float *x, int64_t rows, int64_t cols, tema_err *err)
+{
+    char hdr[128];
+    int hl = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%lld, %lld), }",
+                      (long long)rows, (long long)cols);
+    size_t total = 10 + (size_t)hl + 1, pad = (64 - total % 64) % 64;
+    size_t hlen = (size_t)hl + pad + 1, data = (size_t)rows * (size_t)cols * sizeof(float);
+    unsigned char *buf = malloc(10 + hlen + data);
+    if (!buf) return tema_fail(err, TEMA_ENOMEM, "out of memory writing %s", path);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)(hlen & 0xff);
+    buf[9] = (unsigned char)(hlen >> 8);
+    memcpy(buf + 10, hdr, (size_t)hl);
+    memset(buf + 10 + hl, ' ', pad);
+    buf[10 + hlen - 1] = '\n';
+    memcpy(buf + 10 + hlen, x, data); /* little-endian hosts only, as the reader checks */
+    tema_status st = tema_write_file_atomic(path, buf, 10 + hlen + data, err);
+    free(buf);
+    return st;
+}

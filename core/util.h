@@ -10,6 +10,8 @@
 
 /* Write a whole file atomically: temp file in the same folder, fsync, rename, fsync dir. */
 tema_status tema_write_file_atomic(const char *path, const void *data, size_t len, tema_err *err);
+/* A [rows, cols] float32 matrix as NumPy .npy (little-endian hosts), written atomically. */
+tema_status tema_write_npy(const char *path, const float *x, int64_t rows, int64_t cols, tema_err *err);
 /* Append one line (adds '\n') to a file and fsync it (JSON lines logs). */
 tema_status tema_append_line(const char *path, const char *line, tema_err *err);
 /* Read a whole file (NUL-terminated; *len excludes the NUL). Caller frees. */
