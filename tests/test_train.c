@@ -246,10 +246,10 @@ START_TEST(interrupted_run_resumes_to_same_result)
     write_exp(exp, "toy-resume", "{plugin: single, blocks: 1, heads: 1, dropout: 0.3}", 4, NULL);
     ck_assert_int_eq(run_tema(exp, r1, NULL, NULL), 0);
 
-    setenv("TEMA_DEBUG_STOP_AFTER_EPOCH", "2", 1);
+    setenv("TEMA_TEST_STOP_AFTER_EPOCH", "2", 1);
     char *out, *err;
     int rc = run_tema(exp, r2, &out, &err);
-    unsetenv("TEMA_DEBUG_STOP_AFTER_EPOCH");
+    unsetenv("TEMA_TEST_STOP_AFTER_EPOCH");
     ck_assert_msg(rc != 0, "a stopped run must not exit 0");
     ck_assert_msg(strstr(err, "resume"), "the message must say how to resume: %s", err);
     free(out);
