@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config_internal.h"
+#include "config.h"
 #include "dataset.h"
 #include "results.h"
 #include "train.h"
@@ -43,7 +43,7 @@ static bool needs_quotes(const tema_cfg *n)
     if (!*v) return true;
     if (!n->quoted) return false; /* plain scalars read back as written */
     /* a quoted string that would read back as something else, or break the flow syntax */
-    if (tema_cfgi_is_number(v) || !strcmp(v, "true") || !strcmp(v, "false") || !strcmp(v, "null") ||
+    if (tema_cfg_is_number(v) || !strcmp(v, "true") || !strcmp(v, "false") || !strcmp(v, "null") ||
         !strcmp(v, "~"))
         return true;
     if (strpbrk(v, ",:{}[]#&*!|>'\"%@`\n\t") || v[0] == ' ' || v[0] == '-' || v[0] == '?' ||
@@ -109,7 +109,7 @@ typedef struct gparse {
     bool ok;
 } gparse;
 
-static void where_node(const tema_cfg *n, bool at_key, char *buf, size_t cap) { tema_cfgi_where(n, at_key, buf, cap); }
+static void where_node(const tema_cfg *n, bool at_key, char *buf, size_t cap) { tema_cfg_where(n, at_key, buf, cap); }
 
 static const char *got_text(const tema_cfg *n, char *buf, size_t cap)
 {
@@ -143,16 +143,16 @@ static bool add_key(gparse *gp, const char *key, const tema_cfg *list, const tem
     char where[1400];
     where_node(at, true, where, sizeof where);
     if (!valid_key_path(key)) {
-        tema_cfgi_report(gp->d, TEMA_EINVAL, where, "grid: '%s' is not a key path; write dotted keys like train.lr",
-                         key);
+        tema_cfg_report(gp->d, TEMA_EINVAL, where, "grid: '%s' is not a key path; write dotted keys like train.lr",
+                        key);
         return false;
     }
     for (size_t i = 0; i < gp->n_keys; i++)
         if (keys_overlap(gp->keys[i], key)) {
-            tema_cfgi_report(gp->d, TEMA_EINVAL, where,
-                             "grid: '%s' %s '%s', which the grid already varies; list each key once (values of a "
-                             "key may be whole maps)",
-                             key, strcmp(gp->keys[i], key) ? "overlaps" : "repeats", gp->keys[i]);
+            tema_cfg_report(gp->d, TEMA_EINVAL, where,
+                            "grid: '%s' %s '%s', which the grid already varies; list each key once (values of a "
+                            "key may be whole maps)",
+                            key, strcmp(gp->keys[i], key) ? "overlaps" : "repeats", gp->keys[i]);
             return false;
         }
     if (gp->n_keys == gp->cap_keys) {
@@ -162,14 +162,14 @@ static bool add_key(gparse *gp, const char *key, const tema_cfg *list, const tem
         const tema_cfg **l = realloc(gp->lists, cap * sizeof *l);
         if (l) gp->lists = l;
         if (!k || !l) {
-            tema_cfgi_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
+            tema_cfg_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
             return false;
         }
         gp->cap_keys = cap;
     }
     char *dup = strdup(key);
     if (!dup) {
-        tema_cfgi_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
+        tema_cfg_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
         return false;
     }
     gp->keys[gp->n_keys] = dup;
@@ -211,16 +211,16 @@ static void collect_lists(gparse *gp, const tema_cfg *map, const char *prefix, c
             continue;
         }
         if (c->type != TEMA_CFG_LIST) {
-            tema_cfgi_report(gp->d, TEMA_EINVAL, where,
-                             "%s.%s: expected a list of values like [a, b] (one run each), %s; a single value "
-                             "belongs outside the grid",
-                             ctx, full, got_text(c, g, sizeof g));
+            tema_cfg_report(gp->d, TEMA_EINVAL, where,
+                            "%s.%s: expected a list of values like [a, b] (one run each), %s; a single value "
+                            "belongs outside the grid",
+                            ctx, full, got_text(c, g, sizeof g));
             gp->ok = false;
             continue;
         }
         if (c->n_items == 0) {
-            tema_cfgi_report(gp->d, TEMA_EINVAL, where, "%s.%s: an empty list gives no runs; give at least one value",
-                             ctx, full);
+            tema_cfg_report(gp->d, TEMA_EINVAL, where, "%s.%s: an empty list gives no runs; give at least one value",
+                            ctx, full);
             gp->ok = false;
             continue;
         }
@@ -233,10 +233,10 @@ static void parse_zip_group(gparse *gp, const tema_cfg *group)
     char where[1400], g[256];
     where_node(group, false, where, sizeof where);
     if (group->type != TEMA_CFG_MAP || group->n_items == 0) {
-        tema_cfgi_report(gp->d, TEMA_EINVAL, where,
-                         "grid.zip: expected a map of keys to lists of equal length, like {train.lr: [1e-3, 1e-4], "
-                         "train.batch_size: [128, 256]}, %s",
-                         group->type == TEMA_CFG_MAP ? "got an empty map" : got_text(group, g, sizeof g));
+        tema_cfg_report(gp->d, TEMA_EINVAL, where,
+                        "grid.zip: expected a map of keys to lists of equal length, like {train.lr: [1e-3, 1e-4], "
+                        "train.batch_size: [128, 256]}, %s",
+                        group->type == TEMA_CFG_MAP ? "got an empty map" : got_text(group, g, sizeof g));
         gp->ok = false;
         return;
     }
@@ -253,16 +253,16 @@ static void parse_zip_group(gparse *gp, const tema_cfg *group)
     for (size_t k = first + 1; k < gp->n_keys; k++)
         if (gp->lists[k]->n_items != n) {
             where_node(gp->lists[k], false, where, sizeof where);
-            tema_cfgi_report(gp->d, TEMA_EINVAL, where,
-                             "grid.zip: '%s' has %zu value%s but '%s' has %zu; zipped keys vary together, so their "
-                             "lists need equal lengths",
-                             gp->keys[k], gp->lists[k]->n_items, gp->lists[k]->n_items == 1 ? "" : "s",
-                             gp->keys[first], n);
+            tema_cfg_report(gp->d, TEMA_EINVAL, where,
+                            "grid.zip: '%s' has %zu value%s but '%s' has %zu; zipped keys vary together, so their "
+                            "lists need equal lengths",
+                            gp->keys[k], gp->lists[k]->n_items, gp->lists[k]->n_items == 1 ? "" : "s",
+                            gp->keys[first], n);
             gp->ok = false;
             return;
         }
     if (!add_axis(gp, first, gp->n_keys - first, n)) {
-        tema_cfgi_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
+        tema_cfg_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
         gp->ok = false;
     }
 }
@@ -273,9 +273,9 @@ static void parse_grid(gparse *gp, const tema_cfg *grid)
     where_node(grid, false, where, sizeof where);
     if (grid->type == TEMA_CFG_NULL) return; /* `grid:` with nothing: one run */
     if (grid->type != TEMA_CFG_MAP) {
-        tema_cfgi_report(gp->d, TEMA_EINVAL, where,
-                         "grid: expected a map of key paths to lists of values, like {train.lr: [1e-3, 1e-4]}, %s",
-                         got_text(grid, g, sizeof g));
+        tema_cfg_report(gp->d, TEMA_EINVAL, where,
+                        "grid: expected a map of key paths to lists of values, like {train.lr: [1e-3, 1e-4]}, %s",
+                        got_text(grid, g, sizeof g));
         gp->ok = false;
         return;
     }
@@ -286,7 +286,7 @@ static void parse_grid(gparse *gp, const tema_cfg *grid)
             if (c->type == TEMA_CFG_LIST) {
                 for (size_t z = 0; z < c->n_items; z++) parse_zip_group(gp, c->items[z]);
                 if (c->n_items == 0) {
-                    tema_cfgi_report(gp->d, TEMA_EINVAL, where, "grid.zip: an empty list; give a map of keys to lists");
+                    tema_cfg_report(gp->d, TEMA_EINVAL, where, "grid.zip: an empty list; give a map of keys to lists");
                     gp->ok = false;
                 }
             } else {
@@ -296,10 +296,10 @@ static void parse_grid(gparse *gp, const tema_cfg *grid)
         }
         if (c->key && !strcmp(c->key, "seeds")) {
             if (c->type != TEMA_CFG_LIST || c->n_items == 0) {
-                tema_cfgi_report(gp->d, TEMA_EINVAL, where,
-                                 "grid.seeds: expected a non-empty list of seeds like [1, 2, 3] (every cell runs "
-                                 "once per seed), %s",
-                                 c->type == TEMA_CFG_LIST ? "got an empty list" : got_text(c, g, sizeof g));
+                tema_cfg_report(gp->d, TEMA_EINVAL, where,
+                                "grid.seeds: expected a non-empty list of seeds like [1, 2, 3] (every cell runs "
+                                "once per seed), %s",
+                                c->type == TEMA_CFG_LIST ? "got an empty list" : got_text(c, g, sizeof g));
                 gp->ok = false;
             } else {
                 gp->seeds = c;
@@ -319,7 +319,7 @@ static void parse_grid(gparse *gp, const tema_cfg *grid)
         /* each key of a nested map is its own axis, in file order */
         for (size_t k = first; k < gp->n_keys; k++)
             if (!add_axis(gp, k, 1, gp->lists[k]->n_items)) {
-                tema_cfgi_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
+                tema_cfg_report(gp->d, TEMA_ENOMEM, where, "grid: out of memory");
                 gp->ok = false;
             }
     }
@@ -350,7 +350,7 @@ static bool set_path(tema_cfg *root, const char *key, tema_cfg *value, const tem
     char *path = strdup(key);
     if (!path) {
         tema_cfg_free(value);
-        tema_cfgi_report(d, TEMA_ENOMEM, where, "grid: out of memory");
+        tema_cfg_report(d, TEMA_ENOMEM, where, "grid: out of memory");
         return false;
     }
     tema_cfg *n = root;
@@ -358,46 +358,34 @@ static bool set_path(tema_cfg *root, const char *key, tema_cfg *value, const tem
     bool ok = true;
     for (char *seg = strtok_r(path, ".", &save); seg && ok;) {
         char *next = strtok_r(NULL, ".", &save);
-        if (n->type == TEMA_CFG_NULL) tema_cfgi_retype(n, TEMA_CFG_MAP);
-        if (n->type == TEMA_CFG_SCALAR) {
-            /* the plugin shorthand `loss: bpr` is {plugin: bpr}: let grid keys reach its options */
-            tema_cfg *p = tema_cfgi_new(TEMA_CFG_SCALAR, "plugin", n->file, n->line, n->col);
-            if (!p || !tema_cfgi_set_text(p, n->value, n->quoted)) {
-                tema_cfg_free(p);
-                ok = false;
-                tema_cfgi_report(d, TEMA_ENOMEM, where, "grid: out of memory");
-                break;
-            }
-            free(n->value);
-            n->value = NULL;
-            n->type = TEMA_CFG_MAP;
-            n->quoted = false;
-            if (!tema_cfgi_append(n, p)) {
-                ok = false;
-                break;
-            }
+        if (n->type == TEMA_CFG_NULL) tema_cfg_retype(n, TEMA_CFG_MAP);
+        /* `loss: bpr` is {plugin: bpr}: grid keys may reach its options */
+        if (!tema_cfg_expand_plugin(n)) {
+            ok = false;
+            tema_cfg_report(d, TEMA_ENOMEM, where, "grid: out of memory");
+            break;
         }
         if (n->type == TEMA_CFG_MAP) {
             size_t i;
-            tema_cfg *child = tema_cfgi_child(n, seg, &i);
+            tema_cfg *child = tema_cfg_child(n, seg, &i);
             if (!next) {
                 free(value->key);
                 value->key = strdup(seg);
                 if (!value->key) {
                     ok = false; /* value is freed below */
                 } else {
-                    if (child) tema_cfgi_replace(n, i, value);
-                    else ok = tema_cfgi_append(n, value); /* frees value on failure */
+                    if (child) tema_cfg_replace(n, i, value);
+                    else ok = tema_cfg_append(n, value); /* frees value on failure */
                     value = NULL;
                 }
-                if (!ok) tema_cfgi_report(d, TEMA_ENOMEM, where, "grid: out of memory");
+                if (!ok) tema_cfg_report(d, TEMA_ENOMEM, where, "grid: out of memory");
                 break;
             }
             if (!child) {
-                child = tema_cfgi_new(TEMA_CFG_MAP, seg, at->file, at->line, at->col);
-                if (!child || !tema_cfgi_append(n, child)) {
+                child = tema_cfg_new(TEMA_CFG_MAP, seg, at->file, at->line, at->col);
+                if (!child || !tema_cfg_append(n, child)) {
                     ok = false;
-                    tema_cfgi_report(d, TEMA_ENOMEM, where, "grid: out of memory");
+                    tema_cfg_report(d, TEMA_ENOMEM, where, "grid: out of memory");
                     break;
                 }
             }
@@ -407,17 +395,17 @@ static bool set_path(tema_cfg *root, const char *key, tema_cfg *value, const tem
             errno = 0;
             unsigned long idx = strtoul(seg, &end, 10);
             if (!*seg || *end || errno || seg[0] == '-' || idx >= n->n_items) {
-                tema_cfgi_report(d, TEMA_EINVAL, where,
-                                 "grid: '%s': '%.*s' is a list of %zu element%s; '%s' is not an index (use 0..%zu)",
-                                 key, (int)(seg - path > 0 ? seg - path - 1 : 0), key, n->n_items,
-                                 n->n_items == 1 ? "" : "s", seg, n->n_items ? n->n_items - 1 : 0);
+                tema_cfg_report(d, TEMA_EINVAL, where,
+                                "grid: '%s': '%.*s' is a list of %zu element%s; '%s' is not an index (use 0..%zu)",
+                                key, (int)(seg - path > 0 ? seg - path - 1 : 0), key, n->n_items,
+                                n->n_items == 1 ? "" : "s", seg, n->n_items ? n->n_items - 1 : 0);
                 ok = false;
                 break;
             }
             if (!next) {
                 free(value->key);
                 value->key = NULL;
-                tema_cfgi_replace(n, idx, value);
+                tema_cfg_replace(n, idx, value);
                 value = NULL;
                 break;
             }
@@ -435,7 +423,7 @@ static bool set_path(tema_cfg *root, const char *key, tema_cfg *value, const tem
 static void strip_key(tema_cfg *map, const char *key)
 {
     size_t i;
-    if (tema_cfgi_child(map, key, &i)) tema_cfg_free(tema_cfgi_take(map, i));
+    if (tema_cfg_child(map, key, &i)) tema_cfg_free(tema_cfg_take(map, i));
 }
 
 /* Does the --set assignment touch a grid key? */
@@ -459,15 +447,15 @@ static tema_status resolve_one(const tema_cfg *base, const gparse *gp, const siz
     tema_cfg *root = NULL;
     tema_err e = {0};
     if (tema_cfg_defaults(&root, &e) != TEMA_OK) {
-        tema_cfgi_report(&d, e.code, TEMA_CFG_DEFAULTS_LABEL, "%s", e.msg);
-        return tema_cfgi_diag_flush(&d);
+        tema_cfg_report(&d, e.code, TEMA_CFG_DEFAULTS_LABEL, "%s", e.msg);
+        return tema_cfg_diag_flush(&d);
     }
     tema_cfg *file = tema_cfg_clone(base);
     if (!file) {
         tema_cfg_free(root);
         return tema_fail(err, TEMA_ENOMEM, "out of memory");
     }
-    tema_cfgi_merge(root, file);
+    tema_cfg_merge(root, file);
     for (size_t a = 0; a < gp->n_axes; a++) {
         const axis *ax = &gp->axes[a];
         for (size_t k = ax->first; k < ax->first + ax->count; k++) {
@@ -480,13 +468,10 @@ static tema_status resolve_one(const tema_cfg *base, const gparse *gp, const siz
             set_path(root, gp->keys[k], c, v, &d);
         }
     }
-    for (int i = 0; i < n_overrides; i++) {
-        char label[1200];
-        snprintf(label, sizeof label, "<command line>:--set %s", overrides[i]);
-        if (tema_cfgi_set(root, overrides[i], label, &e) != TEMA_OK) tema_cfgi_report_located(&d, e.code, e.msg);
-    }
+    for (int i = 0; i < n_overrides; i++)
+        if (tema_cfg_set(root, overrides[i], &e) != TEMA_OK) tema_cfg_report_located(&d, e.code, e.msg);
     if (d.n == 0) tema_cfg_validate(root, reg, &d);
-    tema_status st = tema_cfgi_diag_flush(&d);
+    tema_status st = tema_cfg_diag_flush(&d);
     if (st != TEMA_OK) {
         tema_cfg_free(root);
         return st;
@@ -530,7 +515,7 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
     if (!results_dir || !*results_dir) results_dir = "results";
     tema_cfg_diag d = {.out = diag, .err = err};
     tema_cfg *file = NULL;
-    if (!tema_cfgi_load_experiment(path, &d, &file)) return tema_cfgi_diag_flush(&d);
+    if (!tema_cfg_load_experiment(path, &d, &file)) return tema_cfg_diag_flush(&d);
     tema_grid *g = calloc(1, sizeof *g);
     if (!g) {
         tema_cfg_free(file);
@@ -546,7 +531,7 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
         st = tema_fail(err, TEMA_ENOMEM, "out of memory");
         goto done;
     }
-    const tema_cfg *grid = tema_cfgi_child(file, "grid", NULL);
+    const tema_cfg *grid = tema_cfg_child(file, "grid", NULL);
     g->has_grid = grid != NULL;
     /* the ids of runs must not change when a grid or a report layout is edited */
     strip_key(base, "grid");
@@ -555,15 +540,15 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
     for (int i = 0; gp.ok && i < n_overrides; i++) {
         const char *hit = override_hits(&gp, overrides[i]);
         if (hit) {
-            tema_cfgi_report(&d, TEMA_EINVAL, "<command line>",
-                             "--set %s: '%s' is varied by the grid of %s, so the setting would override every cell; "
-                             "change the grid instead",
-                             overrides[i], hit, path);
+            tema_cfg_report(&d, TEMA_EINVAL, "<command line>",
+                            "--set %s: '%s' is varied by the grid of %s, so the setting would override every cell; "
+                            "change the grid instead",
+                            overrides[i], hit, path);
             gp.ok = false;
         }
     }
     if (!gp.ok || d.n > 0) {
-        st = tema_cfgi_diag_flush(&d);
+        st = tema_cfg_diag_flush(&d);
         if (st == TEMA_OK) st = tema_fail(err, TEMA_EINVAL, "%s: invalid grid", path);
         goto done;
     }
