@@ -64,6 +64,9 @@ char *tema_cfg_to_yaml(const tema_cfg *c);
 
 /* ---- plugin entries ---- */
 
+/* Plugin name and options node of a config entry that is either "name" or a map with a
+ * `plugin` key (the map itself is the options node; a bare name has none). */
+const tema_cfg *tema_cfg_plugin_node(const tema_cfg *node, const char **name);
 /* The shorthand `loss: bpr` is `loss: {plugin: bpr}`: a scalar node becomes that map in
  * place, so that keys below it reach the plugin's options; other nodes are left alone.
  * False when out of memory (the node is then unchanged). */

@@ -27,7 +27,6 @@
 #include "dataset.h"
 #include "text_features.h"
 #include "store_key.h"
-#include "train_internal.h"
 #include "util.h"
 
 #define STORE_FORMAT "tema-tags 1"
@@ -480,10 +479,10 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     if (!err) err = &local;
     memset(out, 0, sizeof *out);
     const char *name = NULL;
-    const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
+    const tema_cfg *opts = tema_cfg_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
     const tema_plugin *tp = NULL;
     tema_status st =
-        tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), &tp, err);
+        tema_registry_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger", sizeof(tema_tagger_ops), &tp, err);
     if (st != TEMA_OK) return st;
     st = tema_tags_domains(cfg, ds, out->domain, err);
     if (st != TEMA_OK) return st;
@@ -581,16 +580,16 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
     memset(out, 0, sizeof *out);
     const char *sname = NULL, *rname = NULL;
     const tema_cfg *snode = tema_cfg_get(cfg, "model.tag_select"), *rnode = tema_cfg_get(cfg, "model.tag_repr");
-    const tema_cfg *sopts = snode ? tema_train_plugin_node(snode, &sname) : NULL;
-    const tema_cfg *ropts = rnode ? tema_train_plugin_node(rnode, &rname) : NULL;
+    const tema_cfg *sopts = snode ? tema_cfg_plugin_node(snode, &sname) : NULL;
+    const tema_cfg *ropts = rnode ? tema_cfg_plugin_node(rnode, &rname) : NULL;
     if (!snode) sname = "hybrid";
     if (!rnode) rname = "weighted";
     const tema_plugin *sp = NULL, *rp = NULL;
-    tema_status fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
-                                             sizeof(tema_tag_select_ops), &sp, err);
+    tema_status fst = tema_registry_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
+                                                sizeof(tema_tag_select_ops), &sp, err);
     if (fst == TEMA_OK)
-        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr", sizeof(tema_tag_repr_ops), &rp,
-                                     err);
+        fst = tema_registry_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr", sizeof(tema_tag_repr_ops),
+                                        &rp, err);
     if (fst != TEMA_OK) return fst;
     if (select_name) *select_name = sp->name;
     if (repr_name) *repr_name = rp->name;

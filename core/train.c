@@ -69,7 +69,7 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
     s->files.valid = nonempty(tema_cfg_str(c, "dataset.valid_file", NULL));
     s->files.test = nonempty(tema_cfg_str(c, "dataset.test_file", NULL));
     s->max_len = (int32_t)tema_cfg_int(c, "dataset.max_len", 15);
-    s->backend_opts = tema_train_plugin_node(tema_cfg_get(c, "backend"), &s->backend_name);
+    s->backend_opts = tema_cfg_plugin_node(tema_cfg_get(c, "backend"), &s->backend_name);
     if (!s->backend_name) s->backend_name = "cpu";
     s->threads = (int)tema_cfg_int(c, "backend.threads", 1);
     s->epochs = (int)tema_cfg_int(c, "train.epochs", 20);
@@ -400,7 +400,7 @@ static tema_status write_meta(runner *r, tema_err *err)
     if (r->model.info.n_tags > 0)
         for (size_t k = 0; k < sizeof tag_keys / sizeof tag_keys[0]; k++) {
             const char *pname = NULL;
-            tema_train_plugin_node(tema_cfg_get(r->cfg, tag_keys[k].key), &pname);
+            tema_cfg_plugin_node(tema_cfg_get(r->cfg, tag_keys[k].key), &pname);
             const tema_plugin *tp = pname ? tema_registry_find(r->reg, tag_keys[k].kind, pname) : NULL;
             if (tp) ps[n++] = tp;
         }

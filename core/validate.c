@@ -493,6 +493,21 @@ static tema_cfg *parse_default(const char *text, const char *key, tema_cfg_diag 
     return v;
 }
 
+const tema_cfg *tema_cfg_plugin_node(const tema_cfg *node, const char **name)
+{
+    *name = NULL;
+    if (!node) return NULL;
+    if (node->type == TEMA_CFG_SCALAR) {
+        *name = node->value;
+        return NULL;
+    }
+    if (node->type == TEMA_CFG_MAP) {
+        *name = tema_cfg_str(node, "plugin", NULL);
+        return node;
+    }
+    return NULL;
+}
+
 bool tema_cfg_expand_plugin(tema_cfg *n)
 {
     if (n->type != TEMA_CFG_SCALAR) return true;
