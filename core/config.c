@@ -59,7 +59,7 @@ const char *tema_cfgi_intern(const char *s)
     return found ? found : "<unknown>";
 }
 
-tema_cfg *tema_cfgi_new(tema_cfg_type type, const char *key, const char *file, int line, int col)
+tema_cfg *tema_cfg_new(tema_cfg_type type, const char *key, const char *file, int line, int col)
 {
     cfg_node *w = calloc(1, sizeof *w);
     if (!w) return NULL;
@@ -113,7 +113,7 @@ void tema_cfg_free(tema_cfg *c)
     else free(c);
 }
 
-bool tema_cfgi_append(tema_cfg *parent, tema_cfg *child)
+bool tema_cfg_append(tema_cfg *parent, tema_cfg *child)
 {
     cfg_node *w = wrap(parent);
     size_t cap = w ? w->cap : parent->n_items; /* a hand-built node: grow one at a time */
@@ -131,7 +131,7 @@ bool tema_cfgi_append(tema_cfg *parent, tema_cfg *child)
     return true;
 }
 
-tema_cfg *tema_cfgi_child(const tema_cfg *map, const char *key, size_t *index)
+tema_cfg *tema_cfg_child(const tema_cfg *map, const char *key, size_t *index)
 {
     if (!map || map->type != TEMA_CFG_MAP) return NULL;
     for (size_t i = 0; i < map->n_items; i++)
@@ -142,7 +142,7 @@ tema_cfg *tema_cfgi_child(const tema_cfg *map, const char *key, size_t *index)
     return NULL;
 }
 
-void tema_cfgi_replace(tema_cfg *parent, size_t i, tema_cfg *child)
+void tema_cfg_replace(tema_cfg *parent, size_t i, tema_cfg *child)
 {
     tema_cfg *old = parent->items[i];
     if (old->key && (!child->key || strcmp(child->key, old->key))) {
@@ -154,7 +154,7 @@ void tema_cfgi_replace(tema_cfg *parent, size_t i, tema_cfg *child)
     parent->items[i] = child;
 }
 
-tema_cfg *tema_cfgi_take(tema_cfg *parent, size_t i)
+tema_cfg *tema_cfg_take(tema_cfg *parent, size_t i)
 {
     tema_cfg *c = parent->items[i];
     memmove(parent->items + i, parent->items + i + 1, (parent->n_items - i - 1) * sizeof *parent->items);
@@ -162,7 +162,7 @@ tema_cfg *tema_cfgi_take(tema_cfg *parent, size_t i)
     return c;
 }
 
-void tema_cfgi_retype(tema_cfg *n, tema_cfg_type type)
+void tema_cfg_retype(tema_cfg *n, tema_cfg_type type)
 {
     if (n->type != TEMA_CFG_NULL) return;
     free(n->value);
@@ -173,7 +173,7 @@ void tema_cfgi_retype(tema_cfg *n, tema_cfg_type type)
 tema_cfg *tema_cfg_clone(const tema_cfg *c)
 {
     if (!c) return NULL;
-    tema_cfg *n = tema_cfgi_new(c->type, c->key, c->file, c->line, c->col);
+    tema_cfg *n = tema_cfg_new(c->type, c->key, c->file, c->line, c->col);
     if (!n) return NULL;
     int kl, kc;
     tema_cfgi_key_pos(c, &kl, &kc);
@@ -182,7 +182,7 @@ tema_cfg *tema_cfg_clone(const tema_cfg *c)
     n->quoted = c->quoted;
     for (size_t i = 0; i < c->n_items; i++) {
         tema_cfg *k = tema_cfg_clone(c->items[i]);
-        if (!k || !tema_cfgi_append(n, k)) goto oom;
+        if (!k || !tema_cfg_append(n, k)) goto oom;
     }
     return n;
 oom:
@@ -247,7 +247,7 @@ int64_t tema_cfg_int(const tema_cfg *root, const char *path, int64_t fallback)
 double tema_cfg_float(const tema_cfg *root, const char *path, double fallback)
 {
     const tema_cfg *n = tema_cfg_get(root, path);
-    if (!n || n->type != TEMA_CFG_SCALAR || !tema_cfgi_is_number(n->value)) return fallback;
+    if (!n || n->type != TEMA_CFG_SCALAR || !tema_cfg_is_number(n->value)) return fallback;
     return strtod(n->value, NULL);
 }
 
@@ -280,7 +280,7 @@ tema_status tema_cfg_need_int(const tema_cfg *root, const char *path, int64_t *o
 tema_status tema_cfg_need_float(const tema_cfg *root, const char *path, double *out, tema_err *err)
 {
     const tema_cfg *n = tema_cfg_get(root, path);
-    if (!n || n->type != TEMA_CFG_SCALAR || !tema_cfgi_is_number(n->value)) return need_fail(path, "a number", err);
+    if (!n || n->type != TEMA_CFG_SCALAR || !tema_cfg_is_number(n->value)) return need_fail(path, "a number", err);
     *out = strtod(n->value, NULL);
     return TEMA_OK;
 }
@@ -304,7 +304,7 @@ tema_status tema_cfg_need_str(const tema_cfg *root, const char *path, const char
 
 /* ---- numbers ---- */
 
-bool tema_cfgi_is_number(const char *s)
+bool tema_cfg_is_number(const char *s)
 {
     if (!s) return false;
     if (*s == '+' || *s == '-') s++;
@@ -326,7 +326,7 @@ bool tema_cfgi_is_number(const char *s)
 
 bool tema_cfgi_number_canon(const char *s, char *out, size_t size)
 {
-    if (!tema_cfgi_is_number(s)) return false;
+    if (!tema_cfg_is_number(s)) return false;
     if (!strpbrk(s, ".eE")) {
         errno = 0;
         long long v = strtoll(s, NULL, 10);
@@ -347,7 +347,7 @@ bool tema_cfgi_number_canon(const char *s, char *out, size_t size)
 
 /* ---- diagnostics ---- */
 
-void tema_cfgi_where(const tema_cfg *n, bool at_key, char *buf, size_t size)
+void tema_cfg_where(const tema_cfg *n, bool at_key, char *buf, size_t size)
 {
     int line = n->line, col = n->col;
     if (at_key) tema_cfgi_key_pos(n, &line, &col);
@@ -378,12 +378,12 @@ direct:
     if (d->err && d->count == 1) tema_fail(d->err, code, "%s", text);
 }
 
-void tema_cfgi_report_located(tema_cfg_diag *d, tema_status code, const char *text)
+void tema_cfg_report_located(tema_cfg_diag *d, tema_status code, const char *text)
 {
     add_problem(d, code, text, 0, 0);
 }
 
-void tema_cfgi_report(tema_cfg_diag *d, tema_status code, const char *where, const char *fmt, ...)
+void tema_cfg_report(tema_cfg_diag *d, tema_status code, const char *where, const char *fmt, ...)
 {
     char msg[2048];
     int k = snprintf(msg, sizeof msg, "%s: ", where);
@@ -413,7 +413,7 @@ static int problem_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-tema_status tema_cfgi_diag_flush(tema_cfg_diag *d)
+tema_status tema_cfg_diag_flush(tema_cfg_diag *d)
 {
     if (d->n) qsort(d->items, d->n, sizeof *d->items, problem_cmp);
     for (size_t i = 0; i < d->n; i++) {
@@ -462,9 +462,9 @@ static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int d
         const char *v = (const char *)yn->data.scalar.value;
         bool quoted = yn->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
         if (!quoted && is_plain_null(v)) {
-            n = tema_cfgi_new(TEMA_CFG_NULL, key, c->label, line, col);
+            n = tema_cfg_new(TEMA_CFG_NULL, key, c->label, line, col);
         } else {
-            n = tema_cfgi_new(TEMA_CFG_SCALAR, key, c->label, line, col);
+            n = tema_cfg_new(TEMA_CFG_SCALAR, key, c->label, line, col);
             if (n && !tema_cfgi_set_text(n, v, quoted)) {
                 tema_cfg_free(n);
                 n = NULL;
@@ -472,17 +472,17 @@ static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int d
         }
         if (!n) return tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label);
     } else if (yn->type == YAML_SEQUENCE_NODE) {
-        if (!(n = tema_cfgi_new(TEMA_CFG_LIST, key, c->label, line, col)))
+        if (!(n = tema_cfg_new(TEMA_CFG_LIST, key, c->label, line, col)))
             return tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label);
         for (yaml_node_item_t *it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++) {
             tema_cfg *child = NULL;
             tema_status st = convert(c, yaml_document_get_node(c->doc, *it), NULL, depth + 1, &child);
             if (st != TEMA_OK) return (tema_cfg_free(n), st);
-            if (!tema_cfgi_append(n, child))
+            if (!tema_cfg_append(n, child))
                 return (tema_cfg_free(n), tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label));
         }
     } else {
-        if (!(n = tema_cfgi_new(TEMA_CFG_MAP, key, c->label, line, col)))
+        if (!(n = tema_cfg_new(TEMA_CFG_MAP, key, c->label, line, col)))
             return tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label);
         for (yaml_node_pair_t *pr = yn->data.mapping.pairs.start; pr < yn->data.mapping.pairs.top; pr++) {
             yaml_node_t *kn = yaml_document_get_node(c->doc, pr->key);
@@ -496,7 +496,7 @@ static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int d
                 return tema_fail(c->err, TEMA_EFORMAT, "%s: a key must be a plain name, not a list or map", kwhere);
             }
             const char *k = (const char *)kn->data.scalar.value;
-            tema_cfg *prev = tema_cfgi_child(n, k, NULL);
+            tema_cfg *prev = tema_cfg_child(n, k, NULL);
             if (prev) {
                 int pl, pc;
                 tema_cfgi_key_pos(prev, &pl, &pc);
@@ -509,7 +509,7 @@ static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int d
             tema_status st = convert(c, yaml_document_get_node(c->doc, pr->value), k, depth + 1, &child);
             if (st != TEMA_OK) return (tema_cfg_free(n), st);
             set_key_pos(child, kl, kc);
-            if (!tema_cfgi_append(n, child))
+            if (!tema_cfg_append(n, child))
                 return (tema_cfg_free(n), tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label));
         }
     }
@@ -550,7 +550,7 @@ tema_status tema_cfgi_parse(const char *text, size_t len, const char *label, boo
     parse_ctx c = {.doc = &doc, .label = label, .positions = with_positions, .err = err};
     tema_cfg *tree = NULL;
     if (root) st = convert(&c, root, NULL, 0, &tree);
-    else if (!(tree = tema_cfgi_new(TEMA_CFG_NULL, NULL, label, with_positions, with_positions)))
+    else if (!(tree = tema_cfg_new(TEMA_CFG_NULL, NULL, label, with_positions, with_positions)))
         st = tema_fail(err, TEMA_ENOMEM, "out of memory reading %s", label);
     yaml_document_delete(&doc);
     if (st == TEMA_OK && root) {
@@ -599,7 +599,7 @@ tema_status tema_cfg_load(const char *path, tema_cfg **out, tema_err *err)
 
 /* ---- merging and overrides ---- */
 
-void tema_cfgi_merge(tema_cfg *dst, tema_cfg *src)
+void tema_cfg_merge(tema_cfg *dst, tema_cfg *src)
 {
     /* The merged map is reported where the file wrote it. */
     dst->file = src->file;
@@ -609,18 +609,18 @@ void tema_cfgi_merge(tema_cfg *dst, tema_cfg *src)
     tema_cfgi_key_pos(src, &kl, &kc);
     set_key_pos(dst, kl, kc);
     while (src->n_items) {
-        tema_cfg *s = tema_cfgi_take(src, 0);
+        tema_cfg *s = tema_cfg_take(src, 0);
         size_t i;
-        tema_cfg *d = s->key ? tema_cfgi_child(dst, s->key, &i) : NULL;
+        tema_cfg *d = s->key ? tema_cfg_child(dst, s->key, &i) : NULL;
         if (d && d->type == TEMA_CFG_MAP && s->type == TEMA_CFG_MAP) {
-            tema_cfgi_merge(d, s);
+            tema_cfg_merge(d, s);
         } else if (d && d->type == TEMA_CFG_MAP && s->type == TEMA_CFG_NULL) {
             /* `train:` with everything commented out keeps the defaults */
             tema_cfg_free(s);
         } else if (d) {
-            tema_cfgi_replace(dst, i, s);
+            tema_cfg_replace(dst, i, s);
         } else {
-            tema_cfgi_append(dst, s);
+            tema_cfg_append(dst, s);
         }
     }
     tema_cfg_free(src);
@@ -646,26 +646,26 @@ tema_status tema_cfgi_set(tema_cfg *root, const char *assignment, const char *la
     while (seg && st == TEMA_OK) {
         char *next = strtok_r(NULL, ".", &save);
         int plen = seg > path ? (int)(seg - path - 1) : 0; /* the part of the path walked so far */
-        if (n->type == TEMA_CFG_NULL) tema_cfgi_retype(n, TEMA_CFG_MAP);
+        if (n->type == TEMA_CFG_NULL) tema_cfg_retype(n, TEMA_CFG_MAP);
         if (n->type == TEMA_CFG_MAP) {
             size_t i;
-            tema_cfg *child = tema_cfgi_child(n, seg, &i);
+            tema_cfg *child = tema_cfg_child(n, seg, &i);
             if (!next) {
                 free(value->key);
                 if (!(value->key = strdup(seg))) {
                     st = tema_fail(err, TEMA_ENOMEM, "out of memory");
                 } else if (child) {
-                    tema_cfgi_replace(n, i, value);
+                    tema_cfg_replace(n, i, value);
                     value = NULL;
                 } else {
-                    if (!tema_cfgi_append(n, value)) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+                    if (!tema_cfg_append(n, value)) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
                     value = NULL;
                 }
                 break;
             }
             if (!child) {
-                child = tema_cfgi_new(TEMA_CFG_MAP, seg, label, 0, 0);
-                if (!child || !tema_cfgi_append(n, child)) {
+                child = tema_cfg_new(TEMA_CFG_MAP, seg, label, 0, 0);
+                if (!child || !tema_cfg_append(n, child)) {
                     st = tema_fail(err, TEMA_ENOMEM, "out of memory");
                     break;
                 }
@@ -686,9 +686,9 @@ tema_status tema_cfgi_set(tema_cfg *root, const char *assignment, const char *la
                 free(value->key);
                 value->key = NULL;
                 if (idx == n->n_items) {
-                    if (!tema_cfgi_append(n, value)) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+                    if (!tema_cfg_append(n, value)) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
                 } else {
-                    tema_cfgi_replace(n, idx, value);
+                    tema_cfg_replace(n, idx, value);
                 }
                 value = NULL;
                 break;
@@ -714,21 +714,21 @@ tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err)
 
 /* ---- the pipeline ---- */
 
-bool tema_cfgi_load_experiment(const char *path, tema_cfg_diag *d, tema_cfg **file)
+bool tema_cfg_load_experiment(const char *path, tema_cfg_diag *d, tema_cfg **file)
 {
     tema_err e = {0};
     *file = NULL;
     if (tema_cfg_load(path, file, &e) != TEMA_OK) {
-        tema_cfgi_report_located(d, e.code, e.msg);
+        tema_cfg_report_located(d, e.code, e.msg);
         return false;
     }
-    if ((*file)->type == TEMA_CFG_NULL) tema_cfgi_retype(*file, TEMA_CFG_MAP);
+    if ((*file)->type == TEMA_CFG_NULL) tema_cfg_retype(*file, TEMA_CFG_MAP);
     if ((*file)->type != TEMA_CFG_MAP) {
         char where[1400];
-        tema_cfgi_where(*file, false, where, sizeof where);
-        tema_cfgi_report(d, TEMA_EFORMAT, where,
-                         "an experiment is a YAML mapping (key: value lines), not a %s; start with 'name: ...'",
-                         (*file)->type == TEMA_CFG_LIST ? "list" : "single value");
+        tema_cfg_where(*file, false, where, sizeof where);
+        tema_cfg_report(d, TEMA_EFORMAT, where,
+                        "an experiment is a YAML mapping (key: value lines), not a %s; start with 'name: ...'",
+                        (*file)->type == TEMA_CFG_LIST ? "list" : "single value");
         tema_cfg_free(*file);
         *file = NULL;
         return false;
@@ -745,21 +745,21 @@ tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int
     tema_cfg_diag d = {.out = diag, .err = err};
     tema_cfg *file = NULL, *root = NULL;
     tema_err e = {0};
-    if (!tema_cfgi_load_experiment(path, &d, &file)) return tema_cfgi_diag_flush(&d);
+    if (!tema_cfg_load_experiment(path, &d, &file)) return tema_cfg_diag_flush(&d);
     if (tema_cfg_defaults(&root, &e) != TEMA_OK) {
         tema_cfg_free(file);
-        tema_cfgi_report(&d, e.code, TEMA_CFG_DEFAULTS_LABEL, "%s", e.msg);
-        return tema_cfgi_diag_flush(&d);
+        tema_cfg_report(&d, e.code, TEMA_CFG_DEFAULTS_LABEL, "%s", e.msg);
+        return tema_cfg_diag_flush(&d);
     }
-    tema_cfgi_merge(root, file);
+    tema_cfg_merge(root, file);
     for (int i = 0; i < n_overrides; i++) {
         char label[1200];
         snprintf(label, sizeof label, "<command line>:--set %s", overrides[i]);
         if (tema_cfgi_set(root, overrides[i], label, &e) != TEMA_OK)
-            tema_cfgi_report_located(&d, e.code, e.msg); /* the message starts with the location */
+            tema_cfg_report_located(&d, e.code, e.msg); /* the message starts with the location */
     }
     tema_cfg_validate(root, reg, &d);
-    tema_status st = tema_cfgi_diag_flush(&d);
+    tema_status st = tema_cfg_diag_flush(&d);
     if (st != TEMA_OK) {
         tema_cfg_free(root);
         return st;
@@ -858,7 +858,7 @@ static bool plain_is_not_string(const char *v)
 {
     static const char *const words[] = {"true", "false", "True", "False", "TRUE", "FALSE", "yes", "no", "Yes",
                                         "No", "YES", "NO", "on", "off", "On", "Off", "ON", "OFF", "y", "n"};
-    if (is_plain_null(v) || tema_cfgi_is_number(v)) return true;
+    if (is_plain_null(v) || tema_cfg_is_number(v)) return true;
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (!strcmp(v, words[i])) return true;
     return v[0] == '.' || v[0] == '0'; /* .inf, .nan, 0x10, 0o7 */

@@ -76,4 +76,76 @@ char *tema_cfg_to_json(const tema_cfg *c);
 /* YAML text of a tree. Caller frees. */
 char *tema_cfg_to_yaml(const tema_cfg *c);
 
+/* ---- plugin entries ---- */
+
+/* Plugin name and options node of a config entry that is either "name" or a map with a
+ * `plugin` key (the map itself is the options node; a bare name has none). */
+const tema_cfg *tema_cfg_plugin_node(const tema_cfg *node, const char **name);
+/* The shorthand `loss: bpr` is `loss: {plugin: bpr}`: a scalar node becomes that map in
+ * place, so that keys below it reach the plugin's options; other nodes are left alone.
+ * False when out of memory (the node is then unchanged). */
+bool tema_cfg_expand_plugin(tema_cfg *n);
+
+/* ---- building a configuration step by step ----
+ * tema_cfg_resolve's steps, for a module that reads more of an experiment file than the
+ * schema and needs its problems in the same file-ordered list (grid.c). */
+
+/* Label of nodes that came from the built-in defaults (schema and plugin option tables). */
+#define TEMA_CFG_DEFAULTS_LABEL "<defaults>"
+
+/* A new node (key copied, file interned); NULL when out of memory. */
+tema_cfg *tema_cfg_new(tema_cfg_type type, const char *key, const char *file, int line, int col);
+/* Append a child (takes ownership); false when out of memory (child freed). */
+bool tema_cfg_append(tema_cfg *parent, tema_cfg *child);
+/* Child of a map by key, or NULL; *index gets its position when found. */
+tema_cfg *tema_cfg_child(const tema_cfg *map, const char *key, size_t *index);
+/* Replace child i (old one freed; key of the new child set to the old key). */
+void tema_cfg_replace(tema_cfg *parent, size_t i, tema_cfg *child);
+/* Remove child i and return it (caller owns). */
+tema_cfg *tema_cfg_take(tema_cfg *parent, size_t i);
+/* Turn a NULL node into an empty map or list in place. */
+void tema_cfg_retype(tema_cfg *n, tema_cfg_type type);
+
+/* Merge src into dst (both maps): maps merge key by key, anything else replaces.
+ * Consumes src. */
+void tema_cfg_merge(tema_cfg *dst, tema_cfg *src);
+
+/* Number syntax (YAML core schema floats/ints, no .inf/.nan). */
+bool tema_cfg_is_number(const char *s);
+
+/* "FILE:LINE:COL" (or just FILE when the line is unknown) of a node's value or key. */
+void tema_cfg_where(const tema_cfg *n, bool at_key, char *buf, size_t size);
+
+/* Collects every problem. Problems are kept and, at tema_cfg_diag_flush, printed as
+ * "LOCATION: message" in file order (line, column; command-line ones after the file's),
+ * the first of that order going into err. */
+typedef struct tema_cfg_problem {
+    char *text;           /* "LOCATION: message" */
+    tema_status code;
+    int line, col;        /* 0 when not in a file */
+    size_t seq;
+} tema_cfg_problem;
+typedef struct tema_cfg_diag {
+    FILE *out;
+    tema_err *err;
+    int count;
+    tema_cfg_problem *items;
+    size_t n, cap;
+} tema_cfg_diag;
+void tema_cfg_report(tema_cfg_diag *d, tema_status code, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A problem whose message already starts with its location. */
+void tema_cfg_report_located(tema_cfg_diag *d, tema_status code, const char *text);
+/* Print, fill err, release; returns the first problem's status (TEMA_OK when none). */
+tema_status tema_cfg_diag_flush(tema_cfg_diag *d);
+/* Parse an experiment file and check that it is a mapping (an empty file is an empty one).
+ * On success *file is the caller's (tema_cfg_free); on failure the problem is reported to d
+ * and *file is NULL. */
+bool tema_cfg_load_experiment(const char *path, tema_cfg_diag *d, tema_cfg **file);
+
+/* validate.c: the built-in defaults tree (schema order), and validation of a merged tree
+ * (fills every default, plugin options included, normalises values, resolves paths). */
+tema_status tema_cfg_defaults(tema_cfg **out, tema_err *err);
+void tema_cfg_validate(tema_cfg *root, tema_registry *reg, tema_cfg_diag *d);
+
 #endif

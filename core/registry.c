@@ -348,6 +348,24 @@ const char *tema_registry_names(tema_registry *r, tema_kind kind)
     return r->names_buf;
 }
 
+tema_status tema_registry_find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
+                                      size_t ops_size, const tema_plugin **out, tema_err *err)
+{
+    if (!name || !*name)
+        return tema_fail(err, TEMA_EINVAL, "config %s: no plugin named; hint: write `plugin: NAME` (available: %s)",
+                         where, tema_registry_names(reg, kind));
+    const tema_plugin *p = tema_registry_find(reg, kind, name);
+    if (!p)
+        return tema_fail(err, TEMA_ENOTFOUND, "config %s: no %s plugin '%s'; hint: available: %s", where,
+                         tema_kind_name(kind), name, tema_registry_names(reg, kind));
+    if (p->ops_size < ops_size || !p->ops)
+        return tema_fail(err, TEMA_EABI, "%s plugin '%s' has an ops table of %u bytes, this tema needs %zu; hint: "
+                                         "rebuild the plugin against this tema",
+                         tema_kind_name(kind), name, p->ops_size, ops_size);
+    *out = p;
+    return TEMA_OK;
+}
+
 static int cmp_info(const void *a, const void *b)
 {
     const tema_plugin *x = (*(const tema_plugin_info *const *)a)->plugin;

@@ -36,6 +36,10 @@ const tema_plugin_info *tema_registry_at(const tema_registry *r, size_t i);
 const tema_plugin *tema_registry_find(const tema_registry *r, tema_kind kind, const char *name);
 /* "a, b, c": names available for a kind, for error hints; static buffer of the registry. */
 const char *tema_registry_names(tema_registry *r, tema_kind kind);
+/* The plugin `name` of `kind` for config key `where`, with an ops table of at least
+ * `ops_size` bytes; errors name the key and list the available plugins. */
+tema_status tema_registry_find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
+                                      size_t ops_size, const tema_plugin **out, tema_err *err);
 size_t tema_registry_error_count(const tema_registry *r);
 const char *tema_registry_error_at(const tema_registry *r, size_t i); /* "FILE: reason" */
 

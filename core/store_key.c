@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "train_internal.h"
 #include "util.h"
 
 #define HASHED_FILE_MAX (4u << 20) /* bigger files of a path option are hashed by size and mtime */
@@ -105,7 +104,7 @@ static uint64_t mix_inputs(uint64_t h, const tema_plugin *tp, const tema_cfg *op
         const tema_option *o = &tp->options[k];
         if (o->type == TEMA_OPT_PLUGIN) {
             const char *name = NULL;
-            const tema_cfg *sub = tema_train_plugin_node(tema_cfg_get(opts, o->name), &name);
+            const tema_cfg *sub = tema_cfg_plugin_node(tema_cfg_get(opts, o->name), &name);
             int kind = tema_kind_from_name(o->choices);
             const tema_plugin *np = reg && name && kind >= 0 ? tema_registry_find(reg, (tema_kind)kind, name) : NULL;
             if (np) h = mix_inputs(tema_key_mix_str(h, o->name), np, sub, reg);

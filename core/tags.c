@@ -28,7 +28,6 @@
 #include "text_features.h"
 #include "stop.h"
 #include "store_key.h"
-#include "train_internal.h"
 #include "util.h"
 
 #define STORE_FORMAT "tema-tags 1"
@@ -507,9 +506,9 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     if (!err) err = &local;
     memset(out, 0, sizeof *out);
     const char *name = NULL;
-    const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
+    const tema_cfg *opts = tema_cfg_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
     const tema_plugin *tp = NULL;
-    tema_status st = tema_train_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger",
+    tema_status st = tema_registry_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger",
                                             offsetof(tema_tagger_ops, create_with_host), &tp, err);
     if (st != TEMA_OK) return st;
     st = tema_tags_domains(cfg, ds, out->domain, err);
@@ -616,14 +615,14 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
     tema_status fst = snode ? TEMA_OK : tema_cfg_plugin_defaults("tag_select", "hybrid", reg, &sdef, err);
     if (fst == TEMA_OK && !rnode) fst = tema_cfg_plugin_defaults("tag_repr", "weighted", reg, &rdef, err);
     const char *sname = NULL, *rname = NULL;
-    const tema_cfg *sopts = fst == TEMA_OK ? tema_train_plugin_node(snode ? snode : sdef, &sname) : NULL;
-    const tema_cfg *ropts = fst == TEMA_OK ? tema_train_plugin_node(rnode ? rnode : rdef, &rname) : NULL;
+    const tema_cfg *sopts = fst == TEMA_OK ? tema_cfg_plugin_node(snode ? snode : sdef, &sname) : NULL;
+    const tema_cfg *ropts = fst == TEMA_OK ? tema_cfg_plugin_node(rnode ? rnode : rdef, &rname) : NULL;
     const tema_plugin *sp = NULL, *rp = NULL;
     if (fst == TEMA_OK)
-        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
+        fst = tema_registry_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
                                      offsetof(tema_tag_select_ops, select_with_host), &sp, err);
     if (fst == TEMA_OK)
-        fst = tema_train_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr",
+        fst = tema_registry_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr",
                                      offsetof(tema_tag_repr_ops, weights_with_host), &rp, err);
     if (fst != TEMA_OK) {
         tema_cfg_free(sdef);

@@ -20,7 +20,6 @@
 #include "engine.h"
 #include "store_key.h"
 #include "tema/npy.h"
-#include "train_internal.h"
 #include "util.h"
 
 #define STORE_FORMAT "tema-features 1"
@@ -78,10 +77,10 @@ static tema_status ensure_backend(temp_backend *tb, tema_err *err)
     memset(tb, 0, sizeof *tb);
     if (tema_engine_backend()) return TEMA_OK;
     const char *name = NULL;
-    const tema_cfg *opts = tema_train_plugin_node(ctx.root ? tema_cfg_get(ctx.root, "backend") : NULL, &name);
+    const tema_cfg *opts = tema_cfg_plugin_node(ctx.root ? tema_cfg_get(ctx.root, "backend") : NULL, &name);
     const tema_plugin *bp = NULL;
-    tema_status st = tema_train_find_plugin(ctx.reg, TEMA_KIND_BACKEND, name ? name : "cpu", "backend",
-                                            sizeof(tema_backend_ops), &bp, err);
+    tema_status st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_BACKEND, name ? name : "cpu", "backend",
+                                               sizeof(tema_backend_ops), &bp, err);
     if (st != TEMA_OK) return st;
     const tema_backend_ops *ops = bp->ops;
     if ((st = ops->init(tema_host_get(), opts, &tb->self, err)) != TEMA_OK) return st;
@@ -194,12 +193,12 @@ tema_status tema_features_get(const tema_cfg *c, const char *option, const char 
         return tema_fail(err, TEMA_EINTERNAL, "%s: text features asked for outside a run or tagging (no plugin "
                                               "registry); a bug in the caller", who);
     const char *name = NULL;
-    const tema_cfg *opts = tema_train_plugin_node(c ? tema_cfg_get(c, option) : NULL, &name);
+    const tema_cfg *opts = tema_cfg_plugin_node(c ? tema_cfg_get(c, option) : NULL, &name);
     const tema_plugin *fp = NULL;
     char where[160];
     snprintf(where, sizeof where, "%s.%s", who, option);
-    tema_status st = tema_train_find_plugin(ctx.reg, TEMA_KIND_TEXT_FEATURES, name, where,
-                                            sizeof(tema_text_features_ops), &fp, err);
+    tema_status st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_TEXT_FEATURES, name, where,
+                                               sizeof(tema_text_features_ops), &fp, err);
     if (st != TEMA_OK) return st;
     const tema_text_features_ops *ops = fp->ops;
     void *self = NULL;

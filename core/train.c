@@ -68,7 +68,7 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
     s->files.train = nonempty(tema_cfg_str(c, "dataset.train_file", NULL));
     s->files.valid = nonempty(tema_cfg_str(c, "dataset.valid_file", NULL));
     s->files.test = nonempty(tema_cfg_str(c, "dataset.test_file", NULL));
-    s->backend_opts = tema_train_plugin_node(tema_cfg_get(c, "backend"), &s->backend_name);
+    s->backend_opts = tema_cfg_plugin_node(tema_cfg_get(c, "backend"), &s->backend_name);
     if (!s->backend_name)
         return tema_fail(err, TEMA_EINTERNAL, "config backend: no plugin in the resolved config; a bug");
     int64_t max_len, epochs, batch, patience, eval_every, seed, n_neg, eval_batch;
@@ -403,7 +403,7 @@ static tema_status write_meta(runner *r, tema_err *err)
     if (r->model.info.n_tags > 0)
         for (size_t k = 0; k < sizeof tag_keys / sizeof tag_keys[0]; k++) {
             const char *pname = NULL;
-            tema_train_plugin_node(tema_cfg_get(r->cfg, tag_keys[k].key), &pname);
+            tema_cfg_plugin_node(tema_cfg_get(r->cfg, tag_keys[k].key), &pname);
             const tema_plugin *tp = pname ? tema_registry_find(r->reg, tag_keys[k].kind, pname) : NULL;
             if (tp) ps[n++] = tp;
         }

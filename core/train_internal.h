@@ -33,14 +33,6 @@ typedef struct tema_model {
     void *loss;
 } tema_model;
 
-/* Plugin name and options node of a config entry that is either "name" or a map with a
- * `plugin` key (the map itself is the options node). */
-const tema_cfg *tema_train_plugin_node(const tema_cfg *node, const char **name);
-/* The plugin `name` of `kind` for config key `where`, with an ops table of at least
- * `ops_size` bytes; errors name the key and list the available plugins. */
-tema_status tema_train_find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
-                                   size_t ops_size, const tema_plugin **out, tema_err *err);
-
 /* Build every plugin of resolved config `cfg` on `info` (its params must be a fresh store;
  * the model takes ownership of it) and finalise the parameters. The backend must be set. */
 tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *reg, tema_err *err);

@@ -8,39 +8,6 @@
 #include "train_internal.h"
 #include "util.h"
 
-const tema_cfg *tema_train_plugin_node(const tema_cfg *node, const char **name)
-{
-    *name = NULL;
-    if (!node) return NULL;
-    if (node->type == TEMA_CFG_SCALAR) {
-        *name = node->value;
-        return NULL;
-    }
-    if (node->type == TEMA_CFG_MAP) {
-        *name = tema_cfg_str(node, "plugin", NULL);
-        return node;
-    }
-    return NULL;
-}
-
-tema_status tema_train_find_plugin(tema_registry *reg, tema_kind kind, const char *name, const char *where,
-                                   size_t ops_size, const tema_plugin **out, tema_err *err)
-{
-    if (!name || !*name)
-        return tema_fail(err, TEMA_EINVAL, "config %s: no plugin named; hint: write `plugin: NAME` (available: %s)",
-                         where, tema_registry_names(reg, kind));
-    const tema_plugin *p = tema_registry_find(reg, kind, name);
-    if (!p)
-        return tema_fail(err, TEMA_ENOTFOUND, "config %s: no %s plugin '%s'; hint: available: %s", where,
-                         tema_kind_name(kind), name, tema_registry_names(reg, kind));
-    if (p->ops_size < ops_size || !p->ops)
-        return tema_fail(err, TEMA_EABI, "%s plugin '%s' has an ops table of %u bytes, this tema needs %zu; hint: "
-                                         "rebuild the plugin against this tema",
-                         tema_kind_name(kind), name, p->ops_size, ops_size);
-    *out = p;
-    return TEMA_OK;
-}
-
 static tema_status plugin_error(tema_status st, tema_err *err, const char *kind, const char *name)
 {
     if (st == TEMA_OK) return st;
@@ -68,11 +35,11 @@ tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *
     for (size_t i = 0; i < n_enc; i++) {
         const char *name;
         const tema_cfg *node = single_enc ? single_enc : encs->items[i];
-        const tema_cfg *opts = tema_train_plugin_node(node, &name);
+        const tema_cfg *opts = tema_cfg_plugin_node(node, &name);
         char where[64];
         snprintf(where, sizeof where, "model.encoders.%zu", i);
         tema_status st =
-            tema_train_find_plugin(reg, TEMA_KIND_ENCODER, name, where, sizeof(tema_encoder_ops), &m->enc_p[i], err);
+            tema_registry_find_plugin(reg, TEMA_KIND_ENCODER, name, where, sizeof(tema_encoder_ops), &m->enc_p[i], err);
         if (st != TEMA_OK) return st;
         m->enc_ops[i] = m->enc_p[i]->ops;
         st = m->enc_ops[i]->create(&m->info, opts, &m->enc[i], err);
@@ -82,15 +49,15 @@ tema_status tema_model_build(tema_model *m, const tema_cfg *cfg, tema_registry *
         mods[i] = m->enc_ops[i]->modality(m->enc[i]);
     }
     const char *name;
-    const tema_cfg *opts = tema_train_plugin_node(tema_cfg_get(cfg, "model.attention"), &name);
-    tema_status st = tema_train_find_plugin(reg, TEMA_KIND_ATTENTION, name, "model.attention",
+    const tema_cfg *opts = tema_cfg_plugin_node(tema_cfg_get(cfg, "model.attention"), &name);
+    tema_status st = tema_registry_find_plugin(reg, TEMA_KIND_ATTENTION, name, "model.attention",
                                             offsetof(tema_attention_ops, sequence_weights), &m->att_p, err);
     if (st != TEMA_OK) return st;
     m->att_ops = m->att_p->ops;
     st = m->att_ops->create(&m->info, opts, dims, mods, m->n_enc, &m->att, err);
     if (st != TEMA_OK) return plugin_error(st, err, "attention", name);
-    opts = tema_train_plugin_node(tema_cfg_get(cfg, "loss"), &name);
-    st = tema_train_find_plugin(reg, TEMA_KIND_LOSS, name, "loss", sizeof(tema_loss_ops), &m->loss_p, err);
+    opts = tema_cfg_plugin_node(tema_cfg_get(cfg, "loss"), &name);
+    st = tema_registry_find_plugin(reg, TEMA_KIND_LOSS, name, "loss", sizeof(tema_loss_ops), &m->loss_p, err);
     if (st != TEMA_OK) return st;
     m->loss_ops = m->loss_p->ops;
     st = m->loss_ops->create(&m->info, opts, &m->loss, err);

@@ -121,7 +121,7 @@ static void join(char *out, size_t size, const char *prefix, const char *key)
     else snprintf(out, size, "%s", key);
 }
 
-static void where_of(const tema_cfg *n, bool at_key, char *buf, size_t size) { tema_cfgi_where(n, at_key, buf, size); }
+static void where_of(const tema_cfg *n, bool at_key, char *buf, size_t size) { tema_cfg_where(n, at_key, buf, size); }
 
 /* "got 'big'", "got a list", ... */
 static const char *got(const tema_cfg *n, char *buf, size_t size)
@@ -241,14 +241,14 @@ static bool check_number(tema_cfg *n, const vspec *s, bool integer, const char *
     char where[1400], g[256], canon[64];
     where_of(n, false, where, sizeof where);
     if (n->type != TEMA_CFG_SCALAR || !tema_cfgi_number_canon(n->value, canon, sizeof canon)) {
-        tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected %s, %s", path, integer ? "an integer" : "a number",
-                         got(n, g, sizeof g));
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected %s, %s", path, integer ? "an integer" : "a number",
+                        got(n, g, sizeof g));
         return false;
     }
     double v = strtod(canon, NULL);
     if (integer) {
         if (v != floor(v) || fabs(v) >= 9.2e18) {
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected an integer, %s", path, got(n, g, sizeof g));
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected an integer, %s", path, got(n, g, sizeof g));
             return false;
         }
         if (strpbrk(canon, ".eE")) snprintf(canon, sizeof canon, "%lld", (long long)v); /* 1e3 -> 1000 */
@@ -256,11 +256,11 @@ static bool check_number(tema_cfg *n, const vspec *s, bool integer, const char *
     if (s->ranged && (v < s->lo || v > s->hi || (s->lo_open && v == s->lo))) {
         char r[128];
         fmt_range(r, sizeof r, s);
-        tema_cfgi_report(d, TEMA_EINVAL, where, "%s: %s is out of range (%s)", path, n->value, r);
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: %s is out of range (%s)", path, n->value, r);
         return false;
     }
     if (!tema_cfgi_set_text(n, canon, false)) {
-        tema_cfgi_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
+        tema_cfg_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
         return false;
     }
     return true;
@@ -298,13 +298,13 @@ static bool resolve_path(tema_cfg *n, const char *path, tema_cfg_diag *d)
     if (!n->value[0]) return true; /* empty = not set; the user of the option decides */
     char *abs = tema_abspath(n->value);
     if (!abs) {
-        tema_cfgi_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
+        tema_cfg_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
         return false;
     }
     clean_path(abs);
     bool ok = tema_cfgi_set_text(n, abs, true);
     free(abs);
-    if (!ok) tema_cfgi_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
+    if (!ok) tema_cfg_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
     return ok;
 }
 
@@ -334,7 +334,7 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
             if (!strcmp(n->value, no[i])) v = 0;
         }
         if (v < 0) {
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected true or false, %s", path, got(n, g, sizeof g));
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected true or false, %s", path, got(n, g, sizeof g));
             return false;
         }
         return tema_cfgi_set_text(n, v ? "true" : "false", false);
@@ -350,21 +350,21 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
         }
         if (n->type != TEMA_CFG_SCALAR) {
             if (s->type == V_ENUM)
-                tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected one of %s, %s", path, s->choices, got(n, g, sizeof g));
-            else tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected a string, %s", path, got(n, g, sizeof g));
+                tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected one of %s, %s", path, s->choices, got(n, g, sizeof g));
+            else tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a string, %s", path, got(n, g, sizeof g));
             return false;
         }
         n->quoted = true; /* `name: 123` is the string "123" */
         if (s->type == V_ENUM && !in_choices(n->value, s->choices)) {
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected one of %s, got '%s'%s", path, s->choices, n->value,
-                             choice_suggestion(n->value, s->choices, hint, sizeof hint));
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected one of %s, got '%s'%s", path, s->choices, n->value,
+                            choice_suggestion(n->value, s->choices, hint, sizeof hint));
             return false;
         }
         if (s->type == V_DATASET) {
             if (!strcmp(n->value, "synthetic")) return true;
             if (!n->value[0]) {
-                tema_cfgi_report(d, TEMA_EINVAL, where, "%s: empty; give a dataset folder, a .tar.gz bundle or 'synthetic'",
-                                 path);
+                tema_cfg_report(d, TEMA_EINVAL, where, "%s: empty; give a dataset folder, a .tar.gz bundle or 'synthetic'",
+                                path);
                 return false;
             }
             if (!resolve_path(n, path, d)) return false;
@@ -372,10 +372,10 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
             if (stat(n->value, &st) != 0) {
                 char cwd[PATH_MAX];
                 if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
-                tema_cfgi_report(d, TEMA_ENOTFOUND, where,
-                                 "%s: '%s' does not exist; give a dataset folder, a .tar.gz bundle or 'synthetic' "
-                                 "(relative paths are read from the current directory, %s)",
-                                 path, n->value, cwd);
+                tema_cfg_report(d, TEMA_ENOTFOUND, where,
+                                "%s: '%s' does not exist; give a dataset folder, a .tar.gz bundle or 'synthetic' "
+                                "(relative paths are read from the current directory, %s)",
+                                path, n->value, cwd);
                 return false;
             }
             return true;
@@ -386,7 +386,7 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
     case V_METRICS: {
         const char *what = s->type == V_FLOAT_LIST ? "a list of numbers" : "a list of strings";
         if (n->type != TEMA_CFG_LIST) {
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected %s like [a, b], %s", path, what, got(n, g, sizeof g));
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected %s like [a, b], %s", path, what, got(n, g, sizeof g));
             return false;
         }
         bool ok = true;
@@ -403,20 +403,20 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
             char ew[1400];
             where_of(e, false, ew, sizeof ew);
             if (e->type != TEMA_CFG_SCALAR) {
-                tema_cfgi_report(d, TEMA_EINVAL, ew, "%s: expected a string, %s", ep, got(e, g, sizeof g));
+                tema_cfg_report(d, TEMA_EINVAL, ew, "%s: expected a string, %s", ep, got(e, g, sizeof g));
                 ok = false;
                 continue;
             }
             e->quoted = true;
             if (s->type == V_METRICS && !check_metric(e->value)) {
-                tema_cfgi_report(d, TEMA_EINVAL, ew,
-                                 "%s: unknown metric '%s'; expected mrr, ndcg@K or hr@K with K a positive integer "
-                                 "(e.g. ndcg@10)",
-                                 ep, e->value);
+                tema_cfg_report(d, TEMA_EINVAL, ew,
+                                "%s: unknown metric '%s'; expected mrr, ndcg@K or hr@K with K a positive integer "
+                                "(e.g. ndcg@10)",
+                                ep, e->value);
                 ok = false;
             } else if (s->type == V_STRING_LIST && s->choices && !in_choices(e->value, s->choices)) {
-                tema_cfgi_report(d, TEMA_EINVAL, ew, "%s: expected one of %s, got '%s'%s", ep, s->choices, e->value,
-                                 choice_suggestion(e->value, s->choices, hint, sizeof hint));
+                tema_cfg_report(d, TEMA_EINVAL, ew, "%s: expected one of %s, got '%s'%s", ep, s->choices, e->value,
+                                choice_suggestion(e->value, s->choices, hint, sizeof hint));
                 ok = false;
             }
         }
@@ -480,8 +480,8 @@ static tema_cfg *parse_default(const char *text, const char *key, tema_cfg_diag 
     tema_cfg *v = NULL;
     tema_err e = {0};
     if (tema_cfgi_parse(text, strlen(text), TEMA_CFG_DEFAULTS_LABEL, false, &v, &e) != TEMA_OK) {
-        tema_cfgi_report(d, TEMA_EINTERNAL, TEMA_CFG_DEFAULTS_LABEL, "bad default of %s: %s (a bug in %s)", key, e.msg,
-                         owner);
+        tema_cfg_report(d, TEMA_EINTERNAL, TEMA_CFG_DEFAULTS_LABEL, "bad default of %s: %s (a bug in %s)", key, e.msg,
+                        owner);
         return NULL;
     }
     free(v->key);
@@ -493,38 +493,61 @@ static tema_cfg *parse_default(const char *text, const char *key, tema_cfg_diag 
     return v;
 }
 
+const tema_cfg *tema_cfg_plugin_node(const tema_cfg *node, const char **name)
+{
+    *name = NULL;
+    if (!node) return NULL;
+    if (node->type == TEMA_CFG_SCALAR) {
+        *name = node->value;
+        return NULL;
+    }
+    if (node->type == TEMA_CFG_MAP) {
+        *name = tema_cfg_str(node, "plugin", NULL);
+        return node;
+    }
+    return NULL;
+}
+
+bool tema_cfg_expand_plugin(tema_cfg *n)
+{
+    if (n->type != TEMA_CFG_SCALAR) return true;
+    tema_cfg *p = tema_cfg_new(TEMA_CFG_SCALAR, "plugin", n->file, n->line, n->col);
+    if (!p || !tema_cfgi_set_text(p, n->value, n->quoted)) {
+        tema_cfg_free(p);
+        return false;
+    }
+    /* appended while still a scalar, so a failure leaves the node as it was */
+    if (!tema_cfg_append(n, p)) return false;
+    free(n->value);
+    n->value = NULL;
+    n->type = TEMA_CFG_MAP;
+    n->quoted = false;
+    return true;
+}
+
 static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name, tema_registry *reg,
                             tema_cfg_diag *d)
 {
     char where[1400], g[256];
     where_of(n, false, where, sizeof where);
     int kind = tema_kind_from_name(kind_name);
-    if (n->type == TEMA_CFG_SCALAR) {
-        /* shorthand `loss: bpr` = `loss: {plugin: bpr}` */
-        tema_cfg *p = tema_cfgi_new(TEMA_CFG_SCALAR, "plugin", n->file, n->line, n->col);
-        if (!p || !tema_cfgi_set_text(p, n->value, n->quoted)) {
-            tema_cfg_free(p);
-            tema_cfgi_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
-            return;
-        }
-        free(n->value);
-        n->value = NULL;
-        n->type = TEMA_CFG_MAP;
-        if (!tema_cfgi_append(n, p)) return;
+    if (!tema_cfg_expand_plugin(n)) {
+        tema_cfg_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
+        return;
     }
-    tema_cfgi_retype(n, TEMA_CFG_MAP);
+    tema_cfg_retype(n, TEMA_CFG_MAP);
     if (n->type != TEMA_CFG_MAP) {
-        tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected a plugin map like {plugin: NAME, option: value}, %s", path,
-                         got(n, g, sizeof g));
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a plugin map like {plugin: NAME, option: value}, %s", path,
+                        got(n, g, sizeof g));
         return;
     }
     const char *names = reg && kind >= 0 ? tema_registry_names(reg, (tema_kind)kind) : "";
     if (!names || !*names) names = "none found; build the plugins or set TEMA_PLUGIN_PATH";
-    tema_cfg *pn = tema_cfgi_child(n, "plugin", NULL);
+    tema_cfg *pn = tema_cfg_child(n, "plugin", NULL);
     if (!pn || pn->type != TEMA_CFG_SCALAR || !pn->value[0]) {
         if (pn) where_of(pn, false, where, sizeof where);
-        tema_cfgi_report(d, TEMA_EINVAL, where, "%s: %s; add 'plugin: NAME' (available %s plugins: %s)", path,
-                         pn ? "'plugin' must be a plugin name" : "missing 'plugin'", kind_name, names);
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: %s; add 'plugin: NAME' (available %s plugins: %s)", path,
+                        pn ? "'plugin' must be a plugin name" : "missing 'plugin'", kind_name, names);
         return;
     }
     pn->quoted = true;
@@ -539,8 +562,8 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         where_of(pn, false, where, sizeof where);
         char mean[128] = "";
         if (s.best) snprintf(mean, sizeof mean, "did you mean '%s'? ", s.best);
-        tema_cfgi_report(d, TEMA_ENOTFOUND, where, "%s.plugin: unknown %s plugin '%s'; %savailable: %s", path, kind_name,
-                         pn->value, mean, names);
+        tema_cfg_report(d, TEMA_ENOTFOUND, where, "%s.plugin: unknown %s plugin '%s'; %savailable: %s", path, kind_name,
+                        pn->value, mean, names);
         return;
     }
     char owner[256];
@@ -562,11 +585,11 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
                 off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", k ? ", " : "", pl->options[k].name);
             where_of(c, true, where, sizeof where);
             if (s.best)
-                tema_cfgi_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s (an option of %s); did you mean '%s'?",
-                                 c->key, path, owner, s.best);
+                tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s (an option of %s); did you mean '%s'?",
+                                c->key, path, owner, s.best);
             else
-                tema_cfgi_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s; %s takes %s%s", c->key, path, owner,
-                                 pl->n_options ? "only: " : "no options", list);
+                tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s; %s takes %s%s", c->key, path, owner,
+                                pl->n_options ? "only: " : "no options", list);
             continue;
         }
         if (o->type == TEMA_OPT_PLUGIN) validate_plugin(c, cp, o->choices, reg, d);
@@ -581,11 +604,11 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
     for (uint32_t k = 0; k < pl->n_options; k++) {
         const tema_option *o = &pl->options[k];
         if (n_order < sizeof order / sizeof order[0]) order[n_order++] = o->name;
-        if (tema_cfgi_child(n, o->name, NULL)) continue;
+        if (tema_cfg_child(n, o->name, NULL)) continue;
         if (!o->default_value) {
             where_of(n, false, where, sizeof where);
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: missing required option '%s' of %s (%s)", path, o->name, owner,
-                             o->help ? o->help : "no help given");
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: missing required option '%s' of %s (%s)", path, o->name, owner,
+                            o->help ? o->help : "no help given");
             continue;
         }
         tema_cfg *v = parse_default(o->default_value, o->name, d, owner);
@@ -599,7 +622,7 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
             vspec sp = option_spec(o);
             check_value(v, &sp, cp, d);
         }
-        tema_cfgi_append(n, v);
+        tema_cfg_append(n, v);
     }
     reorder(n, order, n_order);
 }
@@ -615,20 +638,20 @@ static void validate_entry(tema_cfg *c, const schema_key *k, const tema_cfg *roo
     switch (k->type) {
     case V_MAP: validate_map(c, k->path, root, reg, d); return;
     case V_OPEN:
-        tema_cfgi_retype(c, TEMA_CFG_MAP);
+        tema_cfg_retype(c, TEMA_CFG_MAP);
         if (c->type != TEMA_CFG_MAP) {
             where_of(c, false, where, sizeof where);
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected a map (key: value lines), %s", k->path,
-                             got(c, g, sizeof g));
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a map (key: value lines), %s", k->path,
+                            got(c, g, sizeof g));
         }
         return;
     case V_PLUGIN: validate_plugin(c, k->path, k->choices, reg, d); return;
     case V_PLUGIN_LIST:
         if (c->type != TEMA_CFG_LIST || c->n_items == 0) {
             where_of(c, false, where, sizeof where);
-            tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected a non-empty list of %s plugin maps like "
-                             "[{plugin: id, dim: 64}], %s", k->path, k->choices,
-                             c->type == TEMA_CFG_LIST ? "got an empty list" : got(c, g, sizeof g));
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a non-empty list of %s plugin maps like "
+                            "[{plugin: id, dim: 64}], %s", k->path, k->choices,
+                            c->type == TEMA_CFG_LIST ? "got an empty list" : got(c, g, sizeof g));
             return;
         }
         for (size_t i = 0; i < c->n_items; i++) {
@@ -649,11 +672,11 @@ static void validate_entry(tema_cfg *c, const schema_key *k, const tema_cfg *roo
 static void validate_map(tema_cfg *n, const char *prefix, const tema_cfg *root, tema_registry *reg, tema_cfg_diag *d)
 {
     char where[1400], g[256];
-    tema_cfgi_retype(n, TEMA_CFG_MAP);
+    tema_cfg_retype(n, TEMA_CFG_MAP);
     if (n->type != TEMA_CFG_MAP) {
         where_of(n, false, where, sizeof where);
-        tema_cfgi_report(d, TEMA_EINVAL, where, "%s: expected a map of settings (key: value lines), %s", prefix,
-                         got(n, g, sizeof g));
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a map of settings (key: value lines), %s", prefix,
+                        got(n, g, sizeof g));
         return;
     }
     for (size_t i = 0; i < n->n_items; i++) {
@@ -678,8 +701,8 @@ static void validate_map(tema_cfg *n, const char *prefix, const tema_cfg *root, 
         if (*prefix) snprintf(in, sizeof in, "in %s", prefix);
         else snprintf(in, sizeof in, "at the top level");
         where_of(c, true, where, sizeof where);
-        if (s.best) tema_cfgi_report(d, TEMA_EINVAL, where, "unknown key '%s' %s; did you mean '%s'?", c->key, in, s.best);
-        else tema_cfgi_report(d, TEMA_EINVAL, where, "unknown key '%s' %s; valid keys: %s", c->key, in, list);
+        if (s.best) tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' %s; did you mean '%s'?", c->key, in, s.best);
+        else tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' %s; valid keys: %s", c->key, in, list);
     }
     const char *order[N_SCHEMA];
     size_t n_order = 0;
@@ -687,24 +710,24 @@ static void validate_map(tema_cfg *n, const char *prefix, const tema_cfg *root, 
         const schema_key *k = &schema[j];
         if (!schema_is_child(prefix, k->path)) continue;
         order[n_order++] = last_seg(k->path);
-        if (tema_cfgi_child(n, last_seg(k->path), NULL)) continue;
+        if (tema_cfg_child(n, last_seg(k->path), NULL)) continue;
         if (k->required) {
             /* a map that only the defaults made has no place in the file: point at the file */
             const tema_cfg *at = strcmp(n->file, TEMA_CFG_DEFAULTS_LABEL) ? n : root;
             where_of(at, false, where, sizeof where);
-            tema_cfgi_report(d, TEMA_EINVAL, where, "missing required key '%s'%s", k->path,
-                             !strcmp(k->path, "dataset.path")
+            tema_cfg_report(d, TEMA_EINVAL, where, "missing required key '%s'%s", k->path,
+                            !strcmp(k->path, "dataset.path")
                                  ? "; give a dataset folder, a .tar.gz bundle or 'synthetic'"
                                  : "; add it to the experiment");
             continue;
         }
         tema_cfg *v = NULL;
-        if (k->type == V_MAP) v = tema_cfgi_new(TEMA_CFG_MAP, last_seg(k->path), TEMA_CFG_DEFAULTS_LABEL, 0, 0);
+        if (k->type == V_MAP) v = tema_cfg_new(TEMA_CFG_MAP, last_seg(k->path), TEMA_CFG_DEFAULTS_LABEL, 0, 0);
         else if (k->def) v = parse_default(k->def, last_seg(k->path), d, "the core schema");
         else continue;
         if (!v) continue;
         validate_entry(v, k, root, reg, d);
-        tema_cfgi_append(n, v);
+        tema_cfg_append(n, v);
     }
     reorder(n, order, n_order);
 }
@@ -718,14 +741,14 @@ tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_re
                                      tema_err *err)
 {
     *out = NULL;
-    tema_cfg *n = tema_cfgi_new(TEMA_CFG_SCALAR, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
+    tema_cfg *n = tema_cfg_new(TEMA_CFG_SCALAR, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
     if (!n || !tema_cfgi_set_text(n, name, false)) {
         tema_cfg_free(n);
         return tema_fail(err, TEMA_ENOMEM, "out of memory");
     }
     tema_cfg_diag d = {.err = err};
     validate_plugin(n, kind, kind, reg, &d); /* the shorthand NAME becomes {plugin: NAME, ...defaults} */
-    tema_status st = tema_cfgi_diag_flush(&d);
+    tema_status st = tema_cfg_diag_flush(&d);
     if (st != TEMA_OK) tema_cfg_free(n);
     else *out = n;
     return st;
@@ -734,7 +757,7 @@ tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_re
 tema_status tema_cfg_defaults(tema_cfg **out, tema_err *err)
 {
     *out = NULL;
-    tema_cfg *root = tema_cfgi_new(TEMA_CFG_MAP, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
+    tema_cfg *root = tema_cfg_new(TEMA_CFG_MAP, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
     if (!root) return tema_fail(err, TEMA_ENOMEM, "out of memory");
     for (size_t i = 0; i < N_SCHEMA; i++) {
         const schema_key *k = &schema[i];
@@ -745,11 +768,11 @@ tema_status tema_cfg_defaults(tema_cfg **out, tema_err *err)
         tema_cfg *p = (tema_cfg *)tema_cfg_get(root, parent);
         tema_cfg *v = NULL;
         tema_err e = {0};
-        if (k->type == V_MAP) v = tema_cfgi_new(TEMA_CFG_MAP, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
+        if (k->type == V_MAP) v = tema_cfg_new(TEMA_CFG_MAP, NULL, TEMA_CFG_DEFAULTS_LABEL, 0, 0);
         else if (tema_cfgi_parse(k->def, strlen(k->def), TEMA_CFG_DEFAULTS_LABEL, false, &v, &e) != TEMA_OK) v = NULL;
         bool ok = p && v && (v->key = strdup(last_seg(k->path)));
         if (!ok) tema_cfg_free(v);
-        else ok = tema_cfgi_append(p, v); /* frees v on failure */
+        else ok = tema_cfg_append(p, v); /* frees v on failure */
         if (!ok) {
             tema_cfg_free(root);
             return tema_fail(err, e.code ? e.code : TEMA_ENOMEM, "building the default of %s failed%s%s", k->path,
