@@ -60,6 +60,13 @@ tema_status tema_cfg_set(tema_cfg *root, const char *assignment, tema_err *err);
 tema_status tema_cfg_resolve(const char *path, const char *const *overrides, int n_overrides,
                              tema_registry *reg, FILE *diag, tema_cfg **resolved, tema_err *err);
 
+/* Validate a plugin node in place ({plugin: NAME, ...options} or the shorthand NAME) against
+ * NAME's option table, as tema_cfg_resolve does for one under a key of `kind` at `path`: every
+ * default filled, values normalised and range-checked, paths made absolute. A node that was
+ * resolved already comes out as it went in. */
+tema_status tema_cfg_plugin_validate(tema_cfg *node, const char *path, const char *kind, tema_registry *reg,
+                                     tema_err *err);
+
 /* The options of plugin `name` of `kind` ("tag_select") with every declared default filled, as
  * the resolved config would hold them under a key set to {plugin: NAME}. Caller frees. */
 tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_registry *reg, tema_cfg **out,

@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "config_internal.h"
 #include "engine.h"
 #include "store_key.h"
 #include "tema/npy.h"
@@ -65,6 +66,21 @@ static void progress_line(void *p, int64_t done, int64_t total)
             (long long)done, (long long)total, total ? 100.0 * (double)done / (double)total : 100.0, rate, eta);
 }
 
+/* A plugin's options as the plugin must receive them: a copy of its node validated against
+ * its table, defaults filled. A node of a resolved experiment comes back the same; one that a
+ * caller wrote by hand (a test's `extractor: hashed`) gets what resolution would give it. */
+static tema_status resolved_plugin(const tema_cfg *node, const char *path, const char *kind, tema_cfg **out,
+                                   tema_err *err)
+{
+    if (!(*out = tema_cfg_clone(node))) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_status st = tema_cfg_plugin_validate(*out, path, kind, ctx.reg, err);
+    if (st != TEMA_OK) {
+        tema_cfg_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 /* ---- a backend while none is active (tema tags) ---- */
 
 typedef struct temp_backend {
@@ -76,14 +92,21 @@ static tema_status ensure_backend(temp_backend *tb, tema_err *err)
 {
     memset(tb, 0, sizeof *tb);
     if (tema_engine_backend()) return TEMA_OK;
-    const char *name = NULL;
-    const tema_cfg *opts = tema_cfg_plugin_node(ctx.root ? tema_cfg_get(ctx.root, "backend") : NULL, &name);
+    /* without an experiment, the backend the schema defaults to */
+    tema_cfg *defaults = NULL, *opts = NULL;
+    const tema_cfg *node = ctx.root ? tema_cfg_get(ctx.root, "backend") : NULL;
+    tema_status st = node ? TEMA_OK : tema_cfg_defaults(&defaults, err);
+    if (st == TEMA_OK)
+        st = resolved_plugin(node ? node : tema_cfg_get(defaults, "backend"), "backend", "backend", &opts, err);
+    tema_cfg_free(defaults);
     const tema_plugin *bp = NULL;
-    tema_status st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_BACKEND, name ? name : "cpu", "backend",
-                                               sizeof(tema_backend_ops), &bp, err);
+    if (st == TEMA_OK)
+        st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_BACKEND, tema_cfg_str(opts, "plugin", NULL), "backend",
+                                    sizeof(tema_backend_ops), &bp, err);
+    const tema_backend_ops *ops = st == TEMA_OK ? bp->ops : NULL;
+    if (st == TEMA_OK) st = ops->init(tema_host_get(), opts, &tb->self, err);
+    tema_cfg_free(opts);
     if (st != TEMA_OK) return st;
-    const tema_backend_ops *ops = bp->ops;
-    if ((st = ops->init(tema_host_get(), opts, &tb->self, err)) != TEMA_OK) return st;
     tb->ops = ops;
     tema_engine_set_backend(ops, tb->self);
     return TEMA_OK;
@@ -192,27 +215,28 @@ tema_status tema_features_get(const tema_cfg *c, const char *option, const char 
     if (!ctx.reg)
         return tema_fail(err, TEMA_EINTERNAL, "%s: text features asked for outside a run or tagging (no plugin "
                                               "registry); a bug in the caller", who);
-    const char *name = NULL;
-    const tema_cfg *opts = tema_cfg_plugin_node(c ? tema_cfg_get(c, option) : NULL, &name);
+    const tema_cfg *node = c ? tema_cfg_get(c, option) : NULL;
     const tema_plugin *fp = NULL;
+    tema_cfg *opts = NULL;
     char where[160];
     snprintf(where, sizeof where, "%s.%s", who, option);
-    tema_status st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_TEXT_FEATURES, name, where,
-                                               sizeof(tema_text_features_ops), &fp, err);
-    if (st != TEMA_OK) return st;
-    const tema_text_features_ops *ops = fp->ops;
+    tema_status st = node ? resolved_plugin(node, where, "text_features", &opts, err) : TEMA_OK;
+    if (st == TEMA_OK)
+        st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_TEXT_FEATURES, opts ? tema_cfg_str(opts, "plugin", NULL) : NULL,
+                                    where, sizeof(tema_text_features_ops), &fp, err);
+    const tema_text_features_ops *ops = st == TEMA_OK ? fp->ops : NULL;
     void *self = NULL;
-    if ((st = ops->create(tema_host_get(), opts, &self, err)) != TEMA_OK) return st;
-    const int64_t F = ops->dim(self);
-    if (F < 1 || F > (1 << 20)) {
-        ops->destroy(self);
-        return tema_fail(err, TEMA_EINTERNAL, "text_features %s: width %lld; a bug in the plugin", fp->name,
-                         (long long)F);
-    }
-    char *settings = tema_cfg_to_json(opts ? opts : tema_cfg_get(c, option));
-    if (!settings) {
-        ops->destroy(self);
-        return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    if (st == TEMA_OK) st = ops->create(tema_host_get(), opts, &self, err);
+    const int64_t F = st == TEMA_OK ? ops->dim(self) : 0;
+    if (st == TEMA_OK && (F < 1 || F > (1 << 20)))
+        st = tema_fail(err, TEMA_EINTERNAL, "text_features %s: width %lld; a bug in the plugin", fp->name,
+                       (long long)F);
+    char *settings = st == TEMA_OK ? tema_cfg_to_json(opts) : NULL;
+    if (st == TEMA_OK && !settings) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    if (st != TEMA_OK) {
+        if (self) ops->destroy(self);
+        tema_cfg_free(opts);
+        return st;
     }
     const uint64_t h = store_key(fp, settings, opts, ops->files ? ops->files(self) : NULL, texts, n);
     char dir[4300], npy[4400], meta[4400], lock[4400];
@@ -248,6 +272,7 @@ tema_status tema_features_get(const tema_cfg *c, const char *option, const char 
                     fp->name, (long long)n, (long long)F, seconds, seconds > 0 ? (double)n / seconds : 0.0, npy);
     }
     ops->destroy(self);
+    tema_cfg_free(opts);
     if (lfd >= 0) close(lfd); /* releases the lock */
     free(settings);
     if (st != TEMA_OK && *out) {

@@ -525,6 +525,21 @@ bool tema_cfg_expand_plugin(tema_cfg *n)
     return true;
 }
 
+/* A required option that the plugin map n lacks. Its help is all a user has to go on (what to
+ * give, or how to do without the plugin), so it is said whole. */
+static void report_required(const tema_cfg *n, const char *path, const tema_option *o, const char *owner,
+                            tema_cfg_diag *d)
+{
+    char where[1400];
+    where_of(n, false, where, sizeof where);
+    if (o->help)
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: missing required option '%s' of %s (it has no default); %s: %s",
+                         path, o->name, owner, o->name, o->help);
+    else
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: missing required option '%s' of %s (it has no default); hint: add "
+                         "%s: VALUE", path, o->name, owner, o->name);
+}
+
 static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name, tema_registry *reg,
                             tema_cfg_diag *d)
 {
@@ -606,9 +621,7 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         if (n_order < sizeof order / sizeof order[0]) order[n_order++] = o->name;
         if (tema_cfg_child(n, o->name, NULL)) continue;
         if (!o->default_value) {
-            where_of(n, false, where, sizeof where);
-            tema_cfg_report(d, TEMA_EINVAL, where, "%s: missing required option '%s' of %s (%s)", path, o->name, owner,
-                            o->help ? o->help : "no help given");
+            report_required(n, path, o, owner, d);
             continue;
         }
         tema_cfg *v = parse_default(o->default_value, o->name, d, owner);
@@ -737,6 +750,14 @@ void tema_cfg_validate(tema_cfg *root, tema_registry *reg, tema_cfg_diag *d)
     validate_map(root, "", root, reg, d);
 }
 
+tema_status tema_cfg_plugin_validate(tema_cfg *node, const char *path, const char *kind, tema_registry *reg,
+                                     tema_err *err)
+{
+    tema_cfg_diag d = {.err = err};
+    validate_plugin(node, path, kind, reg, &d);
+    return tema_cfg_diag_flush(&d);
+}
+
 tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_registry *reg, tema_cfg **out,
                                      tema_err *err)
 {
@@ -746,9 +767,8 @@ tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_re
         tema_cfg_free(n);
         return tema_fail(err, TEMA_ENOMEM, "out of memory");
     }
-    tema_cfg_diag d = {.err = err};
-    validate_plugin(n, kind, kind, reg, &d); /* the shorthand NAME becomes {plugin: NAME, ...defaults} */
-    tema_status st = tema_cfg_diag_flush(&d);
+    /* the shorthand NAME becomes {plugin: NAME, ...defaults} */
+    tema_status st = tema_cfg_plugin_validate(n, kind, kind, reg, err);
     if (st != TEMA_OK) tema_cfg_free(n);
     else *out = n;
     return st;

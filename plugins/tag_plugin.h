@@ -1,5 +1,5 @@
 /* plugins/tag_plugin.h - what the tag plugins (kinds tagger, tag_select, tag_repr) share:
- * reading their resolved options, allocating selections in host memory, selection by prefix.
+ * allocating selections in host memory, selection by prefix.
  * Their ops receive the host (ABI 1.4 `*_with_host` entries); nothing here keeps it.
  * Include this header once, from the plugin's single source file. */
 #ifndef TEMA_PLUGINS_TAG_PLUGIN_H
@@ -8,37 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plugin_opts.h"
 #include "tema/plugin.h"
-
-/* Option readers over the validated config: the core filled every default from the plugin's
- * option table and checked its range, so any status but OK is a bug (a name that is not in
- * the table), reported as such, never replaced by a value written here a second time. */
-static inline tema_status tag_opt_status(tema_status st, const tema_cfg *opts, const char *who, const char *name,
-                                         tema_err *err)
-{
-    if (st == TEMA_OK) return TEMA_OK;
-    return tema_fail(err, TEMA_EINTERNAL, "%s: option '%s' %s; a bug: the plugin reads an option its table does not "
-                                          "declare, or the caller passed unvalidated options", who, name,
-                     opts ? "is missing from the validated options" : "asked for without options");
-}
-
-static inline tema_status tag_opt_int(const tema_host *host, const tema_cfg *opts, const char *who, const char *name,
-                                      int64_t *out, tema_err *err)
-{
-    return tag_opt_status(opts ? host->cfg_int(opts, name, out) : TEMA_EINVAL, opts, who, name, err);
-}
-
-static inline tema_status tag_opt_float(const tema_host *host, const tema_cfg *opts, const char *who,
-                                        const char *name, double *out, tema_err *err)
-{
-    return tag_opt_status(opts ? host->cfg_float(opts, name, out) : TEMA_EINVAL, opts, who, name, err);
-}
-
-static inline tema_status tag_opt_str(const tema_host *host, const tema_cfg *opts, const char *who, const char *name,
-                                      const char **out, tema_err *err)
-{
-    return tag_opt_status(opts ? host->cfg_str(opts, name, out) : TEMA_EINVAL, opts, who, name, err);
-}
 
 /* Allocate the arrays of a selection for n_items items and cap selected tags in total
  * (host memory; on failure nothing stays allocated). */

@@ -32,7 +32,9 @@ static void setup_backend(void)
     const tema_backend_ops *be = cpu->ops;
     void *bs = NULL;
     tema_err err = {0};
-    ck_assert_msg(be->init(tema_host_get(), NULL, &bs, &err) == TEMA_OK, "%s", err.msg);
+    tema_cfg *opts = tu_plugin_opts(cpu, NULL);
+    ck_assert_msg(be->init(tema_host_get(), opts, &bs, &err) == TEMA_OK, "%s", err.msg);
+    tema_cfg_free(opts);
     tema_engine_set_backend(be, bs);
 }
 

@@ -736,7 +736,9 @@ static void for_each_backend(kernel_test fn, const char *test)
         backend b = {.ops = ops};
         memcpy(b.label, labels[i], sizeof b.label);
         tema_err err = {0};
-        tema_status st = ops->init(host, NULL, &b.self, &err);
+        tema_cfg *opts = tu_plugin_opts(found[i], NULL);
+        tema_status st = ops->init(host, opts, &b.self, &err);
+        tema_cfg_free(opts);
         if (st == TEMA_EUNSUPPORTED) {
             tu_skip(test, "%s: %s", b.label, err.msg);
             continue;
@@ -774,6 +776,12 @@ START_TEST(cpu_descriptor)
     ck_assert_str_eq(pl->name, "cpu");
     ck_assert_int_eq(pl->kind, TEMA_KIND_BACKEND);
     ck_assert_uint_ge(pl->ops_size, sizeof(tema_backend_ops));
+    /* the core validates and fills options before init: none at all is the caller's bug */
+    const tema_backend_ops *ops = pl->ops;
+    void *self = NULL;
+    tema_err err = {0};
+    ck_assert_int_eq(ops->init(tema_host_get(), NULL, &self, &err), TEMA_EINTERNAL);
+    ck_assert_msg(strstr(err.msg, "cpu backend: option 'threads'") && strstr(err.msg, "a bug"), "%s", err.msg);
 }
 END_TEST
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "registry.h"
 #include "tema/backend.h"
 #include "testutil.h"
@@ -40,7 +41,9 @@ static bool backend_usable(const char *name, char *why, size_t cap)
     ck_assert_msg(p != NULL, "%s does not hold backend '%s'", path, name);
     const tema_backend_ops *ops = p->ops;
     void *self = NULL;
-    tema_status st = ops->init(tema_host_get(), NULL, &self, &err);
+    tema_cfg *opts = tu_plugin_opts(p, NULL);
+    tema_status st = ops->init(tema_host_get(), opts, &self, &err);
+    tema_cfg_free(opts);
     if (st == TEMA_OK) ops->destroy(self);
     else snprintf(why, cap, "%s: no CUDA device (%s)", name, err.msg);
     ck_assert_msg(st == TEMA_OK || st == TEMA_EUNSUPPORTED, "%s init: %s", name, err.msg);

@@ -442,23 +442,27 @@ static int count_npy(const char *dir)
 START_TEST(a_stop_request_ends_the_computation)
 {
     const char *dir = tiny_model("tiny-stop", "8", "F32", -1, 0, true);
-    const char *texts[] = {"Hello world", "teas kettle hello", "world", "kettle teas", "hello hello", "teas"};
+    const char *six[] = {"Hello world", "teas kettle hello", "world", "kettle teas", "hello hello", "teas"};
+    enum { N = 60 }; /* several batches of at most 64 tokens (the least batch_tokens allows) */
+    const char *texts[N];
+    for (int i = 0; i < N; i++) texts[i] = six[i % 6];
     char ex[800];
-    snprintf(ex, sizeof ex, "{plugin: bert, model_dir: '%s', batch_tokens: 8}", dir); /* several batches */
+    snprintf(ex, sizeof ex, "{plugin: bert, model_dir: '%s', batch_tokens: 64}", dir);
     int64_t dim = 0;
     tema_err err = {0};
     char store[300];
     snprintf(store, sizeof store, "%s", tu_tmpdir());
     tema_stop_listen();
     tema_stop_request(SIGINT);
-    float *got = features_at(store, ex, texts, 6, &dim, &err);
+    float *got = features_at(store, ex, texts, N, &dim, &err);
     tema_stop_unlisten();
     ck_assert_msg(got == NULL && err.code == TEMA_EINTERRUPTED, "status %d: %s", err.code, err.msg);
-    ck_assert_msg(strstr(err.msg, "signal 2") && strstr(err.msg, "of 6 texts") && strstr(err.msg, "nothing is stored"),
+    ck_assert_msg(strstr(err.msg, "signal 2") && strstr(err.msg, "of 60 texts") && !strstr(err.msg, "after 60 of") &&
+                      strstr(err.msg, "nothing is stored"),
                   "%s", err.msg);
     ck_assert_int_eq(count_npy(store), 0);
     err = (tema_err){0};
-    got = features_at(store, ex, texts, 6, &dim, &err);
+    got = features_at(store, ex, texts, N, &dim, &err);
     ck_assert_msg(got != NULL, "%s", err.msg);
     ck_assert_int_eq(count_npy(store), 1);
     free(got);

@@ -351,8 +351,9 @@ START_TEST(t_missing_required)
     ck_assert_int_ne(o.st, TEMA_OK);
     ck_assert_msg(strstr(o.diag, "missing required key 'name'"), "%s", o.diag);
     ck_assert_msg(strstr(o.diag, "missing required key 'dataset.path'"), "%s", o.diag);
-    ck_assert_msg(strstr(o.diag, "loss: missing required option 'temperature' of loss plugin 'full_softmax'"), "%s",
-                  o.diag);
+    ck_assert_msg(strstr(o.diag, "loss: missing required option 'temperature' of loss plugin 'full_softmax' (it has "
+                                 "no default); temperature: required: no default"),
+                  "%s", o.diag); /* the option's help, what a user has to go on */
     ck_assert_int_eq(count_lines(o.diag), 3);
     done(&o);
 
@@ -527,6 +528,48 @@ START_TEST(t_plugin_option_defaults_and_types)
 }
 END_TEST
 
+/* A plugin node validated on its own (what the text features service does with the node it
+ * is handed): a resolved node comes out as it went in, a hand-written one gets its defaults. */
+START_TEST(t_plugin_validate_in_place)
+{
+    setup();
+    const char *p = write_exp("inplace.yaml", MINIMAL "loss: {plugin: full_softmax, temperature: 2}\n"
+                                                      "model:\n"
+                                                      "  encoders: [{plugin: id, cache_dir: ./x/../emb}]\n"
+                                                      "  attention: {plugin: single, causal: off, gates: [1, 5e-1]}\n");
+    outcome o = resolve(p, NULL, 0);
+    ck_assert_msg(o.st == TEMA_OK, "%s\n%s", o.err.msg, o.diag);
+    tema_registry *r = test_registry();
+    const char *nodes[][2] = {{"backend", "backend"}, {"model.encoders.0", "encoder"},
+                              {"model.attention", "attention"}, {"loss", "loss"}};
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        const tema_cfg *n = tema_cfg_get(o.cfg, nodes[i][0]);
+        tema_cfg *c = tema_cfg_clone(n);
+        tema_err err = {0};
+        ck_assert_msg(tema_cfg_plugin_validate(c, nodes[i][0], nodes[i][1], r, &err) == TEMA_OK, "%s", err.msg);
+        char *before = tema_cfg_to_json(n), *after = tema_cfg_to_json(c);
+        ck_assert_str_eq(after, before);
+        free(before);
+        free(after);
+        tema_cfg_free(c);
+    }
+    done(&o);
+
+    tema_cfg *c = NULL;
+    tema_err err = {0};
+    ck_assert_int_eq(tema_cfg_parse_string("single\n", "<test>", &c, &err), TEMA_OK);
+    ck_assert_msg(tema_cfg_plugin_validate(c, "extra", "attention", r, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_str_eq(val(c, "plugin"), "single");
+    ck_assert_str_eq(val(c, "dropout"), "0.2");
+    tema_cfg_free(c);
+    ck_assert_int_eq(tema_cfg_parse_string("{plugin: single, blocks: 99}\n", "<test>", &c, &err), TEMA_OK);
+    ck_assert_int_eq(tema_cfg_plugin_validate(c, "extra", "attention", r, &err), TEMA_EINVAL);
+    ck_assert_msg(strstr(err.msg, "extra.blocks") && strstr(err.msg, "99"), "%s", err.msg);
+    tema_cfg_free(c);
+    tema_registry_free(r);
+}
+END_TEST
+
 /* ---- output ---- */
 
 START_TEST(t_canonical_json)
@@ -623,6 +666,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_set_overrides);
     tcase_add_test(tc, t_defaults_file_command_line_order);
     tcase_add_test(tc, t_plugin_option_defaults_and_types);
+    tcase_add_test(tc, t_plugin_validate_in_place);
     tcase_add_test(tc, t_canonical_json);
     tcase_add_test(tc, t_tree_api);
     suite_add_tcase(s, tc);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "config.h"
 #include "registry.h"
 #include "testutil.h"
 #include "util.h"
@@ -20,7 +21,9 @@ static void setup(void)
     const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
     const tema_backend_ops *ops = pl->ops;
     tema_err err = {0};
-    ck_assert_int_eq(ops->init(tema_host_get(), NULL, &cpu_self, &err), TEMA_OK);
+    tema_cfg *opts = tu_plugin_opts(pl, NULL);
+    ck_assert_int_eq(ops->init(tema_host_get(), opts, &cpu_self, &err), TEMA_OK);
+    tema_cfg_free(opts);
     tema_engine_set_backend(ops, cpu_self);
     nn = tema_nn();
 }

@@ -180,6 +180,36 @@ START_TEST(unknown_plugin_and_failures_leave_nothing)
 }
 END_TEST
 
+/* The service hands a plugin its options as a resolved experiment holds them, whoever wrote
+ * the node: the shorthand gets the table's defaults, a value out of range is refused there,
+ * and a plugin created without options reports the caller's bug. */
+START_TEST(options_reach_the_plugin_validated)
+{
+    char *dir = store_dir();
+    float *a = NULL;
+    int64_t dim = 0;
+    tema_err err = {0};
+    ck_assert_msg(run("hashed", dir, texts, NT, &a, &dim, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_int_eq(dim, 512);
+    free(a);
+    a = NULL;
+    ck_assert_int_eq(run("{plugin: hashed, dim: 0}", dir, texts, NT, &a, &dim, &err), TEMA_EINVAL);
+    ck_assert_msg(strstr(err.msg, "test.extractor.dim") && strstr(err.msg, "out of range"), "%s", err.msg);
+    ck_assert(a == NULL);
+    tema_registry *reg = tu_cpu_registry();
+    for (size_t i = 0; i < tema_registry_count(reg); i++) {
+        const tema_plugin *p = tema_registry_at(reg, i)->plugin;
+        if (p->kind != TEMA_KIND_TEXT_FEATURES || !p->n_options) continue;
+        const tema_text_features_ops *ops = p->ops;
+        void *self = NULL;
+        err = (tema_err){0};
+        ck_assert_int_eq(ops->create(tema_host_get(), NULL, &self, &err), TEMA_EINTERNAL);
+        ck_assert_msg(strstr(err.msg, p->name) && strstr(err.msg, "a bug"), "%s", err.msg);
+    }
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("text_features");
@@ -188,6 +218,7 @@ int main(void)
     tcase_add_test(tc, every_text_features_plugin_conforms);
     tcase_add_test(tc, store_reuses_and_keys_by_text);
     tcase_add_test(tc, unknown_plugin_and_failures_leave_nothing);
+    tcase_add_test(tc, options_reach_the_plugin_validated);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -312,7 +312,9 @@ struct tema_registry *tu_cpu_registry(void)
     ck_assert_msg(cpu != NULL, "cpu backend not found (TEMA_PLUGIN_PATH=%s)", getenv("TEMA_PLUGIN_PATH"));
     const tema_backend_ops *be = cpu->ops;
     tema_err err = {0};
-    ck_assert_msg(be->init(tema_host_get(), NULL, &backend, &err) == TEMA_OK, "%s", err.msg);
+    tema_cfg *opts = tu_plugin_opts(cpu, NULL);
+    ck_assert_msg(be->init(tema_host_get(), opts, &backend, &err) == TEMA_OK, "%s", err.msg);
+    tema_cfg_free(opts);
     tema_engine_set_backend(be, backend);
     return reg;
 }
@@ -335,6 +337,13 @@ struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra)
     tema_err err = {0};
     ck_assert_msg(tema_cfg_parse_string(k ? text : "{}\n", "<test>", &c, &err) == TEMA_OK, "%s: %s", p->name, err.msg);
     return c;
+}
+
+const char *tu_required_option(const struct tema_plugin *p)
+{
+    for (uint32_t i = 0; i < p->n_options; i++)
+        if (!p->options[i].default_value) return p->options[i].name;
+    return NULL;
 }
 
 const char *tu_minilm_dir(void)

@@ -61,6 +61,8 @@ struct tema_registry *tu_cpu_registry(void);
 /* A plugin's options as the core would pass them: every declared default, then `extra`
  * YAML lines (which replace the defaults they name). Caller frees with tema_cfg_free. */
 struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra);
+/* The first option of p without a default (one `extra` must give), or NULL. */
+const char *tu_required_option(const struct tema_plugin *p);
 /* Whether a line of the file at `path` contains `needle`, polling every 0.1 s for at most
  * `seconds` (for a child process's log). */
 bool tu_wait_for_line(const char *path, const char *needle, double seconds);

@@ -56,17 +56,14 @@ static tema_status fused_create(const tema_model_info *info, const tema_cfg *opt
 {
     (void)enc_modalities;
     const tema_host *host = info->host;
-    tb_config tc = {.blocks = 2, .heads = 1, .ffn_mult = 1, .dropout = 0.3};
-    ss_config sc = {.lambda1 = 0.3, .lambda2 = 0.1, .temperature = 0.07, .use = {true, true, true}};
-    int64_t dim = 256, hidden = 0;
+    tb_config tc;
+    ss_config sc;
+    int64_t dim, hidden;
     tema_status st = tb_read_config(host, opts, "fused", &tc, err);
     if (st == TEMA_OK) st = ss_read_config(host, opts, "fused", &sc, err);
+    if (st == TEMA_OK) st = plugin_opt_int(host, opts, "attention fused", "dim", &dim, err);
+    if (st == TEMA_OK) st = plugin_opt_int(host, opts, "attention fused", "hidden", &hidden, err);
     if (st != TEMA_OK) return st;
-    if (opts && (host->cfg_int(opts, "dim", &dim) == TEMA_EINVAL || host->cfg_int(opts, "hidden", &hidden) == TEMA_EINVAL))
-        return tema_fail(err, TEMA_EINVAL, "attention fused: dim and hidden must be integers");
-    if (dim < 1 || hidden < 0)
-        return tema_fail(err, TEMA_EINVAL, "attention fused: dim must be >= 1 and hidden >= 0 (got %lld, %lld)",
-                         (long long)dim, (long long)hidden);
     if (hidden == 0) hidden = dim;
     if (n_enc < 1 || n_enc > FUSED_MAX_ENC)
         return tema_fail(err, TEMA_EINVAL, "attention fused: needs 1 to %d encoders, got %d", FUSED_MAX_ENC, n_enc);

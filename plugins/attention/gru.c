@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option gru_options[] = {
@@ -47,11 +48,9 @@ static tema_status gru_create(const tema_model_info *info, const tema_cfg *opts,
 {
     (void)enc_modalities;
     const tema_host *host = info->host;
-    double dropout = 0.2;
-    if (opts && host->cfg_float(opts, "dropout", &dropout) == TEMA_EINVAL)
-        return tema_fail(err, TEMA_EINVAL, "attention gru: option 'dropout' must be a number");
-    if (!(dropout >= 0 && dropout < 1))
-        return tema_fail(err, TEMA_EINVAL, "attention gru: dropout must be in [0, 1), got %g", dropout);
+    double dropout;
+    tema_status st = plugin_opt_float(host, opts, "attention gru", "dropout", &dropout, err);
+    if (st != TEMA_OK) return st;
     if (n_enc < 1) return tema_fail(err, TEMA_EINVAL, "attention gru: needs at least one encoder (model.encoders)");
     if (info->max_len < 1)
         return tema_fail(err, TEMA_EINVAL, "attention gru: max_len must be positive, got %d", (int)info->max_len);

@@ -65,20 +65,18 @@ static tema_status multi_create(const tema_model_info *info, const tema_cfg *opt
                                 const char *const *enc_modalities, int n_enc, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
-    tb_config tc = {.blocks = 2, .heads = 1, .ffn_mult = 1, .dropout = 0.3};
-    ss_config sc = {.lambda1 = 0.3, .lambda2 = 0.1, .temperature = 0.07, .use = {true, true, true}};
-    double alpha[MULTI_N_MODALITIES] = {0.4, 0.2, 0.2, 0};
+    tb_config tc;
+    ss_config sc;
+    double alpha[MULTI_N_MODALITIES];
     tema_status st = tb_read_config(host, opts, "multi", &tc, err);
     if (st == TEMA_OK) st = ss_read_config(host, opts, "multi", &sc, err);
+    for (int m = 0; m < 3 && st == TEMA_OK; m++) {
+        char name[32];
+        snprintf(name, sizeof name, "alpha_%s", multi_modalities[m]);
+        st = plugin_opt_float(host, opts, "attention multi", name, &alpha[m], err);
+    }
     if (st != TEMA_OK) return st;
-    if (opts && (host->cfg_float(opts, "alpha_id", &alpha[0]) == TEMA_EINVAL ||
-                 host->cfg_float(opts, "alpha_image", &alpha[1]) == TEMA_EINVAL ||
-                 host->cfg_float(opts, "alpha_text", &alpha[2]) == TEMA_EINVAL))
-        return tema_fail(err, TEMA_EINVAL, "attention multi: the alphas must be numbers");
-    for (int m = 0; m < 3; m++)
-        if (!(alpha[m] >= 0 && alpha[m] <= 1))
-            return tema_fail(err, TEMA_EINVAL, "attention multi: alpha_%s must be in [0, 1], got %g", multi_modalities[m],
-                             alpha[m]);
+    /* the tag modality has no option: it gets what the others leave */
     alpha[3] = 1.0 - alpha[0] - alpha[1] - alpha[2];
     if (alpha[3] < -1e-9)
         return tema_fail(err, TEMA_EINVAL, "attention multi: alpha_id + alpha_image + alpha_text = %g exceeds 1 (the tag "

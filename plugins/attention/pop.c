@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option pop_options[] = {
@@ -28,9 +29,10 @@ static tema_status pop_create(const tema_model_info *info, const tema_cfg *opts,
     (void)enc_modalities;
     (void)n_enc;
     const tema_host *host = info->host;
-    double smoothing = 1;
-    if (opts && host->cfg_float(opts, "smoothing", &smoothing) == TEMA_EINVAL)
-        return tema_fail(err, TEMA_EINVAL, "attention pop: option 'smoothing' must be a number");
+    double smoothing;
+    tema_status st = plugin_opt_float(host, opts, "attention pop", "smoothing", &smoothing, err);
+    if (st != TEMA_OK) return st;
+    /* the table's range is inclusive; log(0 + count) is -inf for an unseen item */
     if (!(smoothing > 0)) return tema_fail(err, TEMA_EINVAL, "attention pop: smoothing must be > 0, got %g", smoothing);
     int64_t n = (int64_t)info->n_x + info->n_y;
     if (n < 1) return tema_fail(err, TEMA_EINVAL, "attention pop: the dataset has no items");

@@ -84,23 +84,22 @@ static inline tema_status ss_parse_sequences(const char *text, bool use[3], cons
     return TEMA_OK;
 }
 
+/* Reads lambda_1 / lambda_2 / temperature / learnable_temperature / sequences (declared by
+ * the plugin with these names; their table holds the ranges, which the core checked: a
+ * temperature above 1 / SS_MAX_INV_TEMP, so the learnable one starts inside its bound). */
 static inline tema_status ss_read_config(const tema_host *host, const tema_cfg *opts, const char *who, ss_config *c,
                                          tema_err *err)
 {
-    const char *seqs = "x,y,merged";
-    if (opts && (host->cfg_float(opts, "lambda_1", &c->lambda1) == TEMA_EINVAL ||
-                 host->cfg_float(opts, "lambda_2", &c->lambda2) == TEMA_EINVAL ||
-                 host->cfg_float(opts, "temperature", &c->temperature) == TEMA_EINVAL ||
-                 host->cfg_bool(opts, "learnable_temperature", &c->learnable_temperature) == TEMA_EINVAL ||
-                 host->cfg_str(opts, "sequences", &seqs) == TEMA_EINVAL))
-        return tema_fail(err, TEMA_EINVAL, "attention %s: an option has the wrong type; hint: tema plugins --describe %s",
-                         who, who);
-    if (!(c->lambda1 >= 0) || !(c->lambda2 >= 0) || !isfinite(c->lambda1) || !isfinite(c->lambda2))
-        return tema_fail(err, TEMA_EINVAL, "attention %s: lambda_1 and lambda_2 must be finite and >= 0 (got %g, %g)", who,
-                         c->lambda1, c->lambda2);
-    if (!(c->temperature >= 1.0 / SS_MAX_INV_TEMP * 1.0001) || !isfinite(c->temperature))
-        return tema_fail(err, TEMA_EINVAL, "attention %s: temperature must be > %g, got %g; hint: 0.05-0.2 suits cosine "
-                                           "scores", who, 1.0 / SS_MAX_INV_TEMP, c->temperature);
+    char w[64];
+    snprintf(w, sizeof w, "attention %s", who);
+    const char *seqs;
+    tema_status st;
+    if ((st = plugin_opt_float(host, opts, w, "lambda_1", &c->lambda1, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, w, "lambda_2", &c->lambda2, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, w, "temperature", &c->temperature, err)) != TEMA_OK ||
+        (st = plugin_opt_bool(host, opts, w, "learnable_temperature", &c->learnable_temperature, err)) != TEMA_OK ||
+        (st = plugin_opt_str(host, opts, w, "sequences", &seqs, err)) != TEMA_OK)
+        return st;
     return ss_parse_sequences(seqs, c->use, who, err);
 }
 

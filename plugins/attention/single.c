@@ -28,7 +28,7 @@ static tema_status single_create(const tema_model_info *info, const tema_cfg *op
 {
     (void)enc_modalities;
     const tema_host *host = info->host;
-    tb_config c = {.blocks = 2, .heads = 1, .ffn_mult = 1, .dropout = 0.2};
+    tb_config c;
     tema_status st = tb_read_config(host, opts, "single", &c, err);
     if (st != TEMA_OK) return st;
     if (n_enc < 1) return tema_fail(err, TEMA_EINVAL, "attention single: needs at least one encoder (model.encoders)");

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 #define TB_MAX_BLOCKS 32
@@ -67,23 +68,24 @@ static inline bool tb_grow(void **buf, size_t *cap, size_t bytes)
     return true;
 }
 
-/* Reads blocks / heads / dropout / ffn_mult (declared by the plugin with these names). */
+/* Reads blocks / heads / dropout / ffn_mult (declared by the plugin with these names; their
+ * table holds the ranges, which the core checked). */
 static inline tema_status tb_read_config(const tema_host *host, const tema_cfg *opts, const char *who, tb_config *c,
                                          tema_err *err)
 {
-    if (opts && (host->cfg_int(opts, "blocks", &c->blocks) == TEMA_EINVAL ||
-                 host->cfg_int(opts, "heads", &c->heads) == TEMA_EINVAL ||
-                 host->cfg_float(opts, "dropout", &c->dropout) == TEMA_EINVAL ||
-                 host->cfg_int(opts, "ffn_mult", &c->ffn_mult) == TEMA_EINVAL))
-        return tema_fail(err, TEMA_EINVAL, "attention %s: an option has the wrong type; hint: tema plugins --describe %s",
-                         who, who);
-    if (c->blocks < 1 || c->blocks > TB_MAX_BLOCKS)
-        return tema_fail(err, TEMA_EINVAL, "attention %s: blocks must be in [1, %d], got %lld", who, TB_MAX_BLOCKS,
-                         (long long)c->blocks);
-    if (c->dropout < 0 || c->dropout >= 1)
-        return tema_fail(err, TEMA_EINVAL, "attention %s: dropout must be in [0, 1), got %g", who, c->dropout);
-    if (c->ffn_mult < 1)
-        return tema_fail(err, TEMA_EINVAL, "attention %s: ffn_mult must be >= 1, got %lld", who, (long long)c->ffn_mult);
+    char w[64];
+    snprintf(w, sizeof w, "attention %s", who);
+    tema_status st;
+    if ((st = plugin_opt_int(host, opts, w, "blocks", &c->blocks, err)) != TEMA_OK ||
+        (st = plugin_opt_int(host, opts, w, "heads", &c->heads, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, w, "dropout", &c->dropout, err)) != TEMA_OK ||
+        (st = plugin_opt_int(host, opts, w, "ffn_mult", &c->ffn_mult, err)) != TEMA_OK)
+        return st;
+    /* the stack's fixed array, whatever a plugin's table allows */
+    if (c->blocks > TB_MAX_BLOCKS)
+        return tema_fail(err, TEMA_EINTERNAL, "%s: blocks = %lld exceeds the %d a stack holds; a bug: the option "
+                                              "table's maximum must be TB_MAX_BLOCKS", w, (long long)c->blocks,
+                         TB_MAX_BLOCKS);
     return TEMA_OK;
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/backend.h"
 #include "tema/plugin.h"
 
@@ -186,13 +187,10 @@ static const tema_option cpu_options[] = {
 
 static tema_status cpu_init(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
 {
-    int64_t threads = 1;
-    if (opts && host && host->cfg_int && host->cfg_int(opts, "threads", &threads) != TEMA_OK)
-        return tema_fail(err, TEMA_EINVAL, "cpu backend: option threads is not an integer; hint: threads: 2");
-    if (threads < 1 || threads > 256)
-        return tema_fail(err, TEMA_EINVAL, "cpu backend: threads = %lld is out of range [1, 256]",
-                         (long long)threads);
-    tema_status st = open_openblas(err);
+    int64_t threads;
+    tema_status st = plugin_opt_int(host, opts, "cpu backend", "threads", &threads, err);
+    if (st != TEMA_OK) return st;
+    st = open_openblas(err);
     if (st != TEMA_OK) return st;
     cpu_backend *b = calloc(1, sizeof *b);
     if (!b) return tema_fail(err, TEMA_ENOMEM, "cpu backend: out of memory");

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/backend.h"
 #include "tema/plugin.h"
 
@@ -841,15 +842,11 @@ static void track_memory(cuda_backend *b)
 
 static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
 {
-    int64_t device = 0, threads = 1;
-    bool tf32 = false;
-    if (opts && host && host->cfg_int && host->cfg_bool) {
-        if (host->cfg_int(opts, "device", &device) != TEMA_OK || host->cfg_bool(opts, "tf32", &tf32) != TEMA_OK ||
-            host->cfg_int(opts, "threads", &threads) != TEMA_OK)
-            return tema_fail(err, TEMA_EINVAL, "cuda backend: options device/tf32/threads must be an integer, a "
-                                               "boolean and an integer; hint: backend: {plugin: cuda, device: 0}");
-    }
-    (void)threads;
+    int64_t device;
+    bool tf32;
+    tema_status st = plugin_opt_int(host, opts, "cuda backend", "device", &device, err);
+    if (st == TEMA_OK) st = plugin_opt_bool(host, opts, "cuda backend", "tf32", &tf32, err);
+    if (st != TEMA_OK) return st; /* threads is declared for the cpu backend's configs; nothing here uses it */
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count <= 0) {
@@ -857,7 +854,7 @@ static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void *
         return tema_fail(err, TEMA_EUNSUPPORTED, "cuda backend: no CUDA device visible (%s); hint: use backend.plugin: cpu",
                          e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
     }
-    if (device < 0 || device >= count)
+    if (device >= count)
         return tema_fail(err, TEMA_EINVAL, "cuda backend: device = %lld but %d CUDA device%s visible; hint: device: 0",
                          (long long)device, count, count == 1 ? " is" : "s are");
     cuda_backend *b = (cuda_backend *)calloc(1, sizeof *b);
@@ -866,7 +863,6 @@ static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void *
     b->device = (int)device;
     b->several_devices = count > 1;
     b->tf32 = tf32;
-    tema_status st = TEMA_OK;
     const char *step = "";
     cudaDeviceProp prop;
     memset(&prop, 0, sizeof prop);

@@ -6,6 +6,7 @@
  * initial output logits near zero, i.e. a near-uniform first softmax). */
 #include <stdlib.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option id_options[] = {
@@ -21,14 +22,12 @@ typedef struct id_encoder {
 static tema_status id_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
-    int64_t dim = 256;
-    double std = 0.02;
-    if (opts) {
-        if (host->cfg_int(opts, "dim", &dim) == TEMA_EINVAL || dim < 1)
-            return tema_fail(err, TEMA_EINVAL, "encoder id: option 'dim' must be a positive integer");
-        if (host->cfg_float(opts, "init_std", &std) == TEMA_EINVAL || std < 0)
-            return tema_fail(err, TEMA_EINVAL, "encoder id: option 'init_std' must be a number >= 0");
-    }
+    int64_t dim;
+    double std;
+    tema_status st;
+    if ((st = plugin_opt_int(host, opts, "encoder id", "dim", &dim, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, "encoder id", "init_std", &std, err)) != TEMA_OK)
+        return st;
     if (info->n_x < 1 || info->n_y < 0)
         return tema_fail(err, TEMA_EINVAL, "encoder id: the dataset has no items (n_x=%d, n_y=%d)", (int)info->n_x,
                          (int)info->n_y);

@@ -5,17 +5,20 @@
  * The file holds one row per item in global item order: domain X's items 0..n_x-1 first,
  * then Y's (row n_x + j is Y item j), float32 or float64, C order (see tema/npy.h). Rows are
  * L2-normalised on load unless `normalize: false` (CLIP features are compared by cosine).
- * The bundled datasets have no images, so there is no built-in fallback: without the file
- * create() fails and says how to run without this modality. */
+ * The bundled datasets have no images, so there is no built-in fallback: `features` is a
+ * required option (`tema check` reports it missing, with its help on what to do), and a
+ * file that does not exist fails create() with how to run without this modality. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "frozen.h"
 #include "tema/plugin.h"
 
 static const tema_option image_options[] = {
-    {"features", TEMA_OPT_STRING, "\"\"", 0, -1, NULL,
-     "required: .npy of image features [n_x+n_y, F], rows in global item order (X items first, then Y)"},
+    {"features", TEMA_OPT_STRING, NULL, 0, -1, NULL,
+     ".npy of CLIP image features [n_x+n_y, F], rows in global item order (X items first, then Y); the bundled "
+     "datasets have no images: compute the features, or remove the image encoder from model.encoders"},
     {"dim", TEMA_OPT_INT, "256", 1, 65536, NULL, "output width of the learnable projection"},
     {"bias", TEMA_OPT_BOOL, "false", 0, -1, NULL, "add a learnable bias to the projection"},
     {"normalize", TEMA_OPT_BOOL, "true", 0, -1, NULL, "L2-normalise every feature row on load"},
@@ -33,26 +36,25 @@ typedef struct image_encoder {
 static tema_status image_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
-    const char *path = "";
-    int64_t dim = 256;
-    bool bias = false, normalize = true;
-    if (opts) {
-        if (host->cfg_str(opts, "features", &path) != TEMA_OK || !path) path = "";
-        if (host->cfg_int(opts, "dim", &dim) != TEMA_OK || dim < 1)
-            return tema_fail(err, TEMA_EINVAL, "encoder image: option 'dim' must be a positive integer");
-        if (host->cfg_bool(opts, "bias", &bias) != TEMA_OK || host->cfg_bool(opts, "normalize", &normalize) != TEMA_OK)
-            return tema_fail(err, TEMA_EINVAL, "encoder image: options 'bias' and 'normalize' must be true or false");
-    }
+    const char *path;
+    int64_t dim;
+    bool bias, normalize;
+    tema_status st;
+    if ((st = plugin_opt_str(host, opts, "encoder image", "features", &path, err)) != TEMA_OK ||
+        (st = plugin_opt_int(host, opts, "encoder image", "dim", &dim, err)) != TEMA_OK ||
+        (st = plugin_opt_bool(host, opts, "encoder image", "bias", &bias, err)) != TEMA_OK ||
+        (st = plugin_opt_bool(host, opts, "encoder image", "normalize", &normalize, err)) != TEMA_OK)
+        return st;
     if (info->n_x < 1 || info->n_y < 0)
         return tema_fail(err, TEMA_EINVAL, "encoder image: the dataset has no items (n_x=%d, n_y=%d)", (int)info->n_x,
                          (int)info->n_y);
-    if (!path[0])
+    if (!path[0]) /* required, but `features: ""` is still empty */
         return tema_fail(err, TEMA_EUNSUPPORTED,
                          "encoder image: the image encoder needs features: option 'features' (a .npy of CLIP image "
-                         "features) is not set; " IMAGE_HINT);
+                         "features) is empty; " IMAGE_HINT);
     tema_npy_matrix m;
     tema_err e = {0};
-    tema_status st = frozen_load(info, "image", path, normalize, &m, &e);
+    st = frozen_load(info, "image", path, normalize, &m, &e);
     if (st == TEMA_ENOTFOUND)
         return tema_fail(err, st, "encoder image: the image encoder needs features: %s does not exist; " IMAGE_HINT,
                          path);

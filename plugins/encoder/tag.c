@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option tag_options[] = {
@@ -46,17 +47,15 @@ static tema_status tag_create(const tema_model_info *info, const tema_cfg *opts,
 {
     const tema_host *host = info->host;
     const tema_nn_api *nn = host->nn;
-    int64_t dim = 256;
-    double std = 0.02;
-    const char *untagged = "zero", *method = "auto";
-    if (opts) {
-        if (host->cfg_int(opts, "dim", &dim) != TEMA_OK || dim < 1)
-            return tema_fail(err, TEMA_EINVAL, "encoder tag: option 'dim' must be a positive integer");
-        if (host->cfg_float(opts, "init_std", &std) != TEMA_OK || !(std >= 0))
-            return tema_fail(err, TEMA_EINVAL, "encoder tag: option 'init_std' must be a number >= 0");
-        if (host->cfg_str(opts, "untagged", &untagged) != TEMA_OK || !untagged) untagged = "zero";
-        if (host->cfg_str(opts, "method", &method) != TEMA_OK || !method) method = "auto";
-    }
+    int64_t dim;
+    double std;
+    const char *untagged, *method;
+    tema_status st;
+    if ((st = plugin_opt_int(host, opts, "encoder tag", "dim", &dim, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, "encoder tag", "init_std", &std, err)) != TEMA_OK ||
+        (st = plugin_opt_str(host, opts, "encoder tag", "untagged", &untagged, err)) != TEMA_OK ||
+        (st = plugin_opt_str(host, opts, "encoder tag", "method", &method, err)) != TEMA_OK)
+        return st;
     const bool learned = !strcmp(untagged, "learned");
     if (!learned && strcmp(untagged, "zero") != 0)
         return tema_fail(err, TEMA_EINVAL, "encoder tag: option 'untagged' is '%s'; hint: use zero or learned", untagged);

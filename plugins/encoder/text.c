@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "frozen.h"
 #include "tema/plugin.h"
 
@@ -140,17 +141,16 @@ static tema_status extract(const tema_model_info *info, const tema_cfg *opts, bo
 static tema_status text_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
-    const char *path = "", *input = "title";
-    int64_t dim = 256;
-    bool bias = false, normalize = true;
-    if (opts) {
-        if (host->cfg_str(opts, "features", &path) != TEMA_OK || !path) path = "";
-        if (host->cfg_str(opts, "input", &input) != TEMA_OK || !input) input = "title";
-        if (host->cfg_int(opts, "dim", &dim) != TEMA_OK || dim < 1)
-            return tema_fail(err, TEMA_EINVAL, "encoder text: option 'dim' must be a positive integer");
-        if (host->cfg_bool(opts, "bias", &bias) != TEMA_OK || host->cfg_bool(opts, "normalize", &normalize) != TEMA_OK)
-            return tema_fail(err, TEMA_EINVAL, "encoder text: options 'bias' and 'normalize' must be true or false");
-    }
+    const char *path, *input;
+    int64_t dim;
+    bool bias, normalize;
+    tema_status st;
+    if ((st = plugin_opt_str(host, opts, "encoder text", "features", &path, err)) != TEMA_OK ||
+        (st = plugin_opt_str(host, opts, "encoder text", "input", &input, err)) != TEMA_OK ||
+        (st = plugin_opt_int(host, opts, "encoder text", "dim", &dim, err)) != TEMA_OK ||
+        (st = plugin_opt_bool(host, opts, "encoder text", "bias", &bias, err)) != TEMA_OK ||
+        (st = plugin_opt_bool(host, opts, "encoder text", "normalize", &normalize, err)) != TEMA_OK)
+        return st;
     const bool with_tags = !strcmp(input, "title+tags");
     if (!with_tags && strcmp(input, "title") != 0)
         return tema_fail(err, TEMA_EINVAL, "encoder text: option 'input' is '%s'; hint: use title or title+tags", input);
@@ -162,7 +162,6 @@ static tema_status text_create(const tema_model_info *info, const tema_cfg *opts
     int64_t F = 0;
     const char *prefix;
     tema_npy_matrix m = {0};
-    tema_status st;
     if (path[0]) {
         if (with_tags)
             return tema_fail(err, TEMA_EINVAL,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option full_options[] = {
@@ -26,10 +27,9 @@ typedef struct full_loss {
 static tema_status full_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
-    int64_t chunk = 4096;
-    if (opts && host->cfg_int(opts, "chunk", &chunk) == TEMA_EINVAL)
-        return tema_fail(err, TEMA_EINVAL, "loss full_softmax: option 'chunk' must be an integer");
-    if (chunk < 1) return tema_fail(err, TEMA_EINVAL, "loss full_softmax: chunk must be >= 1, got %lld", (long long)chunk);
+    int64_t chunk;
+    tema_status st = plugin_opt_int(host, opts, "loss full_softmax", "chunk", &chunk, err);
+    if (st != TEMA_OK) return st;
     full_loss *l = calloc(1, sizeof *l);
     if (!l) return tema_fail(err, TEMA_ENOMEM, "loss full_softmax: out of memory");
     l->host = host;

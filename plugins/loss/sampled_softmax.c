@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option sampled_options[] = {
@@ -42,15 +43,12 @@ typedef struct sampled_loss {
 static tema_status sampled_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
 {
     const tema_host *host = info->host;
-    int64_t k = 2000;
-    const char *sampler = "uniform";
-    if (opts) {
-        if (host->cfg_int(opts, "negatives", &k) == TEMA_EINVAL)
-            return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: option 'negatives' must be an integer");
-        if (host->cfg_str(opts, "sampler", &sampler) == TEMA_EINVAL)
-            return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: option 'sampler' must be a string");
-    }
-    if (k < 1) return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: negatives must be >= 1, got %lld", (long long)k);
+    int64_t k;
+    const char *sampler;
+    tema_status st;
+    if ((st = plugin_opt_int(host, opts, "loss sampled_softmax", "negatives", &k, err)) != TEMA_OK ||
+        (st = plugin_opt_str(host, opts, "loss sampled_softmax", "sampler", &sampler, err)) != TEMA_OK)
+        return st;
     bool pop = !strcmp(sampler, "pop");
     if (!pop && strcmp(sampler, "uniform") != 0)
         return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: sampler must be 'uniform' or 'pop', got '%s'", sampler);

@@ -32,10 +32,10 @@ static tema_status hybrid_select(const tema_host *host, const tema_cfg *opts, co
     memset(out, 0, sizeof *out);
     tema_status st;
     hybrid_params p;
-    if ((st = tag_opt_int(host, opts, "tag_select hybrid", "r", &p.r, err)) != TEMA_OK ||
-        (st = tag_opt_float(host, opts, "tag_select hybrid", "theta", &p.theta, err)) !=
+    if ((st = plugin_opt_int(host, opts, "tag_select hybrid", "r", &p.r, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, "tag_select hybrid", "theta", &p.theta, err)) !=
             TEMA_OK ||
-        (st = tag_opt_int(host, opts, "tag_select hybrid", "max", &p.max, err)) != TEMA_OK)
+        (st = plugin_opt_int(host, opts, "tag_select hybrid", "max", &p.max, err)) != TEMA_OK)
         return st;
     if (p.max < p.r)
         return tema_fail(err, TEMA_EINVAL, "tag_select hybrid: option 'max' (%lld) is less than 'r' (%lld); hint: "

@@ -25,7 +25,7 @@ static tema_status threshold_select(const tema_host *host, const tema_cfg *opts,
     memset(out, 0, sizeof *out);
     tema_status st;
     double theta;
-    st = tag_opt_float(host, opts, "tag_select threshold", "theta", &theta, err);
+    st = plugin_opt_float(host, opts, "tag_select threshold", "theta", &theta, err);
     if (st != TEMA_OK) return st;
     return tag_select_prefix(host, s, keep_theta, &theta, out, "tag_select threshold", err);
 }

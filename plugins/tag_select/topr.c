@@ -23,7 +23,7 @@ static tema_status topr_select(const tema_host *host, const tema_cfg *opts, cons
     memset(out, 0, sizeof *out);
     tema_status st;
     int64_t r;
-    st = tag_opt_int(host, opts, "tag_select topr", "r", &r, err);
+    st = plugin_opt_int(host, opts, "tag_select topr", "r", &r, err);
     if (st != TEMA_OK) return st;
     return tag_select_prefix(host, s, keep_r, &r, out, "tag_select topr", err);
 }

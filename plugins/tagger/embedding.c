@@ -144,8 +144,8 @@ static tema_status embedding_create(const tema_host *host, const tema_cfg *opts,
     em->host = host;
     em->file = file;
     em->opts = opts;
-    if ((st = tag_opt_float(host, opts, WHO, "threshold", &em->threshold, err)) != TEMA_OK ||
-        (st = tag_opt_float(host, opts, WHO, "scale_quantile", &em->quantile, err)) != TEMA_OK) {
+    if ((st = plugin_opt_float(host, opts, WHO, "threshold", &em->threshold, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, WHO, "scale_quantile", &em->quantile, err)) != TEMA_OK) {
         embedding_free(em);
         return st;
     }

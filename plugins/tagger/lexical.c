@@ -384,9 +384,9 @@ static tema_status lexical_create(const tema_host *host, const tema_cfg *opts, c
     }
     lx->host = host;
     lx->file = file;
-    if ((st = tag_opt_float(host, opts, WHO, "k1", &lx->k1, err)) != TEMA_OK ||
-        (st = tag_opt_float(host, opts, WHO, "b", &lx->b, err)) != TEMA_OK ||
-        (st = tag_opt_float(host, opts, WHO, "scale_quantile", &lx->quantile, err)) != TEMA_OK) {
+    if ((st = plugin_opt_float(host, opts, WHO, "k1", &lx->k1, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, WHO, "b", &lx->b, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, WHO, "scale_quantile", &lx->quantile, err)) != TEMA_OK) {
         lexical_free(lx);
         return st;
     }

@@ -66,7 +66,7 @@ static inline tema_status tag_vocab_path(const tema_host *host, const tema_cfg *
         return tema_fail(err, TEMA_EINVAL, "%s: domain name '%s' is not [a-z0-9_-]+; hint: set dataset.domains to "
                                            "names like [food, kitchen]", who, domain ? domain : "(null)");
     const char *dir = NULL;
-    tema_status st = tag_opt_str(host, opts, who, "vocab_dir", &dir, err);
+    tema_status st = plugin_opt_str(host, opts, who, "vocab_dir", &dir, err);
     if (st != TEMA_OK) return st;
     if (!dir || !*dir) dir = TAG_VOCAB_DIR; /* the option's declared default "" means the shipped folder */
     size_t n = strlen(dir) + strlen(domain) + 8;

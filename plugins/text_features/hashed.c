@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../plugin_opts.h"
 #include "tema/plugin.h"
 
 static const tema_option hashed_options[] = {
@@ -363,14 +364,11 @@ typedef struct hashed_features {
 
 static tema_status hashed_create(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
 {
-    int64_t dim = 512, seed = 1; /* the defaults of hashed_options, for callers that pass none */
-    tema_status a = opts ? host->cfg_int(opts, "dim", &dim) : TEMA_OK;
-    tema_status b = opts ? host->cfg_int(opts, "seed", &seed) : TEMA_OK;
-    if ((a != TEMA_OK && a != TEMA_ENOTFOUND) || (b != TEMA_OK && b != TEMA_ENOTFOUND))
-        return tema_fail(err, TEMA_EINVAL, "text_features hashed: options 'dim' and 'seed' must be integers");
-    if (dim < 1 || seed < 0)
-        return tema_fail(err, TEMA_EINVAL, "text_features hashed: dim = %lld, seed = %lld; hint: dim >= 1, seed >= 0",
-                         (long long)dim, (long long)seed);
+    int64_t dim, seed;
+    tema_status st;
+    if ((st = plugin_opt_int(host, opts, "text_features hashed", "dim", &dim, err)) != TEMA_OK ||
+        (st = plugin_opt_int(host, opts, "text_features hashed", "seed", &seed, err)) != TEMA_OK)
+        return st;
     hashed_features *h = calloc(1, sizeof *h);
     if (!h) return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory");
     h->dim = dim;

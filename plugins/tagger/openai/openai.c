@@ -510,15 +510,13 @@ static void openai_destroy(void *self)
 
 static tema_status opt_int(const oai_tagger *t, const tema_cfg *opts, const char *name, int64_t *out, tema_err *err)
 {
-    return tag_opt_int(t->host, opts, WHO, name, out, err);
+    return plugin_opt_int(t->host, opts, WHO, name, out, err);
 }
 
 static tema_status opt_str(const oai_tagger *t, const tema_cfg *opts, const char *name, const char **out,
                            tema_err *err)
 {
-    tema_status st = tag_opt_str(t->host, opts, WHO, name, out, err);
-    if (st == TEMA_OK && !*out) return tema_fail(err, TEMA_EINVAL, "%s: option '%s' must be a string", WHO, name);
-    return st;
+    return plugin_opt_str(t->host, opts, WHO, name, out, err);
 }
 
 static tema_status load_prompt(const char *dir, const char *file, const char *const *required, int n_required,
@@ -559,8 +557,8 @@ static tema_status read_numbers(oai_tagger *t, const tema_cfg *opts, tema_err *e
     if (strcmp(scoring, "scores") && strcmp(scoring, "choose"))
         return tema_fail(err, TEMA_EINVAL, "%s: option scoring is \"%s\"; use scores or choose", WHO, scoring);
     if (!strcmp(scoring, "scores")) t->choose = 0;
-    if ((st = tag_opt_float(t->host, opts, WHO, "timeout_s", &t->timeout_s, err)) ||
-        (st = tag_opt_float(t->host, opts, WHO, "progress_s", &t->progress_s, err)))
+    if ((st = plugin_opt_float(t->host, opts, WHO, "timeout_s", &t->timeout_s, err)) ||
+        (st = plugin_opt_float(t->host, opts, WHO, "progress_s", &t->progress_s, err)))
         return st;
     int level = -1;
     for (int k = 0; k < 3; k++)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../../plugin_opts.h"
 #include "bert_model.h"
 #include "tema/plugin.h"
 #include "wordpiece.h"
@@ -127,13 +128,6 @@ static tema_status read_st_config(bert_features *b, tema_err *err)
     return TEMA_OK;
 }
 
-static tema_status opt_int(const tema_host *host, const tema_cfg *opts, const char *name, int64_t *out, tema_err *err)
-{
-    tema_status st = opts ? host->cfg_int(opts, name, out) : TEMA_ENOTFOUND;
-    if (st == TEMA_OK || st == TEMA_ENOTFOUND) return TEMA_OK; /* absent: the caller's value, the declared default */
-    return tema_fail(err, TEMA_EINVAL, WHO ": option '%s' must be an integer", name);
-}
-
 static void bert_destroy(void *self);
 
 static tema_status bert_create(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
@@ -141,11 +135,10 @@ static tema_status bert_create(const tema_host *host, const tema_cfg *opts, void
     bert_features *b = calloc(1, sizeof *b);
     if (!b) return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory");
     b->host = host;
-    b->batch_tokens = 8192;
-    const char *dir = "";
-    if (opts && host->cfg_str(opts, "model_dir", &dir) != TEMA_OK) dir = "";
-    tema_status st = opt_int(host, opts, "max_tokens", &b->max_tokens, err);
-    if (st == TEMA_OK) st = opt_int(host, opts, "batch_tokens", &b->batch_tokens, err);
+    const char *dir = NULL;
+    tema_status st = plugin_opt_str(host, opts, WHO, "model_dir", &dir, err);
+    if (st == TEMA_OK) st = plugin_opt_int(host, opts, WHO, "max_tokens", &b->max_tokens, err);
+    if (st == TEMA_OK) st = plugin_opt_int(host, opts, WHO, "batch_tokens", &b->batch_tokens, err);
     if (st == TEMA_OK) st = find_model(dir, b->dir, sizeof b->dir, err);
     if (st == TEMA_OK) st = bert_config_load(b->dir, &b->cfg, err);
     if (st == TEMA_OK) st = read_st_config(b, err);
