@@ -1,5 +1,6 @@
 /* core/cli.c - subcommands of the tema program. */
 #include "cli.h"
+#include "host.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ static int fail(const tema_err *err)
 
 static tema_registry *load_registry(bool quiet)
 {
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     if (!r) return NULL;
     tema_registry_scan(r);
     if (!quiet)

@@ -24,6 +24,7 @@ typedef struct loaded {
 } loaded;
 
 struct tema_registry {
+    const tema_host *host;
     loaded *items;
     size_t n, cap;
     char **scanned;    /* real paths of folders already scanned */
@@ -105,7 +106,12 @@ int tema_kind_from_name(const char *name)
     return -1;
 }
 
-tema_registry *tema_registry_new(void) { return calloc(1, sizeof(tema_registry)); }
+tema_registry *tema_registry_new(const tema_host *host)
+{
+    tema_registry *r = calloc(1, sizeof(tema_registry));
+    if (r) r->host = host;
+    return r;
+}
 
 void tema_registry_free(tema_registry *r)
 {
@@ -211,7 +217,7 @@ static tema_status add(tema_registry *r, const tema_plugin *p, const char *file,
 
 tema_status tema_registry_add_entry(tema_registry *r, tema_plugin_entry_fn entry, const char *label, tema_err *err)
 {
-    const tema_plugin *p = entry(tema_host_get());
+    const tema_plugin *p = entry(r->host);
     tema_status st = check_descriptor(r, p, label, err);
     return st != TEMA_OK ? st : add(r, p, label, NULL, err);
 }
@@ -232,7 +238,7 @@ tema_status tema_registry_load_file(tema_registry *r, const char *path, tema_err
         return record_error(r, err, "%s: missing entry symbol '%s' (hint: define it with TEMA_PLUGIN_DEFINE)", path,
                             TEMA_PLUGIN_ENTRY_SYMBOL);
     }
-    const tema_plugin *p = entry(tema_host_get());
+    const tema_plugin *p = entry(r->host);
     tema_status st = check_descriptor(r, p, path, err);
     if (st == TEMA_OK) st = add(r, p, path, h, err);
     if (st != TEMA_OK) dlclose(h);

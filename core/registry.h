@@ -13,14 +13,11 @@ typedef struct tema_plugin_info {
     const char *file;            /* absolute path of the .so, or "builtin:<name>" */
 } tema_plugin_info;
 
-const tema_host *tema_host_get(void);           /* the process-wide host table */
-/* Sequence group (tema_seq_kind) of each of n streams and its log weight inside the group
- * (log w_k / sum of the group's weights); returns the bit mask of groups present. */
-int tema_stream_groups(const tema_stream *streams, int n, int *group, float *logw);
 const char *tema_kind_name(tema_kind kind);     /* "backend", "encoder", ... */
 int tema_kind_from_name(const char *name);      /* -1 if unknown */
 
-tema_registry *tema_registry_new(void);
+/* host: the table every plugin's entry point receives (outlives the registry). */
+tema_registry *tema_registry_new(const tema_host *host);
 void tema_registry_free(tema_registry *r);
 /* Scan the build tree's plugins/, the install plugin dir and every folder of
  * TEMA_PLUGIN_PATH (colon separated, searched first). Broken plugins are recorded as

@@ -12,6 +12,7 @@
  *   meta.json   format, tagger, version, settings, domains, counts, seconds; written last,
  *               so a folder without it is an interrupted build and is rebuilt. */
 #include "tags.h"
+#include "host.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -874,7 +875,7 @@ int tema_tags_cli(int argc, char **argv)
         }
     }
     if (!exp) return usage("tags: missing the experiment file (EXP.yaml)");
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     if (!reg) return 1;
     tema_registry_scan(reg);
     for (size_t i = 0; i < tema_registry_error_count(reg); i++)

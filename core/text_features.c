@@ -5,6 +5,7 @@
  * Progress: a line on stderr every few seconds while a plugin computes (done/total, rate,
  * ETA), and one summary line per call (computed or reused). */
 #include "text_features.h"
+#include "host.h"
 #include "stop.h"
 
 #include <errno.h>

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "train.h"
+#include "host.h"
 #include "text_features.h"
 #include "tags.h"
 #include "stop.h"

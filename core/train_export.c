@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "host.h"
 #include "results.h"
 #include "train.h"
 #include "train_internal.h"
@@ -209,7 +210,7 @@ int tema_export_cli(int argc, char **argv)
     export_args a;
     int rc = parse_args(argc, argv, false, &a);
     if (rc) return rc;
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     if (reg) tema_registry_scan(reg);
     tema_trained t;
     tema_err err = {0};
@@ -346,7 +347,7 @@ int tema_recommend_cli(int argc, char **argv)
     export_args a;
     int rc = parse_args(argc, argv, true, &a);
     if (rc) return rc;
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     if (reg) tema_registry_scan(reg);
     tema_trained t;
     tema_err err = {0};

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "train_internal.h"
+#include "losses.h"
 #include "util.h"
 
 static tema_status plugin_error(tema_status st, tema_err *err, const char *kind, const char *name)

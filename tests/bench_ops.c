@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "host.h"
 #include "engine.h"
 #include "registry.h"
 #include "util.h"

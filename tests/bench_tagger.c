@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "host.h"
 #include "dataset.h"
 #include "registry.h"
 #include "tags.h"
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
     if (every < 1) return fail("EVERY", "must be >= 1");
     if (tema_dataset_load(argv[1], NULL, &ds, &err) != TEMA_OK) return fail(argv[1], err.msg);
     if (!ds->title) return fail(argv[1], "the dataset has no titles");
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     tema_registry_scan(reg);
     const tema_plugin *p = tema_registry_find(reg, TEMA_KIND_TAGGER, argv[6]);
     if (!p) return fail(argv[6], "no tagger plugin of that name");

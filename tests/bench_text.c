@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "host.h"
 #include "dataset.h"
 #include "registry.h"
 #include "text_features.h"
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "setup failed: %s\n", err.msg);
         return 1;
     }
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     tema_registry_scan(reg);
     tema_features_context(reg, cfg, store);
     float *rows = NULL;

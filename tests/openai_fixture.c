@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "openai_fixture.h"
+#include "host.h"
 
 const char *const g_titles[N_ITEMS] = {
     "Spicy Grilled Chicken Wings", "Sweet Baked Apple Pie", NULL, "Vegan Spicy Curry", "Plain White Rice", "",
@@ -128,7 +129,7 @@ const tema_plugin *openai_plugin(void)
 {
     static tema_registry *reg;
     if (!reg) {
-        reg = tema_registry_new();
+        reg = tema_registry_new(tema_host_get());
         tema_registry_scan(reg);
     }
     const tema_plugin *p = tema_registry_find(reg, TEMA_KIND_TAGGER, "openai");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "host.h"
 #include "engine.h"
 #include "registry.h"
 #include "testutil.h"

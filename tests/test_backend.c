@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "host.h"
 #include "engine.h"
 #include "registry.h"
 #include "testutil.h"
@@ -707,7 +708,7 @@ static void for_each_backend(kernel_test fn, const char *test)
     found[n] = tema_plugin_entry_backend_cpu(host);
     snprintf(labels[n++], sizeof labels[0], "cpu (static)");
     /* every backend plugin the build produced (tema-backend-*.so in the plugin folder) */
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     char dir[2048];
     snprintf(dir, sizeof dir, "%s/plugins", tu_build_root());
     DIR *dd = opendir(dir);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "host.h"
 #include "registry.h"
 #include "tema/backend.h"
 #include "testutil.h"
@@ -33,7 +34,7 @@ static bool backend_usable(const char *name, char *why, size_t cap)
                  name, path);
         return false;
     }
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     ck_assert_ptr_nonnull(reg);
     tema_err err = {0};
     ck_assert_msg(tema_registry_load_file(reg, path, &err) == TEMA_OK, "%s: %s", path, err.msg);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "host.h"
 #include "registry.h"
 #include "tema/backend.h"
 #include "testutil.h"
@@ -98,7 +99,7 @@ static const tema_plugin *e_fs(const tema_host *h) { (void)h; return &p_fs; }
 
 static tema_registry *test_registry(void)
 {
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     ck_assert_ptr_nonnull(r);
     tema_plugin_entry_fn entries[] = {e_cpu, e_id, e_single, e_pop, e_fs};
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "host.h"
 #include "engine.h"
 #include "registry.h"
 #include "tema/npy.h"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "host.h"
 #include "config.h"
 #include "registry.h"
 #include "testutil.h"

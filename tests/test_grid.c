@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "host.h"
 #include "grid.h"
 #include "registry.h"
 #include "testutil.h"
@@ -24,7 +25,7 @@
 
 static tema_registry *registry(void)
 {
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     ck_assert_ptr_nonnull(r);
     tema_registry_scan(r);
     return r;

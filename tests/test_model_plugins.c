@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "host.h"
 #include "engine.h"
 #include "registry.h"
 #include "testutil.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "host.h"
 #include "registry.h"
 #include "tags.h"
 #include "testutil.h"
@@ -50,7 +51,7 @@ static void build_plugin(const char *dir, const char *name, const char *src)
 
 START_TEST(t_scan_finds_builtin)
 {
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     tema_registry_scan(r);
     const tema_plugin *cpu = tema_registry_find(r, TEMA_KIND_BACKEND, "cpu");
     ck_assert_ptr_nonnull(cpu);
@@ -108,7 +109,7 @@ START_TEST(t_every_loader_error)
     free(err);
 
     /* the same through the API */
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     tema_registry_scan(r);
     ck_assert_uint_eq(tema_registry_error_count(r), 6);
     ck_assert_ptr_nonnull(tema_registry_find(r, TEMA_KIND_ENCODER, "good_enc"));
@@ -119,7 +120,7 @@ END_TEST
 
 START_TEST(t_static_entry_and_duplicate)
 {
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     tema_err err = {0};
     ck_assert_int_eq(tema_registry_add_entry(r, tema_plugin_entry_backend_cpu, "builtin:cpu", &err), TEMA_OK);
     ck_assert_int_eq(tema_registry_add_entry(r, tema_plugin_entry_backend_cpu, "builtin:cpu2", &err), TEMA_EABI);
@@ -231,7 +232,7 @@ START_TEST(t_out_of_tree_plugin)
     free(err);
 
     /* and run it */
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     tema_registry_scan(r);
     const tema_plugin *pl = tema_registry_find(r, TEMA_KIND_TAG_REPR, "softmax");
     ck_assert_ptr_nonnull(pl);
@@ -288,7 +289,7 @@ START_TEST(t_older_minor_abi_and_null_ops)
     free(out);
     free(err);
 
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     tema_registry_scan(r);
     const tema_plugin *p = tema_registry_find(r, TEMA_KIND_TAG_REPR, "halves");
     ck_assert_ptr_nonnull(p);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "grid.h"
+#include "host.h"
 #include "registry.h"
 #include "testutil.h"
 
@@ -190,7 +191,7 @@ START_TEST(t_grid_runs_as_a_slurm_job_array)
     double t_jobs = (double)time(NULL);
 
     /* every run finished, in the results folder, with one Slurm log per task */
-    tema_registry *r = tema_registry_new();
+    tema_registry *r = tema_registry_new(tema_host_get());
     tema_registry_scan(r);
     tema_grid *g = NULL;
     tema_err e = {0};

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "host.h"
 #include "registry.h"
 #include "tags.h"
 #include "testutil.h"

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "host.h"
 #include "registry.h"
 #include "testutil.h"
 #include "text_features.h"

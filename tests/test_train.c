@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "host.h"
 #include "engine.h"
 #include "testutil.h"
 #include "train_internal.h"

@@ -1,5 +1,6 @@
 /* tests/testutil.c - shared helpers for the Check suites. */
 #include "testutil.h"
+#include "host.h"
 #include "tema_static_plugins.h"
 
 #include <json-c/json.h>
@@ -291,7 +292,7 @@ struct tema_registry *tu_registry(void)
 {
     static tema_registry *reg;
     if (!reg) {
-        reg = tema_registry_new();
+        reg = tema_registry_new(tema_host_get());
         tema_err err = {0};
 #define TU_ADD_ENTRY(kind, name)                                                                          \
     ck_assert_msg(tema_registry_add_entry(reg, tema_plugin_entry_##kind##_##name, "builtin:" #kind "/" #name, \

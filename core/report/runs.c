@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "../grid.h"
+#include "host.h"
 #include "../registry.h"
 #include "report_internal.h"
 
@@ -243,7 +244,7 @@ tema_status rep_scan_runs(report_ctx *R, tema_err *err)
 /* Runs of the manifest only, in its order; unfinished entries are counted as pending. */
 void rep_apply_manifest(report_ctx *R)
 {
-    tema_registry *reg = tema_registry_new();
+    tema_registry *reg = tema_registry_new(tema_host_get());
     if (!reg)
         return;
     tema_registry_scan(reg);
