@@ -102,7 +102,7 @@ static tema_status ensure_backend(temp_backend *tb, tema_err *err)
     const tema_cfg *opts = tema_train_plugin_node(ctx.root ? tema_cfg_get(ctx.root, "backend") : NULL, &name);
     const tema_plugin *bp = NULL;
     tema_status st = tema_train_find_plugin(ctx.reg, TEMA_KIND_BACKEND, name ? name : "cpu", "backend",
-                                            sizeof(tema_backend_ops), &bp, err);
+                                            TEMA_BACKEND_OPS_MIN_SIZE, &bp, err);
     if (st != TEMA_OK) return st;
     const tema_backend_ops *ops = bp->ops;
     if ((st = ops->init(tema_host_get(), opts, &tb->self, err)) != TEMA_OK) return st;
