@@ -379,6 +379,8 @@ static void backward_node(tema_graph *g, const node *n)
     case OP_CROSS_ENTROPY: cross_entropy_backward(g, n); break;
     case OP_ROWDOT: rowdot_backward(g, n); break;
     case OP_LSE_CHUNKED: lse_chunked_backward(g, n); break;
+    case OP_BCE_WITH_LOGITS: bce_with_logits_backward(g, n); break;
+    case OP_SPMM: spmm_backward(g, n); break;
     }
 }
 
@@ -444,6 +446,11 @@ const tema_nn_api *tema_nn(void)
         .logaddexp_n = logaddexp_n_forward,
         .mask_rows = mask_rows_forward,
         .weighted_mean = weighted_mean_forward,
+        .csr = tema_params_csr,
+        .spmm = spmm_forward,
+        .infonce = infonce_forward,
+        .bilinear = bilinear_forward,
+        .bce_with_logits = bce_with_logits_forward,
     };
     return &api;
 }

@@ -32,8 +32,24 @@ typedef enum op_kind {
     OP_MATMUL, OP_LINEAR,                                                    /* ops_matmul.c */
     OP_BINARY, OP_MASK_ROWS, OP_UNARY, OP_DROPOUT, OP_LOGADDEXP_N,           /* ops_elementwise.c */
     OP_LAYERNORM, OP_L2NORM, OP_SOFTMAX, OP_LOGSUMEXP,                       /* ops_norm.c */
-    OP_SUM, OP_WEIGHTED_MEAN, OP_CROSS_ENTROPY, OP_ROWDOT, OP_LSE_CHUNKED    /* ops_loss.c */
+    OP_SUM, OP_WEIGHTED_MEAN, OP_CROSS_ENTROPY, OP_ROWDOT, OP_LSE_CHUNKED,   /* ops_loss.c */
+    OP_BCE_WITH_LOGITS,                                                      /* ops_loss.c */
+    OP_SPMM                                                                  /* ops_graph.c */
 } op_kind;
+
+/* A constant sparse matrix (tema/nn.h csr()): A and A^T in CSR form, all six arrays in ONE
+ * backend block, uploaded once by csr_new (core/ops_graph.c) and released by csr_free with
+ * the backend that holds it; the parameter store that made it owns it. */
+struct tema_csr {
+    int64_t rows, cols, nnz;
+    int64_t *row_ptr, *t_row_ptr;   /* [rows+1], [cols+1] */
+    int32_t *col_idx, *t_col_idx;   /* [nnz]: columns of A, rows of A (columns of A^T) */
+    float *values, *t_values;       /* [nnz] */
+    void *block;                    /* the one allocation behind the six arrays */
+    const tema_backend_ops *be;     /* the backend it lives on */
+    void *bs;
+    char *name;                     /* for messages */
+};
 
 /* reshape: x [...] -> out [...] with the same elements; out's gradient is a buffer of its own. */
 struct op_view { tema_tensor *x; };
@@ -91,6 +107,12 @@ struct op_lse_chunked {
     int64_t dim, chunk;
 };
 
+/* logits [n], labels [n] (backend, a constant) -> out [1] = scale * sum_i softplus(z_i) - z_i y_i */
+struct op_bce_with_logits { tema_tensor *logits; float *labels; float scale; };
+
+/* a [rows, cols] (CSR; backward runs its transpose), x [cols, dim...] -> out [rows, dim...] */
+struct op_spmm { const tema_csr *a; tema_tensor *x; int64_t dim; };
+
 typedef struct node {
     op_kind kind;
     tema_tensor *out;
@@ -116,6 +138,8 @@ typedef struct node {
         struct op_cross_entropy cross_entropy;
         struct op_rowdot rowdot;
         struct op_lse_chunked lse_chunked;
+        struct op_bce_with_logits bce_with_logits;
+        struct op_spmm spmm;
     };
 } node;
 
@@ -173,6 +197,8 @@ tema_tensor *matmul_forward(tema_graph *g, tema_tensor *a, bool trans_a, tema_te
 void matmul_backward(tema_graph *g, const node *n);
 tema_tensor *linear_forward(tema_graph *g, tema_tensor *x, tema_tensor *w, tema_tensor *b);
 void linear_backward(tema_graph *g, const node *n);
+tema_tensor *bilinear_forward(tema_graph *g, tema_tensor *x, tema_tensor *w, tema_tensor *y,
+                              tema_tensor *b);   /* composed: matmul, rowdot, add */
 
 /* core/ops_elementwise.c */
 tema_tensor *add_forward(tema_graph *g, tema_tensor *a, tema_tensor *b);
@@ -215,5 +241,12 @@ void rowdot_backward(tema_graph *g, const node *n);
 tema_tensor *lse_chunked_forward(tema_graph *g, tema_tensor *h, tema_tensor *items, const int32_t *lo,
                                  const int32_t *hi, float inv_temp, int64_t chunk);
 void lse_chunked_backward(tema_graph *g, const node *n);
+tema_tensor *infonce_forward(tema_graph *g, tema_tensor *a, tema_tensor *b, float tau);   /* composed */
+tema_tensor *bce_with_logits_forward(tema_graph *g, tema_tensor *logits, const float *labels);
+void bce_with_logits_backward(tema_graph *g, const node *n);
+
+/* core/ops_graph.c (csr_new / csr_free: core/nn_internal.h) */
+tema_tensor *spmm_forward(tema_graph *g, const tema_csr *a, tema_tensor *x);
+void spmm_backward(tema_graph *g, const node *n);
 
 #endif

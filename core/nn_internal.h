@@ -10,5 +10,14 @@ tema_tensor *tema_params_declare(tema_params *p, const char *name, int ndim, con
                                  float scale, uint32_t flags);
 tema_tensor *tema_params_constant(tema_params *p, const char *name, int ndim, const int64_t *shape,
                                   const float *host_data);
+/* tema_nn_api.csr: a sparse matrix owned by the store (core/params.c keeps the list). */
+tema_csr *tema_params_csr(tema_params *p, const char *name, int64_t rows, int64_t cols, const int64_t *row_ptr,
+                          const int32_t *col_idx, const float *values, tema_err *err);
+
+/* The sparse matrix itself (core/ops_graph.c): validated, transposed and uploaded to the
+ * active backend by csr_new; csr_free releases it on the backend that holds it. */
+tema_csr *csr_new(const char *name, int64_t rows, int64_t cols, const int64_t *row_ptr, const int32_t *col_idx,
+                  const float *values, tema_err *err);
+void csr_free(tema_csr *a);
 
 #endif

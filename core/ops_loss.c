@@ -1,5 +1,7 @@
 /* core/ops_loss.c - reductions and the pieces of losses: sum and mean, weighted_mean,
- * cross_entropy, rowdot, lse_chunked; each forward followed by its backward. */
+ * cross_entropy, rowdot, lse_chunked, bce_with_logits, and infonce composed of them; each
+ * forward followed by its backward. */
+#include <math.h>
 #include <string.h>
 
 #include "graph_internal.h"
@@ -312,4 +314,68 @@ void lse_chunked_backward(tema_graph *g, const node *n)
         }
         if (gr->perm && dh) g_be->scatter_add(g_bs, gr->rows, d, gr->perm, dhg, dh);
     }
+}
+
+/* ---------------------------------------------------------------- infonce
+ * Composed: cross_entropy over the [B, B] logits a @ b^T / tau with targets 0..B-1 is exactly
+ * mean_i -log softmax_j(<a_i,b_j>/tau)[i], through the stable log-sum-exp of xent; B x B is
+ * a batch's worth, so nothing is gained by fusing. */
+
+tema_tensor *infonce_forward(tema_graph *g, tema_tensor *a, tema_tensor *b, float tau)
+{
+    if (!check_input(g, a, "infonce") || !check_input(g, b, "infonce")) return NULL;
+    if (a->ndim != 2 || b->ndim != 2 || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1]) {
+        char s1[96], s2[96];
+        return graph_fail(g, "infonce: a %s and b %s must both be [B, D]", shape_str(a, s1, sizeof s1),
+                          shape_str(b, s2, sizeof s2));
+    }
+    if (!(tau > 0.0f) || !isfinite(tau)) return graph_fail(g, "infonce: temperature %g must be > 0", (double)tau);
+    const int64_t B = a->shape[0];
+    int32_t *diag = host_alloc(g, sizeof(int32_t) * (size_t)(B ? B : 1));
+    if (!diag) return NULL;
+    for (int64_t i = 0; i < B; i++) diag[i] = (int32_t)i;
+    tema_tensor *logits = scale_forward(g, matmul_forward(g, a, false, b, true), 1.0f / tau);
+    return logits ? cross_entropy_forward(g, logits, diag) : NULL;
+}
+
+/* ---------------------------------------------------------------- bce_with_logits
+ * softplus(z) - z y with softplus(z) = log(exp(z) + exp(0)) from the logaddexp kernel, which
+ * shifts by the max: no overflow for any z, and log1p-level accuracy is not needed at float. */
+
+tema_tensor *bce_with_logits_forward(tema_graph *g, tema_tensor *logits, const float *labels)
+{
+    if (!check_input(g, logits, "bce_with_logits")) return NULL;
+    const int64_t n = logits->size;
+    if (n && !labels) return graph_fail(g, "bce_with_logits: labels are NULL");
+    for (int64_t i = 0; i < n; i++)
+        if (!(labels[i] >= 0.0f && labels[i] <= 1.0f))
+            return graph_fail(g, "bce_with_logits: labels[%lld] is %g, outside [0, 1]", (long long)i,
+                              (double)labels[i]);
+    tema_tensor *out = new_tensor(g, 1, (int64_t[]){1});
+    float *y = dev_floats(g, n), *elem = dev_floats(g, n), *zero = dev_floats(g, n);
+    if (!out || !y || !elem || !zero) return NULL;
+    const float scale = n ? 1.0f / (float)n : 0.0f;
+    if (n) g_be->to_device(g_bs, y, labels, sizeof(float) * (size_t)n);
+    g_be->memset0(g_bs, zero, sizeof(float) * (size_t)(n ? n : 1));
+    g_be->logaddexp(g_bs, n, logits->data, 0.0f, zero, 0.0f, elem);     /* softplus(z) */
+    g_be->binary(g_bs, TEMA_BINARY_MUL, n, logits->data, y, n, zero);   /* z y, into the zeros */
+    g_be->axpy(g_bs, n, -1.0f, zero, elem);
+    g_be->dot(g_bs, n, elem, NULL, scale, out->data);
+    if (needs_grad(logits)) {
+        node *nd = tape_push(g, OP_BCE_WITH_LOGITS, out);
+        if (nd) nd->bce_with_logits = (struct op_bce_with_logits){.logits = logits, .labels = y, .scale = scale};
+    }
+    return out;
+}
+
+/* dz += scale * dout * (sigmoid(z) - y) */
+void bce_with_logits_backward(tema_graph *g, const node *n)
+{
+    const struct op_bce_with_logits *op = &n->bce_with_logits;
+    const int64_t len = op->logits->size;
+    float *dz = grad_of(g, op->logits), *p = dev_floats(g, len);
+    if (!dz || !p) return;
+    g_be->unary(g_bs, TEMA_UNARY_SIGMOID, len, 1.0f, op->logits->data, p);
+    g_be->axpy(g_bs, len, -1.0f, op->labels, p);
+    g_be->axpy_scalar(g_bs, len, n->out->grad, op->scale, p, dz);
 }

@@ -1,5 +1,5 @@
-/* core/ops_matmul.c - the products: matmul (2-D, batched 3-D, [B,M,K] @ [K,N]) and linear;
- * each forward followed by its backward. */
+/* core/ops_matmul.c - the products: matmul (2-D, batched 3-D, [B,M,K] @ [K,N]) and linear,
+ * each forward followed by its backward; bilinear, composed of matmul and rowdot. */
 #include <string.h>
 
 #include "graph_internal.h"
@@ -119,4 +119,30 @@ void linear_backward(tema_graph *g, const node *n)
     if (dx) g_be->sgemm(g_bs, false, false, rows, in, outd, 1.0f, dy, outd, 0, w->data, in, 0, 1.0f, dx, in, 0, 1);
     if (dw) g_be->sgemm(g_bs, true, false, outd, in, rows, 1.0f, dy, outd, 0, x->data, in, 0, 1.0f, dw, in, 0, 1);
     if (db) g_be->binary_bwd(g_bs, TEMA_BINARY_ADD, rows * outd, NULL, NULL, outd, dy, NULL, db);
+}
+
+/* ---------------------------------------------------------------- bilinear
+ * Composed: out[n] = <(x @ w)[n,:], y[n,:]> is rowdot of x @ w against y with targets 0..N-1
+ * (each row of y its own "item"), plus the scalar bias broadcast as the last dim of [N, 1].
+ * The backward is theirs: one [N,D1]x[D1,D2] product each way and two row passes. */
+
+tema_tensor *bilinear_forward(tema_graph *g, tema_tensor *x, tema_tensor *w, tema_tensor *y, tema_tensor *b)
+{
+    if (!check_input(g, x, "bilinear") || !check_input(g, w, "bilinear") || !check_input(g, y, "bilinear") ||
+        (b && !check_input(g, b, "bilinear")))
+        return NULL;
+    char s1[96], s2[96], s3[96];
+    if (x->ndim != 2 || w->ndim != 2 || y->ndim != 2 || w->shape[0] != x->shape[1] || w->shape[1] != y->shape[1] ||
+        y->shape[0] != x->shape[0])
+        return graph_fail(g, "bilinear: x %s, w %s, y %s: want x [N, D1], w [D1, D2], y [N, D2]",
+                          shape_str(x, s1, sizeof s1), shape_str(w, s2, sizeof s2), shape_str(y, s3, sizeof s3));
+    if (b && b->size != 1) return graph_fail(g, "bilinear: bias has %lld elements, want 1", (long long)b->size);
+    const int64_t N = x->shape[0];
+    int32_t *self_rows = host_alloc(g, sizeof(int32_t) * (size_t)(N ? N : 1));
+    if (!self_rows) return NULL;
+    for (int64_t i = 0; i < N; i++) self_rows[i] = (int32_t)i;
+    tema_tensor *out = rowdot_forward(g, matmul_forward(g, x, false, w, false), y, self_rows, 1.0f);
+    if (!out || !b) return out;
+    tema_tensor *col = add_forward(g, reshape_forward(g, out, 2, (int64_t[]){N, 1}), b);
+    return col ? reshape_forward(g, col, 1, (int64_t[]){N}) : NULL;
 }

@@ -32,6 +32,8 @@ struct tema_params {
     void *bs;
     float *values, *grads, *m, *v;
     int64_t n_values, n_learn;
+    tema_csr **csrs;     /* sparse matrices (csr()), each its own backend block */
+    size_t n_csrs, cap_csrs;
 };
 
 tema_params *tema_params_new(uint64_t seed)
@@ -50,6 +52,8 @@ void tema_params_free(tema_params *p)
         p->be->free(p->bs, p->m);
         p->be->free(p->bs, p->v);
     }
+    for (size_t i = 0; i < p->n_csrs; i++) csr_free(p->csrs[i]);
+    free(p->csrs);
     for (size_t i = 0; i < p->n; i++) {
         free((char *)p->e[i].t->name);
         free(p->e[i].t);
@@ -144,6 +148,30 @@ tema_tensor *tema_params_constant(tema_params *p, const char *name, int ndim, co
         memcpy(e->host, host_data, (size_t)t->size * sizeof(float));
     }
     return t;
+}
+
+/* Not in the value buffer, so it may come before or after finalize; a failure before it is
+ * also kept for finalize, like a bad param(). */
+tema_csr *tema_params_csr(tema_params *p, const char *name, int64_t rows, int64_t cols, const int64_t *row_ptr,
+                          const int32_t *col_idx, const float *values, tema_err *err)
+{
+    if (!p) return tema_fail(err, TEMA_EINVAL, "csr: no parameter store"), NULL;
+    tema_err local = {0};
+    if (!err) err = &local;
+    tema_csr *a = NULL;
+    if (p->n_csrs == p->cap_csrs) {
+        size_t cap = p->cap_csrs ? 2 * p->cap_csrs : 4;
+        tema_csr **c = realloc(p->csrs, cap * sizeof *c);
+        if (c) p->csrs = c, p->cap_csrs = cap;
+    }
+    if (p->n_csrs == p->cap_csrs) tema_fail(err, TEMA_ENOMEM, "csr '%s': out of memory", name ? name : "?");
+    else a = csr_new(name, rows, cols, row_ptr, col_idx, values, err);
+    if (!a) {
+        if (!p->finalized) defer(p, "%.500s", err->msg);
+        return NULL;
+    }
+    p->csrs[p->n_csrs++] = a;
+    return a;
 }
 
 static bool learnable(const tema_tensor *t) { return (t->flags & TEMA_TENSOR_PARAM) != 0; }

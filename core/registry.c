@@ -42,7 +42,7 @@ static const char *const kind_names[TEMA_KIND_COUNT] = {"backend",  "encoder", "
 static size_t min_ops_size(tema_kind k)
 {
     switch (k) {
-    case TEMA_KIND_BACKEND: return sizeof(tema_backend_ops);
+    case TEMA_KIND_BACKEND: return TEMA_BACKEND_OPS_MIN_SIZE;
     case TEMA_KIND_ENCODER: return sizeof(tema_encoder_ops);
     case TEMA_KIND_ATTENTION: return offsetof(tema_attention_ops, sequence_weights);
     case TEMA_KIND_TAG_SELECT: return offsetof(tema_tag_select_ops, select_with_host);

@@ -103,7 +103,7 @@ static tema_status ensure_backend(temp_backend *tb, tema_err *err)
     const tema_plugin *bp = NULL;
     if (st == TEMA_OK)
         st = tema_registry_find_plugin(ctx.reg, TEMA_KIND_BACKEND, tema_cfg_str(opts, "plugin", NULL), "backend",
-                                    sizeof(tema_backend_ops), &bp, err);
+                                       TEMA_BACKEND_OPS_MIN_SIZE, &bp, err);
     const tema_backend_ops *ops = st == TEMA_OK ? bp->ops : NULL;
     if (st == TEMA_OK) st = ops->init(tema_host_get(), opts, &tb->self, err);
     tema_cfg_free(opts);

@@ -328,7 +328,7 @@ static tema_status setup_backend(runner *r, tema_err *err)
         return tema_fail(err, TEMA_ENOTFOUND, "config backend.plugin: no backend '%s'; hint: available: %s",
                          r->s.backend_name, tema_registry_names(r->reg, TEMA_KIND_BACKEND));
     r->be = r->be_p->ops;
-    if (!r->be || r->be_p->ops_size < sizeof(tema_backend_ops) || !r->be->init)
+    if (!r->be || r->be_p->ops_size < TEMA_BACKEND_OPS_MIN_SIZE || !r->be->init)
         return tema_fail(err, TEMA_EABI, "backend '%s' has an incomplete kernel table; hint: rebuild it against "
                                          "this tema", r->s.backend_name);
     tema_cfg *opts = NULL;

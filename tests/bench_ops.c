@@ -4,8 +4,9 @@
  *
  * Prints sgemm GFLOP/s and ms per lse_chunked forward+backward (R=2560 rows, d=256,
  * 35000 items, chunk 4096; one range for all rows, and two half-size domains) for 1
- * and 2 threads, or for the thread counts given. Not a test: it asserts nothing and is
- * not registered with meson test. */
+ * and 2 threads, or for the thread counts given; then ms per spmm forward+backward on an
+ * item graph the size of food-kitchen-c2dsr's (64,093 nodes, ~2M edges, D=64). Not a test:
+ * it asserts nothing and is not registered with meson test. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -71,6 +72,58 @@ static double bench_lse(int64_t R, int64_t d, int64_t n_items, int64_t chunk, bo
     return best * 1e3;
 }
 
+/* A random graph of n nodes with ~avg_deg out-edges per node (uniform degrees in
+ * [0, 2 avg_deg]) to skewed targets (node n u^2: popular items have many in-edges, as in
+ * co-occurrence graphs), values 1/deg; spmm forward + backward through the autograd, best
+ * of reps. The one-off csr() (validate, transpose, upload) is timed into *csr_ms. */
+static double bench_spmm(int64_t n, int64_t avg_deg, int64_t D, int reps, double *csr_ms, int64_t *nnz_out)
+{
+    const tema_nn_api *nn = tema_nn();
+    int64_t *ptr = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    tema_rng rng;
+    tema_rng_seed(&rng, 12);
+    ptr[0] = 0;
+    for (int64_t r = 0; r < n; r++) ptr[r + 1] = ptr[r] + (int64_t)(tema_rng_uniform(&rng) * (double)(2 * avg_deg + 1));
+    const int64_t nnz = ptr[n];
+    int32_t *col = malloc(sizeof(int32_t) * (size_t)nnz);
+    float *val = malloc(sizeof(float) * (size_t)nnz);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t k = ptr[r]; k < ptr[r + 1]; k++) {
+            double u = tema_rng_uniform(&rng);
+            col[k] = (int32_t)((double)n * u * u);
+            val[k] = 1.0f / (float)(ptr[r + 1] - ptr[r]);
+        }
+    tema_params *p = tema_params_new(1);
+    tema_tensor *x = nn->param(p, "x", 2, (int64_t[]){n, D}, TEMA_INIT_NORMAL, 0.1f, 0);
+    tema_err err = {0};
+    double t0 = tema_now();
+    tema_csr *a = nn->csr(p, "graph", n, n, ptr, col, val, &err);
+    *csr_ms = (tema_now() - t0) * 1e3;
+    if (!a || tema_params_finalize(p, &err) != TEMA_OK) {
+        fprintf(stderr, "bench_ops: %s\n", err.msg);
+        exit(1);
+    }
+    tema_graph *g = tema_graph_new(1);
+    double best = 1e30;
+    for (int rep = 0; rep < reps + 1; rep++) { /* the first run sizes the arena */
+        tema_graph_reset(g, true, (uint64_t)rep);
+        tema_params_zero_grad(p);
+        t0 = tema_now();
+        tema_tensor *loss = nn->mean(g, nn->spmm(g, a, x));
+        if (!loss || tema_graph_backward(g, loss, &err) != TEMA_OK) {
+            fprintf(stderr, "bench_ops: %s %s\n", nn->error(g), err.msg);
+            exit(1);
+        }
+        double dt = tema_now() - t0;
+        if (rep > 0 && dt < best) best = dt;
+    }
+    tema_graph_free(g);
+    tema_params_free(p);
+    free(ptr), free(col), free(val);
+    *nnz_out = nnz;
+    return best * 1e3;
+}
+
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 2;
@@ -102,6 +155,11 @@ int main(int argc, char **argv)
                bench_lse(2560, 256, 35000, 4096, false, reps));
         printf("threads=%d lse_chunked fwd+bwd R=2560 d=256 items=35000 chunk=4096 two domains: %.0f ms\n", threads,
                bench_lse(2560, 256, 35000, 4096, true, reps));
+        double csr_ms = 0;
+        int64_t nnz = 0;
+        double spmm_ms = bench_spmm(29207 + 34886, 31, 64, reps, &csr_ms, &nnz);
+        printf("threads=%d spmm fwd+bwd nodes=64093 edges=%lld D=64: %.1f ms (csr upload+transpose once: %.0f ms)\n",
+               threads, (long long)nnz, spmm_ms, csr_ms);
         fflush(stdout);
         tema_engine_set_backend(NULL, NULL);
         be->destroy(bs);

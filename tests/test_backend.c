@@ -634,6 +634,53 @@ static void t_large(const backend *b)
     free(x), free(w);
 }
 
+/* A random CSR [rows, cols] with skewed degrees (row r has about (r % 7)^2 entries, some
+ * none), repeated columns, and values in [-1, 1]. Caller frees the three arrays. */
+static int64_t rnd_csr(int64_t rows, int64_t cols, int64_t **ptr, int32_t **col, float **val)
+{
+    *ptr = malloc(sizeof(int64_t) * (size_t)(rows + 1));
+    (*ptr)[0] = 0;
+    for (int64_t r = 0; r < rows; r++) (*ptr)[r + 1] = (*ptr)[r] + (r % 7) * (r % 7) * (r % 5 ? 1 : 0);
+    const int64_t nnz = (*ptr)[rows];
+    *col = malloc(sizeof(int32_t) * (size_t)(nnz ? nnz : 1));
+    for (int64_t k = 0; k < nnz; k++) (*col)[k] = (int32_t)(tema_rng_uniform(&rng) * (double)cols) % (int32_t)cols;
+    *val = rnd(nnz, 1);
+    return nnz;
+}
+
+/* out = A x (over NaN: must overwrite) and out += A x, against a double reference; a small
+ * matrix and one of many warps / blocks of rows with a dim that is no multiple of 32. */
+static void t_spmm(const backend *b)
+{
+    const int64_t sizes[2][3] = {{9, 6, 5}, {3001, 1700, 70}};
+    for (int sz = 0; sz < 2; sz++) {
+        const int64_t rows = sizes[sz][0], cols = sizes[sz][1], dim = sizes[sz][2];
+        int64_t *ptr;
+        int32_t *col;
+        float *val;
+        const int64_t nnz = rnd_csr(rows, cols, &ptr, &col, &val);
+        float *x = rnd(cols * dim, 1), *acc0 = rnd(rows * dim, 1), *nan = malloc(sizeof(float) * (size_t)(rows * dim));
+        for (int64_t i = 0; i < rows * dim; i++) nan[i] = NAN;
+        double *want = calloc((size_t)(rows * dim), sizeof(double)), *want_acc = dcopy(acc0, rows * dim);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = ptr[r]; k < ptr[r + 1]; k++)
+                for (int64_t j = 0; j < dim; j++) want[r * dim + j] += (double)val[k] * x[(int64_t)col[k] * dim + j];
+        for (int64_t i = 0; i < rows * dim; i++) want_acc[i] += want[i];
+        int64_t *d_ptr = dev(b, ptr, sizeof(int64_t) * (size_t)(rows + 1));
+        int32_t *d_col = dev(b, col, sizeof(int32_t) * (size_t)(nnz ? nnz : 1));
+        float *d_val = devf(b, val, nnz ? nnz : 1), *d_x = devf(b, x, cols * dim);
+        float *d_o = devf(b, nan, rows * dim), *d_acc = devf(b, acc0, rows * dim);
+        b->ops->spmm(b->self, rows, dim, d_ptr, d_col, d_val, d_x, d_o, false);
+        b->ops->spmm(b->self, rows, dim, d_ptr, d_col, d_val, d_x, d_acc, true);
+        float *o = back(b, d_o, rows * dim), *oa = back(b, d_acc, rows * dim);
+        expect_close(b, "spmm", o, want, rows * dim, 1e-5);
+        expect_close(b, "spmm accumulate", oa, want_acc, rows * dim, 1e-5);
+        b->ops->free(b->self, d_ptr), b->ops->free(b->self, d_col), b->ops->free(b->self, d_val);
+        b->ops->free(b->self, d_x);
+        free(ptr), free(col), free(val), free(x), free(acc0), free(nan), free(want), free(want_acc), free(o), free(oa);
+    }
+}
+
 /* Empty and degenerate calls: K == 0 products, empty dots, NULL gradient outputs. */
 static void t_edge(const backend *b)
 {
@@ -770,6 +817,7 @@ KERNEL_TEST(t_lse)
 KERNEL_TEST(t_adam)
 KERNEL_TEST(t_large)
 KERNEL_TEST(t_edge)
+KERNEL_TEST(t_spmm)
 
 START_TEST(cpu_descriptor)
 {
@@ -821,6 +869,34 @@ START_TEST(cpu_sgemm_threads_agree_with_one)
                               tb, beta, (long long)i, C3[i], C1[i]);
             free(A), free(B), free(C1), free(C3);
         }
+    ops->destroy(s1);
+    ops->destroy(s3);
+    tema_cfg_free(one);
+    tema_cfg_free(three);
+}
+END_TEST
+
+/* spmm gives one writer per row and sums in entry order: 3 threads give the bits of 1. */
+START_TEST(cpu_spmm_threads_bitwise)
+{
+    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
+    const tema_backend_ops *ops = pl->ops;
+    tema_cfg *one = tu_plugin_opts(pl, "threads: 1"), *three = tu_plugin_opts(pl, "threads: 3");
+    void *s1 = NULL, *s3 = NULL;
+    tema_err err = {0};
+    ck_assert_int_eq(ops->init(tema_host_get(), one, &s1, &err), TEMA_OK);
+    ck_assert_int_eq(ops->init(tema_host_get(), three, &s3, &err), TEMA_OK);
+    tema_rng_seed(&rng, 5);
+    int64_t *ptr, rows = 20000, cols = 9000, dim = 33;
+    int32_t *col;
+    float *val;
+    rnd_csr(rows, cols, &ptr, &col, &val);
+    float *x = rnd(cols * dim, 1), *o1 = rnd(rows * dim, 1), *o3 = malloc(sizeof(float) * (size_t)(rows * dim));
+    memcpy(o3, o1, sizeof(float) * (size_t)(rows * dim));
+    ops->spmm(s1, rows, dim, ptr, col, val, x, o1, true);
+    ops->spmm(s3, rows, dim, ptr, col, val, x, o3, true);
+    ck_assert_mem_eq(o1, o3, sizeof(float) * (size_t)(rows * dim));
+    free(ptr), free(col), free(val), free(x), free(o1), free(o3);
     ops->destroy(s1);
     ops->destroy(s3);
     tema_cfg_free(one);
@@ -885,6 +961,8 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_t_adam);
     tcase_add_test(tc, test_t_large);
     tcase_add_test(tc, test_t_edge);
+    tcase_add_test(tc, test_t_spmm);
+    tcase_add_test(tc, cpu_spmm_threads_bitwise);
     tcase_add_test(tc, cpu_descriptor);
     suite_add_tcase(s, tc);
     return s;

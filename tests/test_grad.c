@@ -1,121 +1,16 @@
-/* tests/test_grad.c - every autograd op against central finite differences, plus the
- * parameter store, Adam and checkpoints (CPU backend). */
+/* tests/test_grad.c - every autograd op against central finite differences (the harness:
+ * tests/gradcheck.c), plus the parameter store, Adam and checkpoints (CPU backend). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
+#include "gradcheck.h"
 #include "host.h"
-#include "config.h"
 #include "registry.h"
 #include "testutil.h"
 #include "util.h"
-
-const tema_plugin *tema_plugin_entry_backend_cpu(const tema_host *host);
-
-static const tema_nn_api *nn;
-static void *cpu_self;
-
-static void setup(void)
-{
-    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
-    const tema_backend_ops *ops = pl->ops;
-    tema_err err = {0};
-    tema_cfg *opts = tu_plugin_opts(pl, NULL);
-    ck_assert_int_eq(ops->init(tema_host_get(), opts, &cpu_self, &err), TEMA_OK);
-    tema_cfg_free(opts);
-    tema_engine_set_backend(ops, cpu_self);
-    nn = tema_nn();
-}
-
-static void teardown(void)
-{
-    tema_engine_backend()->destroy(cpu_self);
-    tema_engine_set_backend(NULL, NULL);
-}
-
-/* ---- the finite-difference harness ---- */
-
-#define MAX_IN 4
-typedef struct spec {
-    int ndim;
-    int64_t shape[4];
-} spec;
-typedef tema_tensor *(*build_fn)(tema_graph *g, tema_tensor **in, void *ctx);
-
-static double host_loss(tema_tensor *out, const float *r)
-{
-    double s = 0.0;
-    for (int64_t i = 0; i < out->size; i++) s += (double)out->data[i] * r[i];
-    return s;
-}
-
-/* loss = sum(out * R) for a fixed random R; compares d loss / d input for every element
- * of every input with (loss(x+e) - loss(x-e)) / 2e, the losses summed in double. */
-static void gradcheck(const char *what, int n_in, const spec *specs, build_fn f, void *ctx, float lo_abs,
-                      double eps, double tol)
-{
-    tema_params *p = tema_params_new(11);
-    tema_tensor *in[MAX_IN];
-    for (int i = 0; i < n_in; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "in%d", i);
-        in[i] = nn->param(p, name, specs[i].ndim, specs[i].shape, TEMA_INIT_NORMAL, 1.0f, 0);
-        ck_assert_ptr_nonnull(in[i]);
-    }
-    tema_err err = {0};
-    ck_assert_int_eq(tema_params_finalize(p, &err), TEMA_OK);
-    /* Keep values away from kinks (relu at 0) when asked. */
-    for (int i = 0; i < n_in; i++)
-        for (int64_t k = 0; k < in[i]->size; k++)
-            if (fabsf(in[i]->data[k]) < lo_abs) in[i]->data[k] = in[i]->data[k] < 0 ? -lo_abs : lo_abs;
-    tema_graph *g = tema_graph_new(5);
-    tema_graph_reset(g, true, 99);
-    tema_tensor *out = f(g, in, ctx);
-    ck_assert_msg(out != NULL, "%s: forward failed: %s", what, nn->error(g));
-    int64_t n_out = out->size;
-    float *r = malloc(sizeof(float) * (size_t)(n_out ? n_out : 1));
-    tema_rng rng;
-    tema_rng_seed(&rng, 3);
-    for (int64_t k = 0; k < n_out; k++) r[k] = (float)(2.0 * tema_rng_uniform(&rng) - 1.0);
-    tema_tensor *rt = nn->tensor(g, out->ndim, out->shape, r);
-    tema_tensor *loss = nn->sum(g, nn->mul(g, out, rt));
-    ck_assert_ptr_nonnull(loss);
-    tema_params_zero_grad(p);
-    ck_assert_msg(tema_graph_backward(g, loss, &err) == TEMA_OK, "%s: backward: %s", what, err.msg);
-    double worst = 0.0;
-    for (int i = 0; i < n_in; i++) {
-        float *grad = malloc(sizeof(float) * (size_t)in[i]->size);
-        memcpy(grad, in[i]->grad, sizeof(float) * (size_t)in[i]->size);
-        for (int64_t k = 0; k < in[i]->size; k++) {
-            float v = in[i]->data[k];
-            in[i]->data[k] = (float)(v + eps);
-            tema_graph_reset(g, true, 99);
-            double lp = host_loss(f(g, in, ctx), r);
-            in[i]->data[k] = (float)(v - eps);
-            tema_graph_reset(g, true, 99);
-            double lm = host_loss(f(g, in, ctx), r);
-            in[i]->data[k] = v;
-            double num = (lp - lm) / (2 * eps), ana = grad[k];
-            double e = fabs(num - ana) / (1e-3 + fmax(fabs(num), fabs(ana)));
-            if (e > worst) worst = e;
-            ck_assert_msg(e <= tol, "%s: d/d in%d[%lld]: analytic %.6g, numeric %.6g", what, i, (long long)k, ana,
-                          num);
-        }
-        free(grad);
-    }
-    free(r);
-    tema_graph_free(g);
-    tema_params_free(p);
-}
-
-#define S1(a) {1, {a}}
-#define S2(a, b) {2, {a, b}}
-#define S3(a, b, c) {3, {a, b, c}}
-#define S4(a, b, c, d) {4, {a, b, c, d}}
-#define TOL 2e-2
-#define EPS 1e-2
 
 /* ---- ops ---- */
 
@@ -524,6 +419,252 @@ START_TEST(grad_mask_wmean)
 }
 END_TEST
 
+/* ---- the ops of the CDSR baselines (ABI 1.5) ---- */
+
+/* A [4, 5]: an empty row, a repeated column, column 3 never used, all ones when values is NULL. */
+static const int64_t A_ptr[5] = {0, 3, 3, 5, 7};
+static const int32_t A_col[7] = {0, 2, 4, 1, 1, 0, 4};
+static const float A_val[7] = {0.5f, -1.0f, 2.0f, 0.25f, 0.75f, -0.5f, 1.5f};
+
+static tema_tensor *b_spmm(tema_graph *g, tema_tensor **in, void *ctx) { return nn->spmm(g, ctx, in[0]); }
+/* x also reaches the loss another way: spmm's backward must add to its gradient, not set it */
+static tema_tensor *b_spmm_shared(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    static const int32_t first4[4] = {0, 1, 2, 3};
+    tema_tensor *y = nn->spmm(g, ctx, in[0]); /* first on the tape, so last in backward */
+    return nn->add(g, y, nn->gather_rows(g, in[0], first4, 4));
+}
+
+START_TEST(grad_spmm)
+{
+    tema_params *owner = tema_params_new(1);
+    tema_err err = {0};
+    tema_csr *a = nn->csr(owner, "A", 4, 5, A_ptr, A_col, A_val, &err), *ones = nn->csr(owner, "ones", 4, 5, A_ptr,
+                                                                                         A_col, NULL, &err);
+    ck_assert_msg(a && ones, "%s", err.msg);
+    spec s2[1] = {S2(5, 3)}, s3[1] = {S3(5, 2, 2)}, s1[1] = {S1(5)};
+    gradcheck("spmm", 1, s2, b_spmm, a, 0, EPS, TOL);
+    gradcheck("spmm 3-D x", 1, s3, b_spmm, a, 0, EPS, TOL);
+    gradcheck("spmm 1-D x", 1, s1, b_spmm, a, 0, EPS, TOL);
+    gradcheck("spmm unweighted, x used twice", 1, s2, b_spmm_shared, ones, 0, EPS, TOL);
+    /* values against the dense product; row 1 (no entries) is zeros */
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, false, 0);
+    float x[15];
+    for (int i = 0; i < 15; i++) x[i] = sinf((float)i);
+    tema_tensor *y = nn->spmm(g, a, nn->tensor(g, 2, (int64_t[]){5, 3}, x));
+    ck_assert_msg(y && y->shape[0] == 4 && y->shape[1] == 3, "%s", nn->error(g));
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 3; j++) {
+            double want = 0;
+            for (int64_t k = A_ptr[r]; k < A_ptr[r + 1]; k++) want += (double)A_val[k] * x[A_col[k] * 3 + j];
+            ck_assert_double_eq_tol(y->data[r * 3 + j], want, 1e-6);
+        }
+    /* x must have A's columns as rows */
+    ck_assert_ptr_null(nn->spmm(g, a, nn->tensor(g, 2, (int64_t[]){4, 3}, NULL)));
+    ck_assert_msg(strstr(nn->error(g), "'A' [4, 5]"), "%s", nn->error(g));
+    tema_graph_free(g);
+    tema_params_free(owner);
+}
+END_TEST
+
+/* Bad CSR input is refused with the reason, and before finalize the store keeps it. */
+START_TEST(csr_errors)
+{
+    tema_params *p = tema_params_new(1);
+    tema_err err = {0};
+    static const int64_t down[3] = {0, 2, 1}, late[3] = {1, 2, 2};
+    static const int32_t cols[2] = {0, 5};
+    ck_assert_ptr_null(nn->csr(p, "bad_col", 2, 5, (int64_t[]){0, 1, 2}, cols, NULL, &err));
+    ck_assert_msg(strstr(err.msg, "'bad_col'") && strstr(err.msg, "col_idx[1] is 5"), "%s", err.msg);
+    ck_assert_ptr_null(nn->csr(p, "down", 2, 6, down, cols, NULL, &err));
+    ck_assert_msg(strstr(err.msg, "decreases at row 1"), "%s", err.msg);
+    ck_assert_ptr_null(nn->csr(p, "late", 2, 6, late, cols, NULL, NULL));
+    float nan_val[2] = {1.0f, NAN};
+    ck_assert_ptr_null(nn->csr(p, "nan", 2, 6, (int64_t[]){0, 1, 2}, cols, nan_val, &err));
+    ck_assert_msg(strstr(err.msg, "values[1] is not finite"), "%s", err.msg);
+    ck_assert_int_eq(tema_params_finalize(p, &err), TEMA_EINVAL);
+    ck_assert_msg(strstr(err.msg, "'bad_col'"), "finalize reports the first: %s", err.msg);
+    tema_params_free(p);
+    /* an empty matrix is fine: zeros out, nothing back */
+    p = tema_params_new(1);
+    tema_csr *empty = nn->csr(p, "empty", 3, 2, (int64_t[]){0, 0, 0, 0}, NULL, NULL, &err);
+    ck_assert_msg(empty != NULL, "%s", err.msg);
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, false, 0);
+    tema_tensor *y = nn->spmm(g, empty, nn->tensor(g, 2, (int64_t[]){2, 4}, (float[8]){1, 2, 3, 4, 5, 6, 7, 8}));
+    ck_assert_ptr_nonnull(y);
+    for (int i = 0; i < 12; i++) ck_assert(y->data[i] == 0.0f);
+    ck_assert_ptr_null(nn->spmm(g, NULL, y));
+    tema_graph_free(g);
+    tema_params_free(p);
+}
+END_TEST
+
+/* A backend built before spmm (ops version 2, a shorter table) still runs everything else;
+ * csr() says what is missing instead of calling past the end of its table. */
+START_TEST(spmm_needs_a_newer_backend)
+{
+    const tema_backend_ops *cur = tema_engine_backend();
+    tema_backend_ops old = *cur;
+    old.struct_size = (uint32_t)TEMA_BACKEND_OPS_MIN_SIZE;
+    old.version = 2;
+    old.spmm = NULL; /* what lies past an old table is unknown; a NULL here must not be what saves us */
+    tema_engine_set_backend(&old, cpu_self);
+    tema_params *p = tema_params_new(1);
+    tema_err err = {0};
+    ck_assert_ptr_null(nn->csr(p, "A", 4, 5, A_ptr, A_col, A_val, &err));
+    ck_assert_int_eq(err.code, TEMA_EABI);
+    ck_assert_msg(strstr(err.msg, "no spmm kernel") && strstr(err.msg, "rebuild the backend"), "%s", err.msg);
+    old.spmm = cur->spmm; /* present in memory but outside struct_size: still refused */
+    ck_assert_ptr_null(nn->csr(p, "A", 4, 5, A_ptr, A_col, A_val, &err));
+    tema_params_free(p);
+    tema_engine_set_backend(cur, cpu_self);
+}
+END_TEST
+
+static tema_tensor *b_infonce(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    return nn->infonce(g, in[0], in[1], *(const float *)ctx);
+}
+
+START_TEST(grad_infonce)
+{
+    static const float taus[2] = {0.5f, 2.0f};
+    spec s[2] = {S2(4, 3), S2(4, 3)};
+    for (int t = 0; t < 2; t++) gradcheck("infonce", 2, s, b_infonce, (void *)&taus[t], 0, EPS / 2, TOL);
+    /* value: mean_i lse_j(<a_i,b_j>/tau) - <a_i,b_i>/tau in double */
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, false, 0);
+    float a[12], b[12];
+    for (int i = 0; i < 12; i++) a[i] = sinf((float)i), b[i] = cosf(1.7f * (float)i);
+    int64_t sh[2] = {4, 3};
+    tema_tensor *l = nn->infonce(g, nn->tensor(g, 2, sh, a), nn->tensor(g, 2, sh, b), 0.2f);
+    ck_assert_ptr_nonnull(l);
+    double want = 0;
+    for (int i = 0; i < 4; i++) {
+        double z[4], m = -INFINITY, se = 0;
+        for (int j = 0; j < 4; j++) {
+            z[j] = 0;
+            for (int k = 0; k < 3; k++) z[j] += (double)a[i * 3 + k] * b[j * 3 + k] / 0.2;
+            m = fmax(m, z[j]);
+        }
+        for (int j = 0; j < 4; j++) se += exp(z[j] - m);
+        want += m + log(se) - z[i];
+    }
+    ck_assert_double_eq_tol(l->data[0], want / 4, 1e-5);
+    ck_assert_ptr_null(nn->infonce(g, nn->tensor(g, 2, sh, a), nn->tensor(g, 2, (int64_t[]){3, 3}, b), 0.2f));
+    ck_assert_ptr_null(nn->infonce(g, nn->tensor(g, 2, sh, a), nn->tensor(g, 2, sh, b), 0.0f));
+    tema_graph_free(g);
+}
+END_TEST
+
+/* gather_rows with a permutation is the row permutation: its backward sends each row's
+ * gradient back to where the row came from, and the inverse permutation undoes it. */
+static const int32_t perm5[5] = {3, 0, 4, 1, 2};
+static tema_tensor *b_permute(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return nn->gather_rows(g, in[0], perm5, 5);
+}
+
+START_TEST(grad_permute_rows)
+{
+    spec s2[1] = {S2(5, 3)}, s3[1] = {S3(5, 2, 2)};
+    gradcheck("permute_rows", 1, s2, b_permute, NULL, 0, EPS, TOL);
+    gradcheck("permute_rows 3-D", 1, s3, b_permute, NULL, 0, EPS, TOL);
+    tema_params *p = tema_params_new(3);
+    tema_tensor *x = nn->param(p, "x", 2, (int64_t[]){5, 3}, TEMA_INIT_NORMAL, 1.0f, 0);
+    tema_err err = {0};
+    ck_assert_int_eq(tema_params_finalize(p, &err), TEMA_OK);
+    int32_t inv[5];
+    for (int i = 0; i < 5; i++) inv[perm5[i]] = i;
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, true, 0);
+    tema_tensor *y = nn->gather_rows(g, x, perm5, 5), *back = nn->gather_rows(g, y, inv, 5);
+    ck_assert_mem_eq(back->data, x->data, 15 * sizeof(float));
+    /* d sum(y * R) / dx[perm[i]] = R[i], exactly */
+    float r[15];
+    for (int i = 0; i < 15; i++) r[i] = (float)i - 7.0f;
+    tema_tensor *loss = nn->sum(g, nn->mul(g, y, nn->tensor(g, 2, (int64_t[]){5, 3}, r)));
+    tema_params_zero_grad(p);
+    ck_assert_int_eq(tema_graph_backward(g, loss, &err), TEMA_OK);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 3; j++) ck_assert(x->grad[perm5[i] * 3 + j] == r[i * 3 + j]);
+    tema_graph_free(g);
+    tema_params_free(p);
+}
+END_TEST
+
+static tema_tensor *b_bilinear(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    return nn->bilinear(g, in[0], in[1], in[2], ctx ? in[3] : NULL);
+}
+
+START_TEST(grad_bilinear)
+{
+    spec s[4] = {S2(4, 3), S2(3, 2), S2(4, 2), S1(1)};
+    gradcheck("bilinear+bias", 4, s, b_bilinear, (void *)1, 0, EPS, TOL);
+    gradcheck("bilinear", 3, s, b_bilinear, NULL, 0, EPS, TOL);
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, false, 0);
+    float x[6] = {1, 2, 3, 4, 5, 6}, w[6] = {1, 0, -1, 2, 0.5f, 1}, y[4] = {1, -1, 2, 0.5f}, b = 0.25f;
+    tema_tensor *o = nn->bilinear(g, nn->tensor(g, 2, (int64_t[]){2, 3}, x), nn->tensor(g, 2, (int64_t[]){3, 2}, w),
+                                  nn->tensor(g, 2, (int64_t[]){2, 2}, y), nn->tensor(g, 1, (int64_t[]){1}, &b));
+    ck_assert_msg(o && o->ndim == 1 && o->shape[0] == 2, "%s", nn->error(g));
+    for (int n = 0; n < 2; n++) {
+        double want = b;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 2; j++) want += (double)x[n * 3 + i] * w[i * 2 + j] * y[n * 2 + j];
+        ck_assert_double_eq_tol(o->data[n], want, 1e-5);
+    }
+    ck_assert_ptr_null(nn->bilinear(g, nn->tensor(g, 2, (int64_t[]){2, 3}, x), nn->tensor(g, 2, (int64_t[]){2, 3}, w),
+                                    nn->tensor(g, 2, (int64_t[]){2, 2}, y), NULL));
+    ck_assert_msg(strstr(nn->error(g), "want x [N, D1], w [D1, D2]"), "%s", nn->error(g));
+    tema_graph_free(g);
+}
+END_TEST
+
+static const float bce_y[6] = {1, 0, 1, 0, 0.3f, 1};
+static tema_tensor *b_bce(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return nn->bce_with_logits(g, in[0], bce_y);
+}
+
+START_TEST(grad_bce_with_logits)
+{
+    spec s[1] = {S1(6)}, s2[1] = {S2(2, 3)};
+    gradcheck("bce_with_logits", 1, s, b_bce, NULL, 0, EPS, TOL);
+    gradcheck("bce_with_logits 2-D", 1, s2, b_bce, NULL, 0, EPS, TOL);
+    /* values, logits far out included: no overflow, torch's max(z,0) - z y + log1p(exp(-|z|)) */
+    tema_params *p = tema_params_new(1);
+    tema_tensor *z = nn->param(p, "z", 1, (int64_t[]){6}, TEMA_INIT_ZEROS, 1.0f, 0);
+    tema_err err = {0};
+    ck_assert_int_eq(tema_params_finalize(p, &err), TEMA_OK);
+    const float zs[6] = {120.0f, -150.0f, -90.0f, 95.0f, 0.4f, 3.0f};
+    memcpy(z->data, zs, sizeof zs);
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, true, 0);
+    tema_tensor *l = nn->bce_with_logits(g, z, bce_y);
+    ck_assert_ptr_nonnull(l);
+    double want = 0, wgrad[6];
+    for (int i = 0; i < 6; i++) {
+        double v = zs[i];
+        want += fmax(v, 0) - v * bce_y[i] + log1p(exp(-fabs(v)));
+        wgrad[i] = (1 / (1 + exp(-v)) - bce_y[i]) / 6;
+    }
+    ck_assert_double_eq_tol(l->data[0], want / 6, 1e-5 * (1 + want / 6));
+    tema_params_zero_grad(p);
+    ck_assert_int_eq(tema_graph_backward(g, l, &err), TEMA_OK);
+    for (int i = 0; i < 6; i++) ck_assert_double_eq_tol(z->grad[i], wgrad[i], 1e-6);
+    ck_assert_ptr_null(nn->bce_with_logits(g, z, (float[6]){0, 1, 2, 0, 0, 0}));
+    ck_assert_msg(strstr(nn->error(g), "labels[2] is 2"), "%s", nn->error(g));
+    tema_graph_free(g);
+    tema_params_free(p);
+}
+END_TEST
+
 /* A small model end to end: every op chained, gradient through all of them. */
 static const int32_t seq_ids[6] = {0, 3, -1, 2, 2, 1};
 static tema_tensor *b_model(tema_graph *g, tema_tensor **in, void *ctx)
@@ -750,7 +891,7 @@ static Suite *make_suite(void)
 {
     Suite *s = suite_create("grad");
     TCase *tc = tcase_create("ops");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, gradcheck_setup, gradcheck_teardown);
     tcase_add_test(tc, grad_matmul);
     tcase_add_test(tc, grad_linear);
     tcase_add_test(tc, grad_embedding_gather);
@@ -768,6 +909,13 @@ static Suite *make_suite(void)
     tcase_add_test(tc, grad_logaddexp_n);
     tcase_add_test(tc, grad_mask_wmean);
     tcase_add_test(tc, grad_model);
+    tcase_add_test(tc, grad_spmm);
+    tcase_add_test(tc, csr_errors);
+    tcase_add_test(tc, spmm_needs_a_newer_backend);
+    tcase_add_test(tc, grad_infonce);
+    tcase_add_test(tc, grad_permute_rows);
+    tcase_add_test(tc, grad_bilinear);
+    tcase_add_test(tc, grad_bce_with_logits);
     tcase_add_test(tc, op_errors);
     tcase_add_test(tc, params_one_buffer);
     tcase_add_test(tc, adam_step_value);

@@ -18,7 +18,8 @@
  *    can fail asynchronously reports it from sync().
  *  - Threading is the backend's business (its `threads` option or equivalent); kernels
  *    are called from one host thread at a time.
- * Append-only: new kernels go at the end; the core checks struct_size before calling one.
+ * Append-only: new kernels go at the end; the core checks struct_size before calling one
+ * (TEMA_BACKEND_HAS), so a backend built against older headers still loads.
  */
 #ifndef TEMA_BACKEND_H
 #define TEMA_BACKEND_H
@@ -62,7 +63,7 @@ static inline bool tema_dropout_keep(uint64_t seed, uint64_t i, float p)
     return (float)((z >> 40) * (1.0 / 16777216.0)) >= p;  /* 24 random bits in [0,1) */
 }
 
-#define TEMA_BACKEND_OPS_VERSION 2 /* 2: TEMA_UNARY_GELU_ERF */
+#define TEMA_BACKEND_OPS_VERSION 3 /* 2: TEMA_UNARY_GELU_ERF; 3: spmm */
 
 typedef struct tema_backend_ops {
     uint32_t struct_size;   /* sizeof(tema_backend_ops) as compiled into the plugin */
@@ -179,7 +180,26 @@ typedef struct tema_backend_ops {
      * p -= lr * (m / bc1) / (sqrt(v / bc2) + eps), with bc = 1 - beta^step. */
     void (*adam)(void *self, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                  float bc1, float bc2, float *p, const float *g, float *m, float *v);
+
+    /* --- appended kernels: the core checks struct_size before calling one (TEMA_BACKEND_HAS) --- */
+
+    /* Sparse (CSR) times dense, ops version >= 3: for r < rows,
+     * out[r,:] = (accumulate ? out[r,:] : 0) + sum_{k = row_ptr[r]}^{row_ptr[r+1]-1} values[k] * x[col_idx[k],:]
+     * with x [*, dim]; row_ptr [rows+1], col_idx and values [row_ptr[rows]], all backend memory.
+     * Each output row has one writer and sums its entries in order (no atomics), so results do
+     * not depend on threads or launch layout. The core's backward is this kernel again with
+     * the transposed matrix and accumulate set. */
+    void (*spmm)(void *self, int64_t rows, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
+                 const float *values, const float *x, float *out, bool accumulate);
 } tema_backend_ops;
+
+/* The table's size before the first appended kernel: the smallest a backend may export
+ * (an older one loads; the ops that need a newer kernel fail with a hint to rebuild it). */
+#define TEMA_BACKEND_OPS_MIN_SIZE offsetof(tema_backend_ops, spmm)
+
+/* Whether the table `ops` has the appended kernel `field` (its struct_size covers it and it is set). */
+#define TEMA_BACKEND_HAS(ops, field)                                                                        \
+    ((ops)->struct_size >= offsetof(tema_backend_ops, field) + sizeof(void *) && (ops)->field != NULL)
 
 #ifdef __cplusplus
 }

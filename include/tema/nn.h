@@ -58,6 +58,7 @@ typedef enum tema_init {
 
 typedef struct tema_params tema_params;   /* parameter store of one model (core-owned) */
 typedef struct tema_graph tema_graph;     /* tape + arena of one step (core-owned) */
+typedef struct tema_csr tema_csr;         /* constant sparse matrix on the backend (owned by a tema_params) */
 
 /* The op table handed to plugins (host->nn). Append-only: new entries go at the end
  * and struct_size tells a plugin which exist. All ops return NULL on failure and set
@@ -108,7 +109,9 @@ typedef struct tema_nn_api {
     tema_tensor *(*transpose12)(tema_graph *g, tema_tensor *x);
     tema_tensor *(*l2norm)(tema_graph *g, tema_tensor *x, float eps);   /* rows to unit length */
     tema_tensor *(*logsumexp)(tema_graph *g, tema_tensor *x);          /* [rows,dim] -> [rows] */
-    /* Gather rows: out[n, ...] = x[idx[n], ...] (first dim); backward scatter-adds. */
+    /* Gather rows: out[n, ...] = x[idx[n], ...] (first dim); backward scatter-adds. With idx a
+     * permutation of 0..n-1 this is the row permutation (shuffled / corrupted negatives,
+     * C2DSR): dx = the inverse permutation of dout. */
     tema_tensor *(*gather_rows)(tema_graph *g, tema_tensor *x, const int32_t *idx, int64_t n);
     tema_tensor *(*sum)(tema_graph *g, tema_tensor *x);                /* -> [1] */
     tema_tensor *(*mean)(tema_graph *g, tema_tensor *x);               /* -> [1] */
@@ -128,6 +131,31 @@ typedef struct tema_nn_api {
     tema_tensor *(*mask_rows)(tema_graph *g, tema_tensor *x, const uint8_t *row_keep);
     /* Weighted mean of a [rows] tensor: sum_r w[r] x[r] / sum_r w[r] -> [1]. */
     tema_tensor *(*weighted_mean)(tema_graph *g, tema_tensor *x, const float *w);
+
+    /* --- ABI 1.5: item graphs and the contrastive / infomax losses of the CDSR baselines --- */
+    /* A constant sparse matrix A [rows, cols] in CSR form, for spmm: row_ptr [rows+1] (0 first,
+     * nondecreasing, nnz last), col_idx [nnz] in [0, cols), values [nnz] (NULL: all ones).
+     * Copied to the active backend once, with its transpose (for backward); the host arrays
+     * stay the caller's and are read only during the call. Owned by the store p (freed with
+     * it, never by the caller); usable by every graph of the model from this call on, before
+     * or after finalize. NULL on failure: the reason goes to err (may be NULL) and, before
+     * finalize, to the store, whose finalize then fails with it. */
+    tema_csr *(*csr)(tema_params *p, const char *name, int64_t rows, int64_t cols, const int64_t *row_ptr,
+                     const int32_t *col_idx, const float *values, tema_err *err);
+    /* out[rows, ...] = A @ x for A [rows, cols] and x [cols, ...] (x's first dim against A's
+     * columns, the rest carried along); backward dx += A^T @ dout. A GCN layer's propagation. */
+    tema_tensor *(*spmm)(tema_graph *g, const tema_csr *a, tema_tensor *x);
+    /* InfoNCE over in-batch negatives: a, b [B, D] -> [1] =
+     * mean_i -log( exp(<a_i,b_i>/tau) / sum_j exp(<a_i,b_j>/tau) ), tau > 0; cross_entropy
+     * over the [B, B] logits a @ b^T / tau with the diagonal as targets (stable log-sum-exp). */
+    tema_tensor *(*infonce)(tema_graph *g, tema_tensor *a, tema_tensor *b, float tau);
+    /* torch.nn.Bilinear with one output: out[n] = x[n,:] @ w @ y[n,:]^T (+ b) for x [N, D1],
+     * w [D1, D2], y [N, D2], b [1] or NULL -> [N] (C2DSR's infomax discriminator score). */
+    tema_tensor *(*bilinear)(tema_graph *g, tema_tensor *x, tema_tensor *w, tema_tensor *y, tema_tensor *b);
+    /* torch's BCEWithLogitsLoss (mean): logits [any shape, n elements], labels [n] host floats
+     * in [0, 1] (copied) -> [1] = mean_i max(z,0) - z_i y_i + log(1 + exp(-|z_i|)), stable for
+     * any z; d/dz_i = (sigmoid(z_i) - y_i) / n. */
+    tema_tensor *(*bce_with_logits)(tema_graph *g, tema_tensor *logits, const float *labels);
 } tema_nn_api;
 
 #ifdef __cplusplus

@@ -36,10 +36,11 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 3   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
+#define TEMA_ABI_MINOR 5   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
                               1.2: text_features kind, plugin-valued options, host->text_features;
                               1.3: tema_tag_vocab.n_incomplete;
-                              1.4: host->interrupted, tag ops that receive the host */
+                              1.4: host->interrupted, tag ops that receive the host;
+                              1.5: nn csr/spmm, infonce, bilinear, bce_with_logits (CDSR baselines) */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {

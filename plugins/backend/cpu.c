@@ -885,6 +885,42 @@ static void cpu_adam(void *self, int64_t n, float lr, float beta1, float beta2, 
     }
 }
 
+/* ---- sparse times dense ---- */
+
+/* Rows r0..r1 of out = A x: each row accumulates its entries in order (one writer, no
+ * atomics), in place in out, so the result does not depend on the threads. */
+HOT static void spmm_rows(int64_t r0, int64_t r1, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
+                          const float *values, const float *x, float *out, bool accumulate)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        float *o = out + r * dim;
+        if (!accumulate) memset(o, 0, (size_t)dim * sizeof(float));
+        for (int64_t k = row_ptr[r]; k < row_ptr[r + 1]; k++) {
+            const float v = values[k];
+            const float *xr = x + (int64_t)col_idx[k] * dim;
+#pragma omp simd
+            for (int64_t j = 0; j < dim; j++) o[j] += v * xr[j];
+        }
+    }
+}
+
+/* Rows in blocks handed out dynamically: degrees of item graphs are skewed (a popular item
+ * has thousands of neighbours), so static halves would leave one thread with most edges. */
+#define SPMM_BLOCK 64
+
+static void cpu_spmm(void *self, int64_t rows, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
+                     const float *values, const float *x, float *out, bool accumulate)
+{
+    const int threads = ((cpu_backend *)self)->threads;
+    if (rows <= 0 || dim <= 0) return;
+    const int64_t work = (row_ptr[rows] + rows) * dim, blocks = (rows + SPMM_BLOCK - 1) / SPMM_BLOCK;
+#pragma omp parallel for num_threads(threads) if (threads > 1 && work > PAR_MIN) schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t r0 = blk * SPMM_BLOCK, r1 = r0 + SPMM_BLOCK < rows ? r0 + SPMM_BLOCK : rows;
+        spmm_rows(r0, r1, dim, row_ptr, col_idx, values, x, out, accumulate);
+    }
+}
+
 static const tema_backend_ops cpu_ops = {
     .struct_size = sizeof(tema_backend_ops),
     .version = TEMA_BACKEND_OPS_VERSION,
@@ -930,6 +966,7 @@ static const tema_backend_ops cpu_ops = {
     .lse_finish = cpu_lse_finish,
     .lse_grad = cpu_lse_grad,
     .adam = cpu_adam,
+    .spmm = cpu_spmm,
 };
 
 static const tema_plugin cpu_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cpu", "1.0.0",

@@ -712,6 +712,27 @@ __global__ void k_rowdot_bwd(int64_t rows, int64_t dim, float scale, const float
     }
 }
 
+/* ------------------------------------------------------------------ sparse times dense */
+
+/* One warp per row of A, its lanes over the columns of x: each output element is summed by
+ * one lane in the row's entry order (no atomics; bitwise reproducible), and a warp reads the
+ * 32 consecutive floats of one row of x per entry (coalesced). */
+__global__ void k_spmm(int64_t rows, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
+                       const float *values, const float *x, float *out, bool accumulate)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
+        const int64_t k0 = row_ptr[r], k1 = row_ptr[r + 1];
+        for (int64_t c = lane; c < dim; c += 32) {
+            float acc = 0.0f;
+            for (int64_t k = k0; k < k1; k++) acc += values[k] * x[(int64_t)col_idx[k] * dim + c];
+            float *o = out + r * dim + c;
+            *o = accumulate ? *o + acc : acc;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ chunked log-sum-exp */
 
 __global__ void k_lse_init(int64_t rows, float *m, float *s)
@@ -1324,6 +1345,14 @@ static void cuda_adam(void *self, int64_t n, float lr, float beta1, float beta2,
     LAUNCH_1D(b, n, k_adam, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, p, g, m, v);
 }
 
+static void cuda_spmm(void *self, int64_t rows, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
+                      const float *values, const float *x, float *out, bool accumulate)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_1D(b, rows * 32, k_spmm, rows, dim, row_ptr, col_idx, values, x, out, accumulate);
+}
+
 /* ------------------------------------------------------------------ the tables */
 
 static const tema_backend_ops cuda_ops = {
@@ -1371,6 +1400,7 @@ static const tema_backend_ops cuda_ops = {
     .lse_finish = cuda_lse_finish,
     .lse_grad = cuda_lse_grad,
     .adam = cuda_adam,
+    .spmm = cuda_spmm,
 };
 
 static const tema_plugin cuda_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cuda", "1.0.0",
