@@ -15,12 +15,11 @@
 #include <unistd.h>
 
 #include "grid_internal.h"
+#include "stop.h"
 #include "util.h"
 
 extern char **environ;
 
-static volatile sig_atomic_t g_stop_signal = 0;
-static void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 /* environ with the thread variables set to `threads` (TEMA_THREADS makes the backend use
  * them without changing the run id); the N_THREAD_VARS strings at the end are
@@ -265,7 +264,7 @@ static tema_status start_run(runner *rn, const tema_grid_run *r, tema_err *err)
     if (pid < 0) {
         tema_status st =
             tema_fail(err, TEMA_EIO, "cannot start a run: %s", have_env ? strerror(errno) : "out of memory");
-        g_stop_signal = SIGTERM;
+        tema_stop_request(SIGTERM);
         return st;
     }
     size_t slot = 0;
@@ -285,7 +284,7 @@ static tema_status start_run(runner *rn, const tema_grid_run *r, tema_err *err)
 static tema_status start_runs(runner *rn, tema_err *err)
 {
     tema_status st = TEMA_OK;
-    while (st == TEMA_OK && !g_stop_signal && rn->n_active < (size_t)rn->jobs && rn->next < rn->n_todo)
+    while (st == TEMA_OK && !tema_stop_signal() && rn->n_active < (size_t)rn->jobs && rn->next < rn->n_todo)
         st = start_run(rn, &rn->g->runs[rn->todo[rn->next++]], err);
     return st;
 }
@@ -330,7 +329,7 @@ static void finish_child(runner *rn, int slot, int wstatus)
     if (code == 0) {
         o->ok++;
         fprintf(rn->log, "tema: run %zu (%s) done in %.1f s\n", r->index, r->id, secs);
-    } else if (code == TEMA_EXIT_INTERRUPTED || (sig && g_stop_signal)) {
+    } else if (code == TEMA_EXIT_INTERRUPTED || (sig && tema_stop_signal())) {
         o->interrupted++;
         fprintf(rn->log, "tema: run %zu (%s) interrupted after %.1f s; it resumes on the next `tema run`\n", r->index,
                 r->id, secs);
@@ -352,12 +351,12 @@ static bool reap(runner *rn)
     pid_t pid = waitpid(-1, &wstatus, 0);
     if (pid < 0) {
         if (errno != EINTR) return false;
-        if (g_stop_signal && !rn->forwarded) {
+        if (tema_stop_signal() && !rn->forwarded) {
             rn->forwarded = true;
             fprintf(rn->log, "tema: stopping: %zu run%s still running, no new ones start\n", rn->n_active,
                     rn->n_active == 1 ? "" : "s");
             for (int k = 0; k < rn->jobs; k++)
-                if (rn->kids[k].pid) kill(rn->kids[k].pid, g_stop_signal);
+                if (rn->kids[k].pid) kill(rn->kids[k].pid, tema_stop_signal());
         }
         return true;
     }
@@ -374,12 +373,12 @@ static tema_status finish(runner *rn, tema_status st, tema_err *err)
 {
     const tema_grid *g = rn->g;
     tema_grid_outcome *o = rn->outcome;
-    if (st == TEMA_OK && g_stop_signal) {
+    if (st == TEMA_OK && tema_stop_signal()) {
         o->interrupted += rn->n_todo - rn->next;
         char again[2048];
         resume_command(g, rn->ex, again, sizeof again);
         st = tema_fail(err, TEMA_EINTERRUPTED, "grid %s stopped by %s; hint: `%s` resumes it", g->name,
-                       g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", again);
+                       tema_stop_signal() == SIGINT ? "SIGINT" : "SIGTERM", again);
     }
     fprintf(rn->log, "tema: grid %s: %zu ran ok, %zu failed, %zu interrupted, %zu done before, %zu running elsewhere\n",
             g->name, o->ok, o->failed, o->interrupted, o->skipped_done, o->skipped_busy);
@@ -390,20 +389,13 @@ static tema_status finish(runner *rn, tema_status st, tema_err *err)
 static tema_status run_todo(runner *rn, tema_err *err)
 {
     build_argv(rn);
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal; /* no SA_RESTART: waitpid returns on a signal */
-    sigemptyset(&sa.sa_mask);
-    g_stop_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    tema_stop_listen(); /* waitpid returns on a signal (no SA_RESTART), so the loop sees the stop */
     tema_status st = TEMA_OK;
     while (rn->next < rn->n_todo || rn->n_active > 0) {
         if (st == TEMA_OK) st = start_runs(rn, err); /* a failed start stops new ones: keep its error */
         if (rn->n_active == 0 || !reap(rn)) break;
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    tema_stop_unlisten();
     return finish(rn, st, err);
 }
 

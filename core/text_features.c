@@ -18,7 +18,6 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "config_internal.h"
 #include "engine.h"
 #include "store_key.h"
 #include "tema/npy.h"
