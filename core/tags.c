@@ -139,11 +139,53 @@ tema_status tema_tags_domains(const tema_cfg *cfg, const tema_dataset *ds, char 
 
 /* ---- the store key ---- */
 
+/* The tagger of one domain: model.domain_taggers.<domain> where the experiment gives one (a
+ * domain tagged another way, e.g. by an LLM on one domain only), else model.tagger. */
+typedef struct domain_tagger {
+    const tema_plugin *tp;
+    const tema_cfg *opts;
+    const char *key;          /* the config key it came from, for messages */
+    bool own;                 /* from model.domain_taggers */
+} domain_tagger;
+
+static tema_status find_taggers(const tema_cfg *cfg, tema_registry *reg, char domains[2][TEMA_TAGS_DOMAIN_MAX],
+                                domain_tagger dt[2], tema_err *err)
+{
+    const tema_cfg *over = tema_cfg_get(cfg, "model.domain_taggers");
+    for (size_t i = 0; over && over->type == TEMA_CFG_MAP && i < over->n_items; i++)
+        if (strcmp(over->items[i]->key, domains[0]) && strcmp(over->items[i]->key, domains[1]))
+            return tema_fail(err, TEMA_EINVAL, "config model.domain_taggers.%s: the dataset has no domain '%s'; hint: "
+                                               "its domains are %s and %s (dataset.domains)",
+                             over->items[i]->key, over->items[i]->key, domains[0], domains[1]);
+    static char keys[2][96];
+    for (int d = 0; d < 2; d++) {
+        snprintf(keys[d], sizeof keys[d], "model.domain_taggers.%s", domains[d]);
+        const tema_cfg *node = tema_cfg_get(cfg, keys[d]);
+        dt[d].own = node != NULL;
+        dt[d].key = node ? keys[d] : "model.tagger";
+        const char *name = NULL;
+        dt[d].opts = tema_cfg_plugin_node(node ? node : tema_cfg_get(cfg, "model.tagger"), &name);
+        tema_status st = tema_registry_find_plugin(reg, TEMA_KIND_TAGGER, name, dt[d].key,
+                                                   offsetof(tema_tagger_ops, create_with_host), &dt[d].tp, err);
+        if (st != TEMA_OK) return st;
+    }
+    return TEMA_OK;
+}
+
 static uint64_t store_key(const tema_plugin *tp, const char *settings_json, const tema_cfg *opts, tema_registry *reg,
-                          char domains[2][TEMA_TAGS_DOMAIN_MAX], const tema_dataset *ds)
+                          char domains[2][TEMA_TAGS_DOMAIN_MAX], const domain_tagger *dt,
+                          const tema_dataset *ds)
 {
     uint64_t h = tema_key_mix_str(0x74656d612d746167ull, STORE_FORMAT);
     h = tema_key_mix_plugin(h, tp, settings_json, opts, reg);
+    /* a domain with its own tagger (model.domain_taggers); without one the key is as before */
+    for (int d = 0; d < 2; d++) {
+        if (!dt[d].own) continue;
+        char *own = tema_cfg_to_json(dt[d].opts);
+        h = tema_key_mix_str(tema_key_mix_str(h, "domain tagger"), domains[d]);
+        h = tema_key_mix_plugin(h, dt[d].tp, own ? own : "", dt[d].opts, reg);
+        free(own);
+    }
     h = tema_key_mix_str(h, domains[0]);
     h = tema_key_mix_str(h, domains[1]);
     int32_t counts[2] = {ds->n_x, ds->n_y};
@@ -211,11 +253,9 @@ tema_status tema_tag_repr_call(const tema_plugin *p, const tema_cfg *opts, tema_
     return ops->weights(opts, sel, err);
 }
 
-/* Run the tagger on both domains. */
-static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, const tema_dataset *ds,
-                                 tema_tag_table *t, tema_err *err)
+/* Run each domain's tagger on its items. */
+static tema_status compute_table(const domain_tagger dt[2], const tema_dataset *ds, tema_tag_table *t, tema_err *err)
 {
-    const tema_tagger_ops *ops = tp->ops;
     const tema_host *host = tema_host_get();
     tema_tag_vocab v[2] = {{0}};
     tema_status st = TEMA_OK;
@@ -233,8 +273,10 @@ static tema_status compute_table(const tema_plugin *tp, const tema_cfg *opts, co
             }
             titles = no_titles;
         }
+        const tema_plugin *tp = dt[d].tp;
+        const tema_tagger_ops *ops = tp->ops;
         void *self = NULL;
-        st = tema_tagger_create(tp, opts, t->domain[d], &self, err);
+        st = tema_tagger_create(tp, dt[d].opts, t->domain[d], &self, err);
         if (st == TEMA_OK) {
             st = ops->tag(self, titles, n, &v[d], err);
             ops->destroy(self);
@@ -510,18 +552,24 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     const tema_cfg *opts = tema_cfg_plugin_node(tema_cfg_get(cfg, "model.tagger"), &name);
     const tema_plugin *tp = NULL;
     tema_status st = tema_registry_find_plugin(reg, TEMA_KIND_TAGGER, name, "model.tagger",
-                                            offsetof(tema_tagger_ops, create_with_host), &tp, err);
+                                               offsetof(tema_tagger_ops, create_with_host), &tp, err);
     if (st != TEMA_OK) return st;
     st = tema_tags_domains(cfg, ds, out->domain, err);
+    domain_tagger dt[2];
+    if (st == TEMA_OK) st = find_taggers(cfg, reg, out->domain, dt, err);
     if (st != TEMA_OK) return st;
     out->n_x = ds->n_x;
     out->n_y = ds->n_y;
-    snprintf(out->tagger, sizeof out->tagger, "%s %s", tp->name, tp->version);
+    if (dt[0].own || dt[1].own)
+        snprintf(out->tagger, sizeof out->tagger, "%s %s (%s), %s %s (%s)", dt[0].tp->name, dt[0].tp->version,
+                 out->domain[0], dt[1].tp->name, dt[1].tp->version, out->domain[1]);
+    else
+        snprintf(out->tagger, sizeof out->tagger, "%s %s", tp->name, tp->version);
     char *settings = tema_cfg_to_json(opts ? opts : tema_cfg_get(cfg, "model.tagger"));
     if (!settings) return tema_fail(err, TEMA_ENOMEM, "out of memory");
     tema_env_fallback env[TEMA_MAX_ENV_FALLBACKS];
     const int n_env = tema_env_fallbacks(tp, opts, env);
-    const uint64_t key = store_key(tp, settings, opts, reg, out->domain, ds);
+    const uint64_t key = store_key(tp, settings, opts, reg, out->domain, dt, ds);
     char keyhex[32], dsname[256];
     snprintf(keyhex, sizeof keyhex, "%016" PRIx64, key);
     snprintf(dsname, sizeof dsname, "%s", base_name(ds->path));
@@ -551,7 +599,7 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
         /* a tagger may ask for text features; outside a run the context lasts for this call */
         const bool own_context = tema_features_context_default(reg, cfg, results_dir);
         tema_stop_listen(); /* Ctrl-C: a tagger stops between requests (host->interrupted) */
-        st = compute_table(tp, opts, ds, out, err);
+        st = compute_table(dt, ds, out, err);
         tema_stop_unlisten();
         if (own_context) tema_features_context(NULL, NULL, NULL);
         if (st == TEMA_OK) st = write_store(out, tp, settings, env, n_env, ds, key, err);

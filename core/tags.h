@@ -31,7 +31,7 @@ typedef struct tema_tag_table {
     float *score_x;            /* [n_x * n_tags_x] row-major; 0 = unrelated, else relevance (1..100) */
     float *score_y;            /* [n_y * (n_tags - n_tags_x)] */
     char *dir;                 /* the store folder: <results>/tags/<dataset>/<key>/ */
-    char tagger[128];          /* plugin name and version, "lexical 1.0.0" */
+    char tagger[320];          /* plugin name and version, "lexical 1.0.0"; per domain when they differ */
     bool reused;               /* read from dir (true) or computed now (false) */
     double seconds;            /* time the tagger took (computed) or the load took (reused) */
     int64_t incomplete;        /* items or queries the tagger will ask for again (ABI 1.3) */

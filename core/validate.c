@@ -30,6 +30,7 @@ typedef enum vtype {
     V_METRICS,     /* mrr, ndcg@K, hr@K */
     V_PLUGIN,      /* {plugin: NAME, ...that plugin's options}; `choices` names the kind */
     V_PLUGIN_LIST, /* a non-empty list of those */
+    V_PLUGIN_MAP,  /* NAME: {plugin: ...} per name ([a-z0-9_-]+); `choices` names the kind */
 } vtype;
 
 typedef struct schema_key {
@@ -67,6 +68,8 @@ static const schema_key schema[] = {
     /* tags (core/tags.c): no tagger = no tags; domains derived from the dataset when absent */
     {K("dataset.domains", V_STRING_LIST, NULL)},
     {K("model.tagger", V_PLUGIN, NULL), .choices = "tagger"},
+    /* per domain (a name of dataset.domains): another tagger than model.tagger for that domain */
+    {K("model.domain_taggers", V_PLUGIN_MAP, NULL), .choices = "tagger"},
     {K("model.tag_select", V_PLUGIN, NULL), .choices = "tag_select"},
     {K("model.tag_repr", V_PLUGIN, NULL), .choices = "tag_repr"},
     {K("loss", V_PLUGIN, "{plugin: full_softmax}"), .choices = "loss"},
@@ -644,6 +647,34 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
 
 static void validate_map(tema_cfg *n, const char *prefix, const tema_cfg *root, tema_registry *reg, tema_cfg_diag *d);
 
+/* NAME: plugin map, e.g. model.domain_taggers: {kitchen: {plugin: lexical}}. */
+static void validate_plugin_map(tema_cfg *c, const schema_key *k, tema_registry *reg, tema_cfg_diag *d)
+{
+    char where[1400], g[256];
+    tema_cfg_retype(c, TEMA_CFG_MAP);
+    if (c->type != TEMA_CFG_MAP) {
+        where_of(c, false, where, sizeof where);
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a map of names to %s plugin maps like {kitchen: "
+                        "{plugin: lexical}}, %s", k->path, k->choices, got(c, g, sizeof g));
+        return;
+    }
+    for (size_t i = 0; i < c->n_items; i++) {
+        tema_cfg *e = c->items[i];
+        char ep[600];
+        snprintf(ep, sizeof ep, "%s.%s", k->path, e->key ? e->key : "?");
+        bool name_ok = e->key && *e->key;
+        for (const char *p = e->key; name_ok && *p; p++)
+            name_ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+        if (!name_ok) {
+            where_of(e, true, where, sizeof where);
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: '%s' is not a domain name; hint: use a name of "
+                            "dataset.domains, like food", ep, e->key ? e->key : "");
+            continue;
+        }
+        validate_plugin(e, ep, k->choices, reg, d);
+    }
+}
+
 static void validate_entry(tema_cfg *c, const schema_key *k, const tema_cfg *root, tema_registry *reg,
                            tema_cfg_diag *d)
 {
@@ -673,6 +704,7 @@ static void validate_entry(tema_cfg *c, const schema_key *k, const tema_cfg *roo
             validate_plugin(c->items[i], ep, k->choices, reg, d);
         }
         return;
+    case V_PLUGIN_MAP: validate_plugin_map(c, k, reg, d); return;
     default: {
         vspec s = {.type = k->type, .ranged = k->ranged, .lo_open = k->lo_open, .lo = k->lo, .hi = k->hi,
                    .choices = k->choices};

@@ -636,6 +636,77 @@ START_TEST(tags_command_stores_and_reuses)
 }
 END_TEST
 
+/* model.domain_taggers: one domain tagged by another tagger (here lexical with a two-tag
+ * vocabulary of its own), the other by model.tagger; a store of its own, and errors that name
+ * a domain the dataset does not have. */
+START_TEST(a_domain_can_have_its_own_tagger)
+{
+    char tmp[1024], exp[1100], args[4000], res[1100], own[1100], path[1700], text[9000];
+    snprintf(tmp, sizeof tmp, "%s", tu_tmpdir());
+    snprintf(exp, sizeof exp, "%s/exp.yaml", tmp);
+    snprintf(res, sizeof res, "%s/results", tmp);
+    snprintf(own, sizeof own, "%s/own-vocab", tmp);
+    ck_assert_int_eq(mkdir(own, 0755), 0);
+    snprintf(path, sizeof path, "%s/synth_kitchen.yaml", own);
+    tu_write(path, "tags:\n  - {name: pots and pans, synonyms: [pan, pot, skillet]}\n  - {name: knives, synonyms: "
+                   "[knife]}\n");
+    snprintf(text, sizeof text,
+             "name: tags-own\ndataset: {path: synthetic}\nmodel:\n  tagger: {plugin: lexical, vocab_dir: %s}\n"
+             "  domain_taggers: {synth_kitchen: {plugin: lexical, vocab_dir: %s}}\ntrain: {seed: 5}\n",
+             vocab_dir(), own);
+    tu_write(exp, text);
+    snprintf(args, sizeof args, "tags '%s' --results '%s'", exp, res);
+    char *out = NULL, *errout = NULL;
+    ck_assert_msg(tu_tema(args, &out, &errout) == 0, "%s", errout);
+    char base[1200], store[1500];
+    snprintf(base, sizeof base, "%s/tags/synthetic-5", res);
+    only_subdir(base, store, sizeof store);
+    snprintf(path, sizeof path, "%s/vocab.tsv", store);
+    char *vocab = slurp(path);
+    /* X keeps the shipped vocabulary, Y has exactly the two tags of its own */
+    ck_assert_msg(strstr(vocab, "\tX\tsynth_food\ttea\n"), "%s", vocab);
+    ck_assert_msg(strstr(vocab, "\tY\tsynth_kitchen\tpots and pans\n") && strstr(vocab, "\tY\tsynth_kitchen\tknives\n"),
+                  "%s", vocab);
+    int y_tags = 0;
+    for (const char *q = vocab; (q = strstr(q, "\tY\t")); q++) y_tags++;
+    ck_assert_int_eq(y_tags, 2);
+    ck_assert_msg(strstr(out, "lexical 1.0.0 (synth_food), lexical 1.0.0 (synth_kitchen)") || strstr(errout, "(synth_kitchen)"),
+                  "%s%s", out, errout);
+    free(vocab);
+    free(out);
+    free(errout);
+    /* without the override: another store */
+    snprintf(text, sizeof text,
+             "name: tags-own\ndataset: {path: synthetic}\nmodel:\n  tagger: {plugin: lexical, vocab_dir: %s}\n"
+             "train: {seed: 5}\n", vocab_dir());
+    tu_write(exp, text);
+    ck_assert_int_eq(tu_tema(args, &out, &errout), 0);
+    ck_assert_msg(strstr(out, "computed"), "the plain tagger reused the store of the override: %s", out);
+    free(out);
+    free(errout);
+    /* a domain the dataset does not have */
+    snprintf(text, sizeof text,
+             "name: tags-own\ndataset: {path: synthetic}\nmodel:\n  tagger: {plugin: lexical, vocab_dir: %s}\n"
+             "  domain_taggers: {pets: {plugin: lexical}}\ntrain: {seed: 5}\n", vocab_dir());
+    tu_write(exp, text);
+    ck_assert_int_eq(tu_tema(args, &out, &errout), 1);
+    ck_assert_msg(strstr(errout, "model.domain_taggers.pets: the dataset has no domain 'pets'") &&
+                      strstr(errout, "synth_food and synth_kitchen"), "%s", errout);
+    free(out);
+    free(errout);
+    /* not a domain name: tema check says where */
+    snprintf(text, sizeof text,
+             "name: tags-own\ndataset: {path: synthetic}\nmodel:\n  tagger: {plugin: lexical}\n"
+             "  domain_taggers: {Pets Food: {plugin: lexical}}\n");
+    tu_write(exp, text);
+    snprintf(args, sizeof args, "check '%s'", exp);
+    ck_assert_int_eq(tu_tema(args, &out, &errout), 1);
+    ck_assert_msg(strstr(errout, "exp.yaml:5:") && strstr(errout, "'Pets Food' is not a domain name"), "%s", errout);
+    free(out);
+    free(errout);
+}
+END_TEST
+
 START_TEST(training_run_carries_tags)
 {
     TU_REQUIRE_DATA("toy");
@@ -697,6 +768,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, lexical_on_real_food_kitchen_titles);
     tcase_add_test(tc, domain_names);
     tcase_add_test(tc, tags_command_stores_and_reuses);
+    tcase_add_test(tc, a_domain_can_have_its_own_tagger);
     tcase_add_test(tc, training_run_carries_tags);
     suite_add_tcase(s, tc);
     return s;
