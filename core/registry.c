@@ -7,6 +7,9 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
@@ -222,8 +225,52 @@ tema_status tema_registry_add_entry(tema_registry *r, tema_plugin_entry_fn entry
     return st != TEMA_OK ? st : add(r, p, label, NULL, err);
 }
 
+/* Whether path is a whole 64-bit ELF shared object: the dynamic loader maps a file without
+ * checking that it is complete, and touching a page past the end of a truncated one kills the
+ * process (SIGBUS), so every part the headers point to must lie inside the file. Fills why. */
+static bool elf_is_complete(const char *path, char *why, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        snprintf(why, cap, "cannot open: %s", strerror(errno));
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    const uint64_t size = (uint64_t)sb.st_size;
+    Elf64_Ehdr eh;
+    bool ok = pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh;
+    if (!ok || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {
+        snprintf(why, cap, "not an ELF file (%llu bytes)", (unsigned long long)size);
+        close(fd);
+        return false;
+    }
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN) {
+        snprintf(why, cap, "not a 64-bit shared object");
+        close(fd);
+        return false;
+    }
+    uint64_t need = (uint64_t)eh.e_phoff + (uint64_t)eh.e_phnum * eh.e_phentsize;
+    if (eh.e_shoff) need = need > eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize
+                               ? need : eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize;
+    for (uint16_t i = 0; ok && i < eh.e_phnum && eh.e_phentsize == sizeof(Elf64_Phdr); i++) {
+        Elf64_Phdr ph;
+        ok = pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) == (ssize_t)sizeof ph;
+        if (ok && ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > need) need = ph.p_offset + ph.p_filesz;
+    }
+    close(fd);
+    if (!ok || need > size) {
+        snprintf(why, cap, "truncated: %llu bytes, its headers describe %llu (an interrupted copy or build?)",
+                 (unsigned long long)size, (unsigned long long)need);
+        return false;
+    }
+    return true;
+}
+
 tema_status tema_registry_load_file(tema_registry *r, const char *path, tema_err *err)
 {
+    char why[256];
+    if (!elf_is_complete(path, why, sizeof why)) return record_error(r, err, "%s: cannot load: %s", path, why);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) return record_error(r, err, "%s: cannot load: %s", path, dlerror());
     tema_plugin_entry_fn entry;

@@ -427,6 +427,14 @@ tema_status tema_results_truncate_epochs(tema_run *run, int last_epoch, tema_err
         if (ll > 0) {
             json_object *o = json_tokener_parse(line);
             json_object *e;
+            if ((!o || !json_object_object_get_ex(o, "epoch", &e)) && !nl) {
+                /* a torn last record (killed or out of space mid-append): its epoch is not in the
+                 * checkpoint either, so it goes, and the resume redoes that epoch */
+                json_object_put(o);
+                fprintf(stderr, "tema: %s:%d: dropping a torn last record (%zu bytes)\n", path, lineno, ll);
+                line[ll] = save;
+                break;
+            }
             if (!o || !json_object_object_get_ex(o, "epoch", &e)) {
                 json_object_put(o);
                 st = tema_fail(err, TEMA_EFORMAT,

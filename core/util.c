@@ -83,12 +83,18 @@ tema_status tema_append_line(const char *path, const char *line, tema_err *err)
     }
     memcpy(buf, line, n);
     buf[n] = '\n';
-    /* One write() of the whole line so that a crash never leaves half a record. */
+    /* One write() of the whole line, and on a short write (disk full) the file cut back to where
+     * it was: a record is whole or absent. A crash mid-write can still tear the last line; the
+     * readers of such files (tema_results_truncate_epochs) drop a torn last line. */
+    const off_t before = lseek(fd, 0, SEEK_END);
     tema_status st = write_all(fd, buf, n + 1);
+    int saved = errno;
     free(buf);
-    if (st == TEMA_OK && fsync(fd) != 0) st = TEMA_EIO;
+    if (st == TEMA_OK && fsync(fd) != 0) st = TEMA_EIO, saved = errno;
+    if (st != TEMA_OK && before >= 0 && ftruncate(fd, before) == 0) (void)fsync(fd);
     close(fd);
-    if (st != TEMA_OK) return tema_fail(err, st, "%s: append failed: %s", path, strerror(errno));
+    if (st != TEMA_OK)
+        return tema_fail(err, st, "%s: append failed: %s; the file is as it was before", path, strerror(saved));
     return TEMA_OK;
 }
 

@@ -82,6 +82,8 @@ START_TEST(t_every_loader_error)
     char junk[600];
     snprintf(junk, sizeof junk, "%s/g_junk.so", d);
     tu_write(junk, "this is not an ELF file\n");
+    /* a plugin cut short (an interrupted copy): the loader would map past its end (SIGBUS) */
+    sh("head -c 40000 '%s/plugins/tema-backend-cpu.so' > '%s/h_truncated.so'%s", tu_build_root(), d, "");
 
     char args[1024];
     snprintf(args, sizeof args, "plugins");
@@ -97,7 +99,8 @@ START_TEST(t_every_loader_error)
                              {"d_dup.so", "duplicate encoder plugin 'good_enc'"},
                              {"e_nosym.so", "missing entry symbol"},
                              {"f_badkind.so", "unknown plugin kind"},
-                             {"g_junk.so", "cannot load"}};
+                             {"g_junk.so", "cannot load"},
+                             {"h_truncated.so", "truncated: 40000 bytes"}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const char *line = strstr(err, want[i][0]);
         ck_assert_msg(line != NULL, "no error for %s in:\n%s", want[i][0], err);
@@ -111,7 +114,7 @@ START_TEST(t_every_loader_error)
     /* the same through the API */
     tema_registry *r = tema_registry_new(tema_host_get());
     tema_registry_scan(r);
-    ck_assert_uint_eq(tema_registry_error_count(r), 6);
+    ck_assert_uint_eq(tema_registry_error_count(r), 7);
     ck_assert_ptr_nonnull(tema_registry_find(r, TEMA_KIND_ENCODER, "good_enc"));
     tema_registry_free(r);
     unsetenv("TEMA_PLUGIN_PATH");

@@ -280,9 +280,18 @@ START_TEST(interrupted_run_resumes_to_same_result)
     snprintf(step, sizeof text - (size_t)(step - text), "adam_step %lld\n", adam + 7);
     tu_write(st_path, text);
 
+    /* and as if the disk filled (or the process died) in the middle of the next epoch's record */
+    char ep_path[4300];
+    snprintf(ep_path, sizeof ep_path, "%s/epochs.jsonl", dir2);
+    FILE *ep = fopen(ep_path, "a");
+    ck_assert_ptr_nonnull(ep);
+    fputs("{\"epoch\": 3, \"train_lo", ep);
+    fclose(ep);
+
     rc = run_tema(exp, r2, &out, &err);
     ck_assert_msg(rc == 0, "resume failed (%d): %s", rc, err);
     ck_assert_msg(strstr(err, "resuming"), "stderr: %s", err);
+    ck_assert_msg(strstr(err, "dropping a torn last record"), "stderr: %s", err);
     free(out);
     free(err);
     ck_assert(tu_exists(dir2, "DONE"));
