@@ -444,6 +444,40 @@ static bool is_plain_null(const char *v)
     return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
 }
 
+/* A key given twice in one mapping is an error naming both lines. Checked with a hash set of the
+ * keys, so a mapping of n keys costs O(n), not O(n^2) (700k keys: seconds, not minutes). */
+static tema_status duplicate_keys(parse_ctx *c, yaml_node_t *yn)
+{
+    const size_t n = (size_t)(yn->data.mapping.pairs.top - yn->data.mapping.pairs.start);
+    if (n < 2) return TEMA_OK;
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    yaml_node_t **slot = calloc(cap, sizeof *slot);
+    if (!slot) return tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label);
+    tema_status st = TEMA_OK;
+    for (yaml_node_pair_t *pr = yn->data.mapping.pairs.start; pr < yn->data.mapping.pairs.top && !st; pr++) {
+        yaml_node_t *kn = yaml_document_get_node(c->doc, pr->key);
+        if (kn->type != YAML_SCALAR_NODE) continue; /* convert() reports it */
+        const char *k = (const char *)kn->data.scalar.value;
+        size_t h = (size_t)tema_hash64(k, strlen(k)) & (cap - 1);
+        while (slot[h] && strcmp((const char *)slot[h]->data.scalar.value, k)) h = (h + 1) & (cap - 1);
+        if (!slot[h]) {
+            slot[h] = kn;
+            continue;
+        }
+        char kwhere[512];
+        if (c->positions)
+            snprintf(kwhere, sizeof kwhere, "%s:%d:%d", c->label, (int)kn->start_mark.line + 1,
+                     (int)kn->start_mark.column + 1);
+        else
+            snprintf(kwhere, sizeof kwhere, "%s", c->label);
+        st = tema_fail(c->err, TEMA_EFORMAT, "%s: duplicate key '%s' (first given at line %d); keep one of them", kwhere,
+                       k, c->positions ? (int)slot[h]->start_mark.line + 1 : 0);
+    }
+    free(slot);
+    return st;
+}
+
 static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int depth, tema_cfg **out)
 {
     int line = c->positions ? (int)yn->start_mark.line + 1 : 0;
@@ -484,6 +518,8 @@ static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int d
     } else {
         if (!(n = tema_cfg_new(TEMA_CFG_MAP, key, c->label, line, col)))
             return tema_fail(c->err, TEMA_ENOMEM, "out of memory reading %s", c->label);
+        tema_status dup = duplicate_keys(c, yn);
+        if (dup != TEMA_OK) return (tema_cfg_free(n), dup);
         for (yaml_node_pair_t *pr = yn->data.mapping.pairs.start; pr < yn->data.mapping.pairs.top; pr++) {
             yaml_node_t *kn = yaml_document_get_node(c->doc, pr->key);
             int kl = c->positions ? (int)kn->start_mark.line + 1 : 0;
@@ -496,15 +532,6 @@ static tema_status convert(parse_ctx *c, yaml_node_t *yn, const char *key, int d
                 return tema_fail(c->err, TEMA_EFORMAT, "%s: a key must be a plain name, not a list or map", kwhere);
             }
             const char *k = (const char *)kn->data.scalar.value;
-            tema_cfg *prev = tema_cfg_child(n, k, NULL);
-            if (prev) {
-                int pl, pc;
-                tema_cfgi_key_pos(prev, &pl, &pc);
-                tema_fail(c->err, TEMA_EFORMAT, "%s: duplicate key '%s' (first given at line %d); keep one of them",
-                          kwhere, k, pl);
-                tema_cfg_free(n);
-                return TEMA_EFORMAT;
-            }
             tema_cfg *child = NULL;
             tema_status st = convert(c, yaml_document_get_node(c->doc, pr->value), k, depth + 1, &child);
             if (st != TEMA_OK) return (tema_cfg_free(n), st);

@@ -400,6 +400,19 @@ START_TEST(t_yaml_syntax_error_located)
     snprintf(want, sizeof want, "%s:2:1: duplicate key 'name' (first given at line 1)", p);
     ck_assert_msg(!strncmp(o.err.msg, want, strlen(want)), "%s", o.err.msg);
     done(&o);
+
+    /* in a big mapping (hashed), the duplicate far from the first, nested */
+    size_t cap = 20000 * 32 + 256, len = 0;
+    char *big = malloc(cap);
+    len += (size_t)snprintf(big + len, cap - len, "name: t\nreport:\n  nested:\n");
+    for (int i = 0; i < 20000; i++) len += (size_t)snprintf(big + len, cap - len, "    k%d: %d\n", i, i);
+    snprintf(big + len, cap - len, "    k17: again\n");
+    p = write_exp("dup-big.yaml", big);
+    free(big);
+    o = resolve(p, NULL, 0);
+    snprintf(want, sizeof want, "%s:20004:5: duplicate key 'k17' (first given at line 21)", p);
+    ck_assert_msg(!strncmp(o.err.msg, want, strlen(want)), "%s", o.err.msg);
+    done(&o);
 }
 END_TEST
 
