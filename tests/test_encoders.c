@@ -576,6 +576,37 @@ START_TEST(image_needs_features)
 }
 END_TEST
 
+/* Features of denormal size (1e-45) still normalise to unit rows: 1/|x| overflows a float. */
+START_TEST(tiny_features_normalise_to_unit_rows)
+{
+    setup_engine();
+    const tema_plugin *p = find_encoder("image");
+    const int F = 4;
+    float *d = malloc((size_t)(NI * F) * sizeof *d);
+    for (int i = 0; i < NI * F; i++) d[i] = 1e-45f;
+    char shape[64];
+    snprintf(shape, sizeof shape, "(%d, %d)", NI, F);
+    const char *path = tmp_file("tiny.npy");
+    write_npy(path, "\x93NUMPY", 1, "<f4", "False", shape, d, (size_t)(NI * F) * sizeof *d);
+    free(d);
+    char extra[700];
+    snprintf(extra, sizeof extra, "features: '%s'\ndim: 3\nnormalize: true\n", path);
+    enc_model m;
+    tema_err err = {0};
+    ck_assert_msg(enc_build(&m, p, extra, false, g_titles, 9, &err) == TEMA_OK, "%s", err.msg);
+    tema_tensor *f = param_named(m.params, "encoder.image.features");
+    ck_assert_ptr_nonnull(f);
+    for (int r = 0; r < NI; r++) {
+        double ss = 0;
+        for (int c = 0; c < F; c++) ss += (double)f->data[r * F + c] * f->data[r * F + c];
+        ck_assert_msg(fabs(ss - 1.0) < 1e-5, "row %d: squared norm %g", r, ss);
+    }
+    tema_tensor *items = enc_forward(&m);
+    for (int i = 0; i < NI * 3; i++) ck_assert(isfinite(items->data[i]));
+    enc_free(&m);
+}
+END_TEST
+
 START_TEST(image_projects_normalised_features)
 {
     setup_engine();
@@ -793,6 +824,7 @@ static Suite *make_suite(void)
     TCase *image = tcase_create("image");
     tcase_add_test(image, image_needs_features);
     tcase_add_test(image, image_projects_normalised_features);
+    tcase_add_test(image, tiny_features_normalise_to_unit_rows);
     suite_add_tcase(s, image);
     TCase *tag = tcase_create("tag");
     tcase_add_test(tag, tag_values_by_hand);

@@ -52,7 +52,7 @@ static inline float poly_exp(float x)
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     union { float f; int32_t i; } u;
-    u.i = ((int32_t)n + 127) << 23;
+    u.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23); /* unsigned: NaN's n must not be a negative shift */
     return p * u.f;
 }
 

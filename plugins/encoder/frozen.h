@@ -28,8 +28,12 @@ static inline void frozen_l2_normalize(float *x, int64_t rows, int64_t cols)
         double ss = 0;
         for (int64_t j = 0; j < cols; j++) ss += (double)row[j] * row[j];
         if (ss <= 0) continue;
-        const float inv = (float)(1.0 / sqrt(ss));
-        for (int64_t j = 0; j < cols; j++) row[j] *= inv;
+        const double invd = 1.0 / sqrt(ss);
+        const float inv = (float)invd;
+        if (isfinite(inv))
+            for (int64_t j = 0; j < cols; j++) row[j] *= inv;
+        else /* denormal rows (1e-45): 1/|x| overflows a float, so divide in double */
+            for (int64_t j = 0; j < cols; j++) row[j] = (float)((double)row[j] * invd);
     }
 }
 
