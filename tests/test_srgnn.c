@@ -304,7 +304,6 @@ static void ref_session(const ref_w *w, const float *E, const int32_t *s, int le
 
 static void check_reference(const char *label, const char *extra, int step, bool hybrid)
 {
-    setup_backend();
     model m;
     build_ok(&m, extra, RD);
     float *h;
@@ -332,6 +331,7 @@ static void check_reference(const char *label, const char *extra, int step, bool
 
 START_TEST(states_match_the_official_computation)
 {
+    setup_backend();
     check_reference("defaults", NULL, 1, true);
     check_reference("step 3, nonhybrid", "step: 3\nnonhybrid: true\n", 3, false);
 }
@@ -404,7 +404,6 @@ static double ce_loss(model *m, const int32_t *seq, const int32_t *tgt, const fl
 
 static void check_gradients(const char *label, const char *extra)
 {
-    setup_backend();
     model m;
     build_ok(&m, extra, 3);
     double l0 = ce_loss(&m, g_gseq, g_gtgt, NULL, GB, GL, true);
@@ -439,6 +438,7 @@ static void check_gradients(const char *label, const char *extra)
 
 START_TEST(gradients_match_finite_differences)
 {
+    setup_backend();
     check_gradients("step 1", "step: 1\n");
     check_gradients("step 2, nonhybrid", "step: 2\nnonhybrid: true\n");
 }
