@@ -341,6 +341,11 @@ def watchdog(server, parent):
 
 
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0)
+    if len(sys.argv) != 2 or not os.path.isdir(sys.argv[1]):
+        sys.exit("usage: llm_server.py STATE_DIR (an existing folder; --help for the protocol)")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     write_atomic(os.path.join(STATE_DIR, "port"), str(server.server_address[1]))
