@@ -464,12 +464,87 @@ static void split_free(tema_split *s)
 
 static const char FORMAT_HINT[] = "(hint: lines are user<TAB>seqid<TAB>item|ts|date|<TAB>item|ts|date|...)";
 
-/* Parse a data file into s. eval: the last entry after the sort is the target. */
-static tema_status parse_data(member *m, int eval, const tema_dataset *d, tema_split *s, tema_err *err)
+/* The line's user and seqid fields (seqid only checked); *entries: where the entries start. */
+static tema_status parse_line_head(const cursor *c, const tema_dataset *d, char *ls, char *le, int64_t *user,
+                                   char **entries, tema_err *err)
 {
-    memset(s, 0, sizeof *s);
-    s->file = base_name(m->where);
-    /* Exact upper bounds from one cheap scan: every accepted entry uses three '|'. */
+    char buf[64];
+    char *t1 = find_tab(ls, le);
+    char *t2 = t1 < le ? find_tab(t1 + 1, le) : le;
+    if (t2 == le)
+        return LINE_ERR(c, TEMA_EFORMAT, "expected user<TAB>seqid<TAB>entries, got '%s' %s", shown(ls, le, buf),
+                        FORMAT_HINT);
+    int64_t seqid;
+    if (!parse_int(ls, t1, 0, user))
+        return LINE_ERR(c, TEMA_EFORMAT, "field 1 (user): '%s' is not a non-negative integer %s", shown(ls, t1, buf),
+                        FORMAT_HINT);
+    if (*user >= d->n_users)
+        return LINE_ERR(c, TEMA_EFORMAT, "user %lld out of range 0..%d (hint: userlist.txt lists %d users; is it from the same bundle?)",
+                        (long long)*user, d->n_users - 1, d->n_users);
+    if (!parse_int(t1 + 1, t2, 0, &seqid))
+        return LINE_ERR(c, TEMA_EFORMAT, "field 2 (seqid): '%s' is not a non-negative integer %s",
+                        shown(t1 + 1, t2, buf), FORMAT_HINT);
+    *entries = t2 + 1;
+    return TEMA_OK;
+}
+
+/* One entry item|ts|date| spanning [q,te) (k: its 0-based place in the line). */
+static tema_status parse_entry(const cursor *c, const tema_dataset *d, char *q, char *te, int64_t k, int64_t *item,
+                               int64_t *ts, tema_err *err)
+{
+    char buf[64];
+    const int64_t n_items = (int64_t)d->n_x + d->n_y;
+    char *b1 = memchr(q, '|', (size_t)(te - q));
+    char *b2 = b1 ? memchr(b1 + 1, '|', (size_t)(te - b1 - 1)) : NULL;
+    char *b3 = b2 ? memchr(b2 + 1, '|', (size_t)(te - b2 - 1)) : NULL;
+    if (!b3)
+        return LINE_ERR(c, TEMA_EFORMAT, "entry %lld ('%s'): missing '|' - expected item|ts|date| %s",
+                        (long long)k + 1, shown(q, te, buf), FORMAT_HINT);
+    if (b3 + 1 != te)
+        return LINE_ERR(c, TEMA_EFORMAT, "entry %lld ('%s'): unexpected text after the closing '|' %s",
+                        (long long)k + 1, shown(q, te, buf), FORMAT_HINT);
+    if (!parse_int(q, b1, 0, item))
+        return LINE_ERR(c, TEMA_EFORMAT, "entry %lld: item id '%s' is not a non-negative integer %s",
+                        (long long)k + 1, shown(q, b1, buf), FORMAT_HINT);
+    if (*item >= n_items)
+        return LINE_ERR(c, TEMA_EFORMAT,
+                        "entry %lld: item id %lld out of range: the bundle has %d X items (0..%d) and %d Y items "
+                        "(%d..%lld) (hint: item ids are global, Y ids offset by |X|; are Alist.txt/Blist.txt from the "
+                        "same bundle?)",
+                        (long long)k + 1, (long long)*item, d->n_x, d->n_x - 1, d->n_y, d->n_x,
+                        (long long)n_items - 1);
+    if (!parse_int(b1 + 1, b2, 1, ts))
+        return LINE_ERR(c, TEMA_EFORMAT, "entry %lld: timestamp '%s' is not an integer (unix seconds) %s",
+                        (long long)k + 1, shown(b1 + 1, b2, buf), FORMAT_HINT);
+    return TEMA_OK;
+}
+
+/* The tab-separated entries of one line, [p, le), appended to s->items and s->ts at *pos
+ * (room for max_entries in all); *n_entries: how many. */
+static tema_status parse_entries(const cursor *c, const tema_dataset *d, char *p, char *le, tema_split *s,
+                                 int64_t max_entries, int64_t *pos, int64_t *n_entries, tema_err *err)
+{
+    int64_t k = 0;
+    for (; p < le; k++) {
+        char *te = find_tab(p, le);
+        int64_t item, ts;
+        tema_status rc = parse_entry(c, d, p, te, k, &item, &ts, err);
+        if (rc != TEMA_OK) return rc;
+        if (*pos >= max_entries) /* cannot happen: see the bound in split_alloc */
+            return tema_fail(err, TEMA_EINTERNAL, "%s: entry count bound exceeded", c->m->where);
+        s->items[*pos] = (int32_t)item;
+        s->ts[(*pos)++] = ts;
+        p = te < le ? te + 1 : le; /* a trailing tab is tolerated */
+    }
+    *n_entries = k;
+    return TEMA_OK;
+}
+
+/* Room for the split of m, and the sort scratch si/st. Exact upper bounds from one cheap
+ * scan: every accepted entry uses three '|'. */
+static tema_status split_alloc(const member *m, int eval, tema_split *s, int64_t *max_entries_out, int32_t **si,
+                               int64_t **st, tema_err *err)
+{
     int64_t max_lines = 1, max_entries = 1;
     for (const char *p = m->data, *e = m->data + m->len; p < e; p++) {
         max_lines += *p == '\n';
@@ -480,101 +555,46 @@ static tema_status parse_data(member *m, int eval, const tema_dataset *d, tema_s
     s->user = malloc((size_t)max_lines * sizeof *s->user);
     s->items = malloc((size_t)max_entries * sizeof *s->items);
     s->ts = malloc((size_t)max_entries * sizeof *s->ts);
-    int32_t *si = malloc((size_t)max_entries * sizeof *si);
-    int64_t *st = malloc((size_t)max_entries * sizeof *st);
+    *si = malloc((size_t)max_entries * sizeof **si);
+    *st = malloc((size_t)max_entries * sizeof **st);
     if (eval) {
         s->target = malloc((size_t)max_lines * sizeof *s->target);
         s->target_ts = malloc((size_t)max_lines * sizeof *s->target_ts);
     }
-    tema_status rc = TEMA_OK;
-    if (!s->off || !s->user || !s->items || !s->ts || !si || !st || (eval && (!s->target || !s->target_ts))) {
-        rc = tema_fail(err, TEMA_ENOMEM, "out of memory reading %s", m->where);
-        goto done;
-    }
-    const int64_t n_items = (int64_t)d->n_x + d->n_y;
+    *max_entries_out = max_entries;
+    if (!s->off || !s->user || !s->items || !s->ts || !*si || !*st || (eval && (!s->target || !s->target_ts)))
+        return tema_fail(err, TEMA_ENOMEM, "out of memory reading %s", m->where);
+    return TEMA_OK;
+}
+
+/* Parse a data file into s. eval: the last entry after the sort is the target. */
+static tema_status parse_data(member *m, int eval, const tema_dataset *d, tema_split *s, tema_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->file = base_name(m->where);
+    int32_t *si = NULL;
+    int64_t *st = NULL, max_entries = 0;
+    tema_status rc = split_alloc(m, eval, s, &max_entries, &si, &st, err);
     cursor c;
     char *ls, *le;
-    char buf[64];
     int64_t line = 0, pos = 0;
     cursor_init(&c, m);
-    s->off[0] = 0;
-    while (next_line(&c, &ls, &le)) {
-        char *t1 = find_tab(ls, le);
-        char *t2 = t1 < le ? find_tab(t1 + 1, le) : le;
-        if (t2 == le) {
-            rc = LINE_ERR(&c, TEMA_EFORMAT, "expected user<TAB>seqid<TAB>entries, got '%s' %s", shown(ls, le, buf),
-                          FORMAT_HINT);
-            goto done;
-        }
-        int64_t user, seqid;
-        if (!parse_int(ls, t1, 0, &user)) {
-            rc = LINE_ERR(&c, TEMA_EFORMAT, "field 1 (user): '%s' is not a non-negative integer %s",
-                          shown(ls, t1, buf), FORMAT_HINT);
-            goto done;
-        }
-        if (user >= d->n_users) {
-            rc = LINE_ERR(&c, TEMA_EFORMAT, "user %lld out of range 0..%d (hint: userlist.txt lists %d users; is it from the same bundle?)",
-                          (long long)user, d->n_users - 1, d->n_users);
-            goto done;
-        }
-        if (!parse_int(t1 + 1, t2, 0, &seqid)) {
-            rc = LINE_ERR(&c, TEMA_EFORMAT, "field 2 (seqid): '%s' is not a non-negative integer %s",
-                          shown(t1 + 1, t2, buf), FORMAT_HINT);
-            goto done;
-        }
-        int64_t start = pos, k = 0;
-        for (char *p = t2 + 1; p < le; k++) {
-            char *q = p, *te = find_tab(p, le);
-            char *b1 = memchr(q, '|', (size_t)(te - q));
-            char *b2 = b1 ? memchr(b1 + 1, '|', (size_t)(te - b1 - 1)) : NULL;
-            char *b3 = b2 ? memchr(b2 + 1, '|', (size_t)(te - b2 - 1)) : NULL;
-            if (!b3) {
-                rc = LINE_ERR(&c, TEMA_EFORMAT, "entry %lld ('%s'): missing '|' - expected item|ts|date| %s",
-                              (long long)k + 1, shown(q, te, buf), FORMAT_HINT);
-                goto done;
-            }
-            if (b3 + 1 != te) {
-                rc = LINE_ERR(&c, TEMA_EFORMAT, "entry %lld ('%s'): unexpected text after the closing '|' %s",
-                              (long long)k + 1, shown(q, te, buf), FORMAT_HINT);
-                goto done;
-            }
-            int64_t item, ts;
-            if (!parse_int(q, b1, 0, &item)) {
-                rc = LINE_ERR(&c, TEMA_EFORMAT, "entry %lld: item id '%s' is not a non-negative integer %s",
-                              (long long)k + 1, shown(q, b1, buf), FORMAT_HINT);
-                goto done;
-            }
-            if (item >= n_items) {
-                rc = LINE_ERR(&c, TEMA_EFORMAT,
-                              "entry %lld: item id %lld out of range: the bundle has %d X items (0..%d) and %d Y items "
-                              "(%d..%lld) (hint: item ids are global, Y ids offset by |X|; are Alist.txt/Blist.txt from the "
-                              "same bundle?)",
-                              (long long)k + 1, (long long)item, d->n_x, d->n_x - 1, d->n_y, d->n_x,
-                              (long long)n_items - 1);
-                goto done;
-            }
-            if (!parse_int(b1 + 1, b2, 1, &ts)) {
-                rc = LINE_ERR(&c, TEMA_EFORMAT, "entry %lld: timestamp '%s' is not an integer (unix seconds) %s",
-                              (long long)k + 1, shown(b1 + 1, b2, buf), FORMAT_HINT);
-                goto done;
-            }
-            if (pos >= max_entries) { /* cannot happen: see the bound above */
-                rc = tema_fail(err, TEMA_EINTERNAL, "%s: entry count bound exceeded", m->where);
-                goto done;
-            }
-            s->items[pos] = (int32_t)item;
-            s->ts[pos++] = ts;
-            p = te < le ? te + 1 : le; /* a trailing tab is tolerated */
-        }
+    if (rc == TEMA_OK) s->off[0] = 0;
+    while (rc == TEMA_OK && next_line(&c, &ls, &le)) {
+        int64_t user, start = pos, k = 0;
+        char *entries = NULL;
+        rc = parse_line_head(&c, d, ls, le, &user, &entries, err);
+        if (rc == TEMA_OK) rc = parse_entries(&c, d, entries, le, s, max_entries, &pos, &k, err);
+        if (rc != TEMA_OK) break;
         if (k == 0) {
             rc = LINE_ERR(&c, TEMA_EFORMAT, "no entries after user and seqid %s", FORMAT_HINT);
-            goto done;
+            break;
         }
         if (eval && k < 2) {
             rc = LINE_ERR(&c, TEMA_EFORMAT,
                           "an evaluation line needs a history and a target (2+ entries), this one has 1 "
                           "(hint: drop the line or give the user more history)");
-            goto done;
+            break;
         }
         sort_entries(s->items + start, s->ts + start, k, si, st);
         if (eval) {
@@ -585,8 +605,7 @@ static tema_status parse_data(member *m, int eval, const tema_dataset *d, tema_s
         s->user[line] = (int32_t)user;
         s->off[++line] = pos;
     }
-    s->n_lines = line;
-done:
+    if (rc == TEMA_OK) s->n_lines = line;
     free(si);
     free(st);
     if (rc != TEMA_OK) split_free(s);

@@ -102,88 +102,116 @@ typedef struct lines_args {
     int n_panels;
 } lines_args;
 
+/* The panel's axis ranges over its finite points (y padded); returns the sum over series of
+ * +1 (last point above the first) or -1, which places the legend. */
+static int panel_ranges(const tema_plot_panel *pan, double *xlo_out, double *xhi_out, double *ylo_out,
+                        double *yhi_out)
+{
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    int rising = 0;
+    for (int s = 0; s < pan->n_series; s++) {
+        const tema_plot_series *se = &pan->series[s];
+        double first = NAN, last = NAN;
+        for (int k = 0; k < se->n; k++) {
+            if (!isfinite(se->y[k]) || !isfinite(se->x[k]))
+                continue;
+            if (isnan(first))
+                first = se->y[k];
+            last = se->y[k];
+            xlo = fmin(xlo, se->x[k]);
+            xhi = fmax(xhi, se->x[k]);
+            ylo = fmin(ylo, se->y[k]);
+            yhi = fmax(yhi, se->y[k]);
+        }
+        rising += last > first ? 1 : -1;
+    }
+    if (!isfinite(xlo)) {
+        xlo = 0;
+        xhi = 1;
+    }
+    if (xhi <= xlo) {
+        xlo -= 0.5;
+        xhi += 0.5;
+    }
+    pad_range(&ylo, &yhi, 0.06);
+    *xlo_out = xlo;
+    *xhi_out = xhi;
+    *ylo_out = ylo;
+    *yhi_out = yhi;
+    return rising;
+}
+
+/* The legend entries of a panel, one per series (pllegend's parallel arrays). */
+typedef struct legend {
+    PLINT *opt, *colours, *styles, *ink;
+    PLFLT *widths;
+    const char **text;
+} legend;
+
+/* Series s of a panel as a line through its finite points with a marker on each, and its
+ * legend entry. */
+static void draw_series(const tema_plot_series *se, int s, legend *leg)
+{
+    PLFLT *x = malloc(((size_t)se->n + 1) * sizeof *x), *y = malloc(((size_t)se->n + 1) * sizeof *y);
+    if (!x || !y)
+        _exit(4);
+    int m = 0;
+    for (int k = 0; k < se->n; k++)
+        if (isfinite(se->y[k]) && isfinite(se->x[k])) {
+            x[m] = se->x[k];
+            y[m++] = se->y[k];
+        }
+    int colour = COL_SERIES + s % N_SERIES_COLOURS;
+    plcol0(colour);
+    plwidth(2);
+    if (m > 1)
+        plline(m, x, y);
+    plpoin(m, x, y, 17);
+    leg->opt[s] = PL_LEGEND_LINE;
+    leg->colours[s] = colour;
+    leg->ink[s] = COL_FG;
+    leg->styles[s] = 1;
+    leg->widths[s] = 2;
+    leg->text[s] = esc(se->label);
+}
+
+static void draw_panel(const tema_plot_panel *pan)
+{
+    pladv(0);
+    plschr(0, 0.85);
+    double xlo, xhi, ylo, yhi;
+    int rising = panel_ranges(pan, &xlo, &xhi, &ylo, &yhi);
+    plvsta();
+    plwind(xlo, xhi, ylo, yhi);
+    plcol0(COL_FG);
+    plwidth(1);
+    plbox("bcnst", 0, 0, "bcnstvf", 0, 0);
+    pllab(esc(pan->xlabel), esc(pan->ylabel), esc(pan->title));
+    int n_leg = pan->n_series;
+    legend leg = {calloc((size_t)n_leg + 1, sizeof *leg.opt), calloc((size_t)n_leg + 1, sizeof *leg.colours),
+                  calloc((size_t)n_leg + 1, sizeof *leg.styles), calloc((size_t)n_leg + 1, sizeof *leg.ink),
+                  calloc((size_t)n_leg + 1, sizeof *leg.widths), calloc((size_t)n_leg + 1, sizeof *leg.text)};
+    if (!leg.opt || !leg.colours || !leg.styles || !leg.ink || !leg.widths || !leg.text)
+        _exit(4);
+    for (int s = 0; s < pan->n_series; s++)
+        draw_series(&pan->series[s], s, &leg);
+    plwidth(1);
+    if (n_leg > 0) {
+        PLFLT lw, lh;
+        /* a falling curve (loss) leaves the top right free, a rising one (MRR) the bottom */
+        PLINT pos = PL_POSITION_INSIDE | PL_POSITION_RIGHT | (rising > 0 ? PL_POSITION_BOTTOM : PL_POSITION_TOP);
+        pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, pos, 0.02, 0.02, 0.08, COL_BG, COL_FG, 1,
+                 0, 0, n_leg, leg.opt, 0.8, 0.7, 1.8, 0, leg.ink, leg.text, NULL, NULL, NULL, NULL, leg.colours,
+                 leg.styles, leg.widths, NULL, NULL, NULL, NULL);
+    }
+}
+
 static void draw_lines(const void *p)
 {
     const lines_args *a = p;
     plssub(a->n_panels, 1);
-    for (int i = 0; i < a->n_panels; i++) {
-        const tema_plot_panel *pan = &a->panels[i];
-        pladv(0);
-        plschr(0, 0.85);
-        double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
-        int rising = 0;
-        for (int s = 0; s < pan->n_series; s++) {
-            const tema_plot_series *se = &pan->series[s];
-            double first = NAN, last = NAN;
-            for (int k = 0; k < se->n; k++) {
-                if (!isfinite(se->y[k]) || !isfinite(se->x[k]))
-                    continue;
-                if (isnan(first))
-                    first = se->y[k];
-                last = se->y[k];
-                xlo = fmin(xlo, se->x[k]);
-                xhi = fmax(xhi, se->x[k]);
-                ylo = fmin(ylo, se->y[k]);
-                yhi = fmax(yhi, se->y[k]);
-            }
-            rising += last > first ? 1 : -1;
-        }
-        if (!isfinite(xlo)) {
-            xlo = 0;
-            xhi = 1;
-        }
-        if (xhi <= xlo) {
-            xlo -= 0.5;
-            xhi += 0.5;
-        }
-        pad_range(&ylo, &yhi, 0.06);
-        plvsta();
-        plwind(xlo, xhi, ylo, yhi);
-        plcol0(COL_FG);
-        plwidth(1);
-        plbox("bcnst", 0, 0, "bcnstvf", 0, 0);
-        pllab(esc(pan->xlabel), esc(pan->ylabel), esc(pan->title));
-        int n_leg = pan->n_series;
-        PLINT *opt = calloc((size_t)n_leg + 1, sizeof *opt), *colours = calloc((size_t)n_leg + 1, sizeof *colours),
-              *styles = calloc((size_t)n_leg + 1, sizeof *styles), *ink = calloc((size_t)n_leg + 1, sizeof *ink);
-        PLFLT *widths = calloc((size_t)n_leg + 1, sizeof *widths);
-        const char **text = calloc((size_t)n_leg + 1, sizeof *text);
-        if (!opt || !colours || !styles || !ink || !widths || !text)
-            _exit(4);
-        for (int s = 0; s < pan->n_series; s++) {
-            const tema_plot_series *se = &pan->series[s];
-            PLFLT *x = malloc(((size_t)se->n + 1) * sizeof *x), *y = malloc(((size_t)se->n + 1) * sizeof *y);
-            if (!x || !y)
-                _exit(4);
-            int m = 0;
-            for (int k = 0; k < se->n; k++)
-                if (isfinite(se->y[k]) && isfinite(se->x[k])) {
-                    x[m] = se->x[k];
-                    y[m++] = se->y[k];
-                }
-            int colour = COL_SERIES + s % N_SERIES_COLOURS;
-            plcol0(colour);
-            plwidth(2);
-            if (m > 1)
-                plline(m, x, y);
-            plpoin(m, x, y, 17);
-            opt[s] = PL_LEGEND_LINE;
-            colours[s] = colour;
-            ink[s] = COL_FG;
-            styles[s] = 1;
-            widths[s] = 2;
-            text[s] = esc(se->label);
-        }
-        plwidth(1);
-        if (n_leg > 0) {
-            PLFLT lw, lh;
-            /* a falling curve (loss) leaves the top right free, a rising one (MRR) the bottom */
-            PLINT pos = PL_POSITION_INSIDE | PL_POSITION_RIGHT | (rising > 0 ? PL_POSITION_BOTTOM : PL_POSITION_TOP);
-            pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, pos, 0.02, 0.02, 0.08, COL_BG, COL_FG, 1,
-                     0, 0, n_leg, opt, 0.8, 0.7, 1.8, 0, ink, text, NULL, NULL, NULL, NULL, colours, styles,
-                     widths, NULL, NULL, NULL, NULL);
-        }
-    }
+    for (int i = 0; i < a->n_panels; i++)
+        draw_panel(&a->panels[i]);
 }
 
 /* ---- heatmap ---- */

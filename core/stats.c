@@ -185,6 +185,59 @@ static tema_status subset_sum_p(const int64_t *w, int64_t n, int64_t k, double *
     return TEMA_OK;
 }
 
+/* Mid-ranks rank[0..m) of the sorted |d| (ties share the mean of their ranks); returns the
+ * tie correction sum of t^3 - t over groups of t tied values, *ties: whether any. */
+static double mid_ranks(const signed_abs *d, int64_t m, double *rank, bool *ties)
+{
+    *ties = false;
+    double tie_term = 0;
+    for (int64_t i = 0; i < m;) {
+        int64_t j = i + 1;
+        while (j < m && d[j].abs == d[i].abs)
+            j++;
+        double mid = 0.5 * (double)(i + 1 + j); /* mean of ranks i+1 .. j */
+        for (int64_t k = i; k < j; k++)
+            rank[k] = mid;
+        double t = (double)(j - i);
+        if (j - i > 1) {
+            *ties = true;
+            tie_term += t * t * t - t;
+        }
+        i = j;
+    }
+    return tie_term;
+}
+
+/* out->p from the exact null distribution of R+ over the m nonzero differences (n pairs). */
+static tema_status wilcoxon_exact(const double *rank, int64_t m, int64_t n, tema_wilcoxon *out, tema_err *err)
+{
+    int64_t *w = malloc((size_t)m * sizeof *w);
+    if (!w)
+        return tema_fail(err, TEMA_ENOMEM, "wilcoxon: out of memory for %lld pairs", (long long)n);
+    /* Doubled ranks are integers (mid-ranks are multiples of 1/2). Without ties every
+     * weight is even, which leaves the distribution of R+ unchanged. */
+    for (int64_t i = 0; i < m; i++)
+        w[i] = (int64_t)llround(2 * rank[i]);
+    tema_status st = subset_sum_p(w, m, (int64_t)llround(2 * out->r_plus), &out->p, err);
+    out->exact = true;
+    free(w);
+    return st;
+}
+
+/* out->z and out->p from the normal approximation with the tie correction (and continuity). */
+static void wilcoxon_normal(int64_t m, double tie_term, bool continuity, tema_wilcoxon *out)
+{
+    double dn = (double)m;
+    double mean = dn * (dn + 1) / 4;
+    double se = sqrt((dn * (dn + 1) * (2 * dn + 1) - tie_term / 2) / 24);
+    double z = (out->r_plus - mean) / se;
+    if (continuity && z != 0)
+        z -= (z > 0 ? 0.5 : -0.5) / se;
+    out->z = z;
+    double p = 2 * tema_stats_normal_sf(fabs(z));
+    out->p = p > 1 ? 1 : p;
+}
+
 tema_status tema_stats_wilcoxon(const double *a, const double *b, int64_t n, bool continuity,
                                 tema_wilcoxon *out, tema_err *err)
 {
@@ -221,22 +274,8 @@ tema_status tema_stats_wilcoxon(const double *a, const double *b, int64_t n, boo
         return TEMA_OK;
     }
     qsort(d, (size_t)m, sizeof *d, cmp_signed_abs);
-    bool ties = false;
-    double tie_term = 0; /* sum of t^3 - t over groups of t tied |d| */
-    for (int64_t i = 0; i < m;) {
-        int64_t j = i + 1;
-        while (j < m && d[j].abs == d[i].abs)
-            j++;
-        double mid = 0.5 * (double)(i + 1 + j); /* mean of ranks i+1 .. j */
-        for (int64_t k = i; k < j; k++)
-            rank[k] = mid;
-        double t = (double)(j - i);
-        if (j - i > 1) {
-            ties = true;
-            tie_term += t * t * t - t;
-        }
-        i = j;
-    }
+    bool ties;
+    double tie_term = mid_ranks(d, m, rank, &ties);
     for (int64_t i = 0; i < m; i++) {
         if (d[i].positive)
             out->r_plus += rank[i];
@@ -248,30 +287,10 @@ tema_status tema_stats_wilcoxon(const double *a, const double *b, int64_t n, boo
     /* scipy's method="auto": the sample size here counts the zeros too. */
     bool exact = n <= 50 && (n <= 13 || (!ties && out->n_zero == 0));
     tema_status st = TEMA_OK;
-    if (exact) {
-        int64_t *w = malloc((size_t)m * sizeof *w);
-        if (!w) {
-            st = tema_fail(err, TEMA_ENOMEM, "wilcoxon: out of memory for %lld pairs", (long long)n);
-        } else {
-            /* Doubled ranks are integers (mid-ranks are multiples of 1/2). Without ties every
-             * weight is even, which leaves the distribution of R+ unchanged. */
-            for (int64_t i = 0; i < m; i++)
-                w[i] = (int64_t)llround(2 * rank[i]);
-            st = subset_sum_p(w, m, (int64_t)llround(2 * out->r_plus), &out->p, err);
-            out->exact = true;
-            free(w);
-        }
-    } else {
-        double dn = (double)m;
-        double mean = dn * (dn + 1) / 4;
-        double se = sqrt((dn * (dn + 1) * (2 * dn + 1) - tie_term / 2) / 24);
-        double z = (out->r_plus - mean) / se;
-        if (continuity && z != 0)
-            z -= (z > 0 ? 0.5 : -0.5) / se;
-        out->z = z;
-        double p = 2 * tema_stats_normal_sf(fabs(z));
-        out->p = p > 1 ? 1 : p;
-    }
+    if (exact)
+        st = wilcoxon_exact(rank, m, n, out, err);
+    else
+        wilcoxon_normal(m, tie_term, continuity, out);
     free(d);
     free(rank);
     return st;

@@ -335,16 +335,10 @@ static tema_status compute_table(const domain_tagger dt[2], const tema_dataset *
     return st;
 }
 
-static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, const char *settings_json,
-                               const tema_env_fallback *env, int n_env, const tema_dataset *ds, uint64_t key, tema_err *err)
+/* vocab.tsv: every tag with its domain. */
+static tema_status write_vocab_tsv(const tema_tag_table *t, tema_err *err)
 {
-    tema_status st = tema_mkdirs(t->dir, err);
-    if (st != TEMA_OK) return st;
     char path[4300];
-    /* a rebuild first marks the folder incomplete, so no reader mixes old and new files */
-    snprintf(path, sizeof path, "%s/meta.json", t->dir);
-    if (remove(path) != 0 && errno != ENOENT)
-        return tema_fail(err, TEMA_EIO, "cannot replace %s: %s", path, strerror(errno));
     tema_sb b = {0};
     tema_sb_printf(&b, "tag\tdomain\tdomain_name\tname\n");
     for (int32_t k = 0; k < t->n_tags; k++) {
@@ -352,32 +346,44 @@ static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, c
         tema_sb_printf(&b, "%d\t%c\t%s\t%s\n", (int)k, d ? 'Y' : 'X', t->domain[d], t->tag_names[k]);
     }
     snprintf(path, sizeof path, "%s/vocab.tsv", t->dir);
-    st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
-    b.n = 0;
-    int64_t nonzero = 0, tagged[2] = {0, 0};
-    if (st == TEMA_OK) {
-        tema_sb_printf(&b, "item\ttag\tscore\n");
-        for (int d = 0; d < 2; d++) {
-            int64_t n = d ? t->n_y : t->n_x;
-            int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x, base = d ? t->n_tags_x : 0;
-            for (int64_t i = 0; i < n; i++) {
-                const float *row = table_row(t, d, i);
-                bool any = false;
-                for (int32_t k = 0; k < nt; k++)
-                    if (row[k] > 0) {
-                        tema_sb_printf(&b, "%lld\t%d\t%.9g\n", (long long)(i + (d ? t->n_x : 0)), (int)(base + k),
-                                  (double)row[k]);
-                        nonzero++;
-                        any = true;
-                    }
-                tagged[d] += any;
-            }
-        }
-        snprintf(path, sizeof path, "%s/scores.tsv", t->dir);
-        st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
-    }
+    tema_status st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
     free(b.p);
-    if (st != TEMA_OK) return st;
+    return st;
+}
+
+/* scores.tsv: the nonzero scores, counted in *nonzero, and per domain the items with any. */
+static tema_status write_scores_tsv(const tema_tag_table *t, int64_t *nonzero, int64_t tagged[2], tema_err *err)
+{
+    char path[4300];
+    tema_sb b = {0};
+    tema_sb_printf(&b, "item\ttag\tscore\n");
+    for (int d = 0; d < 2; d++) {
+        int64_t n = d ? t->n_y : t->n_x;
+        int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x, base = d ? t->n_tags_x : 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *row = table_row(t, d, i);
+            bool any = false;
+            for (int32_t k = 0; k < nt; k++)
+                if (row[k] > 0) {
+                    tema_sb_printf(&b, "%lld\t%d\t%.9g\n", (long long)(i + (d ? t->n_x : 0)), (int)(base + k),
+                                   (double)row[k]);
+                    (*nonzero)++;
+                    any = true;
+                }
+            tagged[d] += any;
+        }
+    }
+    snprintf(path, sizeof path, "%s/scores.tsv", t->dir);
+    tema_status st = b.oom ? tema_fail(err, TEMA_ENOMEM, "out of memory") : tema_write_file_atomic(path, b.p, b.n, err);
+    free(b.p);
+    return st;
+}
+
+/* meta.json: what made the store and its counts; written last, it marks the store complete. */
+static tema_status write_meta_json(const tema_tag_table *t, const tema_plugin *tp, const char *settings_json,
+                                   const tema_env_fallback *env, int n_env, const tema_dataset *ds, uint64_t key,
+                                   int64_t nonzero, const int64_t tagged[2], tema_err *err)
+{
     json_object *m = json_object_new_object();
     json_object *settings = json_tokener_parse(settings_json);
     json_object *domains = json_object_new_array(), *items = json_object_new_array(), *tags = json_object_new_array(),
@@ -411,9 +417,11 @@ static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, c
     if (t->incomplete > 0) json_object_object_add(m, "incomplete", json_object_new_int64(t->incomplete));
     json_object_object_add(m, "tema_commit", json_object_new_string(tema_git_commit()));
     const char *text = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    char path[4300];
     snprintf(path, sizeof path, "%s/meta.json", t->dir);
     size_t tl = strlen(text);
     char *withnl = malloc(tl + 2);
+    tema_status st;
     if (!withnl) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
     else {
         memcpy(withnl, text, tl);
@@ -423,6 +431,23 @@ static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, c
     }
     json_object_put(m);
     return st;
+}
+
+static tema_status write_store(const tema_tag_table *t, const tema_plugin *tp, const char *settings_json,
+                               const tema_env_fallback *env, int n_env, const tema_dataset *ds, uint64_t key, tema_err *err)
+{
+    tema_status st = tema_mkdirs(t->dir, err);
+    if (st != TEMA_OK) return st;
+    char path[4300];
+    /* a rebuild first marks the folder incomplete, so no reader mixes old and new files */
+    snprintf(path, sizeof path, "%s/meta.json", t->dir);
+    if (remove(path) != 0 && errno != ENOENT)
+        return tema_fail(err, TEMA_EIO, "cannot replace %s: %s", path, strerror(errno));
+    int64_t nonzero = 0, tagged[2] = {0, 0};
+    st = write_vocab_tsv(t, err);
+    if (st == TEMA_OK) st = write_scores_tsv(t, &nonzero, tagged, err);
+    if (st != TEMA_OK) return st;
+    return write_meta_json(t, tp, settings_json, env, n_env, ds, key, nonzero, tagged, err);
 }
 
 /* Next tab-separated field of a line (NUL-terminated in place); NULL at the line's end. */
@@ -452,18 +477,13 @@ static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
 
 #define BAD_STORE_HINT "hint: delete that folder and the tags are rebuilt"
 
-/* Read a complete store; *found = false (no error) when a file of it is missing. */
-static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found, tema_err *err)
+/* meta.json at path: whether it describes a complete store for keyhex (*ok), its tag
+ * counts per domain and how many items or queries had no answer. */
+static tema_status read_meta(const char *path, const char *keyhex, bool *ok_out, int64_t ntd[2], int64_t *incomplete,
+                             tema_err *err)
 {
-    *found = false;
-    char path[4300], *text = NULL;
+    char *text = NULL;
     size_t len = 0;
-    static const char *const files[] = {"vocab.tsv", "scores.tsv", "meta.json"};
-    for (int i = 0; i < 3; i++) {
-        struct stat sb;
-        snprintf(path, sizeof path, "%s/%s", t->dir, files[i]);
-        if (stat(path, &sb) != 0) return TEMA_OK;
-    }
     tema_status st = tema_read_file(path, &text, &len, err);
     if (st != TEMA_OK) return st;
     json_object *m = json_tokener_parse(text);
@@ -474,25 +494,22 @@ static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found
               json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), keyhex) &&
               json_object_object_get_ex(m, "n_tags", &tags) && json_object_is_type(tags, json_type_array) &&
               json_object_array_length(tags) == 2;
-    int64_t ntd[2] = {0, 0}, incomplete = 0;
     for (int d = 0; ok && d < 2; d++) {
         ntd[d] = json_object_get_int64(json_object_array_get_idx(tags, (size_t)d));
         ok = ntd[d] >= 0 && ntd[d] < INT32_MAX / 2;
     }
-    if (ok && json_object_object_get_ex(m, "incomplete", &v)) incomplete = json_object_get_int64(v);
+    if (ok && json_object_object_get_ex(m, "incomplete", &v)) *incomplete = json_object_get_int64(v);
     json_object_put(m);
-    if (ok && incomplete > 0) { /* a partial answer is never reused: the tagger is asked again */
-        tema_host_get()->log(TEMA_LOG_INFO, "tags", "%s: stored incomplete (%lld items or queries had no answer); tagging again",
-                 t->dir, (long long)incomplete);
-        return TEMA_OK;
-    }
-    if (!ok) return tema_fail(err, TEMA_EFORMAT, "%s: not a complete tag store for key %s; " BAD_STORE_HINT, path,
-                              keyhex);
-    t->n_tags_x = (int32_t)ntd[0];
-    t->n_tags = (int32_t)(ntd[0] + ntd[1]);
-    st = table_alloc(t, err);
-    if (st != TEMA_OK) return st;
-    /* vocab.tsv */
+    *ok_out = ok;
+    return TEMA_OK;
+}
+
+/* vocab.tsv into t->tag_names: tag ids 0.. in order, each in its domain. */
+static tema_status read_vocab_tsv(tema_tag_table *t, tema_err *err)
+{
+    char path[4300], *text = NULL;
+    size_t len = 0;
+    tema_status st;
     snprintf(path, sizeof path, "%s/vocab.tsv", t->dir);
     if ((st = tema_read_file(path, &text, &len, err)) != TEMA_OK) return st;
     int64_t line_no = 0, seen = 0;
@@ -514,13 +531,20 @@ static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found
     if (st == TEMA_OK && seen != t->n_tags)
         st = tema_fail(err, TEMA_EFORMAT, "%s: %lld tags, meta.json says %d; " BAD_STORE_HINT, path, (long long)seen,
                        (int)t->n_tags);
-    if (st != TEMA_OK) return st;
-    /* scores.tsv */
+    return st;
+}
+
+/* scores.tsv into the table: positive scores of an item and a tag of the same domain. */
+static tema_status read_scores_tsv(tema_tag_table *t, tema_err *err)
+{
+    char path[4300], *text = NULL;
+    size_t len = 0;
+    tema_status st;
     snprintf(path, sizeof path, "%s/scores.tsv", t->dir);
     if ((st = tema_read_file(path, &text, &len, err)) != TEMA_OK) return st;
     const int64_t n_items = (int64_t)t->n_x + t->n_y;
-    line_no = 0;
-    save = NULL;
+    int64_t line_no = 0;
+    char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line && st == TEMA_OK; line = strtok_r(NULL, "\n", &save)) {
         if (++line_no == 1) continue;
         char *p = line, *f_item = next_field(&p), *f_tag = next_field(&p), *f_score = next_field(&p);
@@ -538,8 +562,38 @@ static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found
         table_row(t, d, item - (d ? t->n_x : 0))[tag - (d ? t->n_tags_x : 0)] = (float)s;
     }
     free(text);
-    if (st == TEMA_OK) *found = true;
     return st;
+}
+
+/* Read a complete store; *found = false (no error) when a file of it is missing. */
+static tema_status read_store(tema_tag_table *t, const char *keyhex, bool *found, tema_err *err)
+{
+    *found = false;
+    char path[4300];
+    static const char *const files[] = {"vocab.tsv", "scores.tsv", "meta.json"};
+    for (int i = 0; i < 3; i++) {
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", t->dir, files[i]);
+        if (stat(path, &sb) != 0) return TEMA_OK;
+    }
+    bool ok = false;
+    int64_t ntd[2] = {0, 0}, incomplete = 0;
+    tema_status st = read_meta(path, keyhex, &ok, ntd, &incomplete, err);
+    if (st != TEMA_OK) return st;
+    if (ok && incomplete > 0) { /* a partial answer is never reused: the tagger is asked again */
+        tema_host_get()->log(TEMA_LOG_INFO, "tags", "%s: stored incomplete (%lld items or queries had no answer); tagging again",
+                 t->dir, (long long)incomplete);
+        return TEMA_OK;
+    }
+    if (!ok) return tema_fail(err, TEMA_EFORMAT, "%s: not a complete tag store for key %s; " BAD_STORE_HINT, path,
+                              keyhex);
+    t->n_tags_x = (int32_t)ntd[0];
+    t->n_tags = (int32_t)(ntd[0] + ntd[1]);
+    if ((st = table_alloc(t, err)) != TEMA_OK || (st = read_vocab_tsv(t, err)) != TEMA_OK ||
+        (st = read_scores_tsv(t, err)) != TEMA_OK)
+        return st;
+    *found = true;
+    return TEMA_OK;
 }
 
 tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const tema_dataset *ds,
@@ -650,40 +704,35 @@ static tema_status check_selection(const tema_tag_selection *s, int64_t n, int32
     return TEMA_OK;
 }
 
-tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema_tag_table *t, tema_tag_selection *out,
-                             const char **select_name, const char **repr_name, tema_err *err)
+/* The tag_select and tag_repr plugins and their options. Absent from the config: hybrid and
+ * weighted (the paper's pipeline) with their declared defaults, in *sdef / *rdef (the
+ * caller frees them). (Not schema defaults: those would change the resolved config, and with
+ * it the run id, of every stored experiment.) */
+static tema_status find_select_repr(const tema_cfg *cfg, tema_registry *reg, const tema_plugin **sp,
+                                    const tema_cfg **sopts, const tema_plugin **rp, const tema_cfg **ropts,
+                                    tema_cfg **sdef, tema_cfg **rdef, tema_err *err)
 {
-    tema_err local = {0};
-    if (!err) err = &local;
-    memset(out, 0, sizeof *out);
-    /* Absent from the config: hybrid and weighted (the paper's pipeline) with their declared
-     * defaults. (Not schema defaults: those would change the resolved config, and with it the
-     * run id, of every stored experiment.) */
     const tema_cfg *snode = tema_cfg_get(cfg, "model.tag_select"), *rnode = tema_cfg_get(cfg, "model.tag_repr");
-    tema_cfg *sdef = NULL, *rdef = NULL;
-    tema_status fst = snode ? TEMA_OK : tema_cfg_plugin_defaults("tag_select", "hybrid", reg, &sdef, err);
-    if (fst == TEMA_OK && !rnode) fst = tema_cfg_plugin_defaults("tag_repr", "weighted", reg, &rdef, err);
+    tema_status fst = snode ? TEMA_OK : tema_cfg_plugin_defaults("tag_select", "hybrid", reg, sdef, err);
+    if (fst == TEMA_OK && !rnode) fst = tema_cfg_plugin_defaults("tag_repr", "weighted", reg, rdef, err);
     const char *sname = NULL, *rname = NULL;
-    const tema_cfg *sopts = fst == TEMA_OK ? tema_cfg_plugin_node(snode ? snode : sdef, &sname) : NULL;
-    const tema_cfg *ropts = fst == TEMA_OK ? tema_cfg_plugin_node(rnode ? rnode : rdef, &rname) : NULL;
-    const tema_plugin *sp = NULL, *rp = NULL;
+    *sopts = fst == TEMA_OK ? tema_cfg_plugin_node(snode ? snode : *sdef, &sname) : NULL;
+    *ropts = fst == TEMA_OK ? tema_cfg_plugin_node(rnode ? rnode : *rdef, &rname) : NULL;
     if (fst == TEMA_OK)
         fst = tema_registry_find_plugin(reg, TEMA_KIND_TAG_SELECT, sname, "model.tag_select",
-                                     offsetof(tema_tag_select_ops, select_with_host), &sp, err);
+                                     offsetof(tema_tag_select_ops, select_with_host), sp, err);
     if (fst == TEMA_OK)
         fst = tema_registry_find_plugin(reg, TEMA_KIND_TAG_REPR, rname, "model.tag_repr",
-                                     offsetof(tema_tag_repr_ops, weights_with_host), &rp, err);
-    if (fst != TEMA_OK) {
-        tema_cfg_free(sdef);
-        tema_cfg_free(rdef);
-        return fst;
-    }
-    if (select_name) *select_name = sp->name;
-    if (repr_name) *repr_name = rp->name;
-    const tema_host *host = tema_host_get();
+                                     offsetof(tema_tag_repr_ops, weights_with_host), rp, err);
+    return fst;
+}
+
+/* Each domain's selection by plugin sp, checked. */
+static tema_status select_domains(const tema_plugin *sp, const tema_cfg *sopts, const tema_tag_table *t,
+                                  tema_tag_selection part[2], tema_err *err)
+{
     char who[160];
     snprintf(who, sizeof who, "tag_select plugin '%s'", sp->name);
-    tema_tag_selection part[2] = {{0}};
     tema_status st = TEMA_OK;
     for (int d = 0; d < 2 && st == TEMA_OK; d++) {
         int32_t nt = d ? t->n_tags - t->n_tags_x : t->n_tags_x;
@@ -698,37 +747,71 @@ tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema
             st = check_selection(&part[d], n, nt, who, true, false, err);
         }
     }
-    /* merge: Y's items after X's, Y's tag ids after X's */
-    if (st == TEMA_OK) {
-        const int64_t n = (int64_t)t->n_x + t->n_y, total = part[0].off[t->n_x] + part[1].off[t->n_y];
-        out->n_items = n;
-        out->off = host->alloc((size_t)(n + 1) * sizeof *out->off);
-        out->tag = host->alloc((size_t)(total > 0 ? total : 1) * sizeof *out->tag);
-        out->score = host->alloc((size_t)(total > 0 ? total : 1) * sizeof *out->score);
-        if (!out->off || !out->tag || !out->score) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
-        for (int d = 0; d < 2 && st == TEMA_OK; d++) {
-            const int64_t first = d ? t->n_x : 0, base = d ? part[0].off[t->n_x] : 0, nd = d ? t->n_y : t->n_x;
-            const int32_t tag_base = d ? t->n_tags_x : 0;
-            for (int64_t i = 0; i <= nd; i++) out->off[first + i] = base + part[d].off[i];
-            for (int64_t k = 0; k < part[d].off[nd]; k++) {
-                out->tag[base + k] = part[d].tag[k] + tag_base;
-                out->score[base + k] = part[d].score[k];
-            }
+    return st;
+}
+
+/* The two domains' selections as one (host memory): Y's items after X's, Y's tag ids after X's. */
+static tema_status merge_domains(const tema_tag_table *t, const tema_tag_selection part[2], tema_tag_selection *out,
+                                 tema_err *err)
+{
+    const tema_host *host = tema_host_get();
+    const int64_t n = (int64_t)t->n_x + t->n_y, total = part[0].off[t->n_x] + part[1].off[t->n_y];
+    out->n_items = n;
+    out->off = host->alloc((size_t)(n + 1) * sizeof *out->off);
+    out->tag = host->alloc((size_t)(total > 0 ? total : 1) * sizeof *out->tag);
+    out->score = host->alloc((size_t)(total > 0 ? total : 1) * sizeof *out->score);
+    if (!out->off || !out->tag || !out->score) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    for (int d = 0; d < 2; d++) {
+        const int64_t first = d ? t->n_x : 0, base = d ? part[0].off[t->n_x] : 0, nd = d ? t->n_y : t->n_x;
+        const int32_t tag_base = d ? t->n_tags_x : 0;
+        for (int64_t i = 0; i <= nd; i++) out->off[first + i] = base + part[d].off[i];
+        for (int64_t k = 0; k < part[d].off[nd]; k++) {
+            out->tag[base + k] = part[d].tag[k] + tag_base;
+            out->score[base + k] = part[d].score[k];
         }
     }
+    return TEMA_OK;
+}
+
+/* The selection's scores turned into weights by plugin rp, checked. */
+static tema_status apply_repr(const tema_plugin *rp, const tema_cfg *ropts, int32_t n_tags, tema_tag_selection *out,
+                              tema_err *err)
+{
+    tema_status st = tema_tag_repr_call(rp, ropts, out, err);
+    if (st != TEMA_OK) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        tema_fail(err, st, "config model.tag_repr: %s", msg);
+        return st;
+    }
+    char who[160];
+    snprintf(who, sizeof who, "tag_repr plugin '%s'", rp->name);
+    return check_selection(out, out->n_items, n_tags, who, true, true, err);
+}
+
+tema_status tema_tags_select(const tema_cfg *cfg, tema_registry *reg, const tema_tag_table *t, tema_tag_selection *out,
+                             const char **select_name, const char **repr_name, tema_err *err)
+{
+    tema_err local = {0};
+    if (!err) err = &local;
+    memset(out, 0, sizeof *out);
+    const tema_plugin *sp = NULL, *rp = NULL;
+    const tema_cfg *sopts = NULL, *ropts = NULL;
+    tema_cfg *sdef = NULL, *rdef = NULL;
+    tema_status st = find_select_repr(cfg, reg, &sp, &sopts, &rp, &ropts, &sdef, &rdef, err);
+    if (st != TEMA_OK) {
+        tema_cfg_free(sdef);
+        tema_cfg_free(rdef);
+        return st;
+    }
+    if (select_name) *select_name = sp->name;
+    if (repr_name) *repr_name = rp->name;
+    tema_tag_selection part[2] = {{0}};
+    st = select_domains(sp, sopts, t, part, err);
+    if (st == TEMA_OK) st = merge_domains(t, part, out, err);
     tema_tag_selection_free(&part[0]);
     tema_tag_selection_free(&part[1]);
-    if (st == TEMA_OK) {
-        st = tema_tag_repr_call(rp, ropts, out, err);
-        if (st != TEMA_OK) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "%s", err->msg);
-            tema_fail(err, st, "config model.tag_repr: %s", msg);
-        } else {
-            snprintf(who, sizeof who, "tag_repr plugin '%s'", rp->name);
-            st = check_selection(out, out->n_items, t->n_tags, who, true, true, err);
-        }
-    }
+    if (st == TEMA_OK) st = apply_repr(rp, ropts, t->n_tags, out, err);
     if (st != TEMA_OK) tema_tag_selection_free(out);
     tema_cfg_free(sdef);
     tema_cfg_free(rdef);

@@ -321,110 +321,132 @@ static bool check_metric(const char *m)
     return true;
 }
 
+/* V_BOOL: the YAML 1.1 spellings of true and false, rewritten as true or false. */
+static bool check_bool(tema_cfg *n, const char *path, const char *where, tema_cfg_diag *d)
+{
+    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    char g[256];
+    int v = -1;
+    for (size_t i = 0; n->type == TEMA_CFG_SCALAR && i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcmp(n->value, yes[i])) v = 1;
+        if (!strcmp(n->value, no[i])) v = 0;
+    }
+    if (v < 0) {
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected true or false, %s", path, got(n, g, sizeof g));
+        return false;
+    }
+    return tema_cfgi_set_text(n, v ? "true" : "false", false);
+}
+
+/* V_DATASET once a string: 'synthetic', or a folder or archive that exists (made absolute). */
+static bool check_dataset(tema_cfg *n, const char *path, const char *where, tema_cfg_diag *d)
+{
+    if (!strcmp(n->value, "synthetic")) return true;
+    if (!n->value[0]) {
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: empty; give a dataset folder, a .tar.gz bundle or 'synthetic'",
+                        path);
+        return false;
+    }
+    if (!resolve_path(n, path, d)) return false;
+    struct stat st;
+    if (stat(n->value, &st) != 0) {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
+        tema_cfg_report(d, TEMA_ENOTFOUND, where,
+                        "%s: '%s' does not exist; give a dataset folder, a .tar.gz bundle or 'synthetic' "
+                        "(relative paths are read from the current directory, %s)",
+                        path, n->value, cwd);
+        return false;
+    }
+    return true;
+}
+
+/* V_STRING, V_PATH, V_DATASET and V_ENUM: a scalar, read as a string. */
+static bool check_string(tema_cfg *n, const vspec *s, const char *path, const char *where, tema_cfg_diag *d)
+{
+    char g[256], hint[128];
+    /* `cache_dir:` or a default of "" is an empty string, not a missing value */
+    if (n->type == TEMA_CFG_NULL && (s->type == V_STRING || s->type == V_PATH)) {
+        n->type = TEMA_CFG_SCALAR;
+        if (!tema_cfgi_set_text(n, "", true)) return false;
+    }
+    if (n->type != TEMA_CFG_SCALAR) {
+        if (s->type == V_ENUM)
+            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected one of %s, %s", path, s->choices, got(n, g, sizeof g));
+        else tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a string, %s", path, got(n, g, sizeof g));
+        return false;
+    }
+    n->quoted = true; /* `name: 123` is the string "123" */
+    if (s->type == V_ENUM && !in_choices(n->value, s->choices)) {
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected one of %s, got '%s'%s", path, s->choices, n->value,
+                        choice_suggestion(n->value, s->choices, hint, sizeof hint));
+        return false;
+    }
+    if (s->type == V_DATASET) return check_dataset(n, path, where, d);
+    return s->type == V_PATH ? resolve_path(n, path, d) : true;
+}
+
+static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_diag *d);
+
+/* V_STRING_LIST, V_FLOAT_LIST and V_METRICS: a list, every entry checked (all reported). */
+static bool check_list(tema_cfg *n, const vspec *s, const char *path, const char *where, tema_cfg_diag *d)
+{
+    char g[256], hint[128];
+    const char *what = s->type == V_FLOAT_LIST ? "a list of numbers" : "a list of strings";
+    if (n->type != TEMA_CFG_LIST) {
+        tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected %s like [a, b], %s", path, what, got(n, g, sizeof g));
+        return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < n->n_items; i++) {
+        tema_cfg *e = n->items[i];
+        char ep[600];
+        snprintf(ep, sizeof ep, "%s.%zu", path, i);
+        if (s->type == V_FLOAT_LIST) {
+            vspec es = *s;
+            es.type = V_FLOAT;
+            ok &= check_value(e, &es, ep, d);
+            continue;
+        }
+        char ew[1400];
+        where_of(e, false, ew, sizeof ew);
+        if (e->type != TEMA_CFG_SCALAR) {
+            tema_cfg_report(d, TEMA_EINVAL, ew, "%s: expected a string, %s", ep, got(e, g, sizeof g));
+            ok = false;
+            continue;
+        }
+        e->quoted = true;
+        if (s->type == V_METRICS && !check_metric(e->value)) {
+            tema_cfg_report(d, TEMA_EINVAL, ew,
+                            "%s: unknown metric '%s'; expected mrr, ndcg@K or hr@K with K a positive integer "
+                            "(e.g. ndcg@10)",
+                            ep, e->value);
+            ok = false;
+        } else if (s->type == V_STRING_LIST && s->choices && !in_choices(e->value, s->choices)) {
+            tema_cfg_report(d, TEMA_EINVAL, ew, "%s: expected one of %s, got '%s'%s", ep, s->choices, e->value,
+                            choice_suggestion(e->value, s->choices, hint, sizeof hint));
+            ok = false;
+        }
+    }
+    return ok;
+}
+
 static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_diag *d)
 {
-    char where[1400], g[256], hint[128];
+    char where[1400];
     where_of(n, false, where, sizeof where);
     switch (s->type) {
     case V_INT: return check_number(n, s, true, path, d);
     case V_FLOAT: return check_number(n, s, false, path, d);
-    case V_BOOL: {
-        static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-        static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
-        int v = -1;
-        for (size_t i = 0; n->type == TEMA_CFG_SCALAR && i < sizeof yes / sizeof yes[0]; i++) {
-            if (!strcmp(n->value, yes[i])) v = 1;
-            if (!strcmp(n->value, no[i])) v = 0;
-        }
-        if (v < 0) {
-            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected true or false, %s", path, got(n, g, sizeof g));
-            return false;
-        }
-        return tema_cfgi_set_text(n, v ? "true" : "false", false);
-    }
+    case V_BOOL: return check_bool(n, path, where, d);
     case V_STRING:
     case V_PATH:
     case V_DATASET:
-    case V_ENUM:
-        /* `cache_dir:` or a default of "" is an empty string, not a missing value */
-        if (n->type == TEMA_CFG_NULL && (s->type == V_STRING || s->type == V_PATH)) {
-            n->type = TEMA_CFG_SCALAR;
-            if (!tema_cfgi_set_text(n, "", true)) return false;
-        }
-        if (n->type != TEMA_CFG_SCALAR) {
-            if (s->type == V_ENUM)
-                tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected one of %s, %s", path, s->choices, got(n, g, sizeof g));
-            else tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a string, %s", path, got(n, g, sizeof g));
-            return false;
-        }
-        n->quoted = true; /* `name: 123` is the string "123" */
-        if (s->type == V_ENUM && !in_choices(n->value, s->choices)) {
-            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected one of %s, got '%s'%s", path, s->choices, n->value,
-                            choice_suggestion(n->value, s->choices, hint, sizeof hint));
-            return false;
-        }
-        if (s->type == V_DATASET) {
-            if (!strcmp(n->value, "synthetic")) return true;
-            if (!n->value[0]) {
-                tema_cfg_report(d, TEMA_EINVAL, where, "%s: empty; give a dataset folder, a .tar.gz bundle or 'synthetic'",
-                                path);
-                return false;
-            }
-            if (!resolve_path(n, path, d)) return false;
-            struct stat st;
-            if (stat(n->value, &st) != 0) {
-                char cwd[PATH_MAX];
-                if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
-                tema_cfg_report(d, TEMA_ENOTFOUND, where,
-                                "%s: '%s' does not exist; give a dataset folder, a .tar.gz bundle or 'synthetic' "
-                                "(relative paths are read from the current directory, %s)",
-                                path, n->value, cwd);
-                return false;
-            }
-            return true;
-        }
-        return s->type == V_PATH ? resolve_path(n, path, d) : true;
+    case V_ENUM: return check_string(n, s, path, where, d);
     case V_STRING_LIST:
     case V_FLOAT_LIST:
-    case V_METRICS: {
-        const char *what = s->type == V_FLOAT_LIST ? "a list of numbers" : "a list of strings";
-        if (n->type != TEMA_CFG_LIST) {
-            tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected %s like [a, b], %s", path, what, got(n, g, sizeof g));
-            return false;
-        }
-        bool ok = true;
-        for (size_t i = 0; i < n->n_items; i++) {
-            tema_cfg *e = n->items[i];
-            char ep[600];
-            snprintf(ep, sizeof ep, "%s.%zu", path, i);
-            if (s->type == V_FLOAT_LIST) {
-                vspec es = *s;
-                es.type = V_FLOAT;
-                ok &= check_value(e, &es, ep, d);
-                continue;
-            }
-            char ew[1400];
-            where_of(e, false, ew, sizeof ew);
-            if (e->type != TEMA_CFG_SCALAR) {
-                tema_cfg_report(d, TEMA_EINVAL, ew, "%s: expected a string, %s", ep, got(e, g, sizeof g));
-                ok = false;
-                continue;
-            }
-            e->quoted = true;
-            if (s->type == V_METRICS && !check_metric(e->value)) {
-                tema_cfg_report(d, TEMA_EINVAL, ew,
-                                "%s: unknown metric '%s'; expected mrr, ndcg@K or hr@K with K a positive integer "
-                                "(e.g. ndcg@10)",
-                                ep, e->value);
-                ok = false;
-            } else if (s->type == V_STRING_LIST && s->choices && !in_choices(e->value, s->choices)) {
-                tema_cfg_report(d, TEMA_EINVAL, ew, "%s: expected one of %s, got '%s'%s", ep, s->choices, e->value,
-                                choice_suggestion(e->value, s->choices, hint, sizeof hint));
-                ok = false;
-            }
-        }
-        return ok;
-    }
+    case V_METRICS: return check_list(n, s, path, where, d);
     default: return true;
     }
 }
@@ -544,20 +566,24 @@ static void report_required(const tema_cfg *n, const char *path, const tema_opti
 }
 
 static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name, tema_registry *reg,
-                            tema_cfg_diag *d)
+                            tema_cfg_diag *d);
+
+/* The plugin that the map n names, with everything wrong with the map or the name reported;
+ * NULL when there is none or no registry to check against (then nothing more is checked). */
+static const tema_plugin *named_plugin(tema_cfg *n, const char *path, const char *kind_name, int kind,
+                                       tema_registry *reg, tema_cfg_diag *d)
 {
     char where[1400], g[256];
     where_of(n, false, where, sizeof where);
-    int kind = tema_kind_from_name(kind_name);
     if (!tema_cfg_expand_plugin(n)) {
         tema_cfg_report(d, TEMA_ENOMEM, where, "%s: out of memory", path);
-        return;
+        return NULL;
     }
     tema_cfg_retype(n, TEMA_CFG_MAP);
     if (n->type != TEMA_CFG_MAP) {
         tema_cfg_report(d, TEMA_EINVAL, where, "%s: expected a plugin map like {plugin: NAME, option: value}, %s", path,
                         got(n, g, sizeof g));
-        return;
+        return NULL;
     }
     const char *names = reg && kind >= 0 ? tema_registry_names(reg, (tema_kind)kind) : "";
     if (!names || !*names) names = "none found; build the plugins or set TEMA_PLUGIN_PATH";
@@ -566,10 +592,10 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         if (pn) where_of(pn, false, where, sizeof where);
         tema_cfg_report(d, TEMA_EINVAL, where, "%s: %s; add 'plugin: NAME' (available %s plugins: %s)", path,
                         pn ? "'plugin' must be a plugin name" : "missing 'plugin'", kind_name, names);
-        return;
+        return NULL;
     }
     pn->quoted = true;
-    if (!reg || kind < 0) return; /* nothing to check the options against */
+    if (!reg || kind < 0) return NULL; /* nothing to check the options against */
     const tema_plugin *pl = tema_registry_find(reg, (tema_kind)kind, pn->value);
     if (!pl) {
         suggester s = {.word = pn->value};
@@ -582,10 +608,34 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         if (s.best) snprintf(mean, sizeof mean, "did you mean '%s'? ", s.best);
         tema_cfg_report(d, TEMA_ENOTFOUND, where, "%s.plugin: unknown %s plugin '%s'; %savailable: %s", path, kind_name,
                         pn->value, mean, names);
-        return;
     }
-    char owner[256];
-    snprintf(owner, sizeof owner, "%s plugin '%s'", kind_name, pl->name);
+    return pl;
+}
+
+/* A key c of the plugin map at path that is no option of pl. */
+static void report_unknown_option(const tema_cfg *c, const char *path, const tema_plugin *pl, const char *owner,
+                                  tema_cfg_diag *d)
+{
+    char where[1400];
+    suggester s = {.word = c->key};
+    for (uint32_t k = 0; k < pl->n_options; k++) suggest_add(&s, pl->options[k].name, NULL);
+    char list[600] = "";
+    size_t off = 0;
+    for (uint32_t k = 0; k < pl->n_options && off < sizeof list; k++)
+        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", k ? ", " : "", pl->options[k].name);
+    where_of(c, true, where, sizeof where);
+    if (s.best)
+        tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s (an option of %s); did you mean '%s'?", c->key,
+                        path, owner, s.best);
+    else
+        tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s; %s takes %s%s", c->key, path, owner,
+                        pl->n_options ? "only: " : "no options", list);
+}
+
+/* The options that the map n gives, each checked against its declaration in pl. */
+static void check_given_options(tema_cfg *n, const char *path, const tema_plugin *pl, const char *owner,
+                                tema_registry *reg, tema_cfg_diag *d)
+{
     for (size_t i = 0; i < n->n_items; i++) {
         tema_cfg *c = n->items[i];
         if (!strcmp(c->key, "plugin")) continue;
@@ -595,19 +645,7 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         char cp[600];
         snprintf(cp, sizeof cp, "%s.%s", path, c->key);
         if (!o) {
-            suggester s = {.word = c->key};
-            for (uint32_t k = 0; k < pl->n_options; k++) suggest_add(&s, pl->options[k].name, NULL);
-            char list[600] = "";
-            size_t off = 0;
-            for (uint32_t k = 0; k < pl->n_options && off < sizeof list; k++)
-                off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", k ? ", " : "", pl->options[k].name);
-            where_of(c, true, where, sizeof where);
-            if (s.best)
-                tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s (an option of %s); did you mean '%s'?",
-                                c->key, path, owner, s.best);
-            else
-                tema_cfg_report(d, TEMA_EINVAL, where, "unknown key '%s' in %s; %s takes %s%s", c->key, path, owner,
-                                pl->n_options ? "only: " : "no options", list);
+            report_unknown_option(c, path, pl, owner, d);
             continue;
         }
         if (o->type == TEMA_OPT_PLUGIN) validate_plugin(c, cp, o->choices, reg, d);
@@ -616,6 +654,13 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
             check_value(c, &sp, cp, d);
         }
     }
+}
+
+/* The options of pl that n lacks: their checked defaults appended, a required one reported;
+ * then n's keys in pl's declaration order. */
+static void add_default_options(tema_cfg *n, const char *path, const tema_plugin *pl, const char *owner,
+                                tema_registry *reg, tema_cfg_diag *d)
+{
     const char *order[257];
     size_t n_order = 0;
     order[n_order++] = "plugin";
@@ -641,6 +686,17 @@ static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name
         tema_cfg_append(n, v);
     }
     reorder(n, order, n_order);
+}
+
+static void validate_plugin(tema_cfg *n, const char *path, const char *kind_name, tema_registry *reg,
+                            tema_cfg_diag *d)
+{
+    const tema_plugin *pl = named_plugin(n, path, kind_name, tema_kind_from_name(kind_name), reg, d);
+    if (!pl) return;
+    char owner[256];
+    snprintf(owner, sizeof owner, "%s plugin '%s'", kind_name, pl->name);
+    check_given_options(n, path, pl, owner, reg, d);
+    add_default_options(n, path, pl, owner, reg, d);
 }
 
 /* ---- the core schema walk ---- */

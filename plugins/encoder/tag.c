@@ -43,39 +43,35 @@ static bool info_has_tags(const tema_model_info *info)
     return info->struct_size >= offsetof(tema_model_info, item_tags) + sizeof(void *) && info->n_tags > 0;
 }
 
-static tema_status tag_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
+/* The options, each checked: untagged is zero|learned, method auto|dense|padded. */
+static tema_status read_options(const tema_host *host, const tema_cfg *opts, int64_t *dim, double *std, bool *learned,
+                                const char **method, tema_err *err)
 {
-    const tema_host *host = info->host;
-    const tema_nn_api *nn = host->nn;
-    int64_t dim;
-    double std;
-    const char *untagged, *method;
+    const char *untagged;
     tema_status st;
-    if ((st = plugin_opt_int(host, opts, "encoder tag", "dim", &dim, err)) != TEMA_OK ||
-        (st = plugin_opt_float(host, opts, "encoder tag", "init_std", &std, err)) != TEMA_OK ||
+    if ((st = plugin_opt_int(host, opts, "encoder tag", "dim", dim, err)) != TEMA_OK ||
+        (st = plugin_opt_float(host, opts, "encoder tag", "init_std", std, err)) != TEMA_OK ||
         (st = plugin_opt_str(host, opts, "encoder tag", "untagged", &untagged, err)) != TEMA_OK ||
-        (st = plugin_opt_str(host, opts, "encoder tag", "method", &method, err)) != TEMA_OK)
+        (st = plugin_opt_str(host, opts, "encoder tag", "method", method, err)) != TEMA_OK)
         return st;
-    const bool learned = !strcmp(untagged, "learned");
-    if (!learned && strcmp(untagged, "zero") != 0)
+    *learned = !strcmp(untagged, "learned");
+    if (!*learned && strcmp(untagged, "zero") != 0)
         return tema_fail(err, TEMA_EINVAL, "encoder tag: option 'untagged' is '%s'; hint: use zero or learned", untagged);
-    if (strcmp(method, "auto") && strcmp(method, "dense") && strcmp(method, "padded"))
+    if (strcmp(*method, "auto") && strcmp(*method, "dense") && strcmp(*method, "padded"))
         return tema_fail(err, TEMA_EINVAL, "encoder tag: option 'method' is '%s'; hint: use auto, dense or padded",
-                         method);
-    if (info->n_x < 1 || info->n_y < 0)
-        return tema_fail(err, TEMA_EINVAL, "encoder tag: the dataset has no items (n_x=%d, n_y=%d)", (int)info->n_x,
-                         (int)info->n_y);
-    if (!info_has_tags(info))
-        return tema_fail(err, TEMA_EUNSUPPORTED,
-                         "encoder tag: the experiment configures no tags (n_tags = 0), so there is nothing to embed; "
-                         "hint: configure the tag pipeline (tagger, tag_select, tag_repr) or remove the tag encoder "
-                         "from model.encoders");
-    const int64_t n = (int64_t)info->n_x + info->n_y;
+                         *method);
+    return TEMA_OK;
+}
+
+/* The item-tag selection of the n items, checked (it comes from plugins), with the most tags
+ * of any item (K) and the number of untagged items. */
+static tema_status scan_selection(const tema_model_info *info, int64_t n, int64_t *K_out, int64_t *n_untagged_out,
+                                  tema_err *err)
+{
     const tema_tag_selection *sel = info->item_tags;
     if (!sel || !sel->off || sel->n_items != n)
         return tema_fail(err, TEMA_EINTERNAL, "encoder tag: %d tags but no item-tag selection for the %lld items",
                          (int)info->n_tags, (long long)n);
-    /* validate, and find K */
     int64_t K = 0, n_untagged = 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t c = sel->off[i + 1] - sel->off[i];
@@ -94,6 +90,75 @@ static tema_status tag_create(const tema_model_info *info, const tema_cfg *opts,
                                  (long long)i, (int)sel->tag[k]);
         }
     }
+    *K_out = K;
+    *n_untagged_out = n_untagged;
+    return TEMA_OK;
+}
+
+/* dense: W [n_items, n_rows] with the item's tag weights, a learned no-tag row's weight 1.
+ * NULL when out of memory. */
+static float *dense_weights(const tag_encoder *e, const tema_model_info *info, bool learned)
+{
+    const tema_tag_selection *sel = info->item_tags;
+    const int64_t n = e->n_items, n_rows = e->n_rows;
+    float *w = calloc((size_t)(n * n_rows), sizeof *w);
+    if (!w) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++) w[i * n_rows + sel->tag[k]] += sel->score[k];
+        if (learned && sel->off[i + 1] == sel->off[i]) w[i * n_rows + info->n_tags] = 1.0f;
+    }
+    return w;
+}
+
+/* padded: e->ids [n_items * K] (-1 = padding) and the weights [n_items, 1, K] returned.
+ * NULL when out of memory (e->ids may then be allocated: the caller frees it). */
+static float *padded_weights(tag_encoder *e, const tema_model_info *info, bool learned)
+{
+    const tema_tag_selection *sel = info->item_tags;
+    const int64_t n = e->n_items, K = e->K;
+    float *w = calloc((size_t)(n * K), sizeof *w);
+    e->ids = malloc((size_t)(n * K) * sizeof *e->ids);
+    if (!w || !e->ids) {
+        free(w);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int64_t c = 0;
+        for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++, c++) {
+            e->ids[i * K + c] = sel->tag[k];
+            w[i * K + c] = sel->score[k];
+        }
+        if (learned && c == 0) {
+            e->ids[i * K + c] = info->n_tags;
+            w[i * K + c] = 1.0f;
+            c++;
+        }
+        for (; c < K; c++) e->ids[i * K + c] = -1;
+    }
+    return w;
+}
+
+static tema_status tag_create(const tema_model_info *info, const tema_cfg *opts, void **self, tema_err *err)
+{
+    const tema_host *host = info->host;
+    const tema_nn_api *nn = host->nn;
+    int64_t dim;
+    double std;
+    bool learned;
+    const char *method;
+    tema_status st = read_options(host, opts, &dim, &std, &learned, &method, err);
+    if (st != TEMA_OK) return st;
+    if (info->n_x < 1 || info->n_y < 0)
+        return tema_fail(err, TEMA_EINVAL, "encoder tag: the dataset has no items (n_x=%d, n_y=%d)", (int)info->n_x,
+                         (int)info->n_y);
+    if (!info_has_tags(info))
+        return tema_fail(err, TEMA_EUNSUPPORTED,
+                         "encoder tag: the experiment configures no tags (n_tags = 0), so there is nothing to embed; "
+                         "hint: configure the tag pipeline (tagger, tag_select, tag_repr) or remove the tag encoder "
+                         "from model.encoders");
+    const int64_t n = (int64_t)info->n_x + info->n_y;
+    int64_t K = 0, n_untagged = 0;
+    if ((st = scan_selection(info, n, &K, &n_untagged, err)) != TEMA_OK) return st;
     if (learned && K == 0) K = 1; /* every item untagged: each gets the no-tag row */
     const int64_t n_rows = info->n_tags + (learned ? 1 : 0);
     bool padded = !strcmp(method, "padded");
@@ -110,38 +175,17 @@ static tema_status tag_create(const tema_model_info *info, const tema_cfg *opts,
     e->padded = padded;
     int64_t tshape[2] = {n_rows, dim};
     e->table = nn->param(info->params, "encoder.tag.table", 2, tshape, TEMA_INIT_NORMAL, (float)std, 0);
-    float *w = NULL;
-    if (!padded) {
-        w = calloc((size_t)(n * n_rows), sizeof *w);
-        if (!w) goto oom;
-        for (int64_t i = 0; i < n; i++) {
-            for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++) w[i * n_rows + sel->tag[k]] += sel->score[k];
-            if (learned && sel->off[i + 1] == sel->off[i]) w[i * n_rows + info->n_tags] = 1.0f;
-        }
-        int64_t wshape[2] = {n, n_rows};
-        e->weights = nn->constant(info->params, "encoder.tag.weights", 2, wshape, w);
-    } else {
-        w = calloc((size_t)(n * K), sizeof *w);
-        e->ids = malloc((size_t)(n * K) * sizeof *e->ids);
-        if (!w || !e->ids) goto oom;
-        for (int64_t i = 0; i < n; i++) {
-            int64_t c = 0;
-            for (int64_t k = sel->off[i]; k < sel->off[i + 1]; k++, c++) {
-                e->ids[i * K + c] = sel->tag[k];
-                w[i * K + c] = sel->score[k];
-            }
-            if (learned && c == 0) {
-                e->ids[i * K + c] = info->n_tags;
-                w[i * K + c] = 1.0f;
-                c++;
-            }
-            for (; c < K; c++) e->ids[i * K + c] = -1;
-        }
-        int64_t wshape[3] = {n, 1, K};
-        e->weights = nn->constant(info->params, "encoder.tag.weights", 3, wshape, w);
+    float *w = padded ? padded_weights(e, info, learned) : dense_weights(e, info, learned);
+    if (!w) {
+        free(e->ids);
+        free(e);
+        return tema_fail(err, TEMA_ENOMEM, "encoder tag: out of memory for the item-tag weights of %lld items",
+                         (long long)n);
     }
+    int64_t dshape[2] = {n, n_rows}, pshape[3] = {n, 1, K};
+    e->weights = padded ? nn->constant(info->params, "encoder.tag.weights", 3, pshape, w)
+                        : nn->constant(info->params, "encoder.tag.weights", 2, dshape, w);
     free(w);
-    w = NULL;
     if (!e->table || !e->weights) {
         free(e->ids);
         free(e);
@@ -156,12 +200,6 @@ static tema_status tag_create(const tema_model_info *info, const tema_cfg *opts,
                   (long long)K, padded ? "padded lookup" : "dense weights");
     *self = e;
     return TEMA_OK;
-oom:
-    free(w);
-    free(e->ids);
-    free(e);
-    return tema_fail(err, TEMA_ENOMEM, "encoder tag: out of memory for the item-tag weights of %lld items",
-                     (long long)n);
 }
 
 static tema_status tag_forward(void *self, tema_graph *g, tema_tensor **items, tema_err *err)

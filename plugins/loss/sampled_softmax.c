@@ -125,39 +125,41 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem)
         if (!(x)) return tema_fail(err, TEMA_EINTERNAL, "loss sampled_softmax: %s", nn->error(g)); \
     } while (0)
 
-static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream *streams, int n_streams,
-                                   const tema_targets *t, tema_tensor **loss, tema_err *err)
-{
-    sampled_loss *l = self;
-    const tema_nn_api *nn = l->host->nn;
-    const int64_t R = t->rows, K = l->k;
-    if (n_streams < 1 || n_streams > TEMA_MAX_STREAMS)
-        return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: %d streams (expected 1..%d)", n_streams,
-                         TEMA_MAX_STREAMS);
-    if (R < 1) return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: no target rows in this batch");
+/* The batch's rows grouped by target domain [lo, hi); each group shares one candidate set. */
+typedef struct target_groups {
+    int32_t lo[SAMPLED_MAX_GROUPS], hi[SAMPLED_MAX_GROUPS];
+    int64_t n[SAMPLED_MAX_GROUPS];
+    int count;
+} target_groups;
 
-    /* rows grouped by target domain; each group shares one candidate set */
-    int32_t glo[SAMPLED_MAX_GROUPS], ghi[SAMPLED_MAX_GROUPS];
-    int64_t gn[SAMPLED_MAX_GROUPS] = {0};
-    int n_groups = 0;
-    for (int64_t r = 0; r < R; r++) {
+static tema_status group_targets(const sampled_loss *l, const tema_targets *t, target_groups *gr, tema_err *err)
+{
+    memset(gr, 0, sizeof *gr);
+    for (int64_t r = 0; r < t->rows; r++) {
         if (t->lo[r] >= t->hi[r] || t->target[r] < t->lo[r] || t->target[r] >= t->hi[r] || t->hi[r] > l->n_items)
             return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: row %lld: target %d outside its range [%d, %d)",
                              (long long)r, (int)t->target[r], (int)t->lo[r], (int)t->hi[r]);
         int gi = 0;
-        while (gi < n_groups && (glo[gi] != t->lo[r] || ghi[gi] != t->hi[r])) gi++;
-        if (gi == n_groups) {
-            if (n_groups == SAMPLED_MAX_GROUPS)
+        while (gi < gr->count && (gr->lo[gi] != t->lo[r] || gr->hi[gi] != t->hi[r])) gi++;
+        if (gi == gr->count) {
+            if (gr->count == SAMPLED_MAX_GROUPS)
                 return tema_fail(err, TEMA_EUNSUPPORTED, "loss sampled_softmax: more than %d distinct target ranges",
                                  SAMPLED_MAX_GROUPS);
-            glo[gi] = t->lo[r];
-            ghi[gi] = t->hi[r];
-            n_groups++;
+            gr->lo[gi] = t->lo[r];
+            gr->hi[gi] = t->hi[r];
+            gr->count++;
         }
-        gn[gi]++;
+        gr->n[gi]++;
     }
+    return TEMA_OK;
+}
+
+/* The host scratch grown to R rows, K candidates and the largest group's [Rg, K] corrections. */
+static bool reserve_scratch(sampled_loss *l, const target_groups *gr, int64_t R, int64_t K)
+{
     size_t corr_need = 0;
-    for (int gi = 0; gi < n_groups; gi++) corr_need = corr_need > (size_t)(gn[gi] * K) ? corr_need : (size_t)(gn[gi] * K);
+    for (int gi = 0; gi < gr->count; gi++)
+        corr_need = corr_need > (size_t)(gr->n[gi] * K) ? corr_need : (size_t)(gr->n[gi] * K);
     size_t kcap = l->cand_cap;
     /* tcorr first: it shares cand's capacity, which only grows once both have */
     bool ok = grow((void **)&l->tcorr, &kcap, (size_t)K, sizeof(float)) &&
@@ -172,67 +174,98 @@ static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream 
         c = l->rows_cap; ok = ok && grow((void **)&l->grp_hi, &c, (size_t)R, sizeof(int32_t));
         if (ok) l->rows_cap = (size_t)R;
     }
-    if (!ok) return tema_fail(err, TEMA_ENOMEM, "loss sampled_softmax: out of memory");
+    return ok;
+}
+
+/* Group gi's rows (grp_rows, grp_tgt; weights and ranges at `done`, where the groups before
+ * it end), its candidates (cand) and their corrections (corr [Rg, K], accidental hits masked). */
+static void prepare_group(sampled_loss *l, const tema_targets *t, const target_groups *gr, int gi, int64_t done)
+{
+    const int32_t lo = gr->lo[gi], hi = gr->hi[gi];
+    const int64_t R = t->rows, K = l->k, Rg = gr->n[gi];
+    int64_t n = 0;
+    for (int64_t r = 0; r < R; r++)
+        if (t->lo[r] == lo && t->hi[r] == hi) {
+            l->grp_rows[n] = t->row_index[r];
+            l->grp_tgt[n] = t->target[r];
+            l->w[done + n] = t->weight ? t->weight[r] : 1.0f;
+            l->grp_lo[done + n] = lo;
+            l->grp_hi[done + n] = hi;
+            n++;
+        }
+    draw(l, t->seed, lo, hi, K, l->cand);
+    const float log_k = logf((float)K);
+    for (int64_t k = 0; k < K; k++) l->tcorr[k] = -log_k - log_q(l, l->cand[k], lo, hi);
+    for (int64_t r = 0; r < Rg; r++)
+        for (int64_t k = 0; k < K; k++) l->corr[r * K + k] = l->cand[k] == l->grp_tgt[r] ? MASKED_LOGIT : l->tcorr[k];
+}
+
+/* log p(target) [Rg] of one stream over one group: z_t - logsumexp([z_t, z_1..z_K]). */
+static tema_status group_logp(const tema_nn_api *nn, tema_graph *g, const tema_stream *st, const int32_t *rows,
+                              const int32_t *tgt, const int32_t *cand, tema_tensor *corr, int64_t Rg, int64_t K,
+                              tema_tensor **out, tema_err *err)
+{
+    int64_t pshape[2] = {Rg, 1};
+    tema_tensor *h = nn->gather_rows(g, st->h, rows, Rg);
+    NN_CHECK(h);
+    tema_tensor *e = nn->gather_rows(g, st->items, cand, K);
+    NN_CHECK(e);
+    tema_tensor *z = nn->matmul(g, h, false, e, true); /* [Rg, K] */
+    NN_CHECK(z);
+    NN_CHECK(z = nn->scale(g, z, st->inv_temp));
+    NN_CHECK(z = nn->add(g, z, corr));
+    tema_tensor *zt = nn->rowdot(g, h, st->items, tgt, st->inv_temp);
+    NN_CHECK(zt);
+    tema_tensor *zt2 = nn->reshape(g, zt, 2, pshape);
+    NN_CHECK(zt2);
+    tema_tensor *both[2] = {zt2, z};
+    tema_tensor *all = nn->concat(g, both, 2);
+    NN_CHECK(all);
+    tema_tensor *lse = nn->logsumexp(g, all);
+    NN_CHECK(lse);
+    NN_CHECK(lse = nn->scale(g, lse, -1.0f));
+    NN_CHECK(*out = nn->add(g, zt, lse));
+    return TEMA_OK;
+}
+
+static tema_status sampled_forward(void *self, tema_graph *g, const tema_stream *streams, int n_streams,
+                                   const tema_targets *t, tema_tensor **loss, tema_err *err)
+{
+    sampled_loss *l = self;
+    const tema_nn_api *nn = l->host->nn;
+    const int64_t R = t->rows, K = l->k;
+    if (n_streams < 1 || n_streams > TEMA_MAX_STREAMS)
+        return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: %d streams (expected 1..%d)", n_streams,
+                         TEMA_MAX_STREAMS);
+    if (R < 1) return tema_fail(err, TEMA_EINVAL, "loss sampled_softmax: no target rows in this batch");
+    target_groups gr;
+    tema_status st = group_targets(l, t, &gr, err);
+    if (st != TEMA_OK) return st;
+    if (!reserve_scratch(l, &gr, R, K)) return tema_fail(err, TEMA_ENOMEM, "loss sampled_softmax: out of memory");
 
     tema_tensor *parts[TEMA_MAX_STREAMS][SAMPLED_MAX_GROUPS];
     int64_t done = 0;
-    for (int gi = 0; gi < n_groups; gi++) {
-        const int32_t lo = glo[gi], hi = ghi[gi];
-        const int64_t Rg = gn[gi];
-        int64_t n = 0;
-        for (int64_t r = 0; r < R; r++)
-            if (t->lo[r] == lo && t->hi[r] == hi) {
-                l->grp_rows[n] = t->row_index[r];
-                l->grp_tgt[n] = t->target[r];
-                l->w[done + n] = t->weight ? t->weight[r] : 1.0f;
-                l->grp_lo[done + n] = lo;
-                l->grp_hi[done + n] = hi;
-                n++;
-            }
-        draw(l, t->seed, lo, hi, K, l->cand);
-        const float log_k = logf((float)K);
-        for (int64_t k = 0; k < K; k++) l->tcorr[k] = -log_k - log_q(l, l->cand[k], lo, hi);
-        for (int64_t r = 0; r < Rg; r++)
-            for (int64_t k = 0; k < K; k++)
-                l->corr[r * K + k] = l->cand[k] == l->grp_tgt[r] ? MASKED_LOGIT : l->tcorr[k];
+    for (int gi = 0; gi < gr.count; gi++) {
+        const int64_t Rg = gr.n[gi];
+        prepare_group(l, t, &gr, gi, done);
         int32_t *rows = nn->ids(g, l->grp_rows, Rg), *tgt = nn->ids(g, l->grp_tgt, Rg), *cand = nn->ids(g, l->cand, K);
         NN_CHECK(rows && tgt && cand);
-        int64_t cshape[2] = {Rg, K}, pshape[2] = {Rg, 1};
+        int64_t cshape[2] = {Rg, K};
         tema_tensor *corr = nn->tensor(g, 2, cshape, l->corr);
         NN_CHECK(corr);
-
-        for (int s = 0; s < n_streams; s++) {
-            const tema_stream *st = &streams[s];
-            tema_tensor *h = nn->gather_rows(g, st->h, rows, Rg);
-            NN_CHECK(h);
-            tema_tensor *e = nn->gather_rows(g, st->items, cand, K);
-            NN_CHECK(e);
-            tema_tensor *z = nn->matmul(g, h, false, e, true); /* [Rg, K] */
-            NN_CHECK(z);
-            NN_CHECK(z = nn->scale(g, z, st->inv_temp));
-            NN_CHECK(z = nn->add(g, z, corr));
-            tema_tensor *zt = nn->rowdot(g, h, st->items, tgt, st->inv_temp);
-            NN_CHECK(zt);
-            tema_tensor *zt2 = nn->reshape(g, zt, 2, pshape);
-            NN_CHECK(zt2);
-            tema_tensor *both[2] = {zt2, z};
-            tema_tensor *all = nn->concat(g, both, 2);
-            NN_CHECK(all);
-            tema_tensor *lse = nn->logsumexp(g, all);
-            NN_CHECK(lse);
-            NN_CHECK(lse = nn->scale(g, lse, -1.0f));
-            NN_CHECK(parts[s][gi] = nn->add(g, zt, lse));
-        }
+        for (int s = 0; s < n_streams; s++)
+            if ((st = group_logp(nn, g, &streams[s], rows, tgt, cand, corr, Rg, K, &parts[s][gi], err)) != TEMA_OK)
+                return st;
         done += Rg;
     }
     /* rows now run domain group by domain group: hand mixture_nll targets in that order */
     tema_tensor *logp[TEMA_MAX_STREAMS];
     for (int s = 0; s < n_streams; s++) {
         logp[s] = parts[s][0];
-        if (n_groups > 1) {
+        if (gr.count > 1) {
             tema_tensor *cols[SAMPLED_MAX_GROUPS];
-            for (int gi = 0; gi < n_groups; gi++) cols[gi] = parts[s][gi];
-            NN_CHECK(logp[s] = nn->concat(g, cols, n_groups)); /* [R]: 1-D parts join end to end */
+            for (int gi = 0; gi < gr.count; gi++) cols[gi] = parts[s][gi];
+            NN_CHECK(logp[s] = nn->concat(g, cols, gr.count)); /* [R]: 1-D parts join end to end */
         }
     }
     tema_targets perm = *t;

@@ -427,15 +427,33 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out,
-                               tema_err *err)
+/* The titles' phrase matches, the input of BM25: per item its matched phrases and their
+ * counts (CSR), its length in words (0 = not a document), and per phrase its document
+ * frequency. */
+typedef struct title_matches {
+    int64_t *off;       /* [n_items + 1] */
+    int32_t *ph, *tf;   /* [off[n_items]] */
+    size_t n, cap_ph, cap_tf;
+    int32_t *dl;        /* [n_items] */
+    int64_t *df;        /* [n_ph] */
+    int64_t n_docs;
+    double len_sum;
+} title_matches;
+
+static void title_matches_free(title_matches *m)
 {
-    memset(out, 0, sizeof *out);
-    const lexical *lx = self;
-    if (!lx || n_items < 0 || (n_items > 0 && !titles))
-        return tema_fail(err, TEMA_EINVAL, WHO ": tag() needs an instance and n_items >= 0 titles");
+    free(m->off);
+    free(m->ph);
+    free(m->tf);
+    free(m->dl);
+    free(m->df);
+}
+
+/* out's tag names (copies in host memory) and room for its scores; false when out of memory. */
+static bool alloc_tag_vocab(const lexical *lx, int64_t n_items, tema_tag_vocab *out)
+{
     const tema_host *host = lx->host;
-    const size_t nt = lx->n_tags, np = lx->n_ph;
+    const size_t nt = lx->n_tags;
     out->n_tags = (int32_t)nt;
     out->tags = host->alloc(nt * sizeof *out->tags);
     out->score = host->alloc((size_t)(n_items > 0 ? n_items : 1) * nt * sizeof *out->score);
@@ -446,23 +464,39 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
         if (!out->tags[t]) break;
         memcpy(out->tags[t], lx->tag_name[t], len);
     }
-    /* per item: its matched phrases and their counts (CSR), and its length */
-    int64_t *m_off = malloc((size_t)(n_items + 1) * sizeof *m_off);
-    int32_t *m_ph = NULL, *m_tf = NULL;
-    size_t n_m = 0, cap_m = 0, cap_tf = 0;
-    int32_t *dl = malloc((size_t)(n_items > 0 ? n_items : 1) * sizeof *dl);
+    return out->tags && out->score && (nt == 0 || out->tags[nt - 1]);
+}
+
+/* Counts into count[] the vocabulary phrases that occur in the title's words; each phrase
+ * counted for the first time is listed in touched[]. Returns how many are listed. */
+static size_t count_phrases(const lexical *lx, const title_buf *tb, int32_t *count, int32_t *touched)
+{
+    size_t n_touched = 0;
+    for (size_t p = 0; p < tb->n; p++) {
+        int32_t w = tb->w[p];
+        if (w < 0) continue;
+        for (int32_t k = lx->first_off[w]; k < lx->first_off[w + 1]; k++) {
+            int32_t ph = lx->first_ph[k];
+            int32_t a = lx->ph_off[ph], len = lx->ph_off[ph + 1] - a;
+            if (p + (size_t)len > tb->n || memcmp(tb->w + p, lx->ph_word + a, (size_t)len * sizeof *tb->w) != 0)
+                continue;
+            if (count[ph]++ == 0) touched[n_touched++] = ph;
+        }
+    }
+    return n_touched;
+}
+
+/* Every title's phrase matches into m (allocated by the caller); false when out of memory. */
+static bool match_titles(const lexical *lx, const char *const *titles, int64_t n_items, title_matches *m)
+{
+    const size_t np = lx->n_ph;
     int32_t *count = calloc(np ? np : 1, sizeof *count), *touched = malloc((np ? np : 1) * sizeof *touched);
-    int64_t *df = calloc(np ? np : 1, sizeof *df);
-    double *idf = malloc((np ? np : 1) * sizeof *idf), *row = calloc(nt ? nt : 1, sizeof *row);
     title_buf tb = {.lx = lx};
-    bool ok = out->tags && out->score && (nt == 0 || out->tags[nt - 1]) && m_off && dl && count && touched && df &&
-              idf && row;
-    int64_t n_docs = 0;
-    double len_sum = 0;
-    if (ok) m_off[0] = 0;
+    bool ok = count && touched;
+    if (ok) m->off[0] = 0;
     for (int64_t i = 0; ok && i < n_items; i++) {
-        dl[i] = 0;
-        m_off[i + 1] = (int64_t)n_m;
+        m->dl[i] = 0;
+        m->off[i + 1] = (int64_t)m->n;
         const char *title = titles[i];
         if (!title || !*title) continue;
         tb.n = 0;
@@ -472,88 +506,107 @@ static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_
             break;
         }
         if (tb.n == 0) continue; /* punctuation only: not a document */
-        dl[i] = (int32_t)tb.n;
-        n_docs++;
-        len_sum += (double)tb.n;
-        size_t n_touched = 0;
-        for (size_t p = 0; p < tb.n; p++) {
-            int32_t w = tb.w[p];
-            if (w < 0) continue;
-            for (int32_t k = lx->first_off[w]; k < lx->first_off[w + 1]; k++) {
-                int32_t ph = lx->first_ph[k];
-                int32_t a = lx->ph_off[ph], len = lx->ph_off[ph + 1] - a;
-                if (p + (size_t)len > tb.n || memcmp(tb.w + p, lx->ph_word + a, (size_t)len * sizeof *tb.w) != 0)
-                    continue;
-                if (count[ph]++ == 0) touched[n_touched++] = ph;
-            }
-        }
-        if (!tag_vocab_grow((void **)&m_ph, &cap_m, n_m + n_touched, sizeof *m_ph) ||
-            !tag_vocab_grow((void **)&m_tf, &cap_tf, n_m + n_touched, sizeof *m_tf)) {
+        m->dl[i] = (int32_t)tb.n;
+        m->n_docs++;
+        m->len_sum += (double)tb.n;
+        size_t n_touched = count_phrases(lx, &tb, count, touched);
+        if (!tag_vocab_grow((void **)&m->ph, &m->cap_ph, m->n + n_touched, sizeof *m->ph) ||
+            !tag_vocab_grow((void **)&m->tf, &m->cap_tf, m->n + n_touched, sizeof *m->tf)) {
             ok = false;
             break;
         }
         for (size_t k = 0; k < n_touched; k++) {
             int32_t ph = touched[k];
-            m_ph[n_m] = ph;
-            m_tf[n_m++] = count[ph];
-            df[ph]++;
+            m->ph[m->n] = ph;
+            m->tf[m->n++] = count[ph];
+            m->df[ph]++;
             count[ph] = 0;
         }
-        m_off[i + 1] = (int64_t)n_m;
+        m->off[i + 1] = (int64_t)m->n;
     }
-    float *positive = NULL;
-    if (ok) {
-        const double N = (double)n_docs, avgdl = n_docs ? len_sum / N : 1.0;
-        for (size_t p = 0; p < np; p++) idf[p] = log(1.0 + (N - (double)df[p] + 0.5) / ((double)df[p] + 0.5));
-        /* raw BM25 into out->score, positive values kept for the scale */
-        int64_t n_pos = 0;
-        for (int64_t i = 0; i < n_items; i++) {
-            float *o = out->score + (size_t)i * nt;
-            for (size_t t = 0; t < nt; t++) row[t] = 0;
-            const double norm = lx->k1 * (1.0 - lx->b + lx->b * (double)dl[i] / avgdl);
-            for (int64_t m = m_off[i]; m < m_off[i + 1]; m++) {
-                const int32_t ph = m_ph[m];
-                const double tf = m_tf[m];
-                const double term = idf[ph] * tf * (lx->k1 + 1.0) / (tf + norm);
-                for (int32_t k = lx->ph_tag_off[ph]; k < lx->ph_tag_off[ph + 1]; k++) row[lx->ph_tag[k]] += term;
-            }
-            for (size_t t = 0; t < nt; t++) {
-                o[t] = (float)row[t];
-                if (o[t] > 0) n_pos++;
-            }
+    free(count);
+    free(touched);
+    free(tb.w);
+    return ok;
+}
+
+/* Raw BM25 scores into score[n_items * n_tags]; returns how many are positive, -1 when out
+ * of memory. */
+static int64_t bm25_raw(const lexical *lx, const title_matches *m, int64_t n_items, float *score)
+{
+    const size_t nt = lx->n_tags, np = lx->n_ph;
+    double *idf = malloc((np ? np : 1) * sizeof *idf), *row = calloc(nt ? nt : 1, sizeof *row);
+    if (!idf || !row) {
+        free(idf);
+        free(row);
+        return -1;
+    }
+    const double N = (double)m->n_docs, avgdl = m->n_docs ? m->len_sum / N : 1.0;
+    for (size_t p = 0; p < np; p++) idf[p] = log(1.0 + (N - (double)m->df[p] + 0.5) / ((double)m->df[p] + 0.5));
+    int64_t n_pos = 0;
+    for (int64_t i = 0; i < n_items; i++) {
+        float *o = score + (size_t)i * nt;
+        for (size_t t = 0; t < nt; t++) row[t] = 0;
+        const double norm = lx->k1 * (1.0 - lx->b + lx->b * (double)m->dl[i] / avgdl);
+        for (int64_t k = m->off[i]; k < m->off[i + 1]; k++) {
+            const int32_t ph = m->ph[k];
+            const double tf = m->tf[k];
+            const double term = idf[ph] * tf * (lx->k1 + 1.0) / (tf + norm);
+            for (int32_t j = lx->ph_tag_off[ph]; j < lx->ph_tag_off[ph + 1]; j++) row[lx->ph_tag[j]] += term;
         }
-        positive = malloc((size_t)(n_pos > 0 ? n_pos : 1) * sizeof *positive);
-        ok = positive != NULL;
-        if (ok && n_pos > 0) {
-            int64_t k = 0;
-            for (size_t j = 0; j < (size_t)n_items * nt; j++)
-                if (out->score[j] > 0) positive[k++] = out->score[j];
-            qsort(positive, (size_t)n_pos, sizeof *positive, cmp_float);
-            /* nearest-rank quantile */
-            int64_t r = (int64_t)ceil(lx->quantile * (double)n_pos) - 1;
-            if (r < 0) r = 0;
-            if (r >= n_pos) r = n_pos - 1;
-            const double scale = positive[r];
-            for (size_t j = 0; j < (size_t)n_items * nt; j++) {
-                if (!(out->score[j] > 0)) continue;
-                double v = nearbyint(100.0 * (double)out->score[j] / scale);
-                out->score[j] = (float)(v < 1 ? 1 : v > 100 ? 100 : v);
-            }
+        for (size_t t = 0; t < nt; t++) {
+            o[t] = (float)row[t];
+            if (o[t] > 0) n_pos++;
+        }
+    }
+    free(idf);
+    free(row);
+    return n_pos;
+}
+
+/* Raw scores to relevance 1..100 in place (see the top of the file); false when out of memory. */
+static bool scale_to_relevance(const lexical *lx, float *score, size_t n_cells, int64_t n_pos)
+{
+    float *positive = malloc((size_t)(n_pos > 0 ? n_pos : 1) * sizeof *positive);
+    if (!positive) return false;
+    if (n_pos > 0) {
+        int64_t k = 0;
+        for (size_t j = 0; j < n_cells; j++)
+            if (score[j] > 0) positive[k++] = score[j];
+        qsort(positive, (size_t)n_pos, sizeof *positive, cmp_float);
+        /* nearest-rank quantile */
+        int64_t r = (int64_t)ceil(lx->quantile * (double)n_pos) - 1;
+        if (r < 0) r = 0;
+        if (r >= n_pos) r = n_pos - 1;
+        const double scale = positive[r];
+        for (size_t j = 0; j < n_cells; j++) {
+            if (!(score[j] > 0)) continue;
+            double v = nearbyint(100.0 * (double)score[j] / scale);
+            score[j] = (float)(v < 1 ? 1 : v > 100 ? 100 : v);
         }
     }
     free(positive);
-    free(m_off);
-    free(m_ph);
-    free(m_tf);
-    free(dl);
-    free(count);
-    free(touched);
-    free(df);
-    free(idf);
-    free(row);
-    free(tb.w);
+    return true;
+}
+
+static tema_status lexical_tag(void *self, const char *const *titles, int64_t n_items, tema_tag_vocab *out,
+                               tema_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const lexical *lx = self;
+    if (!lx || n_items < 0 || (n_items > 0 && !titles))
+        return tema_fail(err, TEMA_EINVAL, WHO ": tag() needs an instance and n_items >= 0 titles");
+    const size_t nt = lx->n_tags, np = lx->n_ph;
+    title_matches m = {0};
+    m.off = malloc((size_t)(n_items + 1) * sizeof *m.off);
+    m.dl = malloc((size_t)(n_items > 0 ? n_items : 1) * sizeof *m.dl);
+    m.df = calloc(np ? np : 1, sizeof *m.df);
+    bool ok = alloc_tag_vocab(lx, n_items, out) && m.off && m.dl && m.df && match_titles(lx, titles, n_items, &m);
+    int64_t n_pos = ok ? bm25_raw(lx, &m, n_items, out->score) : -1;
+    ok = n_pos >= 0 && scale_to_relevance(lx, out->score, (size_t)n_items * nt, n_pos);
+    title_matches_free(&m);
     if (!ok) {
-        tag_vocab_out_free(host, out);
+        tag_vocab_out_free(lx->host, out);
         return tema_fail(err, TEMA_ENOMEM, WHO ": out of memory scoring %lld titles against %zu tags",
                          (long long)n_items, nt);
     }

@@ -242,17 +242,13 @@ static void tf_scratch_free(tf_scratch *s)
     free(s->acc);
 }
 
-/* Built-in features: out[n_items * F] (caller-owned); *n_empty = items with no text. */
-static tema_status tf_compute(const tf_input *in, int64_t F, uint64_t seed, float *out, int64_t *n_empty,
-                              tema_err *err)
+/* Pass 1: the document frequency of every hashed feature into df, and the number of items
+ * with any feature. False when out of memory. */
+static bool tf_document_frequencies(const tf_input *in, uint32_t *df, int64_t *n_docs_out)
 {
     const int64_t n = in->n_items;
-    uint32_t *df = calloc((size_t)1 << TF_BUCKET_BITS, sizeof *df);
-    if (!df) return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory for document frequencies (32 MB)");
     int failed = 0;
     int64_t n_docs = 0;
-
-    /* pass 1: document frequency of every hashed feature */
 #pragma omp parallel reduction(+ : n_docs)
     {
         tf_scratch s = {0};
@@ -276,14 +272,56 @@ static tema_status tf_compute(const tf_input *in, int64_t F, uint64_t seed, floa
         }
         tf_scratch_free(&s);
     }
-    if (failed) {
-        free(df);
-        return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory while hashing the titles");
-    }
+    *n_docs_out = n_docs;
+    return !failed;
+}
 
-    /* pass 2: TF-IDF per block, block mix, projection, unit length */
+/* One item's row from its sorted keys in s->keys (some): TF-IDF per block, block mix,
+ * projection, unit length. False when out of memory (the row is then left as it is). */
+static bool tf_item_row(tf_scratch *s, const uint32_t *df, int64_t n_docs, uint64_t seed, int64_t F, float *row)
+{
     const int nnz = F < TF_NNZ ? (int)F : TF_NNZ;
     const float inv_sqrt_nnz = (float)(1.0 / sqrt((double)nnz));
+    if (s->cap_w < s->n_keys) {
+        double *w = realloc(s->w, s->cap_keys * sizeof *w);
+        if (!w) return false;
+        s->w = w;
+        s->cap_w = s->cap_keys;
+    }
+    /* TF-IDF of each distinct key (runs of equal keys), squared norm of each block */
+    double norm2[TF_BLOCKS] = {0};
+    size_t n_distinct = 0;
+    for (size_t a = 0, b; a < s->n_keys; a = b) {
+        for (b = a + 1; b < s->n_keys && s->keys[b] == s->keys[a]; b++) {}
+        const double idf = log((1.0 + (double)n_docs) / (1.0 + df[s->keys[a] & TF_BUCKET_MASK])) + 1.0;
+        const double w = (b - a == 1 ? 1.0 : 1.0 + log((double)(b - a))) * idf;
+        s->keys[n_distinct] = s->keys[a];
+        s->w[n_distinct++] = w;
+        norm2[s->keys[a] >> 30] += w * w;
+    }
+    double present = 0;
+    for (int k = 0; k < TF_BLOCKS; k++)
+        if (norm2[k] > 0) present += tf_block_weight[k];
+    double block_scale[TF_BLOCKS];
+    for (int k = 0; k < TF_BLOCKS; k++)
+        block_scale[k] = norm2[k] > 0 ? sqrt(tf_block_weight[k] / present / norm2[k]) : 0;
+    memset(s->acc, 0, (size_t)F * sizeof *s->acc);
+    for (size_t a = 0; a < n_distinct; a++)
+        tf_project(s->keys[a], seed, (float)(s->w[a] * block_scale[s->keys[a] >> 30]) * inv_sqrt_nnz, s->acc, F, nnz);
+    double ss = 0;
+    for (int64_t j = 0; j < F; j++) ss += (double)s->acc[j] * s->acc[j];
+    const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    for (int64_t j = 0; j < F; j++) row[j] = s->acc[j] * inv;
+    return true;
+}
+
+/* Pass 2: every item's row of out [n_items * F] (empty texts: zero rows, counted in
+ * *n_empty). False when out of memory. */
+static bool tf_rows(const tf_input *in, const uint32_t *df, int64_t n_docs, int64_t F, uint64_t seed, float *out,
+                    int64_t *n_empty)
+{
+    const int64_t n = in->n_items;
+    int failed = 0;
     int64_t empty = 0;
 #pragma omp parallel reduction(+ : empty)
     {
@@ -310,46 +348,32 @@ static tema_status tf_compute(const tf_input *in, int64_t F, uint64_t seed, floa
                 empty++;
                 continue;
             }
-            if (s.cap_w < s.n_keys) {
-                double *w = realloc(s.w, s.cap_keys * sizeof *w);
-                if (!w) {
+            if (!tf_item_row(&s, df, n_docs, seed, F, row)) {
 #pragma omp atomic write
-                    failed = 1;
-                    continue;
-                }
-                s.w = w;
-                s.cap_w = s.cap_keys;
+                failed = 1;
             }
-            /* TF-IDF of each distinct key (runs of equal keys), squared norm of each block */
-            double norm2[TF_BLOCKS] = {0};
-            size_t n_distinct = 0;
-            for (size_t a = 0, b; a < s.n_keys; a = b) {
-                for (b = a + 1; b < s.n_keys && s.keys[b] == s.keys[a]; b++) {}
-                const double idf = log((1.0 + (double)n_docs) / (1.0 + df[s.keys[a] & TF_BUCKET_MASK])) + 1.0;
-                const double w = (b - a == 1 ? 1.0 : 1.0 + log((double)(b - a))) * idf;
-                s.keys[n_distinct] = s.keys[a];
-                s.w[n_distinct++] = w;
-                norm2[s.keys[a] >> 30] += w * w;
-            }
-            double present = 0;
-            for (int k = 0; k < TF_BLOCKS; k++)
-                if (norm2[k] > 0) present += tf_block_weight[k];
-            double block_scale[TF_BLOCKS];
-            for (int k = 0; k < TF_BLOCKS; k++)
-                block_scale[k] = norm2[k] > 0 ? sqrt(tf_block_weight[k] / present / norm2[k]) : 0;
-            memset(s.acc, 0, (size_t)F * sizeof *s.acc);
-            for (size_t a = 0; a < n_distinct; a++)
-                tf_project(s.keys[a], seed, (float)(s.w[a] * block_scale[s.keys[a] >> 30]) * inv_sqrt_nnz, s.acc, F,
-                           nnz);
-            double ss = 0;
-            for (int64_t j = 0; j < F; j++) ss += (double)s.acc[j] * s.acc[j];
-            const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-            for (int64_t j = 0; j < F; j++) row[j] = s.acc[j] * inv;
         }
         tf_scratch_free(&s);
     }
+    *n_empty = empty;
+    return !failed;
+}
+
+/* Built-in features: out[n_items * F] (caller-owned); *n_empty = items with no text. */
+static tema_status tf_compute(const tf_input *in, int64_t F, uint64_t seed, float *out, int64_t *n_empty,
+                              tema_err *err)
+{
+    uint32_t *df = calloc((size_t)1 << TF_BUCKET_BITS, sizeof *df);
+    if (!df) return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory for document frequencies (32 MB)");
+    int64_t n_docs = 0;
+    if (!tf_document_frequencies(in, df, &n_docs)) {
+        free(df);
+        return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory while hashing the titles");
+    }
+    int64_t empty = 0;
+    const bool ok = tf_rows(in, df, n_docs, F, seed, out, &empty);
     free(df);
-    if (failed) return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory while projecting the titles");
+    if (!ok) return tema_fail(err, TEMA_ENOMEM, "text_features hashed: out of memory while projecting the titles");
     *n_empty = empty;
     return TEMA_OK;
 }
