@@ -63,6 +63,14 @@ static tema_status read_folder(const char *dir, member *m, int n, tema_err *err)
             free(p);
             continue;
         }
+        if (!S_ISREG(st.st_mode)) {
+            /* a folder or a device (a link to /dev/zero would be read until memory runs out) */
+            tema_status s = tema_fail(err, TEMA_EFORMAT, "%s: %s, not a regular file (hint: the C2DSR layout wants a "
+                                                         "text file of that name)",
+                                      p, S_ISDIR(st.st_mode) ? "a folder" : "a device or other special file");
+            free(p);
+            return s;
+        }
         m[i].where = p;
         tema_status s = tema_read_file(p, &m[i].data, &m[i].len, err);
         if (s != TEMA_OK) return s;
@@ -191,6 +199,8 @@ static void cursor_init(cursor *c, const member *m)
 {
     c->m = m;
     c->p = m->data;
+    /* a UTF-8 byte-order mark, as some Windows editors write, is not part of the first field */
+    if (m->len >= 3 && !memcmp(m->data, "\xEF\xBB\xBF", 3)) c->p += 3;
     c->end = m->data + m->len;
     c->lineno = 0;
 }

@@ -123,11 +123,11 @@ tema_status tema_read_file(const char *path, char **data, size_t *len, tema_err 
         n += r;
         if (r == 0) break;
     }
-    int bad = ferror(f);
+    int bad = ferror(f), why = errno;
     fclose(f);
     if (bad) {
         free(buf);
-        return tema_fail(err, TEMA_EIO, "%s: read error", path);
+        return tema_fail(err, TEMA_EIO, "%s: read error: %s", path, strerror(why));
     }
     buf[n] = '\0';
     *data = buf;

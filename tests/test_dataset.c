@@ -359,6 +359,36 @@ START_TEST(t_missing_files)
     ck_assert_int_eq(d->valid.target[0], 4);
     tema_dataset_free(d);
     free(dir);
+    /* a folder, or a device, where a data file should be */
+    dir = mini_bundle(GOOD_TRAIN, GOOD_VALID, NULL);
+    snprintf(p, sizeof p, "%s/testdata_new.txt", dir);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    load_fails(dir, TEMA_EFORMAT, "testdata_new.txt: a folder, not a regular file", NULL);
+    ck_assert_int_eq(rmdir(p), 0);
+    ck_assert_int_eq(symlink("/dev/zero", p), 0);
+    load_fails(dir, TEMA_EFORMAT, "testdata_new.txt: a device or other special file", NULL);
+    free(dir);
+}
+END_TEST
+
+/* A UTF-8 byte-order mark (Windows editors) before the first line is not part of its data. */
+START_TEST(t_byte_order_mark)
+{
+    char *dir = mini_bundle(GOOD_TRAIN, GOOD_VALID, GOOD_TEST);
+    tema_dataset *plain = load_ok(dir);
+    char text[4096];
+    snprintf(text, sizeof text, "\xEF\xBB\xBF%s", GOOD_TRAIN);
+    write_file(dir, "traindata_new.txt", text);
+    snprintf(text, sizeof text, "\xEF\xBB\xBF%s", "alice\t0\nbob\t1\ncarol\t2\n");
+    write_file(dir, "userlist.txt", text);
+    tema_dataset *bom = load_ok(dir);
+    ck_assert_int_eq(bom->train.n_lines, plain->train.n_lines);
+    ck_assert_int_eq(bom->train.off[bom->train.n_lines], plain->train.off[plain->train.n_lines]);
+    ck_assert_int_eq(bom->train.user[0], plain->train.user[0]);
+    ck_assert_int_eq(bom->n_users, plain->n_users);
+    tema_dataset_free(plain);
+    tema_dataset_free(bom);
+    free(dir);
 }
 END_TEST
 
@@ -503,6 +533,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_malformed_lines);
     tcase_add_test(tc, t_malformed_lists);
     tcase_add_test(tc, t_missing_files);
+    tcase_add_test(tc, t_byte_order_mark);
     tcase_add_test(tc, t_truncated_and_corrupt_archive);
     tcase_add_test(tc, t_stats_match_readmes);
     tcase_add_test(tc, t_stats_cli_errors);
