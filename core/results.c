@@ -101,6 +101,7 @@ tema_status tema_results_open(const char *results_dir, const char *exp_name, con
         tema_results_close(run);
         return st;
     }
+    tema_remove_stale_temps(run->dir);
     if (tema_file_exists(run->dir, "DONE"))
         *state = TEMA_RUN_FINISHED;
     else if (tema_file_exists(run->dir, "status") || tema_file_exists(run->dir, "config.json"))

@@ -10,6 +10,9 @@
 
 /* Write a whole file atomically: temp file in the same folder, fsync, rename, fsync dir. */
 tema_status tema_write_file_atomic(const char *path, const void *data, size_t len, tema_err *err);
+/* Remove dir's "NAME.tmp.PID" files (tema_write_file_atomic's temporaries) whose process is
+ * gone: what a kill between write and rename left behind (checkpoint-sized for .bin files). */
+void tema_remove_stale_temps(const char *dir);
 /* A [rows, cols] float32 matrix as NumPy .npy (little-endian hosts), written atomically. */
 tema_status tema_write_npy(const char *path, const float *x, int64_t rows, int64_t cols, tema_err *err);
 /* Append one line (adds '\n') to a file and fsync it (JSON lines logs). */

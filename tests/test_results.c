@@ -3,6 +3,8 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
+#include <unistd.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -115,8 +117,21 @@ START_TEST(open_creates_folder_and_states)
     json_object_put(cj);
     tema_results_close(run);
 
-    /* Started but never finished: interrupted. */
+    /* Started but never finished: interrupted. What a kill between write and rename left (the
+     * temporary of a process that is gone) goes when the run is opened again; a live writer's
+     * stays. */
+    char stale[1100], live[1100];
+    pid_t gone = fork();
+    if (gone == 0) _exit(0);
+    waitpid(gone, NULL, 0);
+    snprintf(stale, sizeof stale, "%s/last.bin.tmp.%ld", dir, (long)gone);
+    snprintf(live, sizeof live, "%s/final.json.tmp.%ld", dir, (long)getpid());
+    tu_write(stale, "half a checkpoint");
+    tu_write(live, "being written");
     ck_assert_int_eq(tema_results_open(root, "food", cfg_a, yaml_a, &run, &st, &err), TEMA_OK);
+    ck_assert_msg(access(stale, F_OK) != 0, "%s is still there", stale);
+    ck_assert_int_eq(access(live, F_OK), 0);
+    unlink(live);
     ck_assert_int_eq(st, TEMA_RUN_INTERRUPTED);
     ck_assert_int_eq(tema_results_interrupted(run, &err), TEMA_OK);
     s = slurp(dir, "status");
