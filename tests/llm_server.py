@@ -45,7 +45,8 @@ gets, per item, the names of the tags in its title, highest score first, at most
 Failure kinds: 500, 503, 429, 404, drop (close without a reply), truncated_body (a reply cut
 short of its Content-Length), bad_envelope (HTTP 200, body not JSON), not_json (content is
 prose), truncated_content (content JSON cut in half, finish_reason "length"), cut_content
-(the same with finish_reason "stop", as a broken proxy might give), slow.
+(the same with finish_reason "stop", as a broken proxy might give), slow, huge (the right
+answer followed by 2 MB of blanks).
 After every request it rewrites STATE_DIR/stats.json: requests, vote_requests,
 score_requests, ok, failures (by kind), seeds, auth (distinct Authorization values),
 temperatures, models, max_inflight, paths, formats ("vote:json_schema", "score:none", ...:
@@ -328,6 +329,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(200, envelope(content[: len(content) // 2], "length"))
         elif failure == "cut_content":
             self.send_body(200, envelope(content[: len(content) * 2 // 3], "stop"))
+        elif failure == "huge":
+            self.send_body(200, envelope(content + " " * (2 << 20)))
         else:
             self.send_body(500, json.dumps({"error": {"message": "unknown scripted failure " + failure}}))
 

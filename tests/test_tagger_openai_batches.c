@@ -75,6 +75,35 @@ START_TEST(choose_asks_for_ranked_names_and_scores_them_by_rank)
 }
 END_TEST
 
+/* A reply past max_reply_mb is refused, named in the log with the option, and retried; a
+ * right answer of normal length then goes through. */
+START_TEST(a_reply_past_the_size_limit_is_refused_by_name)
+{
+    REQUIRE_PYTHON();
+    server s;
+    server_start(&s);
+    server_scenario(&s, "{\"fail_first\": [\"huge\"], \"kind\": \"score\"}");
+    const char *cache = fresh_dir("cache-huge");
+    result r = run_tagger(s.endpoint, cache, "max_reply_mb: 1\nretries: 2\nbackoff_ms: 1\n");
+    ck_assert_msg(r.st == TEMA_OK, "%s", r.err.msg);
+    assert_voted(&r.vocab);
+    const int64_t huge = stat_failures(&s, "huge"); /* the first request of each batch */
+    ck_assert_int_gt(huge, 0);
+    char want[64];
+    snprintf(want, sizeof want, "%lld retries", (long long)huge);
+    ck_assert_msg(strstr(r.log, want), "log lacks '%s':\n%s", want, r.log);
+    result_free(&r);
+    /* never a good answer: the error names the option */
+    server_scenario(&s, "{\"fail_always\": \"huge\", \"kind\": \"score\"}");
+    cache = fresh_dir("cache-huge2");
+    r = run_tagger(s.endpoint, cache, "max_reply_mb: 1\nretries: 1\nbackoff_ms: 1\n");
+    ck_assert_msg(strstr(r.err.msg, "max_reply_mb (1 MB") || strstr(r.log, "max_reply_mb (1 MB"), "%s\n%s", r.err.msg,
+                  r.log);
+    result_free(&r);
+    server_stop(&s);
+}
+END_TEST
+
 START_TEST(an_unknown_scoring_is_named)
 {
     result r = run_tagger("http://127.0.0.1:9/v1", fresh_dir("cache-bad-scoring"), "scoring: vote\n");
@@ -246,6 +275,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, choose_asks_for_ranked_names_and_scores_them_by_rank);
     tcase_add_test(tc, an_unknown_scoring_is_named);
+    tcase_add_test(tc, a_reply_past_the_size_limit_is_refused_by_name);
     tcase_add_test(tc, a_roomy_context_keeps_the_batch_as_set);
     tcase_add_test(tc, a_short_server_context_gives_one_item_per_request_and_a_warning);
     tcase_add_test(tc, the_context_option_wins_over_the_server);

@@ -83,6 +83,8 @@ static const tema_option openai_options[] = {
     {"backoff_ms", TEMA_OPT_INT, "1000", 0, 3600000, NULL, "first retry delay; doubles with every attempt"},
     {"concurrency", TEMA_OPT_INT, "4", 1, 256, NULL, "requests in flight at most"},
     {"max_tokens", TEMA_OPT_INT, "4096", 0, 10000000, NULL, "answer length limit sent to the server (0: not sent)"},
+    {"max_reply_mb", TEMA_OPT_INT, "8", 1, 1024, NULL,
+     "a reply longer than this is refused and retried (memory: at most concurrency x this at once)"},
     {"structured", TEMA_OPT_ENUM, "json_schema", 0, -1, "json_schema|json_object|none",
      "response_format asked for: a JSON schema of the answer, any JSON, or none; a server refusing one gets the next"},
     {"progress_s", TEMA_OPT_FLOAT, "5", 0, 86400, NULL, "seconds between progress lines while requests run (0: none)"},
@@ -550,7 +552,9 @@ static tema_status read_numbers(oai_tagger *t, const tema_cfg *opts, tema_err *e
         (st = opt_int(t, opts, "batch", &t->batch, err)) || (st = opt_int(t, opts, "retries", &t->retries, err)) ||
         (st = opt_int(t, opts, "backoff_ms", &t->backoff_ms, err)) ||
         (st = opt_int(t, opts, "concurrency", &t->concurrency, err)) ||
-        (st = opt_int(t, opts, "max_tokens", &t->max_tokens, err)) || (st = opt_int(t, opts, "choose", &t->choose, err)) ||
+        (st = opt_int(t, opts, "max_tokens", &t->max_tokens, err)) ||
+        (st = opt_int(t, opts, "max_reply_mb", &t->max_reply_mb, err)) ||
+        (st = opt_int(t, opts, "choose", &t->choose, err)) ||
         (st = opt_int(t, opts, "context_tokens", &t->context, err)) || (st = opt_str(t, opts, "scoring", &scoring, err)) ||
         (st = opt_str(t, opts, "structured", &structured, err)))
         return st;
@@ -761,7 +765,7 @@ static const tema_tagger_ops openai_ops = {
 };
 
 static const tema_plugin openai_plugin = {
-    TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "openai", "1.2.0",
+    TEMA_PLUGIN_HEADER(TEMA_KIND_TAGGER, "openai", "1.3.0",
                        "LLM tags over an OpenAI-compatible API: R voted domain queries, batched item scores, on-disk cache",
                        openai_options, openai_ops),
 };

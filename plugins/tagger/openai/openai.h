@@ -28,6 +28,8 @@ typedef struct oai_sbuf {
     char *data;
     size_t len, cap;
     bool failed; /* out of memory once: stays failed */
+    size_t max_len; /* transfers: a reply longer than this is refused (0: no limit) */
+    bool over;      /* ... and was */
 } oai_sbuf;
 
 bool oai_sb_add(oai_sbuf *b, const char *s, size_t n);
@@ -122,7 +124,7 @@ typedef struct oai_tagger {
     char *endpoint, *url, *model, *api_key_env, *domain, *cache_dir, *prompt_dir;
     char *domain_prompt, *score_prompt; /* templates (score_prompt: item_choose.txt for choose) */
     struct curl_slist *headers;         /* holds the key: never logged */
-    int64_t votes, n_tags, batch, retries, backoff_ms, concurrency, max_tokens;
+    int64_t votes, n_tags, batch, retries, backoff_ms, concurrency, max_tokens, max_reply_mb;
     int64_t choose;            /* scoring: choose's list length; 0 for scoring: scores */
     int64_t context;           /* option context_tokens: 0 = ask the server */
     char **fixed_tags;         /* tag_list: vocabulary - the names, normalized; NULL when voting */

@@ -15,7 +15,8 @@
 
 #include "openai.h"
 
-#define MAX_REPLY_BYTES (64u << 20)
+/* Server properties (GET /props) are a few kB; a longer answer is not llama.cpp's. */
+#define MAX_PROPS_BYTES (1u << 20)
 #define MAX_BACKOFF_MS 60000.0
 #define MAX_RETRY_AFTER_MS 300000.0
 #define CACHE_FORMAT "tema-openai-cache 1"
@@ -283,8 +284,11 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *user)
 {
     oai_sbuf *b = user;
     size_t n = size * nmemb;
-    if (b->len + n > MAX_REPLY_BYTES || !oai_sb_add(b, ptr, n)) return 0; /* curl reports a write error */
-    return n;
+    if (b->max_len && b->len + n > b->max_len) {
+        b->over = true;
+        return 0; /* curl reports a write error; classify() names the limit */
+    }
+    return oai_sb_add(b, ptr, n) ? n : 0;
 }
 
 static CURL *start_request(oai_tagger *t, oai_job *j)
@@ -292,6 +296,7 @@ static CURL *start_request(oai_tagger *t, oai_job *j)
     CURL *e = curl_easy_init();
     if (!e) return NULL;
     oai_sb_free(&j->reply);
+    j->reply = (oai_sbuf){.max_len = (size_t)t->max_reply_mb << 20};
     long timeout_ms = (long)ceil(t->timeout_s * 1000.0);
     curl_easy_setopt(e, CURLOPT_URL, t->url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -353,6 +358,12 @@ static outcome classify(oai_tagger *t, const oai_parse_ctx *c, oai_job *j, CURLc
     const char *raw = j->reply.data ? j->reply.data : "";
     char s[240];
     oai_snippet(raw, j->reply.len < 200 ? j->reply.len : 200, s, sizeof s);
+    if (rc != CURLE_OK && j->reply.over) {
+        snprintf(j->last_error, sizeof j->last_error, "the reply passed max_reply_mb (%lld MB; at most concurrency x "
+                 "that is held at once); raise it if the server's answers are that long", (long long)t->max_reply_mb);
+        t->n.faults[OAI_FAULT_TRANSPORT]++;
+        return OUT_RETRY;
+    }
     if (rc != CURLE_OK) {
         snprintf(j->last_error, sizeof j->last_error, "%s%s", curl_easy_strerror(rc),
                  rc == CURLE_OPERATION_TIMEDOUT ? " (raise timeout_s for a slow model)" : "");
@@ -634,7 +645,7 @@ void oai_server_props(const oai_tagger *t, int64_t *n_ctx, int64_t *slots)
     *n_ctx = *slots = 0;
     size_t el = strlen(t->endpoint);
     if (el >= 3 && !strcmp(t->endpoint + el - 3, "/v1")) el -= 3;
-    oai_sbuf url = {0}, reply = {0};
+    oai_sbuf url = {0}, reply = {.max_len = MAX_PROPS_BYTES};
     oai_sb_printf(&url, "%.*s/props", (int)el, t->endpoint);
     CURL *e = url.failed ? NULL : curl_easy_init();
     long status = 0;
