@@ -215,6 +215,8 @@ static int cmd_experiment(int argc, char **argv, bool run)
     tema_err err = {0};
     if (!g) {
         rc = 1;
+    } else if (tema_report_check(a.path, &err) != TEMA_OK) {
+        rc = fail(&err);
     } else if (a.index >= (long)g->n_runs) {
         fprintf(stderr, "tema: error: --index %ld: %s has %zu run%s (0..%zu); hint: see `tema manifest %s`\n", a.index,
                 a.path, g->n_runs, g->n_runs == 1 ? "" : "s", g->n_runs - 1, a.path);

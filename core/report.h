@@ -107,4 +107,9 @@ tema_status tema_report(const char *exp_path, const tema_report_opts *opts, tema
  * status (0 ok, 1 error, 2 usage). */
 int tema_report_main(int argc, char **argv);
 
+/* The experiment file's report: block checked as `tema report` will read it (keys, axes, metrics,
+ * formats; located errors), without runs: what `tema check` and `tema run` do first, so a typo
+ * shows before the training, not after. */
+tema_status tema_report_check(const char *exp_path, tema_err *err);
+
 #endif

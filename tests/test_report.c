@@ -579,6 +579,41 @@ START_TEST(bad_report_block_is_located)
 }
 END_TEST
 
+/* tema check and tema run read the report: block first: a typo there stops them before any
+ * training (it used to surface only at `tema report`, after the runs). */
+START_TEST(check_and_run_refuse_a_bad_report_block_first)
+{
+    const char *tmp = tu_tmpdir();
+    char exp[600], res[600], args[1400], text[1200];
+    snprintf(exp, sizeof exp, "%s/exp.yaml", tmp);
+    snprintf(res, sizeof res, "%s/results", tmp);
+    const char *head = "name: r\ndataset: {path: synthetic}\ntrain: {epochs: 1}\n";
+    snprintf(text, sizeof text, "%sreport:\n  tables:\n    - name: t\n      rows: model.attention.plugin\n"
+                                "      metrics: [mrr, ndgc@5]\n", head);
+    tu_write(exp, text);
+    char *out, *err;
+    snprintf(args, sizeof args, "check '%s'", exp);
+    ck_assert_int_eq(tu_tema(args, &out, &err), 1);
+    ck_assert_msg(strstr(err, "exp.yaml:8:") && strstr(err, "unknown metric 'ndgc@5'"), "%s", err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "run '%s' --results '%s'", exp, res);
+    ck_assert_int_eq(tu_tema(args, &out, &err), 1);
+    ck_assert_msg(strstr(err, "unknown metric 'ndgc@5'"), "%s", err);
+    ck_assert_msg(!tu_exists(res, "r"), "a run started before the report block was checked");
+    free(out);
+    free(err);
+    /* `KEY: null` in a where: the runs without that key (an encoder list of another length) */
+    snprintf(text, sizeof text, "%sreport:\n  tables:\n    - name: t\n      where: {model.encoders.1: null}\n",
+             head);
+    tu_write(exp, text);
+    snprintf(args, sizeof args, "check '%s'", exp);
+    ck_assert_msg(tu_tema(args, &out, &err) == 0, "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 /* Without a report: block: one table over the keys the runs differ in. */
 START_TEST(default_table_without_report_block)
 {
@@ -728,6 +763,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, heatmap_of_two_axis_grid);
     tcase_add_test(tc, html_page_renders_in_chromium);
     tcase_add_test(tc, bad_report_block_is_located);
+    tcase_add_test(tc, check_and_run_refuse_a_bad_report_block_first);
     tcase_add_test(tc, default_table_without_report_block);
     tcase_add_test(tc, report_follows_the_manifest_of_a_real_grid);
     suite_add_tcase(s, tc);

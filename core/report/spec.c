@@ -57,11 +57,12 @@ static tema_status parse_where(report_ctx *R, const tema_cfg *node, const char *
     for (size_t i = 0; i < node->n_items; i++) {
         const tema_cfg *v = node->items[i];
         c[i].key = v->key;
-        if (v->type == TEMA_CFG_SCALAR) {
+        if (v->type == TEMA_CFG_SCALAR || v->type == TEMA_CFG_NULL) {
             c[i].values = rep_alloc(&R->ar, sizeof *c[i].values);
             if (!c[i].values)
                 return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
-            c[i].values[0] = v->value;
+            /* KEY: null selects the runs without that key (cond_ok), e.g. a shorter encoder list */
+            c[i].values[0] = v->type == TEMA_CFG_NULL ? "null" : v->value;
             c[i].n_values = 1;
         } else if (v->type == TEMA_CFG_LIST && v->n_items > 0) {
             c[i].values = rep_alloc(&R->ar, v->n_items * sizeof *c[i].values);
@@ -487,5 +488,23 @@ tema_status rep_report_block(report_ctx *R, table **tables, int *n_tables, bool 
         st = default_table(R, &(*tables)[0].spec, err);
     }
     *n_tables = n;
+    return st;
+}
+
+tema_status tema_report_check(const char *exp_path, tema_err *err)
+{
+    report_ctx R;
+    memset(&R, 0, sizeof R);
+    tema_status st = tema_cfg_load(exp_path, &R.yaml, err);
+    if (st != TEMA_OK) return st;
+    R.report_node = tema_cfg_get(R.yaml, "report");
+    R.name = rep_strdup(&R.ar, tema_cfg_str(R.yaml, "name", "experiment"));
+    table *tables = NULL;
+    int n = 0;
+    bool curves, timing;
+    /* no runs here: the checks that need them (a baseline that names no row) wait for the report */
+    if (R.report_node) st = rep_report_block(&R, &tables, &n, &curves, &timing, err);
+    tema_cfg_free(R.yaml);
+    rep_arena_free(&R.ar);
     return st;
 }
