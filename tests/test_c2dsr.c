@@ -279,6 +279,42 @@ START_TEST(streams_are_the_heads_of_the_official_model)
 }
 END_TEST
 
+/* The graphs as the model holds them: adj [n, n] and adj_single's blocks with local ids,
+ * read back densely through spmm against the identity. */
+START_TEST(model_holds_adj_and_the_domain_blocks_of_adj_single)
+{
+    model m;
+    tema_err err = {0};
+    ck_assert_msg(build(&m, NULL, &err) == TEMA_OK, "%s", err.msg);
+    const tema_nn_api *nn = tema_nn();
+    tema_graph_reset(m.g, false, 0);
+    /* X: 0->{1,2} 1->1 3->4 4->4; Y (local 0..3 = 5..8): 0->{1,3} */
+    static const struct { int q, n; int r[6], c[6]; float v[6]; } want[2] = {
+        {C2_X, NX, {0, 0, 1, 3, 4, -1}, {1, 2, 1, 4, 4, -1}, {0.5f, 0.5f, 1, 1, 1, 0}},
+        {C2_Y, NY, {0, 0, -1}, {1, 3, -1}, {0.5f, 0.5f, 0}},
+    };
+    for (int k = 0; k < 2; k++) {
+        const int n = want[k].n;
+        float *eye = calloc((size_t)(n * n), sizeof *eye);
+        for (int i = 0; i < n; i++) eye[i * n + i] = 1.0f;
+        int64_t sh[2] = {n, n};
+        tema_tensor *dense = nn->spmm(m.g, m.a->adj_dom[want[k].q], nn->tensor(m.g, 2, sh, eye));
+        ck_assert_msg(dense != NULL, "%s", nn->error(m.g));
+        float total = 0;
+        for (int i = 0; i < n * n; i++) total += dense->data[i];
+        for (int e = 0; want[k].r[e] >= 0; e++) {
+            ck_assert_float_eq_tol(dense->data[want[k].r[e] * n + want[k].c[e]], want[k].v[e], 1e-7f);
+            total -= want[k].v[e];
+        }
+        ck_assert_float_eq_tol(total, 0.0f, 1e-6f); /* nothing else */
+        free(eye);
+    }
+    ck_assert_int_eq(m.a->emb[C2_X]->shape[0], NX);
+    ck_assert_int_eq(m.a->emb[C2_Y]->shape[0], NY);
+    release(&m);
+}
+END_TEST
+
 /* targets of g_pseq: every input position's next item; the last one is g_pfinal */
 static const int32_t g_trow[8] = {1, 2, 3, 4, 7, 8, 9, 14};
 static const int32_t g_ttgt[8] = {5, 1, 6, 2, 5, 1, 7, 2};
@@ -581,6 +617,7 @@ static Suite *make_suite(void)
     TCase *unit = tcase_create("unit");
     tcase_add_test(unit, item_graphs_are_normalised_transition_counts);
     tcase_add_test(unit, positions_and_pooling_sets_follow_the_official_loader);
+    tcase_add_test(unit, model_holds_adj_and_the_domain_blocks_of_adj_single);
     tcase_add_test(unit, streams_are_the_heads_of_the_official_model);
     tcase_add_test(unit, gradients_match_finite_differences);
     tcase_add_test(unit, aux_loss_needs_its_forward_and_vanishes_at_lambda_one);

@@ -5,10 +5,13 @@
  * Item graphs (built once at create() from the training sequences, tema_model_info ABI 1.6):
  * adj, each item -> the next item of the merged sequence, and adj_single, each item -> the next
  * item of its own domain; transition counts (repeats count), row-normalised (GraphMaker.py).
+ * adj_single has no edge between the domains, so it is kept as its two diagonal blocks.
  *
- * Three item tables: E (the id encoder's table), E_X and E_Y (this plugin's); each goes through
- * a GCN over [n, d] (per layer: dropout, spmm, + bias; the layer outputs and the input averaged),
- * E over adj, E_X and E_Y over adj_single, and enters its encoder as GCN(T)[s] + T[s]:
+ * Three item tables: E [n, d] (the id encoder's table), E_X [n_x, d] and E_Y [n_y, d] (this
+ * plugin's; the official tables are [n, d], but only their own domain's rows are ever read);
+ * each goes through a GCN (per layer: dropout, spmm, + bias; the layer outputs and the input
+ * averaged), E over adj, E_X and E_Y over their blocks of adj_single, and enters its encoder as
+ * GCN(T)[s] + T[s]:
  *
  *   S^{X+Y}: h   = SA(GCN(E)   + E)      (the SASRec stack of transformer_block.h, relu FFN)
  *   S^X:     h_X = SA_X(GCN_X(E_X) + E_X)      S^Y: h_Y = SA_Y(GCN_Y(E_Y) + E_Y)
@@ -60,9 +63,9 @@ typedef struct c2_model {
     int64_t d, gnn_layers;
     float dropout, lambda;
     tb_stack enc[3];                          /* by tema_seq_kind */
-    tema_tensor *emb[3];                      /* [C2_M] is NULL: the encoder's table */
+    tema_tensor *emb[3];                      /* [C2_X] [n_x, d], [C2_Y] [n_y, d]; [C2_M] NULL (the encoder's) */
     tema_tensor *gnn_b[3][C2_MAX_GNN];        /* [d] bias of each GCN layer */
-    tema_csr *adj, *adj_single;
+    tema_csr *adj, *adj_dom[3];               /* adj [n, n]; [C2_X] / [C2_Y]: adj_single's blocks, local ids */
     tema_tensor *out_w, *out_b;               /* lin_X / lin_Y: [n, d], [n, 1] */
     tema_tensor *disc_w[2], *disc_b[2];       /* D_X, D_Y: [d, d], [1] */
     int32_t *block_ids[2];                    /* [n]: j for items of domain X (Y), else -1 */
@@ -74,9 +77,9 @@ typedef struct c2_model {
     /* host scratch (grown, never shrunk) */
     tb_scratch scratch;
     ss_layout lay[3];                         /* [C2_X], [C2_Y] used */
-    int32_t *pos_m, *corr[2], *valid, *final;
+    int32_t *pos_m, *corr[2], *valid, *final, *ids_y; /* ids_y: lay[C2_Y].ids - n_x */
     float *ones, *wm[2], *wc[2], *labels;
-    size_t pos_cap, corr_cap[2], valid_cap, final_cap, ones_cap, wm_cap[2], wc_cap[2], labels_cap;
+    size_t pos_cap, corr_cap[2], valid_cap, final_cap, ids_y_cap, ones_cap, wm_cap[2], wc_cap[2], labels_cap;
 } c2_model;
 
 static void c2_destroy(void *self)
@@ -94,6 +97,7 @@ static void c2_destroy(void *self)
     free(a->pos_m);
     free(a->valid);
     free(a->final);
+    free(a->ids_y);
     free(a->ones);
     free(a->labels);
     free(a);
@@ -186,19 +190,57 @@ static tema_status c2_graph_host(const tema_model_info *info, bool single, int64
     return TEMA_OK;
 }
 
-/* The graph declared in the parameter store as `name` (uploaded once, owned by the store). */
-static tema_status c2_graph(const tema_model_info *info, bool single, const char *name, tema_csr **out, tema_err *err)
+/* Rows and columns [lo, hi) of a host CSR whose rows in that range point only inside it, with
+ * ids shifted to start at 0 (a diagonal block of adj_single), declared in the store as `name`. */
+static tema_csr *c2_block(const tema_model_info *info, const int64_t *rp, const int32_t *col, const float *val,
+                          int32_t lo, int32_t hi, const char *name, tema_err *err)
 {
-    int64_t *row_ptr;
-    int32_t *col;
-    float *val;
-    tema_status st = c2_graph_host(info, single, &row_ptr, &col, &val, err);
-    if (st != TEMA_OK) return st;
-    const int64_t n = (int64_t)info->n_x + info->n_y;
-    *out = info->host->nn->csr(info->params, name, n, n, row_ptr, col, val, err);
-    if (!*out) st = err && err->code != TEMA_OK ? err->code : TEMA_EINTERNAL;
-    free(row_ptr), free(col), free(val);
-    return st;
+    const int64_t n = hi - lo, base = rp[lo], nnz = rp[hi] - base;
+    int64_t *brp = malloc(((size_t)n + 1) * sizeof *brp);
+    int32_t *bcol = malloc((size_t)(nnz ? nnz : 1) * sizeof *bcol);
+    tema_csr *out = NULL;
+    if (!brp || !bcol) {
+        tema_fail(err, TEMA_ENOMEM, "attention c2dsr: out of memory");
+    } else {
+        for (int64_t i = 0; i <= n; i++) brp[i] = rp[lo + i] - base;
+        bool inside = true;
+        for (int64_t k = 0; k < nnz; k++) {
+            bcol[k] = col[base + k] - lo;
+            inside = inside && bcol[k] >= 0 && bcol[k] < n;
+        }
+        if (!inside) tema_fail(err, TEMA_EINTERNAL, "attention c2dsr: %s has an edge leaving its domain; a bug", name);
+        else out = info->host->nn->csr(info->params, name, n, n, brp, bcol, val + base, err);
+    }
+    free(brp);
+    free(bcol);
+    return out;
+}
+
+/* adj [n, n] and adj_single's X and Y blocks, declared in the parameter store (uploaded once,
+ * owned by the store). */
+static tema_status c2_graphs(c2_model *a, const tema_model_info *info, tema_err *err)
+{
+    for (int single = 0; single < 2; single++) {
+        int64_t *rp;
+        int32_t *col;
+        float *val;
+        tema_status st = c2_graph_host(info, single, &rp, &col, &val, err);
+        if (st != TEMA_OK) return st;
+        const int32_t n = info->n_x + info->n_y;
+        bool ok;
+        if (!single) {
+            a->adj = info->host->nn->csr(info->params, "attention.c2dsr.adj", n, n, rp, col, val, err);
+            ok = a->adj != NULL;
+        } else {
+            a->adj_dom[C2_X] = c2_block(info, rp, col, val, 0, info->n_x, "attention.c2dsr.adj_x", err);
+            a->adj_dom[C2_Y] = a->adj_dom[C2_X] ? c2_block(info, rp, col, val, info->n_x, n, "attention.c2dsr.adj_y", err)
+                                                : NULL;
+            ok = a->adj_dom[C2_Y] != NULL;
+        }
+        free(rp), free(col), free(val);
+        if (!ok) return err && err->code != TEMA_OK ? err->code : TEMA_EINTERNAL;
+    }
+    return TEMA_OK;
 }
 
 /* ---------------- create ---------------- */
@@ -270,7 +312,8 @@ static tema_status c2_declare(c2_model *a, tema_params *p, double init_std, tema
     for (int q = 0; q < 3; q++) {
         if (q != C2_M) {
             snprintf(name, sizeof name, "attention.c2dsr.items_%s", seq[q]);
-            ok = ok && (a->emb[q] = c2_param(a, p, name, n, d, TEMA_INIT_NORMAL, (float)init_std, 0));
+            const int64_t rows = q == C2_X ? a->n_x : a->n_y;
+            ok = ok && (a->emb[q] = c2_param(a, p, name, rows, d, TEMA_INIT_NORMAL, (float)init_std, 0));
         }
         for (int64_t l = 0; l < a->gnn_layers; l++) {
             snprintf(name, sizeof name, "attention.c2dsr.gnn_%s.l%lld.b", seq[q], (long long)l);
@@ -310,8 +353,7 @@ static tema_status c2_create(const tema_model_info *info, const tema_cfg *opts, 
     for (int q = 0; q < 3 && st == TEMA_OK; q++)
         st = tb_declare(&a->enc[q], host, info->params, prefix[q], a->d, info->max_len, &c.tb, "c2dsr", err);
     if (st == TEMA_OK) st = c2_declare(a, info->params, c.init_std, err);
-    if (st == TEMA_OK) st = c2_graph(info, false, "attention.c2dsr.adj", &a->adj, err);
-    if (st == TEMA_OK) st = c2_graph(info, true, "attention.c2dsr.adj_single", &a->adj_single, err);
+    if (st == TEMA_OK) st = c2_graphs(a, info, err);
     if (st != TEMA_OK) {
         c2_destroy(a);
         return st;
@@ -360,6 +402,12 @@ static tema_status c2_layouts(c2_model *a, const tema_batch *b, tema_err *err)
         ss_layout *l = &a->lay[q];
         tema_status st = ss_build_layout(l, b, q, a->n_x, "c2dsr", err);
         if (st != TEMA_OK) return st;
+        if (q == C2_Y) { /* E_Y's rows are Y-local */
+            const size_t nc = (size_t)(B * l->Lc > 0 ? B * l->Lc : 1);
+            if (!tb_grow((void **)&a->ids_y, &a->ids_y_cap, nc * sizeof(int32_t)))
+                return tema_fail(err, TEMA_ENOMEM, "attention c2dsr: out of memory");
+            for (int64_t i = 0; i < B * l->Lc; i++) a->ids_y[i] = l->ids[i] >= 0 ? l->ids[i] - a->n_x : -1;
+        }
         for (int64_t r = 0; r < B; r++) {
             int32_t k = 0;
             for (int64_t j = 0; j < l->Lc; j++)
@@ -385,10 +433,10 @@ static tema_status c2_encode(c2_model *a, tema_graph *g, const tema_batch *b, te
         a->h_dom[q] = NULL;
         if (l->Lc == 0) continue;
         tema_tensor *t = NULL;
-        st = c2_table(a, g, a->adj_single, adj_bias[q], a->emb[q], &t, err);
+        st = c2_table(a, g, a->adj_dom[q], adj_bias[q], a->emb[q], &t, err);
         if (st == TEMA_OK)
-            st = tb_forward(&a->enc[q], nn, g, &a->scratch, t, in_scale, l->ids, l->pos, b->B, l->Lc, &a->h_dom[q],
-                            "c2dsr", err);
+            st = tb_forward(&a->enc[q], nn, g, &a->scratch, t, in_scale, q == C2_Y ? a->ids_y : l->ids, l->pos, b->B,
+                            l->Lc, &a->h_dom[q], "c2dsr", err);
     }
     return st;
 }
