@@ -449,7 +449,8 @@ static void clip_gradients(runner *r, double max_norm)
         r->be->unary(r->bs, TEMA_UNARY_SCALE, n, (float)(max_norm / norm), first->grad, first->grad);
 }
 
-/* Model forward then the loss plugin, on a graph the caller has reset. */
+/* Model forward, the loss plugin, then the attention plugin's aux_loss (when it has one), on a
+ * graph the caller has reset. */
 static tema_status forward_loss(runner *r, const tema_batch *b, const tema_targets *t, tema_tensor **loss, tema_err *err)
 {
     tema_stream streams[TEMA_MAX_STREAMS];
@@ -458,7 +459,9 @@ static tema_status forward_loss(runner *r, const tema_batch *b, const tema_targe
     if (st != TEMA_OK) return st;
     tema_targets tw = *t;
     tema_model_seq_weights(&r->model, tw.seq_weight);
-    return r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &tw, loss, err);
+    st = r->model.loss_ops->forward(r->model.loss, r->g, streams, ns, &tw, loss, err);
+    if (st != TEMA_OK) return st;
+    return tema_model_add_aux_loss(&r->model, r->g, b, &tw, loss, err);
 }
 
 /* Does any learnable parameter reach the loss? A model like `pop` carries an encoder the
@@ -728,7 +731,9 @@ static tema_status build_model(runner *r, tema_err *err)
     r->model.info = (tema_model_info){.struct_size = sizeof(tema_model_info), .n_x = d->n_x, .n_y = d->n_y,
                                       .max_len = r->s.max_len, .train_counts = r->counts,
                                       .titles = (const char *const *)d->title, .seed = r->s.seed,
-                                      .params = r->model.params, .host = tema_host_get()};
+                                      .params = r->model.params, .host = tema_host_get(),
+                                      .n_train_lines = d->train.n_lines, .train_off = d->train.off,
+                                      .train_items = d->train.items};
     tema_features_context(r->reg, r->cfg, r->opts->results_dir);
     if ((st = tema_tags_attach(r->cfg, r->reg, r->ds, r->opts->results_dir, &r->model.info, err)) != TEMA_OK)
         return st;

@@ -41,6 +41,12 @@ void tema_model_destroy(tema_model *m);
 tema_status tema_model_forward(tema_model *m, tema_graph *g, const tema_batch *b, tema_stream *streams,
                                int *n_streams, tema_err *err);
 
+/* The attention plugin's auxiliary objective (ABI 1.6 aux_loss) added to *loss (a [1] tensor on
+ * g) after forward() and the loss plugin on the same graph, batch and targets; a plugin without
+ * one (every plugin before 1.6) leaves *loss untouched, so their runs are bit-identical. */
+tema_status tema_model_add_aux_loss(tema_model *m, tema_graph *g, const tema_batch *b, const tema_targets *t,
+                                    tema_tensor **loss, tema_err *err);
+
 /* Sequence-group weights w[target domain][tema_seq_kind] from the attention plugin (all 1
  * when it declares none). */
 void tema_model_seq_weights(const tema_model *m, float w[2][3]);

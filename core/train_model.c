@@ -102,6 +102,27 @@ tema_status tema_model_forward(tema_model *m, tema_graph *g, const tema_batch *b
     return TEMA_OK;
 }
 
+tema_status tema_model_add_aux_loss(tema_model *m, tema_graph *g, const tema_batch *b, const tema_targets *t,
+                                    tema_tensor **loss, tema_err *err)
+{
+    if (!m->att_p || m->att_p->ops_size < offsetof(tema_attention_ops, aux_loss) + sizeof(void *) ||
+        !m->att_ops->aux_loss)
+        return TEMA_OK;
+    tema_tensor *aux = NULL;
+    tema_status st = m->att_ops->aux_loss(m->att, g, b, t, &aux, err);
+    if (st != TEMA_OK) return plugin_error(st, err, "attention", m->att_p->name);
+    if (!aux) return TEMA_OK;
+    if (aux->size != 1)
+        return tema_fail(err, TEMA_EINTERNAL, "attention plugin '%s': aux_loss returned %lld elements, not a [1] tensor",
+                         m->att_p->name, (long long)aux->size);
+    const tema_nn_api *nn = tema_nn();
+    tema_tensor *sum = *loss ? nn->add(g, *loss, nn->reshape(g, aux, (*loss)->ndim, (*loss)->shape)) : aux;
+    if (!sum) return tema_fail(err, TEMA_EINTERNAL, "attention plugin '%s': adding aux_loss: %s", m->att_p->name,
+                               nn->error(g));
+    *loss = sum;
+    return TEMA_OK;
+}
+
 void tema_model_seq_weights(const tema_model *m, float w[2][3])
 {
     for (int d = 0; d < 2; d++)

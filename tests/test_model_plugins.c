@@ -24,11 +24,16 @@ static const char *const g_titles[NI] = {0};
 static void setup_engine(void) { g_reg = tu_cpu_registry(); }
 
 
+/* a tiny training split (ABI 1.6), for models built on it (c2dsr's item graph) */
+static const int64_t g_train_off[4] = {0, 4, 10, 14};
+static const int32_t g_train_items[14] = {2, 6, 1, 7, 0, 5, 3, 8, 4, 7, 1, 1, 6, 2};
+
 static tema_model_info make_info(tema_params *params)
 {
     return (tema_model_info){.struct_size = sizeof(tema_model_info), .n_x = NX, .n_y = NY, .max_len = LMAX,
                              .train_counts = g_counts, .titles = g_titles, .seed = 11, .params = params,
-                             .host = tema_host_get()};
+                             .host = tema_host_get(), .n_train_lines = 3, .train_off = g_train_off,
+                             .train_items = g_train_items};
 }
 
 static int count_kind(tema_kind kind)

@@ -36,11 +36,12 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 5   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
+#define TEMA_ABI_MINOR 6   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
                               1.2: text_features kind, plugin-valued options, host->text_features;
                               1.3: tema_tag_vocab.n_incomplete;
                               1.4: host->interrupted, tag ops that receive the host;
-                              1.5: nn csr/spmm, infonce, bilinear, bce_with_logits (CDSR baselines) */
+                              1.5: nn csr/spmm, infonce, bilinear, bce_with_logits (CDSR baselines);
+                              1.6: tema_model_info's training sequences, attention aux_loss (C2DSR) */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
@@ -201,6 +202,16 @@ typedef struct tema_model_info {
     const char *const *tag_names;  /* [n_tags] */
     const int32_t *tag_domain;     /* [n_tags] 0 = X, 1 = Y */
     const struct tema_tag_selection *item_tags; /* n_items == n_x + n_y */
+    /* ---- ABI 1.6 (check TEMA_HAS_FIELD(info, tema_model_info, train_items)) ----
+     * The training split's sequences, read-only: line i holds the global item ids
+     * train_items[train_off[i] .. train_off[i+1]-1] in time order (Y ids offset by n_x), the
+     * whole line as the data file has it (training windows are cut from it). Host-owned and
+     * valid for the model's life (as long as the plugin instance); a plugin copies what it
+     * needs beyond that. For models built on the training data itself (C2DSR's item graph).
+     * n_train_lines == 0 with NULL arrays where the host has no training data to give. */
+    int64_t n_train_lines;
+    const int64_t *train_off;      /* [n_train_lines + 1], train_off[0] == 0 */
+    const int32_t *train_items;    /* [train_off[n_train_lines]] */
 } tema_model_info;
 
 /* One mini-batch. Sequences are right-aligned (most recent at position L-1) and
@@ -254,6 +265,17 @@ typedef struct tema_attention_ops {
      * w[d][s]: weight of the group of streams summarising sequence kind s (tema_seq_kind)
      * when the target is in domain d (0 = X, 1 = Y). */
     void (*sequence_weights)(const void *self, float w[2][3]);
+    /* ---- ABI 1.6, optional (NULL or absent: none) ----
+     * An auxiliary training objective of the model itself (C2DSR's contrastive infomax term),
+     * which the trainer adds to the loss plugin's result with weight 1 (the plugin applies its
+     * own weight, e.g. an option). Called on every training step (and on the trainer's probe
+     * of an eval-mode graph) right after forward() on the same graph g, batch b and targets
+     * t (the rows the loss plugin gets, seq_weight filled), before g is reset: it may use the
+     * tensors forward() returned or kept in self. *loss: a [1] tensor on g, or NULL to add
+     * nothing this step. b and t are host-owned and valid during the call only. Never called
+     * by evaluation. */
+    tema_status (*aux_loss)(void *self, tema_graph *g, const tema_batch *b, const struct tema_targets *t,
+                            tema_tensor **loss, tema_err *err);
 } tema_attention_ops;
 
 /* Training rows: positions whose next item is a target. Host-owned during forward(). */

@@ -9,7 +9,7 @@
  *   per block:  q = LN1(x)
  *               x = q + Wo . MHA(q W_q, x W_k, x W_v)   causal, padded keys masked
  *               y = LN2(x)
- *               x = y + dropout(W2 . dropout(gelu(W1 y)))
+ *               x = y + dropout(W2 . dropout(gelu(W1 y)))   (relu with tb_config.relu: C2DSR)
  *   h = LN_final(x)                                      [B*L, d]
  *
  * As in the reference, queries come from the normalised stream and keys/values from the
@@ -37,6 +37,8 @@
 typedef struct tb_config {
     int64_t blocks, heads, ffn_mult;
     double dropout;
+    bool relu; /* feed-forward activation: relu instead of gelu (not an option of these names: a
+                  plugin sets it after tb_read_config, which clears it) */
 } tb_config;
 
 typedef struct tb_block {
@@ -47,6 +49,7 @@ typedef struct tb_block {
 typedef struct tb_stack {
     int64_t d, heads, n_blocks, max_len, ffn;
     float dropout;
+    bool relu;
     tema_tensor *pos, *lnf_g, *lnf_b;
     tb_block blocks[TB_MAX_BLOCKS];
 } tb_stack;
@@ -81,6 +84,7 @@ static inline tema_status tb_read_config(const tema_host *host, const tema_cfg *
         (st = plugin_opt_float(host, opts, w, "dropout", &c->dropout, err)) != TEMA_OK ||
         (st = plugin_opt_int(host, opts, w, "ffn_mult", &c->ffn_mult, err)) != TEMA_OK)
         return st;
+    c->relu = false;
     /* the stack's fixed array, whatever a plugin's table allows */
     if (c->blocks > TB_MAX_BLOCKS)
         return tema_fail(err, TEMA_EINTERNAL, "%s: blocks = %lld exceeds the %d a stack holds; a bug: the option "
@@ -110,6 +114,7 @@ static inline tema_status tb_declare(tb_stack *s, const tema_host *host, tema_pa
     s->max_len = max_len;
     s->ffn = d * c->ffn_mult;
     s->dropout = (float)c->dropout;
+    s->relu = c->relu;
     const tema_nn_api *nn = host->nn;
     const uint32_t nd = TEMA_TENSOR_NO_DECAY;
     char name[256];
@@ -220,7 +225,7 @@ static inline tema_status tb_forward(const tb_stack *s, const tema_nn_api *nn, t
         TB_CHECK(y);
         tema_tensor *f = nn->linear(g, y, k->w1, k->b1);
         TB_CHECK(f);
-        TB_CHECK(f = nn->gelu(g, f));
+        TB_CHECK(f = s->relu ? nn->relu(g, f) : nn->gelu(g, f));
         TB_CHECK(f = nn->dropout(g, f, s->dropout));
         TB_CHECK(f = nn->linear(g, f, k->w2, k->b2));
         TB_CHECK(f = nn->dropout(g, f, s->dropout));
