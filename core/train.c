@@ -565,6 +565,89 @@ static tema_status interrupted(runner *r, train_state *ts, const char *why, tema
                      why, ts->epochs_done + (ts->step_in_epoch ? 1 : 0), ts->step_in_epoch, tema_results_dir(r->run));
 }
 
+/* The steps of one epoch from ts->step_in_epoch on; *hit_max when train.max_steps ran out. A stop
+ * request mid-epoch saves the state and returns TEMA_EINTERRUPTED. t0: the epoch's start (earlier
+ * sessions' part included); rate_t0, rate_s0: this session's start, for steps/s. */
+static tema_status epoch_steps(runner *r, train_state *ts, int epoch, const int64_t *perm, int64_t steps_per_epoch,
+                               double t0, double rate_t0, int64_t rate_s0, bool *hit_max, tema_err *err)
+{
+    const settings *s = &r->s;
+    *hit_max = false;
+    for (int64_t k = ts->step_in_epoch; k < steps_per_epoch; k++) {
+        if (s->max_steps > 0 && ts->global_step >= s->max_steps) {
+            *hit_max = true;
+            break;
+        }
+        int64_t first = k * s->batch_size;
+        int nb = (int)(r->n_examples - first < s->batch_size ? r->n_examples - first : s->batch_size);
+        double lv = 0;
+        tema_status st = train_step(r, perm + first, nb, (uint64_t)ts->global_step, &lv, err);
+        if (st != TEMA_OK) return st;
+        ts->loss_sum += lv;
+        ts->global_step++;
+        ts->step_in_epoch = k + 1;
+        double el = tema_now() - rate_t0;
+        progress(r, epoch, k + 1, steps_per_epoch, ts->loss_sum / (double)ts->step_in_epoch,
+                 el > 0 ? (double)(k + 1 - rate_s0) / el : 0, k + 1 == steps_per_epoch);
+        if (tema_stop_signal() && k + 1 < steps_per_epoch) {
+            ts->epoch_seconds = tema_now() - t0;
+            return interrupted(r, ts, tema_stop_reason(tema_stop_signal()), err);
+        }
+    }
+    if (s->max_steps > 0 && ts->global_step >= s->max_steps) *hit_max = true;
+    return TEMA_OK;
+}
+
+/* Validation where the epoch has one (every eval_every, and the last); the best checkpoint when
+ * it improves. Without a validation split the last epoch is the best. */
+static tema_status validate_epoch(runner *r, train_state *ts, int epoch, bool last_epoch, tema_metric_acc *valid,
+                                  bool *evaluated, tema_err *err)
+{
+    const settings *s = &r->s;
+    *evaluated = false;
+    if ((epoch % s->eval_every == 0 || last_epoch) && r->ds->valid.n_lines > 0) {
+        tema_status st = evaluate_set(r, &r->ds->valid, r->valid_negs, valid, NULL, err);
+        if (st != TEMA_OK) return st;
+        *evaluated = true;
+        double score = mrr_mean(valid);
+        if (ts->best_epoch == 0 || score > ts->best_score) {
+            ts->best_epoch = epoch;
+            ts->best_score = score;
+            return tema_params_save(r->model.params, &r->opt, tema_results_best_path(r->run), err);
+        }
+    } else if (r->ds->valid.n_lines == 0 && last_epoch) {
+        ts->best_epoch = epoch; /* nothing to select on: keep the last epoch */
+        return tema_params_save(r->model.params, &r->opt, tema_results_best_path(r->run), err);
+    }
+    return TEMA_OK;
+}
+
+/* The epoch's record in epochs.jsonl and its line on stderr; valid NULL when not evaluated. */
+static tema_status log_epoch(runner *r, const train_state *ts, int epoch, int64_t steps_done, double secs,
+                             double step_rate, const tema_metric_acc *valid, tema_err *err)
+{
+    const settings *s = &r->s;
+    double mean_loss = steps_done > 0 ? ts->loss_sum / (double)steps_done : NAN;
+    tema_epoch_record rec = {.epoch = epoch, .steps = steps_done, .train_loss = mean_loss, .seconds = secs,
+                             .valid = valid};
+    tema_status st = tema_results_epoch(r->run, &rec, err);
+    if (st != TEMA_OK) return st;
+    if (r->tty) fputc('\n', stderr);
+    if (valid) {
+        int m = tema_metric_index(&valid->spec, "mrr");
+        if (m < 0) m = 0;
+        fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training); valid %s X %.4f "
+                        "Y %.4f (C2DSR rule), best epoch %d\n",
+                epoch, s->epochs, mean_loss, steps_done, secs, step_rate,
+                valid->spec.name[m], tema_metric_acc_mean(valid, 0, TEMA_RANK_OPTIMISTIC, m),
+                tema_metric_acc_mean(valid, 1, TEMA_RANK_OPTIMISTIC, m), ts->best_epoch);
+    } else {
+        fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training)\n", epoch,
+                s->epochs, mean_loss, steps_done, secs, step_rate);
+    }
+    return TEMA_OK;
+}
+
 static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
 {
     const settings *s = &r->s;
@@ -578,71 +661,18 @@ static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
         shuffle(perm, r->n_examples, mix3(s->seed, (uint64_t)epoch, 0x73687566666c65ull));
         double t0 = tema_now() - ts->epoch_seconds, rate_t0 = tema_now();
         int64_t rate_s0 = ts->step_in_epoch;
-        bool hit_max = false;
-        for (int64_t k = ts->step_in_epoch; k < steps_per_epoch; k++) {
-            if (s->max_steps > 0 && ts->global_step >= s->max_steps) {
-                hit_max = true;
-                break;
-            }
-            int64_t first = k * s->batch_size;
-            int nb = (int)(r->n_examples - first < s->batch_size ? r->n_examples - first : s->batch_size);
-            double lv = 0;
-            st = train_step(r, perm + first, nb, (uint64_t)ts->global_step, &lv, err);
-            if (st != TEMA_OK) goto out;
-            ts->loss_sum += lv;
-            ts->global_step++;
-            ts->step_in_epoch = k + 1;
-            double el = tema_now() - rate_t0;
-            progress(r, epoch, k + 1, steps_per_epoch, ts->loss_sum / (double)ts->step_in_epoch,
-                     el > 0 ? (double)(k + 1 - rate_s0) / el : 0, k + 1 == steps_per_epoch);
-            if (tema_stop_signal() && k + 1 < steps_per_epoch) {
-                ts->epoch_seconds = tema_now() - t0;
-                st = interrupted(r, ts, tema_stop_reason(tema_stop_signal()), err);
-                goto out;
-            }
-        }
-        if (s->max_steps > 0 && ts->global_step >= s->max_steps) hit_max = true;
+        bool hit_max, evaluated;
+        if ((st = epoch_steps(r, ts, epoch, perm, steps_per_epoch, t0, rate_t0, rate_s0, &hit_max, err)) != TEMA_OK)
+            goto out;
         int64_t steps_done = ts->step_in_epoch;
         /* steps/s of this session's steps only (no validation, no resumed part) */
         double step_secs = tema_now() - rate_t0;
         double step_rate = step_secs > 0 ? (double)(steps_done - rate_s0) / step_secs : 0;
         bool last_epoch = epoch == s->epochs || hit_max;
-        bool evaluated = false;
-        if ((epoch % s->eval_every == 0 || last_epoch) && r->ds->valid.n_lines > 0) {
-            st = evaluate_set(r, &r->ds->valid, r->valid_negs, &valid, NULL, err);
-            if (st != TEMA_OK) goto out;
-            evaluated = true;
-            double score = mrr_mean(&valid);
-            if (ts->best_epoch == 0 || score > ts->best_score) {
-                ts->best_epoch = epoch;
-                ts->best_score = score;
-                st = tema_params_save(r->model.params, &r->opt, tema_results_best_path(r->run), err);
-                if (st != TEMA_OK) goto out;
-            }
-        } else if (r->ds->valid.n_lines == 0 && last_epoch) {
-            ts->best_epoch = epoch; /* nothing to select on: keep the last epoch */
-            st = tema_params_save(r->model.params, &r->opt, tema_results_best_path(r->run), err);
-            if (st != TEMA_OK) goto out;
-        }
+        if ((st = validate_epoch(r, ts, epoch, last_epoch, &valid, &evaluated, err)) != TEMA_OK) goto out;
         double secs = tema_now() - t0;
-        double mean_loss = steps_done > 0 ? ts->loss_sum / (double)steps_done : NAN;
-        tema_epoch_record rec = {.epoch = epoch, .steps = steps_done, .train_loss = mean_loss, .seconds = secs,
-                                 .valid = evaluated ? &valid : NULL};
-        st = tema_results_epoch(r->run, &rec, err);
-        if (st != TEMA_OK) goto out;
-        if (r->tty) fputc('\n', stderr);
-        if (evaluated) {
-            int m = tema_metric_index(&valid.spec, "mrr");
-            if (m < 0) m = 0;
-            fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training); valid %s X %.4f "
-                            "Y %.4f (C2DSR rule), best epoch %d\n",
-                    epoch, s->epochs, mean_loss, steps_done, secs, step_rate,
-                    valid.spec.name[m], tema_metric_acc_mean(&valid, 0, TEMA_RANK_OPTIMISTIC, m),
-                    tema_metric_acc_mean(&valid, 1, TEMA_RANK_OPTIMISTIC, m), ts->best_epoch);
-        } else {
-            fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training)\n", epoch,
-                    s->epochs, mean_loss, steps_done, secs, step_rate);
-        }
+        if ((st = log_epoch(r, ts, epoch, steps_done, secs, step_rate, evaluated ? &valid : NULL, err)) != TEMA_OK)
+            goto out;
         ts->epochs_done = epoch;
         ts->step_in_epoch = 0;
         ts->loss_sum = 0;
@@ -655,8 +685,7 @@ static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
             fprintf(stderr, "tema: early stop: no better validation MRR for %d epochs (best epoch %d)\n",
                     epoch - ts->best_epoch, ts->best_epoch);
         }
-        st = save_last(r, ts, err);
-        if (st != TEMA_OK) goto out;
+        if ((st = save_last(r, ts, err)) != TEMA_OK) goto out;
         /* test builds: Ctrl-C exactly at an epoch's end, which a test cannot time from outside */
         if (s->debug_stop_epoch > 0 && epoch == s->debug_stop_epoch) tema_stop_request(SIGINT);
         if (tema_stop_signal()) {
@@ -760,6 +789,71 @@ static tema_status apply_threads(runner *r, int from_cli, tema_err *err)
     return TEMA_OK;
 }
 
+/* An empty training or test split would "succeed" with the metrics of an untrained or
+ * unevaluated model; refuse it before anything is written. */
+static tema_status check_splits(runner *r, tema_err *err)
+{
+    const tema_dataset *d = r->ds;
+    if (r->n_examples == 0)
+        return tema_fail(err, TEMA_EINVAL, "%s: %s has no line with two items or more (%lld lines): nothing to train "
+                                           "on; hint: check dataset.train_file",
+                         d->path, d->train.file, (long long)d->train.n_lines);
+    if (d->test.n_lines == 0)
+        return tema_fail(err, TEMA_EINVAL, "%s: %s has no line: nothing to evaluate; hint: check dataset.test_file",
+                         d->path, d->test.file);
+    return TEMA_OK;
+}
+
+/* The sampled protocol's negatives, drawn once per set as C2DSR does (the set index keeps valid
+ * and test apart), and the warning when they must repeat in a small domain. */
+static tema_status draw_eval_negatives(runner *r, tema_err *err)
+{
+    const tema_dataset *d = r->ds;
+    if (r->s.full_protocol) return TEMA_OK;
+    r->valid_negs = malloc((size_t)(d->valid.n_lines + 1) * (size_t)r->s.n_neg * sizeof(int32_t));
+    r->test_negs = malloc((size_t)(d->test.n_lines + 1) * (size_t)r->s.n_neg * sizeof(int32_t));
+    if (!r->valid_negs || !r->test_negs) return tema_fail(err, TEMA_ENOMEM, "out of memory for eval negatives");
+    tema_draw_negatives(mix3(r->s.seed, 1, 0x6576616cull), d->valid.n_lines, d->valid.target, d->n_x, d->n_y,
+                        r->s.n_neg, r->valid_negs);
+    tema_draw_negatives(mix3(r->s.seed, 2, 0x6576616cull), d->test.n_lines, d->test.target, d->n_x, d->n_y,
+                        r->s.n_neg, r->test_negs);
+    /* C2DSR draws with replacement: more negatives than other items means repeats, and every
+     * repeat of a better-scored item costs the target a rank, so MRR sinks toward 0. */
+    const int32_t smallest = d->n_x < d->n_y ? d->n_x : d->n_y;
+    if (r->s.n_neg >= smallest - 1) {
+        snprintf(r->negatives_warning, sizeof r->negatives_warning,
+                 "eval.negatives is %d but domain %s has only %d other items: sampled negatives repeat and the "
+                 "metrics are not comparable with other datasets; use eval.protocol: full, or eval.negatives "
+                 "below %d",
+                 (int)r->s.n_neg, d->n_x < d->n_y ? "X" : "Y", (int)smallest - 1, (int)smallest - 1);
+        tema_host_get()->log(TEMA_LOG_WARN, "eval", "%s", r->negatives_warning);
+    }
+    return TEMA_OK;
+}
+
+/* The state of an interrupted run from last.bin and the last.state that matches it (the
+ * previous one when the process died between the two writes); *resume false when none is
+ * readable. */
+static tema_status resume_state(runner *r, train_state *ts, bool *resume, tema_err *err)
+{
+    train_state cur = {0}, prev = {0};
+    const bool cur_ok = state_load(r->run, false, &cur), prev_ok = state_load(r->run, true, &prev);
+    if (!cur_ok && !prev_ok) return TEMA_OK;
+    tema_adam probe = r->opt;
+    tema_status st = tema_params_load(r->model.params, &probe, tema_results_last_path(r->run), err);
+    if (st != TEMA_OK) return st;
+    if (cur_ok && probe.step == cur.adam_step) *ts = cur;
+    else if (prev_ok && probe.step == prev.adam_step) *ts = prev; /* killed between the two writes */
+    else
+        return tema_fail(err, TEMA_EFORMAT,
+                         "%s: checkpoint is at optimizer step %" PRId64 " but last.state says %" PRId64
+                         "; hint: re-run with --force to start over",
+                         tema_results_last_path(r->run), probe.step, cur_ok ? cur.adam_step : prev.adam_step);
+    r->opt = probe;
+    *resume = true;
+    return TEMA_OK;
+}
+
 static tema_status run_inner(runner *r, tema_err *err)
 {
     double t_start = tema_now();
@@ -777,32 +871,11 @@ static tema_status run_inner(runner *r, tema_err *err)
     if (rs == TEMA_RUN_FINISHED && !r->opts->force) return print_finished(r->run, &r->s, err);
 
     if ((st = build_model(r, err)) != TEMA_OK) return st;
-    const tema_dataset *d = r->ds;
     r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
                          .weight_decay = (float)r->s.weight_decay};
     if ((st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err)) != TEMA_OK)
         return st;
-    if (!r->s.full_protocol) {
-        /* drawn once per set, as C2DSR does; the set index keeps valid and test apart */
-        r->valid_negs = malloc((size_t)(d->valid.n_lines + 1) * (size_t)r->s.n_neg * sizeof(int32_t));
-        r->test_negs = malloc((size_t)(d->test.n_lines + 1) * (size_t)r->s.n_neg * sizeof(int32_t));
-        if (!r->valid_negs || !r->test_negs) return tema_fail(err, TEMA_ENOMEM, "out of memory for eval negatives");
-        tema_draw_negatives(mix3(r->s.seed, 1, 0x6576616cull), d->valid.n_lines, d->valid.target, d->n_x, d->n_y,
-                            r->s.n_neg, r->valid_negs);
-        tema_draw_negatives(mix3(r->s.seed, 2, 0x6576616cull), d->test.n_lines, d->test.target, d->n_x, d->n_y,
-                            r->s.n_neg, r->test_negs);
-        /* C2DSR draws with replacement: more negatives than other items means repeats, and every
-         * repeat of a better-scored item costs the target a rank, so MRR sinks toward 0. */
-        const int32_t smallest = d->n_x < d->n_y ? d->n_x : d->n_y;
-        if (r->s.n_neg >= smallest - 1) {
-            snprintf(r->negatives_warning, sizeof r->negatives_warning,
-                     "eval.negatives is %d but domain %s has only %d other items: sampled negatives repeat and the "
-                     "metrics are not comparable with other datasets; use eval.protocol: full, or eval.negatives "
-                     "below %d",
-                     (int)r->s.n_neg, d->n_x < d->n_y ? "X" : "Y", (int)smallest - 1, (int)smallest - 1);
-            tema_host_get()->log(TEMA_LOG_WARN, "eval", "%s", r->negatives_warning);
-        }
-    }
+    if ((st = check_splits(r, err)) != TEMA_OK || (st = draw_eval_negatives(r, err)) != TEMA_OK) return st;
 
     /* resume or start fresh */
     train_state ts = {0};
@@ -810,23 +883,8 @@ static tema_status run_inner(runner *r, tema_err *err)
     const bool trainable = r->trainable;
     bool resume = false;
     if (rs == TEMA_RUN_INTERRUPTED && !r->opts->force && r->s.resume && trainable &&
-        file_exists(tema_results_last_path(r->run))) {
-        train_state cur = {0}, prev = {0};
-        const bool cur_ok = state_load(r->run, false, &cur), prev_ok = state_load(r->run, true, &prev);
-        if (cur_ok || prev_ok) {
-            tema_adam probe = r->opt;
-            st = tema_params_load(r->model.params, &probe, tema_results_last_path(r->run), err);
-            if (st != TEMA_OK) return st;
-            if (cur_ok && probe.step == cur.adam_step) ts = cur;
-            else if (prev_ok && probe.step == prev.adam_step) ts = prev; /* killed between the two writes */
-            else
-                return tema_fail(err, TEMA_EFORMAT, "%s: checkpoint is at optimizer step %" PRId64 " but last.state "
-                                                    "says %" PRId64 "; hint: re-run with --force to start over",
-                                 tema_results_last_path(r->run), probe.step, cur_ok ? cur.adam_step : prev.adam_step);
-            r->opt = probe;
-            resume = true;
-        }
-    }
+        file_exists(tema_results_last_path(r->run)) && (st = resume_state(r, &ts, &resume, err)) != TEMA_OK)
+        return st;
     if (!resume) memset(&ts, 0, sizeof ts);
     /* earlier sessions' training time, so total_seconds spans an interrupted run */
     const double prior = ts.train_seconds + ts.epoch_seconds;

@@ -339,94 +339,129 @@ tema_status tema_score_lines(tema_eval_ctx *c, const tema_split *sp, const int64
     return st;
 }
 
+/* Buffers of one evaluation pass, for batches of B lines over the larger domain. */
+typedef struct eval_scratch {
+    int64_t *order;            /* [n] the cases of the domain being scored */
+    int32_t *dom_ids, *last_rows, *cols;
+    float *scores, *lse_row, *cand;
+    double *mix, *ranks;
+} eval_scratch;
+
+static void eval_scratch_free(eval_scratch *x)
+{
+    free(x->order);
+    free(x->dom_ids);
+    free(x->last_rows);
+    free(x->scores);
+    free(x->mix);
+    free(x->lse_row);
+    free(x->ranks);
+    free(x->cand);
+    free(x->cols);
+}
+
+static bool eval_scratch_alloc(eval_scratch *x, int64_t n, int B, int32_t nd_max, const int32_t *negatives,
+                               int32_t n_neg)
+{
+    memset(x, 0, sizeof *x);
+    x->order = malloc((size_t)(n > 0 ? n : 1) * sizeof *x->order);
+    x->dom_ids = malloc((size_t)nd_max * sizeof *x->dom_ids);
+    x->last_rows = malloc((size_t)B * sizeof *x->last_rows);
+    x->scores = malloc((size_t)B * (size_t)nd_max * sizeof(float));
+    /* mixture probabilities: a row's domain items, or its candidates (which may outnumber
+     * the items of a small domain, negatives being drawn with replacement) */
+    const int64_t mix_w = negatives && n_neg + 1 > nd_max ? n_neg + 1 : nd_max;
+    x->mix = malloc((size_t)B * (size_t)mix_w * sizeof(double));
+    x->lse_row = malloc((size_t)B * sizeof(float));
+    x->ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
+    x->cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
+    x->cols = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;
+    return x->order && x->dom_ids && x->last_rows && x->scores && x->mix && x->lse_row && x->ranks &&
+           (!negatives || (x->cand && x->cols));
+}
+
+/* Ranks of the nb cases order[0..nb) from their score rows (sampled: the target among its
+ * negatives; full: among the whole domain), added to acc and, when given, to rows. */
+static void rank_cases(tema_eval_ctx *c, const tema_split *sp, eval_scratch *x, const int64_t *order, int nb, int dom,
+                       int32_t lo, int32_t nd, const int32_t *negatives, int32_t n_neg, tema_metric_acc *acc,
+                       tema_rank_row *rows)
+{
+#pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
+    for (int k = 0; k < nb; k++) {
+        int64_t i = order[k];
+        const float *row = x->scores + (int64_t)k * nd;
+        int32_t t = sp->target[i] - lo;
+        if (negatives) {
+            float *cs = x->cand + (int64_t)k * (n_neg + 1);
+            cs[0] = row[t];
+            for (int32_t q = 0; q < n_neg; q++) cs[q + 1] = row[negatives[i * n_neg + q] - lo];
+            tema_rank(cs, n_neg, x->ranks + (int64_t)k * TEMA_RANK_RULES);
+        } else {
+            tema_rank_full(row, nd, t, x->ranks + (int64_t)k * TEMA_RANK_RULES);
+        }
+    }
+    for (int k = 0; k < nb; k++) {
+        const double *r = x->ranks + (int64_t)k * TEMA_RANK_RULES;
+        tema_metric_acc_add(acc, dom, r);
+        if (rows) {
+            tema_rank_row *row = &rows[order[k]];
+            row->domain = dom;
+            for (int q = 0; q < TEMA_RANK_RULES; q++) row->rank[q] = r[q];
+        }
+    }
+}
+
+/* The cases of domain dom, batch by batch: one product per batch against the domain's items. */
+static tema_status evaluate_domain(tema_eval_ctx *c, const tema_split *sp, eval_scratch *x, int B, int dom,
+                                   const int32_t *negatives, int32_t n_neg, tema_metric_acc *acc, tema_rank_row *rows,
+                                   tema_err *err)
+{
+    const int32_t n_x = c->n_x, n_y = c->n_y, lo = dom ? n_x : 0, nd = dom ? n_y : n_x;
+    if (nd < 2) return TEMA_OK;
+    for (int32_t j = 0; j < nd; j++) x->dom_ids[j] = lo + j;
+    int64_t m = 0;
+    for (int64_t i = 0; i < sp->n_lines; i++) {
+        int32_t t = sp->target[i];
+        if (t < 0 || t >= n_x + n_y || (t >= n_x) != (dom == 1)) continue;
+        if (negatives && negatives[i * n_neg] < 0) continue;
+        x->order[m++] = i;
+    }
+    for (int64_t s = 0; s < m; s += B) {
+        int nb = (int)(m - s < B ? m - s : B);
+        tema_batch b;
+        tema_batch_eval(c->bb, sp, n_x, x->order + s, nb, &b);
+        if (negatives)
+            for (int k = 0; k < nb; k++) {
+                int64_t i = x->order[s + k];
+                int32_t *row = x->cols + (int64_t)k * (n_neg + 1);
+                row[0] = sp->target[i] - lo;
+                for (int32_t q = 0; q < n_neg; q++) row[q + 1] = negatives[i * n_neg + q] - lo;
+            }
+        tema_status st = batch_scores(c, &b, dom, nd, x->dom_ids, x->last_rows, negatives ? x->cols : NULL, n_neg + 1,
+                                      x->scores, x->mix, x->lse_row, err);
+        if (st != TEMA_OK) return st;
+        rank_cases(c, sp, x, x->order + s, nb, dom, lo, nd, negatives, n_neg, acc, rows);
+    }
+    return TEMA_OK;
+}
+
 tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
                           tema_metric_acc *acc, tema_rank_row *rows, tema_err *err)
 {
     const int64_t n = sp->n_lines;
-    const int32_t n_x = c->n_x, n_y = c->n_y, L = c->bb->L;
+    const int32_t L = c->bb->L, nd_max = c->n_x > c->n_y ? c->n_x : c->n_y;
     const int B = c->batch_size < c->bb->B ? c->batch_size : c->bb->B;
-    const int32_t nd_max = n_x > n_y ? n_x : n_y;
-    int64_t *order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
-    int32_t *dom_ids = malloc((size_t)nd_max * sizeof *dom_ids);
-    int32_t *last_rows = malloc((size_t)B * sizeof *last_rows);
-    float *scores = malloc((size_t)B * (size_t)nd_max * sizeof(float));
-    /* mixture probabilities: a row's domain items, or its candidates (which may outnumber
-     * the items of a small domain, negatives being drawn with replacement) */
-    const int64_t mix_w = negatives && n_neg + 1 > nd_max ? n_neg + 1 : nd_max;
-    double *mix = malloc((size_t)B * (size_t)mix_w * sizeof(double));
-    float *lse_row = malloc((size_t)B * sizeof(float));
-    double *ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
-    float *cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
-    int32_t *cols = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;
+    eval_scratch x;
     tema_status st = TEMA_OK;
-    if (!order || !dom_ids || !last_rows || !scores || !mix || !lse_row || !ranks || (negatives && (!cand || !cols))) {
+    if (!eval_scratch_alloc(&x, n, B, nd_max, negatives, n_neg))
         st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (batch %d x %d items)", B, (int)nd_max);
-        goto done;
-    }
-    if (rows)
+    if (st == TEMA_OK && rows)
         for (int64_t i = 0; i < n; i++)
             rows[i] = (tema_rank_row){.user = sp->user ? sp->user[i] : i, .domain = -1, .target = sp->target[i]};
-    for (int b = 0; b < B; b++) last_rows[b] = b * L + L - 1;
-    /* X cases first, then Y: each batch is scored against one domain with one product */
-    for (int dom = 0; dom < 2 && st == TEMA_OK; dom++) {
-        const int32_t lo = dom ? n_x : 0, nd = dom ? n_y : n_x;
-        if (nd < 2) continue;
-        for (int32_t j = 0; j < nd; j++) dom_ids[j] = lo + j;
-        int64_t m = 0;
-        for (int64_t i = 0; i < n; i++) {
-            int32_t t = sp->target[i];
-            if (t < 0 || t >= n_x + n_y || (t >= n_x) != (dom == 1)) continue;
-            if (negatives && negatives[i * n_neg] < 0) continue;
-            order[m++] = i;
-        }
-        for (int64_t s = 0; s < m && st == TEMA_OK; s += B) {
-            int nb = (int)(m - s < B ? m - s : B);
-            tema_batch b;
-            tema_batch_eval(c->bb, sp, n_x, order + s, nb, &b);
-            if (negatives)
-                for (int k = 0; k < nb; k++) {
-                    int64_t i = order[s + k];
-                    int32_t *row = cols + (int64_t)k * (n_neg + 1);
-                    row[0] = sp->target[i] - lo;
-                    for (int32_t q = 0; q < n_neg; q++) row[q + 1] = negatives[i * n_neg + q] - lo;
-                }
-            st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, negatives ? cols : NULL, n_neg + 1, scores, mix,
-                              lse_row, err);
-            if (st != TEMA_OK) break;
-#pragma omp parallel for num_threads(c->threads) schedule(dynamic, 4)
-            for (int k = 0; k < nb; k++) {
-                int64_t i = order[s + k];
-                const float *row = scores + (int64_t)k * nd;
-                int32_t t = sp->target[i] - lo;
-                if (negatives) {
-                    float *cs = cand + (int64_t)k * (n_neg + 1);
-                    cs[0] = row[t];
-                    for (int32_t q = 0; q < n_neg; q++) cs[q + 1] = row[negatives[i * n_neg + q] - lo];
-                    tema_rank(cs, n_neg, ranks + (int64_t)k * TEMA_RANK_RULES);
-                } else {
-                    tema_rank_full(row, nd, t, ranks + (int64_t)k * TEMA_RANK_RULES);
-                }
-            }
-            for (int k = 0; k < nb; k++) {
-                const double *r = ranks + (int64_t)k * TEMA_RANK_RULES;
-                tema_metric_acc_add(acc, dom, r);
-                if (rows) {
-                    tema_rank_row *row = &rows[order[s + k]];
-                    row->domain = dom;
-                    for (int q = 0; q < TEMA_RANK_RULES; q++) row->rank[q] = r[q];
-                }
-            }
-        }
-    }
-done:
-    free(order);
-    free(dom_ids);
-    free(last_rows);
-    free(scores);
-    free(mix);
-    free(lse_row);
-    free(ranks);
-    free(cand);
-    free(cols);
+    for (int b = 0; st == TEMA_OK && b < B; b++) x.last_rows[b] = b * L + L - 1;
+    /* X cases first, then Y */
+    for (int dom = 0; dom < 2 && st == TEMA_OK; dom++)
+        st = evaluate_domain(c, sp, &x, B, dom, negatives, n_neg, acc, rows, err);
+    eval_scratch_free(&x);
     return st;
 }

@@ -236,6 +236,36 @@ START_TEST(same_seed_same_metrics)
 }
 END_TEST
 
+/* An empty training or test file is an error naming the file, not a "done" run with the
+ * metrics of an untrained model (or none). */
+START_TEST(empty_splits_are_refused)
+{
+    TU_REQUIRE_DATA("toy");
+    const char *files[] = {"traindata_new.txt", "testdata_new.txt"};
+    for (int f = 0; f < 2; f++) {
+        const char *tmp = tu_tmpdir();
+        char data[4200], exp[4200], res[4200], cmd[9000];
+        snprintf(data, sizeof data, "%s/data", tmp);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && : > '%s/%s'", tu_data_path("toy"), data, data, files[f]);
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(exp, sizeof exp, "%s/e.yaml", tmp);
+        snprintf(res, sizeof res, "%s/results", tmp);
+        char text[8800];
+        snprintf(text, sizeof text,
+                 "name: empty\ndataset: {path: '%s', max_len: 8}\nbackend: {plugin: cpu, threads: 1}\n"
+                 "model:\n  encoders: [{plugin: id, dim: 16}]\n  attention: {plugin: single, blocks: 1, heads: 1}\n"
+                 "train: {epochs: 1, batch_size: 8}\neval: {negatives: 3}\n", data);
+        tu_write(exp, text);
+        char *out, *err;
+        ck_assert_int_eq(run_tema(exp, res, &out, &err), 1);
+        ck_assert_msg(strstr(err, files[f]) && strstr(err, f ? "nothing to evaluate" : "nothing to train on"), "%s",
+                      err);
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
 START_TEST(interrupted_run_resumes_to_same_result)
 {
     TU_REQUIRE_DATA("toy");
@@ -413,6 +443,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, pop_toy_ranks_match_counts);
     tcase_add_test(tc, same_seed_same_metrics);
     tcase_add_test(tc, interrupted_run_resumes_to_same_result);
+    tcase_add_test(tc, empty_splits_are_refused);
     tcase_add_test(tc, multi_stream_inference_matches_reference);
     suite_add_tcase(s, tc);
     return s;
