@@ -170,6 +170,7 @@ typedef struct runner {
     int index_slot;
     char index_text[32];
     bool forwarded;          /* the stop signal has gone to the children */
+    double ok_seconds;       /* wall time of the runs that finished here, for the ETA */
 } runner;
 
 static tema_status runner_init(runner *rn, const tema_grid *g, const tema_grid_exec *ex, tema_grid_outcome *outcome,
@@ -316,6 +317,24 @@ static void report_failure(runner *rn, const tema_grid_run *r, int code, int sig
             rn->jobs > 1 ? "; log: " : "", rn->jobs > 1 ? logp : "");
 }
 
+/* One line after each run ends: where the grid stands, and an ETA from the finished runs' mean
+ * wall time (runs still going count as half done). */
+static void grid_progress(const runner *rn)
+{
+    const tema_grid_outcome *o = rn->outcome;
+    const size_t ended = o->ok + o->failed + o->interrupted + o->skipped_busy;
+    const size_t pending = rn->n_todo - rn->next;
+    char eta[48] = "ETA after the first finished run";
+    if (o->ok > 0) {
+        const double mean = rn->ok_seconds / (double)o->ok;
+        const double left = mean * ((double)pending + 0.5 * (double)rn->n_active) / (double)rn->jobs;
+        long t = (long)(left + 0.5);
+        snprintf(eta, sizeof eta, "ETA %ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    }
+    fprintf(rn->log, "tema: grid: %zu of %zu ended (%zu ok, %zu failed), %zu running, %zu pending; %s\n", ended,
+            rn->n_todo, o->ok, o->failed, rn->n_active, pending, eta);
+}
+
 /* The child in `slot` has ended with wstatus. */
 static void finish_child(runner *rn, int slot, int wstatus)
 {
@@ -340,6 +359,8 @@ static void finish_child(runner *rn, int slot, int wstatus)
         o->failed++;
         report_failure(rn, r, code, sig, secs);
     }
+    if (code == 0) rn->ok_seconds += secs;
+    grid_progress(rn);
     fflush(rn->log);
 }
 

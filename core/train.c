@@ -525,10 +525,13 @@ static void progress(runner *r, int epoch, int64_t step, int64_t steps, double l
     double now = tema_now();
     if (!force && now - last < 0.1) return;
     last = now;
-    char eta[32];
+    char eta[32], run_eta[32];
     fmt_hms(rate > 0 ? (double)(steps - step) / rate : -1, eta, sizeof eta);
-    fprintf(stderr, "\r\033[Kepoch %d/%d  step %" PRId64 "/%" PRId64 "  loss %.4f  %.2f steps/s  ETA %s", epoch,
-            r->s.epochs, step, steps, loss, rate, eta);
+    /* the whole run at this pace if it trains every epoch (early stopping ends it sooner) */
+    fmt_hms(rate > 0 ? (double)(steps - step + (int64_t)(r->s.epochs - epoch) * steps) / rate : -1, run_eta,
+            sizeof run_eta);
+    fprintf(stderr, "\r\033[Kepoch %d/%d  step %" PRId64 "/%" PRId64 "  loss %.4f  %.2f steps/s  ETA %s (run <= %s)",
+            epoch, r->s.epochs, step, steps, loss, rate, eta, run_eta);
     fflush(stderr);
 }
 
@@ -633,17 +636,25 @@ static tema_status log_epoch(runner *r, const train_state *ts, int epoch, int64_
     tema_status st = tema_results_epoch(r->run, &rec, err);
     if (st != TEMA_OK) return st;
     if (r->tty) fputc('\n', stderr);
+    /* what is left if every epoch runs (training and validation at this epoch's pace) */
+    char left[64] = "";
+    if (epoch < s->epochs) {
+        char hms[32];
+        fmt_hms(secs * (double)(s->epochs - epoch), hms, sizeof hms);
+        snprintf(left, sizeof left, "; at most %s more (%d epoch%s)", hms, s->epochs - epoch,
+                 s->epochs - epoch == 1 ? "" : "s");
+    }
     if (valid) {
         int m = tema_metric_index(&valid->spec, "mrr");
         if (m < 0) m = 0;
         fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training); valid %s X %.4f "
-                        "Y %.4f (C2DSR rule), best epoch %d\n",
+                        "Y %.4f (C2DSR rule), best epoch %d%s\n",
                 epoch, s->epochs, mean_loss, steps_done, secs, step_rate,
                 valid->spec.name[m], tema_metric_acc_mean(valid, 0, TEMA_RANK_OPTIMISTIC, m),
-                tema_metric_acc_mean(valid, 1, TEMA_RANK_OPTIMISTIC, m), ts->best_epoch);
+                tema_metric_acc_mean(valid, 1, TEMA_RANK_OPTIMISTIC, m), ts->best_epoch, left);
     } else {
-        fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training)\n", epoch,
-                s->epochs, mean_loss, steps_done, secs, step_rate);
+        fprintf(stderr, "epoch %d/%d: loss %.4f, %" PRId64 " steps, %.1f s (%.2f steps/s training)%s\n", epoch,
+                s->epochs, mean_loss, steps_done, secs, step_rate, left);
     }
     return TEMA_OK;
 }

@@ -467,6 +467,9 @@ START_TEST(t_failed_run_is_recorded_and_the_others_finish)
     int rc = tu_tema_grid(args, &out, &err);
     ck_assert_msg(rc == 2, "exit status %d, want 2 (the number of failed runs):\n%s", rc, err);
     ck_assert_msg(strstr(err, "2 ran ok, 2 failed"), "%s", err);
+    /* a progress line after each run, the last with everything ended */
+    ck_assert_msg(strstr(err, "tema: grid: 1 of 4 ended") && strstr(err, "tema: grid: 4 of 4 ended (2 ok, 2 failed), "
+                                                                          "0 running, 0 pending; ETA 0:00:00"), "%s", err);
     free(out);
     free(err);
 
