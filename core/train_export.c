@@ -205,18 +205,25 @@ static tema_status export_users(tema_trained *t, const tema_split *sp, const cha
     return st;
 }
 
+/* The run of a, with every plugin the registry finds (*reg: the caller frees it). */
+static tema_status open_run(const export_args *a, tema_registry **reg, tema_trained *t, tema_err *err)
+{
+    *reg = tema_registry_new(tema_host_get());
+    if (!*reg) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_registry_scan(*reg);
+    return tema_trained_open(a->run, *reg, a->checkpoint, a->threads, t, err);
+}
+
 int tema_export_cli(int argc, char **argv)
 {
     export_args a;
     int rc = parse_args(argc, argv, false, &a);
     if (rc) return rc;
-    tema_registry *reg = tema_registry_new(tema_host_get());
-    if (reg) tema_registry_scan(reg);
+    tema_registry *reg = NULL;
     tema_trained t;
     tema_err err = {0};
-    tema_status st = reg ? tema_trained_open(a.run, reg, a.checkpoint, a.threads, &t, &err)
-                         : tema_fail(&err, TEMA_ENOMEM, "out of memory");
-    if (reg && st == TEMA_OK) {
+    tema_status st = open_run(&a, &reg, &t, &err);
+    if (st == TEMA_OK) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s", a.out ? a.out : "");
         size_t len = strlen(a.run);
@@ -347,13 +354,11 @@ int tema_recommend_cli(int argc, char **argv)
     export_args a;
     int rc = parse_args(argc, argv, true, &a);
     if (rc) return rc;
-    tema_registry *reg = tema_registry_new(tema_host_get());
-    if (reg) tema_registry_scan(reg);
+    tema_registry *reg = NULL;
     tema_trained t;
     tema_err err = {0};
-    tema_status st = reg ? tema_trained_open(a.run, reg, a.checkpoint, a.threads, &t, &err)
-                         : tema_fail(&err, TEMA_ENOMEM, "out of memory");
-    if (reg && st == TEMA_OK) {
+    tema_status st = open_run(&a, &reg, &t, &err);
+    if (st == TEMA_OK) {
         const tema_split *sp = split_of(t.ds, a.split);
         int64_t *lines = NULL, n = 0;
         tema_sb out = {0};
