@@ -32,9 +32,19 @@ static const char usage_text[] =
     "  results EXP.yaml [--set ...]... [--results DIR]\n"
     "                         one row per run (grid values, state, every metric under every rule,\n"
     "                         time, memory) into DIR/NAME/runs.csv and runs.jsonl, for pandas\n"
-    "  slurm EXP.yaml [--partition P] [--time T] [--cpus C] [--gpus G] [--max-parallel K]\n"
-    "        [--results DIR] [--set ...]... [--submit]\n"
-    "                         write a Slurm job-array script for the grid (and sbatch it)\n"
+    "  slurm EXP.yaml [--partition P] [--time T] [--cpus C] [--mem M] [--gpus G]\n"
+    "        [--max-parallel K] [--setup FILE|LINE]... [--tema CMD] [--results DIR]\n"
+    "        [--set ...]... [--submit]\n"
+    "                         write DIR/NAME/slurm/NAME.sbatch, a job array over the runs not done\n"
+    "                         (task i runs `tema run EXP.yaml --index i`), and sbatch it with\n"
+    "                         --submit; nothing to do: no script, exit 0. Paths stay as given,\n"
+    "                         relative to the folder it is submitted from (submit from here).\n"
+    "                         --mem M: sbatch --mem (8G); --gpus G: a GPU per task, for runs on\n"
+    "                         backend.plugin=cuda only; --max-parallel K: the array's %K;\n"
+    "                         --setup: a file, or a shell line (repeatable), run before tema\n"
+    "                         ('module load cuda', 'source venv/bin/activate'); --tema CMD: the\n"
+    "                         command that runs tema there (default: `tema` if the one on PATH\n"
+    "                         is this program, else this binary's absolute path)\n"
     "  report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]\n"
     "                         tables with significance marks, timing, plots (and an HTML page)\n"
     "  tags EXP.yaml [--set ...]... [--results DIR] [--force]   tag the items once (stored in DIR/tags/)\n"
@@ -105,6 +115,7 @@ typedef struct exp_args {
     const char *overrides[128];
     int n_overrides;
     const char *results;
+    const char *setup[64];
     bool force, print, json, submit;
     long jobs;       /* run: -j N */
     long index;      /* run / check: --index I; -1 = every entry */
@@ -160,6 +171,13 @@ static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
         } else if (mode == MODE_SLURM && !strcmp(o, "--gpus") && v) {
             if ((rc = parse_int_arg(o, argv[++i], 0, 64, &x))) return rc;
             a->slurm.gpus = (int)x;
+        } else if (mode == MODE_SLURM && !strcmp(o, "--mem") && v) {
+            a->slurm.mem = argv[++i];
+        } else if (mode == MODE_SLURM && !strcmp(o, "--tema") && v) {
+            a->slurm.tema = argv[++i];
+        } else if (mode == MODE_SLURM && !strcmp(o, "--setup") && v) {
+            if (a->slurm.n_setup == 64) return usage("too many --setup options");
+            a->setup[a->slurm.n_setup++] = argv[++i];
         } else if (mode == MODE_SLURM && !strcmp(o, "--max-parallel") && v) {
             if ((rc = parse_int_arg(o, argv[++i], 1, 100000, &x))) return rc;
             a->slurm.max_parallel = (int)x;
@@ -174,6 +192,7 @@ static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
         }
     }
     if (!a->path) return usage("missing the experiment file (EXP.yaml)");
+    a->slurm.setup = a->setup;
     return 0;
 }
 
@@ -268,6 +287,35 @@ static int cmd_experiment(int argc, char **argv, bool run)
     return rc;
 }
 
+/* `tema slurm` after expansion: the script over the runs left (none: a message, exit 0),
+ * submitted with --submit. */
+static int slurm_write(exp_args *a, const tema_grid *g, tema_err *err)
+{
+    a->slurm.overrides = a->overrides;
+    a->slurm.n_overrides = a->n_overrides;
+    tema_slurm_script s;
+    if (tema_grid_write_slurm(g, &a->slurm, &s, err) != TEMA_OK) return fail(err);
+    char left[160] = "";
+    if (s.n_done || s.n_running)
+        snprintf(left, sizeof left, "; left out: %zu done, %zu running elsewhere", s.n_done, s.n_running);
+    if (!s.path) {
+        printf("nothing to submit: every run of %s is done or running (%zu done, %zu running); no script written\n",
+               a->path, s.n_done, s.n_running);
+        return 0;
+    }
+    printf("%s\n%zu array task%s of %zu run%s%s\n", s.path, s.n_tasks, s.n_tasks == 1 ? "" : "s", g->n_runs,
+           g->n_runs == 1 ? "" : "s", left);
+    int rc = 0;
+    if (a->submit) {
+        char job[128];
+        if (tema_grid_submit_slurm(s.path, job, sizeof job, err) != TEMA_OK) rc = fail(err);
+        else printf("submitted job %s (%zu array task%s); follow with `tema status %s`\n", job, s.n_tasks,
+                    s.n_tasks == 1 ? "" : "s", a->path);
+    }
+    free(s.path);
+    return rc;
+}
+
 /* `tema manifest` / `tema status` / `tema slurm` */
 static int cmd_grid_tool(int argc, char **argv, exp_mode mode)
 {
@@ -276,8 +324,14 @@ static int cmd_grid_tool(int argc, char **argv, exp_mode mode)
     if (rc) return rc;
     tema_registry *r = load_registry(mode != MODE_SLURM);
     if (!r) return 1;
-    tema_grid *g = expand(&a, r);
     tema_err err = {0};
+    a.slurm.reg = r;
+    /* before expanding: --gpus of a cuda experiment without a cuda build says so, not "unknown plugin" */
+    if (mode == MODE_SLURM && tema_slurm_check_opts(&a.slurm, &err) != TEMA_OK) {
+        tema_registry_free(r);
+        return fail(&err);
+    }
+    tema_grid *g = expand(&a, r);
     if (!g) {
         rc = 1;
     } else if (mode == MODE_MANIFEST) {
@@ -290,21 +344,7 @@ static int cmd_grid_tool(int argc, char **argv, exp_mode mode)
         if (tema_grid_write_runs_table(g, csv, sizeof csv, &n_final, &err) != TEMA_OK) rc = fail(&err);
         else printf("%s (%zu runs, %zu with results; JSON lines beside it)\n", csv, g->n_runs, n_final);
     } else {
-        char *script = NULL;
-        a.slurm.overrides = a.overrides;
-        a.slurm.n_overrides = a.n_overrides;
-        if (tema_grid_write_slurm(g, &a.slurm, &script, &err) != TEMA_OK) {
-            rc = fail(&err);
-        } else {
-            printf("%s\n", script);
-            if (a.submit) {
-                char job[128];
-                if (tema_grid_submit_slurm(script, job, sizeof job, &err) != TEMA_OK) rc = fail(&err);
-                else printf("submitted job %s (%zu array tasks); follow with `tema status %s`\n", job, g->n_runs,
-                            a.path);
-            }
-        }
-        free(script);
+        rc = slurm_write(&a, g, &err);
     }
     tema_grid_free(g);
     tema_registry_free(r);

@@ -150,21 +150,47 @@ tema_status tema_grid_run_local(const tema_grid *g, const tema_grid_exec *ex, te
 typedef struct tema_slurm_opts {
     const char *partition;          /* NULL: the cluster's default */
     const char *time;               /* NULL: the partition's default; e.g. "02:00:00" */
+    const char *mem;                /* per node, as sbatch --mem takes it ("8G", "500M"); NULL: the default */
     int cpus;                       /* per task; 0: the largest backend.threads of the runs */
     int gpus;                       /* per task; 0: none */
     int max_parallel;               /* the array's %K; 0: all at once */
-    const char *exe;                /* the tema binary; NULL = /proc/self/exe */
+    const char *tema;               /* --tema: the command that runs tema, written verbatim (it may be
+                                     * "apptainer exec tema.sif tema"); NULL: `tema` when the one on PATH
+                                     * is this program, else this binary's absolute path */
+    const char *const *setup;       /* --setup: each a file (its text goes in) or a shell line, run
+                                     * before tema (module load, source venv/bin/activate) */
+    int n_setup;
+    const tema_registry *reg;       /* whether a cuda backend is built (for --gpus); NULL: unknown */
     const char *const *overrides;   /* passed on as --set */
     int n_overrides;
 } tema_slurm_opts;
 
-/* Write results_dir/name/slurm/NAME.sbatch: a job array over every entry, each task
- * running `tema run EXP --index $SLURM_ARRAY_TASK_ID --results DIR` with absolute paths, in
- * the current directory (relative paths in the experiment resolve as here), with the
- * thread environment set to the CPUs per task. Also writes the seeded synthetic datasets
- * the runs share, so that concurrent tasks never generate the same one. *script_path gets
- * the script's absolute path (caller frees). */
-tema_status tema_grid_write_slurm(const tema_grid *g, const tema_slurm_opts *o, char **script_path, tema_err *err);
+/* The checks of the options that need no grid: --mem's form, and a cuda backend for --gpus
+ * (when o->reg is given). tema_grid_write_slurm makes them too. */
+tema_status tema_slurm_check_opts(const tema_slurm_opts *o, tema_err *err);
+
+/* What tema_grid_write_slurm wrote. */
+typedef struct tema_slurm_script {
+    char *path;                     /* results_dir/NAME/slurm/NAME.sbatch as results_dir was given;
+                                     * NULL when no run is left to do (no script written) */
+    size_t n_tasks;                 /* array tasks: the runs neither done nor running */
+    size_t n_done, n_running;       /* runs left out of the array */
+} tema_slurm_script;
+
+/* Write results_dir/name/slurm/NAME.sbatch: a job array over the entries that are neither
+ * done nor running (`--array=3,5,7-9%K`), task i running `tema run EXP --index i --results
+ * DIR` with EXP and DIR as given, after a `cd "$SLURM_SUBMIT_DIR"`: submitted from the
+ * folder `tema slurm` ran in, it works wherever a cluster mounts that folder. The thread
+ * environment is set to the CPUs per task. With every run done or running, nothing is
+ * written (out->path NULL, TEMA_OK).
+ * --gpus needs runs on the cuda backend: a cpu run is refused rather than switched, because
+ * the backend is part of the resolved config and so of the run id; switched here, the runs
+ * would get ids that `tema status` / `tema report` of the same file never look for. The fix
+ * the error names, --set backend.plugin=cuda, is given to those commands too.
+ * Also writes the seeded synthetic datasets the runs share, so that concurrent tasks never
+ * generate the same one. out->path: caller frees. */
+tema_status tema_grid_write_slurm(const tema_grid *g, const tema_slurm_opts *o, tema_slurm_script *out,
+                                  tema_err *err);
 
 /* `sbatch --parsable SCRIPT`; job_id (cap bytes) gets the job id sbatch printed. */
 tema_status tema_grid_submit_slurm(const char *script_path, char *job_id, size_t cap, tema_err *err);

@@ -615,21 +615,21 @@ START_TEST(t_slurm_script)
               "  seeds: [1, 2]\n");
     char *out, *err;
     snprintf(args, sizeof args,
-             "slurm '%s' --results '%s' --partition debug --time 00:20:00 --cpus 3 --gpus 1 --max-parallel 4 "
+             "slurm '%s' --results '%s' --partition debug --time 00:20:00 --cpus 3 --mem 8G --max-parallel 4 "
              "--set train.epochs=1",
              path, results);
     int rc = tu_tema(args, &out, &err);
     ck_assert_msg(rc == 0, "%s", err);
     char script[1024];
-    snprintf(script, sizeof script, "%s/sl/slurm/sl.sbatch\n", results);
+    snprintf(script, sizeof script, "%s/sl/slurm/sl.sbatch\n6 array tasks of 6 runs\n", results);
     ck_assert_str_eq(out, script);
-    script[strlen(script) - 1] = '\0';
+    *strchr(script, '\n') = '\0';
     free(out);
     free(err);
     char *text = read_text(script);
     ck_assert_ptr_nonnull(text);
     const char *want[] = {"#!/bin/bash\n", "\n#SBATCH --array=0-5%4\n", "\n#SBATCH --cpus-per-task=3\n",
-                          "\n#SBATCH --partition=debug\n", "\n#SBATCH --time=00:20:00\n", "\n#SBATCH --gres=gpu:1\n",
+                          "\n#SBATCH --partition=debug\n", "\n#SBATCH --time=00:20:00\n", "\n#SBATCH --mem=8G\n",
                           "\nexport OMP_NUM_THREADS=3 OPENBLAS_NUM_THREADS=3 OMP_THREAD_LIMIT=3\n",
                           " --index \"$SLURM_ARRAY_TASK_ID\" --results '", " --set 'train.epochs=1'\n"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
@@ -649,11 +649,13 @@ START_TEST(t_slurm_script)
     free(err);
     text = read_text(script);
     ck_assert_msg(strstr(text, "--array=0-5%6\n") && strstr(text, "--cpus-per-task=2\n") &&
-                      !strstr(text, "--partition") && !strstr(text, "--time") && !strstr(text, "--gres"),
+                      !strstr(text, "--partition") && !strstr(text, "--time") && !strstr(text, "--gres") &&
+                      !strstr(text, "--mem"),
                   "%s", text);
     free(text);
 
-    /* what an array task runs: entry 4 of the grid, into the results folder */
+    /* what an array task runs: entry 4 of the grid, into the results folder (outside Slurm it
+     * stays in the current folder: the paths here are absolute, as given) */
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "bash -n '%s' && cd / && SLURM_ARRAY_TASK_ID=4 bash '%s' >'%s/task.log' 2>&1", script,
              script, dir);
