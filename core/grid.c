@@ -322,7 +322,7 @@ static void blame_entry(const tema_grid *g, const tema_grid_run *run, tema_err *
 static tema_status place_run(const expansion *x, tema_grid_run *run, tema_err *err)
 {
     tema_grid *g = x->g;
-    tema_status st = tema_run_ids(run->cfg, x->reg, run->id, run->v1_id, err);
+    tema_status st = tema_run_ids(run->cfg, x->reg, run->id, NULL, err);
     if (st != TEMA_OK) return st;
     if (!g->name) {
         const char *name = tema_cfg_str(run->cfg, "name", NULL);
@@ -439,7 +439,7 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
     }
     /* The one folder this file touches: a run of the old id scheme is moved to its new id
      * here, where every command (run, status, manifest, report) finds its runs. */
-    for (size_t i = 0; i < g->n_runs; i++) tema_run_migrate(g->results_dir, g->name, g->runs[i].v1_id, g->runs[i].id);
+    for (size_t i = 0; i < g->n_runs; i++) tema_run_migrate(g->results_dir, g->name, g->runs[i].cfg, g->runs[i].id);
     *out = g;
     return TEMA_OK;
 }

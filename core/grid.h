@@ -51,7 +51,6 @@ typedef struct tema_grid_run {
     size_t index;          /* position in the manifest, 0-based */
     size_t cell;           /* runs with the same cell differ only in the seed */
     char id[17];           /* run id (16 hex digits; run_id.h) */
-    char v1_id[17];        /* its id under the old scheme (a hash of the config JSON) */
     char *dir;             /* results_dir/name/id as given to tema_grid_expand */
     tema_cfg *cfg;         /* resolved config of this run */
     tema_grid_value *values; /* n_keys entries, in the order of tema_grid.keys */
@@ -74,7 +73,7 @@ typedef struct tema_grid {
  * (applied after the grid values; setting a grid key is an error). Problems are printed to
  * diag as "FILE:LINE:COL: message" (diag may be NULL) and the first goes into err. Two
  * entries that resolve to the same config are an error. A run folder under the old id
- * scheme (v1_id) is renamed to the run's id when that one does not exist yet
+ * scheme is renamed to the run's id when that one does not exist yet
  * (tema_run_migrate). *out is owned by the caller: free with tema_grid_free. */
 tema_status tema_grid_expand(const char *path, const char *const *overrides, int n_overrides, tema_registry *reg,
                              const char *results_dir, FILE *diag, tema_grid **out, tema_err *err);

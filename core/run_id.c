@@ -559,7 +559,7 @@ tema_status tema_run_check_plugin_files(const char *run_dir, const tema_plugin_f
 
 static bool lock_held(const char *dir)
 {
-    char p[4300];
+    char p[4400];
     snprintf(p, sizeof p, "%s/lock", dir);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
@@ -569,16 +569,53 @@ static bool lock_held(const char *dir)
     return held;
 }
 
-bool tema_run_migrate(const char *results_dir, const char *exp_name, const char *v1, const char *v2)
+/* The scheme-1 folder of this run, if any: the config as given, or with another thread count
+ * (which scheme 1 hashed, so a run made with --set backend.threads=1 is found too). */
+static bool find_v1(const char *exp_dir, const tema_cfg *resolved, char *from, size_t cap)
 {
-    if (!strcmp(v1, v2)) return false;
-    char from[4200], to[4200];
-    snprintf(from, sizeof from, "%s/%s/%s", results_dir && *results_dir ? results_dir : "results", exp_name, v1);
-    snprintf(to, sizeof to, "%s/%s/%s", results_dir && *results_dir ? results_dir : "results", exp_name, v2);
+    tema_cfg *t = tema_cfg_clone(resolved);
+    tema_cfg *threads = t ? (tema_cfg *)tema_cfg_get(t, "backend.threads") : NULL;
+    bool found = false;
+    for (int n = 0; t && n <= 256 && !found; n = n < 32 ? n + 1 : 2 * n) {
+        char v[16], id[17];
+        if (n > 0) {
+            if (!threads || threads->type != TEMA_CFG_SCALAR) break;
+            snprintf(v, sizeof v, "%d", n);
+            if (!set_text(threads, v)) break;
+            threads->quoted = false;
+        }
+        char *json = tema_cfg_to_json(t);
+        if (!json) break;
+        tema_results_run_id(json, id);
+        free(json);
+        struct stat st;
+        snprintf(from, cap, "%s/%s", exp_dir, id);
+        found = stat(from, &st) == 0 && S_ISDIR(st.st_mode) && !lock_held(from);
+    }
+    tema_cfg_free(t);
+    return found;
+}
+
+static bool empty_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) return false;
+    bool empty = true;
+    for (struct dirent *e; empty && (e = readdir(d));) empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
+bool tema_run_migrate(const char *results_dir, const char *exp_name, const tema_cfg *resolved, const char *id)
+{
+    char exp_dir[4200], from[4300], to[4300];
+    snprintf(exp_dir, sizeof exp_dir, "%s/%s", results_dir && *results_dir ? results_dir : "results", exp_name);
+    snprintf(to, sizeof to, "%s/%s", exp_dir, id);
     struct stat st;
-    if (stat(from, &st) != 0 || !S_ISDIR(st.st_mode) || lock_held(from)) return false;
-    /* an empty v2 folder (made by a runner before it found nothing to resume) is replaced */
+    if (stat(exp_dir, &st) != 0 || (stat(to, &st) == 0 && !empty_dir(to))) return false;
+    if (!find_v1(exp_dir, resolved, from, sizeof from) || !strcmp(from, to)) return false;
+    /* an empty folder at the new id (made by a runner before it found nothing) is replaced */
     if (rename(from, to) != 0) return false;
-    fprintf(stderr, "tema: moved %s to %s (run ids now hash the data by content)\n", from, v2);
+    fprintf(stderr, "tema: moved %s to %s (run ids now hash the data by content)\n", from, id);
     return true;
 }

@@ -35,10 +35,11 @@ tema_status tema_run_identity(const tema_cfg *resolved, tema_registry *reg, char
 /* The run's id (scheme 2) and, when v1 is not NULL, its scheme-1 id; 16 hex digits + NUL. */
 tema_status tema_run_ids(const tema_cfg *resolved, tema_registry *reg, char id[17], char v1[17], tema_err *err);
 
-/* When results_dir/exp_name/v2 does not exist (or is an empty folder) and .../v1 holds a run
- * that no process is running, renames v1 to v2 (atomic) and says so on stderr. Returns true
- * when it moved the folder. */
-bool tema_run_migrate(const char *results_dir, const char *exp_name, const char *v1, const char *v2);
+/* When results_dir/exp_name/id does not exist (or is an empty folder) and the folder of the
+ * run's scheme-1 id does (the config's as given, or with backend.threads at any count in
+ * 1..32, 64, 128, 256), and no process is running it, renames that to id (atomic) and says so
+ * on stderr. Returns true when it moved a folder. */
+bool tema_run_migrate(const char *results_dir, const char *exp_name, const tema_cfg *resolved, const char *id);
 
 /* The plugins a resolved config names (nested ones too), each once, in config order; returns
  * how many (at most cap). */

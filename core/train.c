@@ -838,15 +838,12 @@ static tema_status run_inner(runner *r, tema_err *err)
     double t_start = tema_now();
     tema_status st = read_settings(r->cfg, &r->s, err);
     if (st != TEMA_OK || (st = apply_threads(r, r->opts->threads, err)) != TEMA_OK) return st;
-    char name[256], id[17], v1[17];
+    char name[256], id[17];
     experiment_name(r->cfg, r->opts->config_path, name, sizeof name);
     char *identity = NULL;
-    if ((st = tema_run_identity(r->cfg, r->reg, &identity, err)) != TEMA_OK ||
-        (st = tema_run_ids(r->cfg, r->reg, id, v1, err)) != TEMA_OK) {
-        free(identity);
-        return st;
-    }
-    tema_run_migrate(r->opts->results_dir, name, v1, id);
+    if ((st = tema_run_identity(r->cfg, r->reg, &identity, err)) != TEMA_OK) return st;
+    tema_results_run_id(identity, id);
+    tema_run_migrate(r->opts->results_dir, name, r->cfg, id);
     char *json = tema_cfg_to_json(r->cfg), *yaml = tema_cfg_to_yaml(r->cfg);
     tema_run_state rs = TEMA_RUN_NEW;
     if (!json) st = tema_fail(err, TEMA_ENOMEM, "cannot serialise the resolved config");
