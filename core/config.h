@@ -72,6 +72,17 @@ tema_status tema_cfg_plugin_validate(tema_cfg *node, const char *path, const cha
 tema_status tema_cfg_plugin_defaults(const char *kind, const char *name, tema_registry *reg, tema_cfg **out,
                                      tema_err *err);
 
+/* Where the core schema takes plugins: path ("model.encoders"), kind ("encoder") and shape
+ * (TEMA_SLOT_ONE: a plugin map, TEMA_SLOT_LIST: a list of them, TEMA_SLOT_MAP: NAME -> one).
+ * Fills out[] (up to cap) and returns how many there are. */
+typedef enum tema_slot_shape { TEMA_SLOT_ONE, TEMA_SLOT_LIST, TEMA_SLOT_MAP } tema_slot_shape;
+typedef struct tema_cfg_plugin_slot {
+    const char *path;
+    const char *kind;
+    tema_slot_shape shape;
+} tema_cfg_plugin_slot;
+size_t tema_cfg_plugin_slots(tema_cfg_plugin_slot *out, size_t cap);
+
 /* Is a plugin's string option a file or folder path (named path/file/dir or *_path,
  * *_file, *_dir)? Such options are resolved against the current directory and stored
  * absolute. */

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "grid_internal.h"
 #include "results.h"
+#include "run_id.h"
 #include "util.h"
 
 /* A grid larger than this is almost certainly a mistake (and its manifest unreadable). */
@@ -316,15 +317,13 @@ static void blame_entry(const tema_grid *g, const tema_grid_run *run, tema_err *
     err->msg[len] = '\0';
 }
 
-/* The run's id (the hash of its resolved configuration) and folder RESULTS/NAME/ID; every
- * run must name the same experiment. */
+/* The run's id (the hash of its identity, run_id.h) and folder RESULTS/NAME/ID; every run
+ * must name the same experiment. */
 static tema_status place_run(const expansion *x, tema_grid_run *run, tema_err *err)
 {
     tema_grid *g = x->g;
-    char *json = tema_cfg_to_json(run->cfg);
-    if (!json) return tema_fail(err, TEMA_ENOMEM, "out of memory");
-    tema_results_run_id(json, run->id);
-    free(json);
+    tema_status st = tema_run_ids(run->cfg, x->reg, run->id, NULL, err);
+    if (st != TEMA_OK) return st;
     if (!g->name) {
         const char *name = tema_cfg_str(run->cfg, "name", NULL);
         if (!plain_folder_name(name))
@@ -363,7 +362,8 @@ static tema_status check_duplicate(const expansion *x, size_t r, tema_err *err)
             }
         return tema_fail(err, TEMA_EINVAL,
                          "%s: grid entries %zu (%s) and %zu (%s) resolve to the same configuration (run %s); "
-                         "hint: remove the duplicate value (1e-3 and 0.001 are the same number)",
+                         "hint: remove the duplicate value (1e-3 and 0.001 are the same number; backend.threads "
+                         "and a plugin option at its default are not part of a run id)",
                          where, q, la, r, lb, run->id);
     }
     return TEMA_OK;
@@ -437,6 +437,9 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
         tema_grid_free(g);
         return st;
     }
+    /* The one folder this file touches: a run of the old id scheme is moved to its new id
+     * here, where every command (run, status, manifest, report) finds its runs. */
+    for (size_t i = 0; i < g->n_runs; i++) tema_run_migrate(g->results_dir, g->name, g->runs[i].cfg, g->runs[i].id);
     *out = g;
     return TEMA_OK;
 }

@@ -18,9 +18,10 @@
  * there), then the --set overrides, then validation as in tema_cfg_resolve; errors name
  * the grid entry's FILE:LINE:COL. An experiment without a grid is a grid of one run.
  *
- * The run id is the results store's hash of the run's canonical resolved config, so
- * report layouts and grid edits never change the ids of runs whose config is unchanged,
- * and a cell that is also a standalone experiment shares its folder.
+ * The run id is the hash of the run's identity (run_id.h: its resolved config with the data
+ * named by content, execution details and plugin defaults left out), so report layouts,
+ * grid edits, thread counts and where the data lives never change the ids of runs whose
+ * config is unchanged, and a cell that is also a standalone experiment shares its folder.
  *
  * Run folder files added here (beside those of core/results.h):
  *   lock     held (fcntl write lock) by the process running the run; holds "PID HOST"
@@ -49,7 +50,7 @@ typedef struct tema_grid_value {
 typedef struct tema_grid_run {
     size_t index;          /* position in the manifest, 0-based */
     size_t cell;           /* runs with the same cell differ only in the seed */
-    char id[17];           /* run id (16 hex digits) */
+    char id[17];           /* run id (16 hex digits; run_id.h) */
     char *dir;             /* results_dir/name/id as given to tema_grid_expand */
     tema_cfg *cfg;         /* resolved config of this run */
     tema_grid_value *values; /* n_keys entries, in the order of tema_grid.keys */
@@ -71,8 +72,9 @@ typedef struct tema_grid {
 /* Expand an experiment file into its runs. overrides are "key.path=value" as for --set
  * (applied after the grid values; setting a grid key is an error). Problems are printed to
  * diag as "FILE:LINE:COL: message" (diag may be NULL) and the first goes into err. Two
- * entries that resolve to the same config are an error. *out is owned by the caller: free
- * with tema_grid_free. */
+ * entries that resolve to the same config are an error. A run folder under the old id
+ * scheme is renamed to the run's id when that one does not exist yet
+ * (tema_run_migrate). *out is owned by the caller: free with tema_grid_free. */
 tema_status tema_grid_expand(const char *path, const char *const *overrides, int n_overrides, tema_registry *reg,
                              const char *results_dir, FILE *diag, tema_grid **out, tema_err *err);
 void tema_grid_free(tema_grid *g);

@@ -1,6 +1,7 @@
 /* core/grid_runs.c - the run folders of a grid: states read from them (`tema status`), the
  * lock and the failure record, one entry run in this process, and the synthetic data runs
- * share. Separate from grid.c, which only turns a file into runs and never touches a folder;
+ * share. Separate from grid.c, which only turns a file into runs (moving old-scheme folders
+ * to their new ids is all it does to folders);
  * the local and Slurm runners build on what is here. */
 #include <dirent.h>
 #include <errno.h>

@@ -70,6 +70,13 @@ void tema_results_close(tema_run *run)
 tema_status tema_results_open(const char *results_dir, const char *exp_name, const char *config_json,
                               const char *config_yaml, tema_run **out, tema_run_state *state, tema_err *err)
 {
+    return tema_results_open_id(results_dir, exp_name, NULL, config_json, config_yaml, out, state, err);
+}
+
+tema_status tema_results_open_id(const char *results_dir, const char *exp_name, const char *run_id,
+                                 const char *config_json, const char *config_yaml, tema_run **out,
+                                 tema_run_state *state, tema_err *err)
+{
     *out = NULL;
     if (!exp_name || !*exp_name || strchr(exp_name, '/') || !strcmp(exp_name, ".") || !strcmp(exp_name, ".."))
         return tema_fail(err, TEMA_EINVAL,
@@ -82,7 +89,8 @@ tema_status tema_results_open(const char *results_dir, const char *exp_name, con
     tema_run *run = calloc(1, sizeof *run);
     if (!run)
         return tema_fail(err, TEMA_ENOMEM, "results: out of memory");
-    tema_results_run_id(config_json, run->id);
+    if (run_id) snprintf(run->id, sizeof run->id, "%s", run_id);
+    else tema_results_run_id(config_json, run->id);
     char *exp_dir = join(results_dir, exp_name);
     run->dir = exp_dir ? join(exp_dir, run->id) : NULL;
     free(exp_dir);
@@ -309,6 +317,7 @@ tema_status tema_results_meta(tema_run *run, const tema_run_meta *meta, tema_err
         json_object_object_add(po, "name", str_or_null(p->name));
         json_object_object_add(po, "version", str_or_null(p->version));
         json_object_object_add(po, "file", str_or_null(p->file));
+        if (p->file_hash) json_object_object_add(po, "file_hash", json_object_new_string(p->file_hash));
         json_object_array_add(plugins, po);
     }
     char commit[128], host[256] = "unknown", start[32];
@@ -328,6 +337,7 @@ tema_status tema_results_meta(tema_run *run, const tema_run_meta *meta, tema_err
     json_object_object_add(o, "threads", json_object_new_int(meta->threads));
     json_object_object_add(o, "backend", str_or_null(meta->backend));
     json_object_object_add(o, "config_path", str_or_null(meta->config_path));
+    if (meta->identity_json) json_object_object_add(o, "identity", json_tokener_parse(meta->identity_json));
     json_object_object_add(o, "plugins", plugins);
     return write_json(run, "meta.json", o, err);
 }

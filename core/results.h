@@ -1,13 +1,14 @@
 /* core/results.h - the run folder: results/<experiment>/<run-id>/ (core-internal).
  *
- * One run folder per (experiment name, resolved config). The run id is the first 16 hex
- * digits of a 64-bit FNV-1a hash of the canonical resolved config JSON, so re-running the
+ * One run folder per (experiment name, run identity). The run id is the first 16 hex
+ * digits of a 64-bit FNV-1a hash of the run's identity (run_id.h: the resolved config with
+ * the data named by content, execution details and defaults left out), so re-running the
  * same experiment lands in the same folder and a changed config in a new one.
  *
  * Files in the run folder:
  *   config.yaml, config.json  resolved config (written by tema_results_open on a fresh start)
- *   meta.json                 plugins used, git commit + dirty flag, host, version, time,
- *                             threads, backend
+ *   meta.json                 plugins used (with a hash of each plugin file), git commit +
+ *                             dirty flag, host, version, time, threads, backend, identity
  *   epochs.jsonl              one JSON object per epoch (appended and fsync'ed per line)
  *   final.json                valid + test metrics per domain and rank rule, best epoch, ...
  *   ranks.tsv                 one line per test case: user domain target optimistic
@@ -46,7 +47,8 @@ typedef enum tema_run_state {
     TEMA_RUN_INTERRUPTED = 2  /* a status file but no DONE: an earlier run died or was stopped */
 } tema_run_state;
 
-/* The run id of a canonical resolved config JSON: 16 lowercase hex digits + NUL. */
+/* The run id of a canonical JSON text: 16 lowercase hex digits + NUL. Scheme 1 hashed the
+ * resolved config's JSON; scheme 2 hashes the run's identity (run_id.h). */
 void tema_results_run_id(const char *config_json, char id[17]);
 
 /* Create (mkdir -p) results_dir/exp_name/<run-id>/ and report its state. Writes nothing
@@ -54,6 +56,12 @@ void tema_results_run_id(const char *config_json, char id[17]);
  * name (no '/', not "." or ".."). *out is owned by the caller: free with tema_results_close. */
 tema_status tema_results_open(const char *results_dir, const char *exp_name, const char *config_json,
                               const char *config_yaml, tema_run **out, tema_run_state *state, tema_err *err);
+
+/* The same with the run id given (run_id.h's tema_run_ids); run_id NULL: the scheme-1 id of
+ * config_json, as tema_results_open. */
+tema_status tema_results_open_id(const char *results_dir, const char *exp_name, const char *run_id,
+                                 const char *config_json, const char *config_yaml, tema_run **out,
+                                 tema_run_state *state, tema_err *err);
 
 /* Start (or resume) writing. fresh = true removes the outputs of any earlier attempt
  * (epochs.jsonl, final.json, ranks.tsv, meta.json, DONE, best.bin, last.bin);
@@ -78,6 +86,7 @@ typedef struct tema_plugin_record {
     const char *name;
     const char *version;
     const char *file;     /* path of the .so, or "builtin" */
+    const char *file_hash;/* tema_file_fingerprint of file (NULL: not written); a resume checks it */
 } tema_plugin_record;
 
 typedef struct tema_run_meta {
@@ -90,6 +99,7 @@ typedef struct tema_run_meta {
     int threads;
     const char *backend;                /* "cpu", ... (NULL -> null) */
     const char *config_path;            /* the experiment file as given (NULL -> null) */
+    const char *identity_json;          /* what the run id hashes (run_id.h; NULL -> left out) */
 } tema_run_meta;
 /* Write meta.json (adds host name, tema version, start time in UTC ISO 8601). */
 tema_status tema_results_meta(tema_run *run, const tema_run_meta *meta, tema_err *err);

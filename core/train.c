@@ -26,6 +26,7 @@
 #include "text_features.h"
 #include "tags.h"
 #include "stop.h"
+#include "run_id.h"
 #include "train_internal.h"
 #include "util.h"
 
@@ -319,6 +320,7 @@ typedef struct runner {
     bool trainable;         /* a learnable parameter reaches the loss */
     float *grad_norm_dev;   /* one float of backend memory */
     int threads_override;   /* > 0: replaces backend.threads (not part of the run id) */
+    tema_plugin_files plugins; /* every plugin the config names, with its file's hash */
 } runner;
 
 static tema_status setup_backend(runner *r, tema_err *err)
@@ -389,36 +391,10 @@ static tema_status load_data(runner *r, tema_err *err)
     return TEMA_OK;
 }
 
-static tema_status write_meta(runner *r, tema_err *err)
+static tema_status write_meta(runner *r, const char *identity, tema_err *err)
 {
-    tema_plugin_record recs[7 + TEMA_TRAIN_MAX_ENCODERS];
-    int n = 0;
-    const tema_plugin *ps[7 + TEMA_TRAIN_MAX_ENCODERS];
-    ps[n++] = r->be_p;
-    for (int i = 0; i < r->model.n_enc; i++) ps[n++] = r->model.enc_p[i];
-    ps[n++] = r->model.att_p;
-    ps[n++] = r->model.loss_p;
-    /* the tag pipeline's plugins, when the experiment has one */
-    static const struct { const char *key; tema_kind kind; } tag_keys[] = {
-        {"model.tagger", TEMA_KIND_TAGGER}, {"model.tag_select", TEMA_KIND_TAG_SELECT}, {"model.tag_repr", TEMA_KIND_TAG_REPR}};
-    if (r->model.info.n_tags > 0)
-        for (size_t k = 0; k < sizeof tag_keys / sizeof tag_keys[0]; k++) {
-            const char *pname = NULL;
-            tema_cfg_plugin_node(tema_cfg_get(r->cfg, tag_keys[k].key), &pname);
-            const tema_plugin *tp = pname ? tema_registry_find(r->reg, tag_keys[k].kind, pname) : NULL;
-            if (tp) ps[n++] = tp;
-        }
-    for (int i = 0; i < n; i++) {
-        const char *file = "builtin";
-        for (size_t k = 0; k < tema_registry_count(r->reg); k++) {
-            const tema_plugin_info *pi = tema_registry_at(r->reg, k);
-            if (pi->plugin == ps[i]) file = pi->file;
-        }
-        recs[i] = (tema_plugin_record){.kind = tema_kind_name(ps[i]->kind), .name = ps[i]->name,
-                                       .version = ps[i]->version, .file = file};
-    }
-    tema_run_meta meta = {.plugins = recs, .n_plugins = n, .threads = r->s.threads, .backend = r->be_p->name,
-                          .config_path = r->opts->config_path};
+    tema_run_meta meta = {.plugins = r->plugins.rec, .n_plugins = r->plugins.n, .threads = r->s.threads,
+                          .backend = r->be_p->name, .config_path = r->opts->config_path, .identity_json = identity};
     return tema_results_meta(r->run, &meta, err);
 }
 
@@ -865,20 +841,42 @@ static tema_status resume_state(runner *r, train_state *ts, bool *resume, tema_e
     return TEMA_OK;
 }
 
+static tema_status run_session(runner *r, const char *name, tema_run_state rs, const char *identity, double t_start,
+                               tema_err *err);
+
 static tema_status run_inner(runner *r, tema_err *err)
 {
     double t_start = tema_now();
     tema_status st = read_settings(r->cfg, &r->s, err);
     if (st != TEMA_OK || (st = apply_threads(r, r->opts->threads, err)) != TEMA_OK) return st;
-    char name[256];
+    char name[256], id[17];
     experiment_name(r->cfg, r->opts->config_path, name, sizeof name);
+    char *identity = NULL;
+    if ((st = tema_run_identity(r->cfg, r->reg, &identity, err)) != TEMA_OK) return st;
+    tema_results_run_id(identity, id);
+    tema_run_migrate(r->opts->results_dir, name, r->cfg, id);
     char *json = tema_cfg_to_json(r->cfg), *yaml = tema_cfg_to_yaml(r->cfg);
     tema_run_state rs = TEMA_RUN_NEW;
     if (!json) st = tema_fail(err, TEMA_ENOMEM, "cannot serialise the resolved config");
-    else st = tema_results_open(r->opts->results_dir, name, json, yaml, &r->run, &rs, err);
+    else st = tema_results_open_id(r->opts->results_dir, name, id, json, yaml, &r->run, &rs, err);
     free(json);
     free(yaml);
-    if (st != TEMA_OK) return st;
+    if (st != TEMA_OK) {
+        free(identity);
+        return st;
+    }
+    tema_run_plugin_files(r->cfg, r->reg, &r->plugins);
+    st = run_session(r, name, rs, identity, t_start, err);
+    free(identity);
+    return st;
+}
+
+/* After the run folder is open: a finished run's summary, or training (fresh or resumed)
+ * and the evaluation. */
+static tema_status run_session(runner *r, const char *name, tema_run_state rs, const char *identity, double t_start,
+                               tema_err *err)
+{
+    tema_status st;
     if (rs == TEMA_RUN_FINISHED && !r->opts->force) return print_finished(r->run, &r->s, err);
 
     if ((st = build_model(r, err)) != TEMA_OK) return st;
@@ -896,6 +894,7 @@ static tema_status run_inner(runner *r, tema_err *err)
     if (rs == TEMA_RUN_INTERRUPTED && !r->opts->force && r->s.resume && trainable &&
         file_exists(tema_results_last_path(r->run)) && (st = resume_state(r, &ts, &resume, err)) != TEMA_OK)
         return st;
+    if (resume && (st = tema_run_check_plugin_files(tema_results_dir(r->run), &r->plugins, err)) != TEMA_OK) return st;
     if (!resume) memset(&ts, 0, sizeof ts);
     /* earlier sessions' training time, so total_seconds spans an interrupted run */
     const double prior = ts.train_seconds + ts.epoch_seconds;
@@ -910,7 +909,7 @@ static tema_status run_inner(runner *r, tema_err *err)
         fprintf(stderr, "tema: resuming %s from epoch %d step %" PRId64 "\n", tema_results_dir(r->run),
                 ts.epochs_done + (ts.step_in_epoch ? 1 : 0), ts.step_in_epoch);
     }
-    if ((st = write_meta(r, err)) != TEMA_OK) return st;
+    if ((st = write_meta(r, identity, err)) != TEMA_OK) return st;
     fprintf(stderr, "tema: run %s/%s: %" PRId64 " parameters, %" PRId64 " training sequences, %d threads, backend %s\n",
             name, tema_results_id(r->run), tema_params_count(r->model.params), r->n_examples, r->s.threads,
             r->be_p->name);

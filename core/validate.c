@@ -453,6 +453,23 @@ static bool check_value(tema_cfg *n, const vspec *s, const char *path, tema_cfg_
 
 /* ---- plugins ---- */
 
+size_t tema_cfg_plugin_slots(tema_cfg_plugin_slot *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_SCHEMA; i++) {
+        const schema_key *k = &schema[i];
+        tema_slot_shape shape;
+        if (k->type == V_PLUGIN) shape = TEMA_SLOT_ONE;
+        else if (k->type == V_PLUGIN_LIST) shape = TEMA_SLOT_LIST;
+        else if (k->type == V_PLUGIN_MAP) shape = TEMA_SLOT_MAP;
+        else continue;
+        if (n < cap) out[n] = (tema_cfg_plugin_slot){.path = k->path, .kind = k->choices, .shape = shape};
+        n++;
+    }
+    return n;
+}
+
+
 bool tema_option_is_path(const char *name)
 {
     static const char *const suffixes[] = {"_path", "_file", "_dir"};

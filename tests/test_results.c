@@ -272,8 +272,8 @@ START_TEST(final_meta_ranks_files)
     tema_metric_acc_add(&test, 1, rc);
     tema_metric_acc_add(&valid, 0, rb);
 
-    tema_plugin_record plugins[] = {{"model", "sasrec", "1.2.0", "/x/libsasrec.so"},
-                                    {"encoder", "mean", "0.1.0", "builtin"}};
+    tema_plugin_record plugins[] = {{"model", "sasrec", "1.2.0", "/x/libsasrec.so", "00112233aabbccdd"},
+                                    {"encoder", "mean", "0.1.0", "builtin", NULL}};
     tema_run_meta meta = {.source_root = tu_source_root(), .plugins = plugins, .n_plugins = 2, .threads = 2,
                           .backend = "cpu", .config_path = "exp/food.yaml"};
     ck_assert_msg(tema_results_meta(run, &meta, &err) == TEMA_OK, "%s", err.msg);
