@@ -108,8 +108,8 @@ static void html_curves(report_ctx *R, tema_sb *b)
     tema_sb_add(b, "<section id=\"curves\">\n<h2>Training curves</h2>\n");
     bool any = false;
     for (int g = 0; g < R->n_groups; g++) {
-        char id[64], cap[600];
-        snprintf(id, sizeof id, "curves-%d", g + 1);
+        char id[REP_SLUG_MAX + 32], cap[600];
+        snprintf(id, sizeof id, "curves-%s", R->groups[g].slug);
         snprintf(cap, sizeof cap, "%s: loss and validation MRR per epoch, one line per seed", R->groups[g].label);
         if (R->groups[g].curves_stem) {
             add_figure(b, R->groups[g].curves_stem, id, cap);
@@ -136,7 +136,7 @@ static void html_configs(report_ctx *R, tema_sb *b)
             tema_sb_printf(b, " <code>%s</code> (seed %lld)", r->id, (long long)r->seed);
         }
         if (gr->curves_stem)
-            tema_sb_printf(b, " &middot; <a href=\"#curves-%d\">curves</a>", g + 1);
+            tema_sb_printf(b, " &middot; <a href=\"#curves-%s\">curves</a>", gr->slug);
         tema_sb_add(b, "</summary>\n<pre>");
         const run *r0 = &R->runs[gr->runs[0]];
         char *yaml = NULL;
