@@ -142,7 +142,7 @@ static void x_ticks(const plt_box *b, bool integer, plt_ticks *xt)
 {
     for (int max_n = 6;; max_n--) {
         plt_nice_ticks(b->xlo, b->xhi, max_n, integer, xt);
-        if (max_n <= 2 || (b->x1 - b->x0) / xt->n >= plt_ticks_width(xt) + 8)
+        if (max_n <= 2 || (b->x1 - b->x0) / xt->n >= plt_ticks_width(xt) + 6)
             return;
     }
 }

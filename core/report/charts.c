@@ -1,6 +1,7 @@
 /* core/report/charts.c - the PLplot charts of a report: a bar chart and heatmaps per table,
  * training curves per cell; every file drawn is listed among the report's files.
  */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -282,4 +283,33 @@ void rep_group_curves(report_ctx *R, group *g)
     }
     g->curves_stem = stem;
     record_plot(R, stem, &out);
+}
+
+/* Chart files in plots/ that this report did not write (an earlier report's curves-1.svg, a
+ * cell no longer in the grid): said, never deleted, since the folder may hold the user's own. */
+void rep_note_stale_plots(report_ctx *R)
+{
+    DIR *d = opendir(R->plot_dir);
+    if (!d)
+        return;
+    int n = 0;
+    char names[3][256];
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (!dot || (strcmp(dot, ".svg") && strcmp(dot, ".png") && strcmp(dot, ".pdf")))
+            continue;
+        bool ours = false;
+        for (int i = 0; i < R->n_files && !ours; i++) {
+            const char *slash = strrchr(R->files[i].path, '/');
+            ours = !strcmp(slash ? slash + 1 : R->files[i].path, e->d_name);
+        }
+        if (!ours && n < 3)
+            snprintf(names[n], sizeof names[n], "%s", e->d_name);
+        n += !ours;
+    }
+    closedir(d);
+    if (n)
+        rep_note(R, "%s holds %d chart file(s) this report did not write (%s%s%s%s%s%s): left from an earlier "
+                 "report; delete them, or report into a fresh --out", R->plot_dir, n, names[0], n > 1 ? ", " : "",
+                 n > 1 ? names[1] : "", n > 2 ? ", " : "", n > 2 ? names[2] : "", n > 3 ? ", ..." : "");
 }

@@ -168,6 +168,8 @@ static tema_status draw_charts(report_ctx *R, table *tables, int n_tables, bool 
     domain_names(R, tables, n_tables);
     for (int g = 0; curves && st == TEMA_OK && g < R->n_groups; g++)
         rep_group_curves(R, &R->groups[g]);
+    if (st == TEMA_OK)
+        rep_note_stale_plots(R);
     return st;
 }
 

@@ -298,11 +298,11 @@ void rep_metric_title(const char *name, char *buf, size_t cap);
 const char *rep_row_title(report_ctx *R, const table *T);
 void rep_render_md(report_ctx *R, const table *T, tema_sb *b);
 void rep_render_tex(report_ctx *R, const table *T, tema_sb *b);
-/* The start of a LaTeX float as l asks (its environment and type size), after a comment
- * naming the packages it needs; the caller ends it with \end{l->env}. */
+/* The start of a LaTeX float in l's environment, after a comment naming the packages it
+ * needs; the caller ends it with \end{l->env}. */
 void rep_tex_begin(tema_sb *b, const latex_spec *l, bool siunitx);
-/* The tabular with its top and bottom rules; with l->fit inside a \resizebox that shrinks it
- * to the line width when it is wider (never up). */
+/* The tabular with its top and bottom rules, in l's type size; with l->fit inside a
+ * \resizebox that shrinks it to the line width when it is wider (never up). */
 void rep_tex_tabular_begin(tema_sb *b, const latex_spec *l, const char *columns);
 void rep_tex_tabular_end(tema_sb *b, const latex_spec *l);
 void rep_render_csv(report_ctx *R, const table *T, tema_sb *b);
@@ -312,6 +312,8 @@ void rep_render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, t
 /* The charts: failures to draw are notes; only a bad heatmap: metric is an error. */
 void rep_table_bars(report_ctx *R, table *T);
 tema_status rep_table_heatmaps(report_ctx *R, table *T, int index, tema_err *err);
+/* A note naming chart files in plots/ that this report did not write (stale names). */
+void rep_note_stale_plots(report_ctx *R);
 /* Training curves of a group, named by its slug; R->domain_name titles the panels. */
 void rep_group_curves(report_ctx *R, group *g);
 /* The whole page; timing_html NULL without the timing table. */
