@@ -326,10 +326,10 @@ void plt_axes(const plt_page_size *pg, const plt_box *b, const plt_ticks *xt, co
 #define LEGEND_GAP 4.0     /* sample to text */
 #define LEGEND_SEP 12.0    /* between entries of a row */
 
-static void legend_sample(double x, double y, int colour, bool box)
+static void legend_sample(double x, double y, int colour, plt_legend_kind kind)
 {
     plcol0(colour);
-    if (box) {
+    if (kind == LEGEND_BOX) {
         double h = PT_LEGEND * 0.8;
         PLFLT xs[4] = {x + 3, x + LEGEND_SAMPLE - 3, x + LEGEND_SAMPLE - 3, x + 3};
         PLFLT ys[4] = {y - h / 2, y - h / 2, y + h / 2, y + h / 2};
@@ -338,11 +338,12 @@ static void legend_sample(double x, double y, int colour, bool box)
     }
     plt_line_width(LW_LINE);
     plt_segment(x, y, x + LEGEND_SAMPLE, y);
-    dot(x + LEGEND_SAMPLE / 2, y, DOT);
+    if (kind == LEGEND_LINE_DOT)
+        dot(x + LEGEND_SAMPLE / 2, y, DOT);
 }
 
 double plt_legend(const plt_page_size *pg, double x, double y_top, double max_w, const char *const *labels, int n,
-                  bool boxes, bool draw)
+                  plt_legend_kind kind, bool draw)
 {
     if (n <= 0)
         return 0;
@@ -363,7 +364,7 @@ double plt_legend(const plt_page_size *pg, double x, double y_top, double max_w,
         for (int i = 0; i < n; i++) {
             int r = i / cols, c = i % cols;
             double ex = x - width / 2 + c * (entry + LEGEND_SEP), ey = y_top - row_h * r - row_h / 2;
-            legend_sample(ex, ey, COL_SERIES + i % N_SERIES_COLOURS, boxes);
+            legend_sample(ex, ey, COL_SERIES + i % N_SERIES_COLOURS, kind);
             plcol0(COL_FG);
             plt_text(pg, ex + LEGEND_SAMPLE + LEGEND_GAP, ey, 0, PT_LEGEND, false, labels[i]);
         }

@@ -75,6 +75,16 @@ static const char **series_labels(const plt_lines_args *a, int n)
     return labels;
 }
 
+/* Dots show where the points (the evaluations) are; past 30 a line they would only blot it. */
+static bool dotted_lines(const plt_lines_args *a)
+{
+    for (int p = 0; p < a->n_panels; p++)
+        for (int s = 0; s < a->panels[p].n_series; s++)
+            if (a->panels[p].series[s].n > 30)
+                return false;
+    return true;
+}
+
 typedef struct line_layout {
     char *title[MAX_TITLE_LINES];
     int n_title;
@@ -87,7 +97,7 @@ static void layout_lines(const plt_lines_args *a, line_layout *L)
     double w = LINE_PANEL_W * a->n_panels;
     L->n_title = title_lines(a->title, w, L->title);
     int ns = n_series_max(a);
-    L->legend_h = plt_legend(NULL, 0, 0, w - 2 * PAD, series_labels(a, ns), ns, false, false);
+    L->legend_h = plt_legend(NULL, 0, 0, w - 2 * PAD, series_labels(a, ns), ns, LEGEND_LINE, false);
     double h = PAD + L->n_title * TITLE_LEAD + 4 + PANEL_TITLE_H + BOX_H + X_AXIS_H + 6 + L->legend_h + PAD;
     L->box_top = h - PAD - L->n_title * TITLE_LEAD - 4 - PANEL_TITLE_H;
     L->box_bottom = L->box_top - BOX_H;
@@ -147,7 +157,8 @@ static void x_ticks(const plt_box *b, bool integer, plt_ticks *xt)
     }
 }
 
-static void draw_line_panel(const plt_page_size *pg, const tema_plot_panel *pan, double x, const line_layout *L)
+static void draw_line_panel(const plt_page_size *pg, const tema_plot_panel *pan, double x, const line_layout *L,
+                            bool dots)
 {
     plt_box b;
     plt_ticks xt, yt;
@@ -158,9 +169,6 @@ static void draw_line_panel(const plt_page_size *pg, const tema_plot_panel *pan,
     b.y1 = L->box_top;
     x_ticks(&b, pan->integer_x, &xt);
     plt_grid(pg, &b, &xt, &yt);
-    int max_points = 0;
-    for (int s = 0; s < pan->n_series; s++)
-        max_points = pan->series[s].n > max_points ? pan->series[s].n : max_points;
     for (int s = 0; s < pan->n_series; s++) {
         PLFLT *px, *py;
         int m = finite_points(&pan->series[s], &px, &py);
@@ -169,8 +177,7 @@ static void draw_line_panel(const plt_page_size *pg, const tema_plot_panel *pan,
         plt_line_width(LW_LINE);
         if (m > 1)
             plline(m, px, py);
-        /* dots show where the evaluations are; past 30 they would only blot the line */
-        if (m == 1 || max_points <= 30)
+        if (m == 1 || dots)
             plt_dots(pg, &b, px, py, m, DOT);
     }
     plt_axes(pg, &b, &xt, &yt, pan->xlabel, pan->ylabel);
@@ -188,9 +195,10 @@ void plt_draw_lines(const void *args, const plt_page_size *pg)
     plcol0(COL_FG);
     plt_text_block(pg, pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
     for (int p = 0; p < a->n_panels; p++)
-        draw_line_panel(pg, &a->panels[p], p * LINE_PANEL_W, &L);
+        draw_line_panel(pg, &a->panels[p], p * LINE_PANEL_W, &L, dotted_lines(a));
     int ns = n_series_max(a);
-    plt_legend(pg, pg->w / 2, PAD + L.legend_h, pg->w - 2 * PAD, series_labels(a, ns), ns, false, true);
+    plt_legend(pg, pg->w / 2, PAD + L.legend_h, pg->w - 2 * PAD, series_labels(a, ns), ns,
+               dotted_lines(a) ? LEGEND_LINE_DOT : LEGEND_LINE, true);
 }
 
 /* ---- bar panels -------------------------------------------------------------------- */
@@ -262,7 +270,7 @@ static void layout_bars(const tema_plot_bar_chart *c, bar_layout *L)
     L->rows = (c->n_panels + L->cols - 1) / L->cols;
     double w = fmax(L->cols * L->panel_w + 2 * PAD, 200);
     L->n_title = title_lines(c->title, w, L->title);
-    L->legend_h = plt_legend(NULL, 0, 0, w - 2 * PAD, c->bar_labels, c->n_bars, true, false);
+    L->legend_h = plt_legend(NULL, 0, 0, w - 2 * PAD, c->bar_labels, c->n_bars, LEGEND_BOX, false);
     L->row_h = PANEL_TITLE_H + BOX_H + TICK_LEN + 2.5 + L->group_lines * PT_TICK * 1.25 + 5;
     double h = PAD + L->n_title * TITLE_LEAD + 4 + L->rows * L->row_h + 4 + L->legend_h + PAD;
     L->top = h - PAD - L->n_title * TITLE_LEAD - 4;
@@ -343,7 +351,7 @@ void plt_draw_bars(const void *args, const plt_page_size *pg)
     plt_text_block(pg, pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
     for (int p = 0; p < c->n_panels; p++)
         draw_bar_panel(pg, c, p, &L);
-    plt_legend(pg, pg->w / 2, PAD + L.legend_h, pg->w - 2 * PAD, c->bar_labels, c->n_bars, true, true);
+    plt_legend(pg, pg->w / 2, PAD + L.legend_h, pg->w - 2 * PAD, c->bar_labels, c->n_bars, LEGEND_BOX, true);
 }
 
 /* ---- heatmap ----------------------------------------------------------------------- */

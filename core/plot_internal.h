@@ -111,10 +111,12 @@ void plt_axes(const plt_page_size *pg, const plt_box *b, const plt_ticks *xt, co
 /* Space the axes of plt_axes take left of a box with these y ticks and a y label. */
 double plt_left_margin(const plt_ticks *yt, bool ylabel);
 
-/* A legend of n entries (line samples with markers, or colour boxes) in as few rows as fit
- * max_w, centred at x with its top at y_top; only measured when draw is false. Entry i has
- * colour COL_SERIES + i. Returns its height. */
+/* How a legend shows its entries: a colour box (bars), a line, or a line with a dot. */
+typedef enum plt_legend_kind { LEGEND_BOX, LEGEND_LINE, LEGEND_LINE_DOT } plt_legend_kind;
+
+/* A legend of n entries in as few rows as fit max_w, centred at x with its top at y_top;
+ * only measured when draw is false. Entry i has colour COL_SERIES + i. Returns its height. */
 double plt_legend(const plt_page_size *pg, double x, double y_top, double max_w, const char *const *labels, int n,
-                  bool boxes, bool draw);
+                  plt_legend_kind kind, bool draw);
 
 #endif
