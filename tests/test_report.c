@@ -306,6 +306,7 @@ START_TEST(plots_written)
     char *html = report_file(root, "rep", "report.html");
     ck_assert_msg(strstr(html, "<figure id=\"curves-attention-multi\">") &&
                       strstr(html, "<a href=\"#curves-attention-multi\">curves</a>"), "curves not linked by cell");
+    ck_assert_msg(strstr(html, "(<a href=\"plots/curves-attention-multi.pdf\">pdf</a>, "), "no link to the PDF");
     free(html);
 }
 END_TEST

@@ -21,6 +21,30 @@ static void add_base64(tema_sb *b, const unsigned char *p, size_t n)
     }
 }
 
+/* Links to the chart's files beside the page (plots/ next to report.html): the PDF for a
+ * paper, the PNG for slides. */
+static void add_file_links(tema_sb *b, const char *stem)
+{
+    const char *slash = strrchr(stem, '/');
+    const char *name = slash ? slash + 1 : stem;
+    static const char *const ext[] = {"pdf", "png", "svg"};
+    bool first = true;
+    for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s.%s", stem, ext[k]);
+        if (stat(path, &st) != 0)
+            continue;
+        tema_sb_add(b, first ? " (" : ", ");
+        tema_sb_add(b, "<a href=\"plots/");
+        rep_add_escaped(b, name, FMT_HTML);
+        tema_sb_printf(b, ".%s\">%s</a>", ext[k], ext[k]);
+        first = false;
+    }
+    if (!first)
+        tema_sb_add(b, ")");
+}
+
 /* <figure> with the chart as a data: URI (SVG, else PNG); nothing when neither file exists. */
 static void add_figure(tema_sb *b, const char *stem, const char *id, const char *caption)
 {
@@ -42,6 +66,7 @@ static void add_figure(tema_sb *b, const char *stem, const char *id, const char 
         add_base64(b, (const unsigned char *)data, len);
         tema_sb_add(b, "\"><figcaption>");
         rep_add_escaped(b, caption, FMT_HTML);
+        add_file_links(b, stem);
         tema_sb_add(b, "</figcaption></figure>\n");
         free(data);
         return;
@@ -92,7 +117,7 @@ static void html_tables(report_ctx *R, table *tables, int n_tables, tema_sb *b)
         rep_render_html_table(R, T, b);
         char id[300], cap[600];
         snprintf(id, sizeof id, "fig-%s-bars", T->spec.name);
-        snprintf(cap, sizeof cap, "%s: mean and std per cell", T->spec.title);
+        snprintf(cap, sizeof cap, "%s: mean and std per cell, a panel per metric", T->spec.title);
         add_figure(b, T->bars_stem, id, cap);
         for (int d = 0; d < 2; d++) {
             snprintf(id, sizeof id, "fig-%s-heatmap-%s", T->spec.name, d ? "Y" : "X");
