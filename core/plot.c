@@ -108,9 +108,8 @@ void plt_page(const plt_page_size *pg)
     plwind(0, pg->w, 0, pg->h);
 }
 
-void plt_text(const plt_page_size *pg, double x, double y, double just, double pt, bool vertical, const char *s)
+void plt_text(double x, double y, double just, double pt, bool vertical, const char *s)
 {
-    (void)pg;
     set_font(pt);
     plptex(x, y, vertical ? 0 : 1, vertical ? 1 : 0, just, plt_esc(s));
 }
@@ -204,11 +203,11 @@ int plt_wrap(const char *s, double pt, double max_w, char **lines, int max_lines
     return n;
 }
 
-double plt_text_block(const plt_page_size *pg, double x, double y_top, double pt, char **lines, int n)
+double plt_text_block(double x, double y_top, double pt, char **lines, int n)
 {
     double lead = pt * 1.3;
     for (int i = 0; i < n; i++)
-        plt_text(pg, x, y_top - lead * (i + 0.5), 0.5, pt, false, lines[i]);
+        plt_text(x, y_top - lead * (i + 0.5), 0.5, pt, false, lines[i]);
     return lead * n;
 }
 
@@ -303,20 +302,22 @@ void plt_axes(const plt_page_size *pg, const plt_box *b, const plt_ticks *xt, co
         double v = tick_value(xt, i), x = b->x0 + (v - b->xlo) / (b->xhi - b->xlo) * (b->x1 - b->x0);
         plt_segment(x, b->y0, x, b->y0 - TICK_LEN);
         snprintf(s, sizeof s, "%.*f", xt->decimals, v);
-        plt_text(pg, x, b->y0 - TICK_LEN - 2.5 - PT_TICK * 0.36, 0.5, PT_TICK, false, s);
+        plt_text(x, b->y0 - TICK_LEN - 2.5 - PT_TICK * 0.36, 0.5, PT_TICK, false, s);
     }
     for (int i = 0; yt && i < yt->n; i++) {
         double v = tick_value(yt, i), y = b->y0 + (v - b->ylo) / (b->yhi - b->ylo) * (b->y1 - b->y0);
         plt_segment(b->x0, y, b->x0 - TICK_LEN, y);
         snprintf(s, sizeof s, "%.*f", yt->decimals, v);
-        plt_text(pg, b->x0 - TICK_LEN - 2.5, y, 1, PT_TICK, false, s);
+        plt_text(b->x0 - TICK_LEN - 2.5, y, 1, PT_TICK, false, s);
     }
     if (xlabel && *xlabel)
-        plt_text(pg, (b->x0 + b->x1) / 2, b->y0 - TICK_LEN - 2.5 - PT_TICK - 4 - PT_LABEL * 0.36, 0.5, PT_LABEL, false,
+        plt_text((b->x0 + b->x1) / 2, b->y0 - TICK_LEN - 2.5 - PT_TICK - 4 - PT_LABEL * 0.36, 0.5, PT_LABEL, false,
                  xlabel);
-    if (ylabel && *ylabel) {
+    char *line[1];
+    /* a y label no longer than the box (and a little more): it must not run into the title */
+    if (ylabel && *ylabel && plt_wrap(ylabel, PT_LABEL, b->y1 - b->y0 + 16, line, 1)) {
         double x = b->x0 - plt_left_margin(yt, true) + 2 + PT_LABEL * 0.36;
-        plt_text(pg, x, (b->y0 + b->y1) / 2, 0.5, PT_LABEL, true, ylabel);
+        plt_text(x, (b->y0 + b->y1) / 2, 0.5, PT_LABEL, true, line[0]);
     }
 }
 
@@ -366,7 +367,7 @@ double plt_legend(const plt_page_size *pg, double x, double y_top, double max_w,
             double ex = x - width / 2 + c * (entry + LEGEND_SEP), ey = y_top - row_h * r - row_h / 2;
             legend_sample(ex, ey, COL_SERIES + i % N_SERIES_COLOURS, kind);
             plcol0(COL_FG);
-            plt_text(pg, ex + LEGEND_SAMPLE + LEGEND_GAP, ey, 0, PT_LEGEND, false, labels[i]);
+            plt_text(ex + LEGEND_SAMPLE + LEGEND_GAP, ey, 0, PT_LEGEND, false, labels[i]);
         }
     }
     return rows * row_h;

@@ -183,7 +183,7 @@ static void draw_line_panel(const plt_page_size *pg, const tema_plot_panel *pan,
     plt_axes(pg, &b, &xt, &yt, pan->xlabel, pan->ylabel);
     char *lines[1];
     if (plt_wrap(pan->title, PT_LABEL, b.x1 - b.x0 + 20, lines, 1))
-        plt_text(pg, (b.x0 + b.x1) / 2, b.y1 + PANEL_TITLE_H / 2, 0.5, PT_LABEL, false, lines[0]);
+        plt_text((b.x0 + b.x1) / 2, b.y1 + PANEL_TITLE_H / 2, 0.5, PT_LABEL, false, lines[0]);
 }
 
 void plt_draw_lines(const void *args, const plt_page_size *pg)
@@ -193,7 +193,7 @@ void plt_draw_lines(const void *args, const plt_page_size *pg)
     layout_lines(a, &L);
     plt_page(pg);
     plcol0(COL_FG);
-    plt_text_block(pg, pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
+    plt_text_block(pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
     for (int p = 0; p < a->n_panels; p++)
         draw_line_panel(pg, &a->panels[p], p * LINE_PANEL_W, &L, dotted_lines(a));
     int ns = n_series_max(a);
@@ -327,7 +327,7 @@ static void draw_bar_panel(const plt_page_size *pg, const tema_plot_bar_chart *c
     draw_bar_data(c, pan);
     plt_axes(pg, &b, NULL, &yt, NULL, pan->ylabel);
     plcol0(COL_FG);
-    plt_text(pg, (b.x0 + b.x1) / 2, b.y1 + PANEL_TITLE_H / 2, 0.5, PT_LABEL, false, pan->title);
+    plt_text((b.x0 + b.x1) / 2, b.y1 + PANEL_TITLE_H / 2, 0.5, PT_LABEL, false, pan->title);
     double slot = (b.x1 - b.x0) / c->n_groups;
     for (int g = 0; g < c->n_groups; g++) {
         char *lines[MAX_GROUP_LINES];
@@ -336,7 +336,7 @@ static void draw_bar_panel(const plt_page_size *pg, const tema_plot_bar_chart *c
         plt_line_width(LW_SPINE);
         plt_segment(xc, b.y0, xc, b.y0 - TICK_LEN);
         for (int i = 0; i < n; i++)
-            plt_text(pg, xc, b.y0 - TICK_LEN - 2.5 - PT_TICK * 0.36 - i * PT_TICK * 1.25, 0.5, PT_TICK, false,
+            plt_text(xc, b.y0 - TICK_LEN - 2.5 - PT_TICK * 0.36 - i * PT_TICK * 1.25, 0.5, PT_TICK, false,
                      lines[i]);
     }
 }
@@ -348,7 +348,7 @@ void plt_draw_bars(const void *args, const plt_page_size *pg)
     layout_bars(c, &L);
     plt_page(pg);
     plcol0(COL_FG);
-    plt_text_block(pg, pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
+    plt_text_block(pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
     for (int p = 0; p < c->n_panels; p++)
         draw_bar_panel(pg, c, p, &L);
     plt_legend(pg, pg->w / 2, PAD + L.legend_h, pg->w - 2 * PAD, c->bar_labels, c->n_bars, LEGEND_BOX, true);
@@ -416,7 +416,7 @@ static void draw_heat_cells(const plt_page_size *pg, const tema_plot_heatmap_cha
             char s[64];
             snprintf(s, sizeof s, "%.*f", c->digits, v);
             plcol0(frac > 0.55 ? COL_BG : COL_FG);
-            plt_text(pg, x0 + L->cell_w / 2, (y0 + y1) / 2, 0.5, PT_TICK, false, s);
+            plt_text(x0 + L->cell_w / 2, (y0 + y1) / 2, 0.5, PT_TICK, false, s);
         }
 }
 
@@ -436,17 +436,17 @@ void plt_draw_heatmap(const void *args, const plt_page_size *pg)
     for (int j = 0; j < c->n_cols; j++) {
         char *line[1];
         if (plt_wrap(c->col_labels[j], PT_TICK, L.cell_w - 2, line, 1))
-            plt_text(pg, L.left + (j + 0.5) * L.cell_w, L.bottom - 4 - PT_TICK * 0.36, 0.5, PT_TICK, false, line[0]);
+            plt_text(L.left + (j + 0.5) * L.cell_w, L.bottom - 4 - PT_TICK * 0.36, 0.5, PT_TICK, false, line[0]);
     }
     for (int r = 0; r < c->n_rows; r++) {
         char *line[1];
         if (plt_wrap(c->row_labels[r], PT_TICK, MAX_ROW_LABEL, line, 1))
-            plt_text(pg, L.left - 5, L.grid_top - (r + 0.5) * CELL_H, 1, PT_TICK, false, line[0]);
+            plt_text(L.left - 5, L.grid_top - (r + 0.5) * CELL_H, 1, PT_TICK, false, line[0]);
     }
     if (c->xlabel && *c->xlabel)
-        plt_text(pg, L.left + c->n_cols * L.cell_w / 2, PAD + PT_LABEL * 0.4, 0.5, PT_LABEL, false, c->xlabel);
+        plt_text(L.left + c->n_cols * L.cell_w / 2, PAD + PT_LABEL * 0.4, 0.5, PT_LABEL, false, c->xlabel);
     char *yl[1];
     if (c->ylabel && *c->ylabel && plt_wrap(c->ylabel, PT_LABEL, fmax(L.grid_top - L.bottom, 40), yl, 1))
-        plt_text(pg, PAD + PT_LABEL * 0.4, (L.bottom + L.grid_top) / 2, 0.5, PT_LABEL, true, yl[0]);
-    plt_text_block(pg, pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
+        plt_text(PAD + PT_LABEL * 0.4, (L.bottom + L.grid_top) / 2, 0.5, PT_LABEL, true, yl[0]);
+    plt_text_block(pg->w / 2, pg->h - PAD, PT_TITLE, L.title, L.n_title);
 }

@@ -61,9 +61,9 @@ char *plt_esc(const char *s);
 double plt_text_width(const char *s, double pt);
 /* The same for the first n bytes of s. */
 double plt_text_width_n(const char *s, size_t n, double pt);
-/* Text at a point of the page: just 0 left, 0.5 centred, 1 right; y is the middle of the
- * capitals. vertical: rotated to read upwards. */
-void plt_text(const plt_page_size *pg, double x, double y, double just, double pt, bool vertical, const char *s);
+/* Text at a point of the page (plt_page current): just 0 left, 0.5 centred, 1 right; y is the
+ * middle of the capitals. vertical: rotated to read upwards. */
+void plt_text(double x, double y, double just, double pt, bool vertical, const char *s);
 void plt_line_width(double pt);
 /* Diameter of the dots on a line (points). */
 #define DOT 2.8
@@ -76,9 +76,9 @@ void plt_segment(double x0, double y0, double x1, double y1);
 int plt_wrap(const char *s, double pt, double max_w, char **lines, int max_lines);
 /* How many lines plt_wrap would need for all of s (1000 when a word alone is too wide). */
 int plt_wrap_count(const char *s, double pt, double max_w);
-/* The lines of plt_wrap, centred at x, the first one's middle at y_top - pt / 2 ... ;
- * returns the height they take. */
-double plt_text_block(const plt_page_size *pg, double x, double y_top, double pt, char **lines, int n);
+/* The lines of plt_wrap centred at x, one below the other from y_top down (1.3 pt of
+ * leading per pt); returns the height they take. */
+double plt_text_block(double x, double y_top, double pt, char **lines, int n);
 
 /* Tick positions: multiples of step from first, n of them, printed with `decimals`. */
 typedef struct plt_ticks {
