@@ -11,11 +11,12 @@
  *
  * Charts are laid out in points for print: text 8 to 10 pt, about 2.15 in per panel, so a
  * figure of three panels fits the 6.5 in text width of a two-column paper (article; IEEE and
- * ACM give 7 in) at its natural size: \includegraphics without a width keeps the type size. Matplotlib's defaults are the
- * model: outward ticks on the left and bottom only, light grid lines behind the data, at
- * most about six labelled ticks per axis (integers where the axis counts, like epochs),
- * legends outside the data, the tab10 colours. Strings are borrowed for the call. Labels
- * may hold any text; PLplot's escape character '#' is escaped here.
+ * ACM give 7 in) at its natural size: \includegraphics without a width keeps the type size.
+ * Matplotlib's defaults are the model: outward ticks on the left and bottom only, light grid
+ * lines behind the data, at most six labelled ticks per axis and never closer than their
+ * labels are wide (whole numbers where the axis counts, like epochs), legends outside the
+ * data, the tab10 colours. Strings are borrowed for the call. Labels may hold any text;
+ * PLplot's escape character '#' is escaped here.
  */
 #ifndef TEMA_CORE_PLOT_H
 #define TEMA_CORE_PLOT_H

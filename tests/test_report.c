@@ -165,8 +165,8 @@ END_TEST
 /* latex: {siunitx: false}: the values as text, as before siunitx; float and size apply. */
 START_TEST(latex_without_siunitx)
 {
-    const char *root = make_fixture(yaml_with(rep_yaml, "      baseline: single", "      latex: {siunitx: false, float: table*, "
-                                                                          "size: small}\n"));
+    const char *latex = "      latex: {siunitx: false, float: table*, size: small}\n";
+    const char *root = make_fixture(yaml_with(rep_yaml, "      baseline: single", latex));
     tema_err err = {0};
     ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
     char *tex = report_file(root, "rep", "main.tex");

@@ -265,7 +265,8 @@ void rep_group_curves(report_ctx *R, group *g)
     snprintf(ylabel, sizeof ylabel, "valid MRR (%s)", R->rule_for_curves);
     for (int d = 0; d < 2; d++)
         if (have_mrr[d]) {
-            snprintf(title[d], sizeof title[d], "Validation, %s", R->domain_name[d] ? R->domain_name[d] : d ? "Y" : "X");
+            const char *name = R->domain_name[d] ? R->domain_name[d] : d ? "Y" : "X";
+            snprintf(title[d], sizeof title[d], "Validation, %s", name);
             panels[np++] = (tema_plot_panel){title[d], "epoch", ylabel, mrr[d], ns, true};
         }
     char *name = rep_alloc(&R->ar, strlen(g->slug) + 8);
