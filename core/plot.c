@@ -1,4 +1,7 @@
-/* core/plot.c - report charts with PLplot (see plot.h). */
+/* core/plot.c - the drawing machinery of the report charts (see plot.h): one forked child
+ * per file and format, and the page, text, ticks, axes and legends the chart kinds
+ * (plot_charts.c) draw with (plot_internal.h).
+ */
 #include "plot.h"
 
 #include <errno.h>
@@ -12,34 +15,33 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* cmap0: 0 background, 1 text and axes, 2 empty heatmap cells, 3.. series (matplotlib's
- * tab10, readable in colour and distinct in greyscale order). */
-#define COL_BG 0
-#define COL_FG 1
-#define COL_EMPTY 2
-#define COL_SERIES 3
+#include "plot_internal.h"
+
 static const unsigned char palette[][3] = {
-    {255, 255, 255}, {0, 0, 0},      {200, 200, 200}, {31, 119, 180},  {255, 127, 14},  {44, 160, 44},
-    {214, 39, 40},   {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34},
-    {23, 190, 207},
+    {255, 255, 255}, {0, 0, 0},       {200, 200, 200}, {232, 232, 232}, {31, 119, 180},
+    {255, 127, 14},  {44, 160, 44},   {214, 39, 40},   {148, 103, 189}, {140, 86, 75},
+    {227, 119, 194}, {127, 127, 127}, {188, 189, 34},  {23, 190, 207},
 };
 #define N_PALETTE ((int)(sizeof palette / sizeof palette[0]))
-#define N_SERIES_COLOURS (N_PALETTE - COL_SERIES)
 
-typedef void (*draw_fn)(const void *args);
+/* Exit statuses of the child besides 0: PLplot's own error, no memory, no such driver. */
+enum { CHILD_PLPLOT = 3, CHILD_NOMEM = 4, CHILD_NO_DRIVER = 5 };
 
-/* ---- in the child process ---------------------------------------------------------- */
+/* Device units per point: 1 for SVG and PDF (their unit is the point), 200/72 for PNG.
+ * PLplot's cairo and svg drivers take the page at 72 units an inch whatever DPI they are
+ * given, so text, line widths and marks are scaled here. */
+static double dev_scale = 1;
+
+_Noreturn void plt_die(void) { _exit(CHILD_NOMEM); }
 
 static int child_exit_handler(PLCHAR_VECTOR msg)
 {
     fprintf(stderr, "tema: PLplot: %s\n", msg ? msg : "error");
-    _exit(3);
+    _exit(CHILD_PLPLOT);
     return 0;
 }
 
-/* '#' starts a PLplot escape sequence; "##" is a literal '#'. malloc'ed (the child exits
- * right after drawing, so nothing here is freed). */
-static char *esc(const char *s)
+char *plt_esc(const char *s)
 {
     if (!s)
         s = "";
@@ -48,7 +50,7 @@ static char *esc(const char *s)
         n += *p == '#';
     char *o = malloc(n), *w = o;
     if (!o)
-        _exit(4);
+        plt_die();
     for (const char *p = s; *p; p++) {
         *w++ = *p;
         if (*p == '#')
@@ -57,6 +59,363 @@ static char *esc(const char *s)
     *w = '\0';
     return o;
 }
+
+/* Advance widths of DejaVu Sans (the font fontconfig gives the cairo drivers for "sans"),
+ * characters 32 to 126, in hundredths of an em; read from DejaVuSans.ttf's hmtx table. */
+static const unsigned char dejavu_width[95] = {
+    32, 40, 46, 84, 64, 95, 78, 27, 39, 39, 50, 84, 32, 36, 32, 34, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 34, 34, 84, 84, 84, 53, 100, 68, 69, 70, 77, 63, 58, 77, 75, 29, 29, 66, 56, 86, 75, 79,
+    60, 79, 69, 63, 61, 73, 68, 99, 69, 61, 69, 39, 34, 39, 84, 50, 50, 61, 63, 55, 63, 62, 35, 63,
+    63, 28, 28, 58, 28, 97, 63, 61, 63, 63, 41, 52, 39, 63, 59, 82, 59, 59, 52, 64, 34, 64, 84,
+};
+
+double plt_text_width_n(const char *s, size_t n, double pt)
+{
+    double em = 0;
+    for (size_t i = 0; i < n && s[i]; i++) {
+        unsigned c = (unsigned char)s[i];
+        if (c >= 32 && c < 127)
+            em += dejavu_width[c - 32] / 100.0;
+        else if (c >= 0xC0)
+            em += 0.9; /* the lead byte of a UTF-8 character (±, em dash, ...); the rest add nothing */
+    }
+    return em * pt * 1.02; /* a little room for kerning and hinting */
+}
+
+double plt_text_width(const char *s, double pt) { return plt_text_width_n(s, strlen(s), pt); }
+
+/* The cairo drivers set text at about 1.33 times PLplot's character height (measured on
+ * DejaVu Sans; the svg driver at 1.25, a little smaller). */
+static void set_font(double pt) { plschr(pt / 1.33 * 25.4 / 72 * dev_scale, 1.0); }
+
+void plt_line_width(double pt) { plwidth(pt * dev_scale); }
+
+/* A filled dot of diameter d at a point of the page (PLplot's own symbols come out at
+ * different sizes in each driver). */
+static void dot(double x, double y, double d)
+{
+    PLFLT xs[12], ys[12];
+    for (int k = 0; k < 12; k++) {
+        xs[k] = x + d / 2 * cos(k * M_PI / 6);
+        ys[k] = y + d / 2 * sin(k * M_PI / 6);
+    }
+    plfill(12, xs, ys);
+}
+
+void plt_page(const plt_page_size *pg)
+{
+    plvpor(0, 1, 0, 1);
+    plwind(0, pg->w, 0, pg->h);
+}
+
+void plt_text(double x, double y, double just, double pt, bool vertical, const char *s)
+{
+    set_font(pt);
+    plptex(x, y, vertical ? 0 : 1, vertical ? 1 : 0, just, plt_esc(s));
+}
+
+void plt_segment(double x0, double y0, double x1, double y1)
+{
+    PLFLT x[2] = {x0, x1}, y[2] = {y0, y1};
+    plline(2, x, y);
+}
+
+/* The end of the word after p (leading spaces skipped); p itself at the end of s. "q = 64"
+ * is one word: a line never starts or ends at an '='. */
+static const char *word_end(const char *p)
+{
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        const char *start = p;
+        while (*p && *p != ' ')
+            p++;
+        const char *next = p;
+        while (*next == ' ')
+            next++;
+        bool glued = *next == '=' || (p > start && p[-1] == '=' && *next);
+        if (!glued)
+            return p;
+        p = next;
+    }
+}
+
+/* line cut to fit max_w, ending in "..." (at a UTF-8 character boundary). */
+static void ellipsize(char *line, double pt, double max_w)
+{
+    size_t len = strlen(line);
+    if (plt_text_width(line, pt) <= max_w)
+        return;
+    while (len > 0 && plt_text_width_n(line, len, pt) + plt_text_width("...", pt) > max_w) {
+        len--;
+        while (len > 0 && ((unsigned char)line[len] & 0xC0) == 0x80)
+            len--;
+    }
+    strcpy(line + len, "...");
+}
+
+int plt_wrap_count(const char *s, double pt, double max_w)
+{
+    int n = 0;
+    const char *p = s ? s : "";
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        const char *end = word_end(p);
+        if (plt_text_width_n(p, (size_t)(end - p), pt) > max_w)
+            return 1000; /* a word wider than the line */
+        for (const char *next; *end && (next = word_end(end)) != end; end = next)
+            if (plt_text_width_n(p, (size_t)(next - p), pt) > max_w)
+                break;
+        n++;
+        p = end;
+    }
+    return n;
+}
+
+int plt_wrap(const char *s, double pt, double max_w, char **lines, int max_lines)
+{
+    int n = 0;
+    const char *p = s ? s : "";
+    while (n < max_lines) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        const char *end = word_end(p);
+        for (const char *next; *end && (next = word_end(end)) != end; end = next)
+            if (plt_text_width_n(p, (size_t)(next - p), pt) > max_w)
+                break;
+        if (n == max_lines - 1)
+            end = p + strlen(p); /* the last line takes the rest, cut below */
+        /* room for the "..." that may replace the end */
+        lines[n] = malloc((size_t)(end - p) + 4);
+        if (!lines[n])
+            plt_die();
+        memcpy(lines[n], p, (size_t)(end - p));
+        lines[n][end - p] = '\0';
+        ellipsize(lines[n], pt, max_w);
+        n++;
+        p = end;
+    }
+    return n;
+}
+
+double plt_text_block(double x, double y_top, double pt, char **lines, int n)
+{
+    double lead = pt * 1.3;
+    for (int i = 0; i < n; i++)
+        plt_text(x, y_top - lead * (i + 0.5), 0.5, pt, false, lines[i]);
+    return lead * n;
+}
+
+/* ---- ticks and axes ---- */
+
+void plt_nice_ticks(double lo, double hi, int max_n, bool integer, plt_ticks *t)
+{
+    if (!(hi > lo))
+        hi = lo + 1;
+    /* the finest of 1, 2, 2.5, 5 x 10^k that puts at most max_n ticks in [lo, hi] */
+    static const double mant[] = {1, 2, 2.5, 5};
+    double step = 1;
+    bool found = false;
+    for (int e = (int)floor(log10(hi - lo)) - 2; !found; e++)
+        for (size_t i = 0; i < sizeof mant / sizeof mant[0] && !found; i++) {
+            step = mant[i] * pow(10, e);
+            if (integer && (step < 1 || mant[i] == 2.5))
+                continue; /* no tick between two epochs */
+            double n = floor(hi / step + 1e-9) - ceil(lo / step - 1e-9) + 1;
+            found = n <= max_n;
+        }
+    t->step = step;
+    t->first = ceil(lo / step - 1e-9) * step;
+    t->n = (int)floor((hi - t->first) / step + 1e-9) + 1;
+    if (t->n < 1)
+        t->n = 1;
+    int dec = (int)ceil(-log10(step) - 1e-9);
+    if (fabs(step * pow(10, dec) - round(step * pow(10, dec))) > 1e-6)
+        dec++; /* 2.5 x 10^k needs one more digit than 10^k */
+    t->decimals = dec > 0 ? dec : 0;
+}
+
+static double tick_value(const plt_ticks *t, int i)
+{
+    double v = t->first + i * t->step;
+    return fabs(v) < t->step * 1e-9 ? 0 : v; /* no "-0.00" */
+}
+
+double plt_ticks_width(const plt_ticks *t)
+{
+    double w = 0;
+    for (int i = 0; i < t->n; i++) {
+        char s[64];
+        snprintf(s, sizeof s, "%.*f", t->decimals, tick_value(t, i));
+        w = fmax(w, plt_text_width(s, PT_TICK));
+    }
+    return w;
+}
+
+double plt_left_margin(const plt_ticks *yt, bool ylabel)
+{
+    return TICK_LEN + 2.5 + plt_ticks_width(yt) + (ylabel ? 4 + PT_LABEL : 0) + 2;
+}
+
+void plt_box_begin(const plt_page_size *pg, const plt_box *b)
+{
+    plvpor(b->x0 / pg->w, b->x1 / pg->w, b->y0 / pg->h, b->y1 / pg->h);
+    plwind(b->xlo, b->xhi, b->ylo, b->yhi);
+}
+
+void plt_dots(const plt_page_size *pg, const plt_box *b, const double *x, const double *y, int n, double d)
+{
+    plt_page(pg);
+    for (int i = 0; i < n; i++)
+        dot(b->x0 + (x[i] - b->xlo) / (b->xhi - b->xlo) * (b->x1 - b->x0),
+            b->y0 + (y[i] - b->ylo) / (b->yhi - b->ylo) * (b->y1 - b->y0), d);
+}
+
+void plt_grid(const plt_page_size *pg, const plt_box *b, const plt_ticks *xt, const plt_ticks *yt)
+{
+    plt_box_begin(pg, b);
+    plcol0(COL_GRID);
+    plt_line_width(0.6);
+    for (int i = 0; xt && i < xt->n; i++)
+        plt_segment(tick_value(xt, i), b->ylo, tick_value(xt, i), b->yhi);
+    for (int i = 0; yt && i < yt->n; i++)
+        plt_segment(b->xlo, tick_value(yt, i), b->xhi, tick_value(yt, i));
+}
+
+void plt_axes(const plt_page_size *pg, const plt_box *b, const plt_ticks *xt, const plt_ticks *yt, const char *xlabel,
+              const char *ylabel)
+{
+    plt_page(pg);
+    plcol0(COL_FG);
+    plt_line_width(LW_SPINE);
+    plt_segment(b->x0, b->y0, b->x1, b->y0);
+    plt_segment(b->x1, b->y0, b->x1, b->y1);
+    plt_segment(b->x1, b->y1, b->x0, b->y1);
+    plt_segment(b->x0, b->y1, b->x0, b->y0);
+    char s[64];
+    for (int i = 0; xt && i < xt->n; i++) {
+        double v = tick_value(xt, i), x = b->x0 + (v - b->xlo) / (b->xhi - b->xlo) * (b->x1 - b->x0);
+        plt_segment(x, b->y0, x, b->y0 - TICK_LEN);
+        snprintf(s, sizeof s, "%.*f", xt->decimals, v);
+        plt_text(x, b->y0 - TICK_LEN - 2.5 - PT_TICK * 0.36, 0.5, PT_TICK, false, s);
+    }
+    for (int i = 0; yt && i < yt->n; i++) {
+        double v = tick_value(yt, i), y = b->y0 + (v - b->ylo) / (b->yhi - b->ylo) * (b->y1 - b->y0);
+        plt_segment(b->x0, y, b->x0 - TICK_LEN, y);
+        snprintf(s, sizeof s, "%.*f", yt->decimals, v);
+        plt_text(b->x0 - TICK_LEN - 2.5, y, 1, PT_TICK, false, s);
+    }
+    if (xlabel && *xlabel)
+        plt_text((b->x0 + b->x1) / 2, b->y0 - TICK_LEN - 2.5 - PT_TICK - 4 - PT_LABEL * 0.36, 0.5, PT_LABEL, false,
+                 xlabel);
+    char *line[1];
+    /* a y label no longer than the box (and a little more): it must not run into the title */
+    if (ylabel && *ylabel && plt_wrap(ylabel, PT_LABEL, b->y1 - b->y0 + 16, line, 1)) {
+        double x = b->x0 - plt_left_margin(yt, true) + 2 + PT_LABEL * 0.36;
+        plt_text(x, (b->y0 + b->y1) / 2, 0.5, PT_LABEL, true, line[0]);
+    }
+}
+
+/* ---- legends ---- */
+
+#define LEGEND_SAMPLE 16.0 /* length of a line sample, points */
+#define LEGEND_GAP 4.0     /* sample to text */
+#define LEGEND_SEP 12.0    /* between entries of a row */
+
+static void legend_sample(double x, double y, int colour, plt_legend_kind kind)
+{
+    plcol0(colour);
+    if (kind == LEGEND_BOX) {
+        double h = PT_LEGEND * 0.8;
+        PLFLT xs[4] = {x + 3, x + LEGEND_SAMPLE - 3, x + LEGEND_SAMPLE - 3, x + 3};
+        PLFLT ys[4] = {y - h / 2, y - h / 2, y + h / 2, y + h / 2};
+        plfill(4, xs, ys);
+        return;
+    }
+    plt_line_width(LW_LINE);
+    plt_segment(x, y, x + LEGEND_SAMPLE, y);
+    if (kind == LEGEND_LINE_DOT)
+        dot(x + LEGEND_SAMPLE / 2, y, DOT);
+}
+
+double plt_legend(const plt_page_size *pg, double x, double y_top, double max_w, const char *const *labels, int n,
+                  plt_legend_kind kind, bool draw)
+{
+    if (n <= 0)
+        return 0;
+    double entry = 0;
+    for (int i = 0; i < n; i++)
+        entry = fmax(entry, LEGEND_SAMPLE + LEGEND_GAP + plt_text_width(labels[i], PT_LEGEND));
+    int cols = (int)((max_w + LEGEND_SEP) / (entry + LEGEND_SEP));
+    if (cols < 1)
+        cols = 1;
+    if (cols > n)
+        cols = n;
+    int rows = (n + cols - 1) / cols;
+    /* rows fill evenly: 4 entries in 3 columns become 2 + 2, not 3 + 1 */
+    cols = (n + rows - 1) / rows;
+    double row_h = PT_LEGEND * 1.6, width = cols * entry + (cols - 1) * LEGEND_SEP;
+    if (draw) {
+        plt_page(pg);
+        for (int i = 0; i < n; i++) {
+            int r = i / cols, c = i % cols;
+            double ex = x - width / 2 + c * (entry + LEGEND_SEP), ey = y_top - row_h * r - row_h / 2;
+            legend_sample(ex, ey, COL_SERIES + i % N_SERIES_COLOURS, kind);
+            plcol0(COL_FG);
+            plt_text(ex + LEGEND_SAMPLE + LEGEND_GAP, ey, 0, PT_LEGEND, false, labels[i]);
+        }
+    }
+    return rows * row_h;
+}
+
+/* ---- in the parent: one child per file ---------------------------------------------- */
+
+typedef struct plot_format {
+    const char *device, *ext, *name;
+    double scale;
+    unsigned bit;
+} plot_format;
+
+static const plot_format formats[] = {
+    {"svg", ".svg", "SVG", 1, TEMA_PLOT_SVG},
+    {"pngcairo", ".png", "PNG", 200.0 / 72, TEMA_PLOT_PNG},
+    {"pdfcairo", ".pdf", "PDF", 1, TEMA_PLOT_PDF},
+};
+
+static bool device_installed(const char *device)
+{
+#ifdef TEMA_TEST_HOOKS
+    /* tests make a driver look absent: a comma list of device names */
+    const char *hidden = getenv("TEMA_TEST_PLOT_NO_DEVICE");
+    if (hidden && strstr(hidden, device))
+        return false;
+#endif
+    const char **menu = NULL, **names = NULL;
+    int n = 0;
+    /* plgDevs fills at most n entries: ask for more than PLplot has */
+    enum { MAX_DEVICES = 128 };
+    menu = malloc(MAX_DEVICES * sizeof *menu);
+    names = malloc(MAX_DEVICES * sizeof *names);
+    if (!menu || !names)
+        plt_die();
+    n = MAX_DEVICES;
+    plgDevs(&menu, &names, &n);
+    for (int i = 0; i < n; i++)
+        if (names[i] && !strcmp(names[i], device))
+            return true;
+    return false;
+}
+
+typedef struct draw_job {
+    plt_size_fn size;
+    plt_draw_fn draw;
+    const void *args;
+} draw_job;
 
 static void setup_colours(void)
 {
@@ -68,383 +427,137 @@ static void setup_colours(void)
     plscmap1l(1, 3, pos, r, g, b, NULL);
 }
 
-static void finite_range(const double *v, int n, double *lo, double *hi)
+_Noreturn static void child_draw(const plot_format *f, const char *tmp, const draw_job *job)
 {
-    *lo = INFINITY;
-    *hi = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        if (!isfinite(v[i]))
-            continue;
-        if (v[i] < *lo)
-            *lo = v[i];
-        if (v[i] > *hi)
-            *hi = v[i];
-    }
-}
-
-static void pad_range(double *lo, double *hi, double frac)
-{
-    if (!isfinite(*lo) || !isfinite(*hi)) {
-        *lo = 0;
-        *hi = 1;
-    }
-    double span = *hi - *lo;
-    if (span <= 0)
-        span = fabs(*hi) > 0 ? fabs(*hi) * 0.1 : 1e-3;
-    *lo -= span * frac;
-    *hi += span * frac;
-}
-
-/* ---- line charts ---- */
-
-typedef struct lines_args {
-    const tema_plot_panel *panels;
-    int n_panels;
-} lines_args;
-
-/* The panel's axis ranges over its finite points (y padded); returns the sum over series of
- * +1 (last point above the first) or -1, which places the legend. */
-static int panel_ranges(const tema_plot_panel *pan, double *xlo_out, double *xhi_out, double *ylo_out,
-                        double *yhi_out)
-{
-    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
-    int rising = 0;
-    for (int s = 0; s < pan->n_series; s++) {
-        const tema_plot_series *se = &pan->series[s];
-        double first = NAN, last = NAN;
-        for (int k = 0; k < se->n; k++) {
-            if (!isfinite(se->y[k]) || !isfinite(se->x[k]))
-                continue;
-            if (isnan(first))
-                first = se->y[k];
-            last = se->y[k];
-            xlo = fmin(xlo, se->x[k]);
-            xhi = fmax(xhi, se->x[k]);
-            ylo = fmin(ylo, se->y[k]);
-            yhi = fmax(yhi, se->y[k]);
-        }
-        rising += last > first ? 1 : -1;
-    }
-    if (!isfinite(xlo)) {
-        xlo = 0;
-        xhi = 1;
-    }
-    if (xhi <= xlo) {
-        xlo -= 0.5;
-        xhi += 0.5;
-    }
-    pad_range(&ylo, &yhi, 0.06);
-    *xlo_out = xlo;
-    *xhi_out = xhi;
-    *ylo_out = ylo;
-    *yhi_out = yhi;
-    return rising;
-}
-
-/* The legend entries of a panel, one per series (pllegend's parallel arrays). */
-typedef struct legend {
-    PLINT *opt, *colours, *styles, *ink;
-    PLFLT *widths;
-    const char **text;
-} legend;
-
-/* Series s of a panel as a line through its finite points with a marker on each, and its
- * legend entry. */
-static void draw_series(const tema_plot_series *se, int s, legend *leg)
-{
-    PLFLT *x = malloc(((size_t)se->n + 1) * sizeof *x), *y = malloc(((size_t)se->n + 1) * sizeof *y);
-    if (!x || !y)
-        _exit(4);
-    int m = 0;
-    for (int k = 0; k < se->n; k++)
-        if (isfinite(se->y[k]) && isfinite(se->x[k])) {
-            x[m] = se->x[k];
-            y[m++] = se->y[k];
-        }
-    int colour = COL_SERIES + s % N_SERIES_COLOURS;
-    plcol0(colour);
-    plwidth(2);
-    if (m > 1)
-        plline(m, x, y);
-    plpoin(m, x, y, 17);
-    leg->opt[s] = PL_LEGEND_LINE;
-    leg->colours[s] = colour;
-    leg->ink[s] = COL_FG;
-    leg->styles[s] = 1;
-    leg->widths[s] = 2;
-    leg->text[s] = esc(se->label);
-}
-
-static void draw_panel(const tema_plot_panel *pan)
-{
+    /* PLplot may chat on stdout, which carries the Markdown report */
+    dup2(STDERR_FILENO, STDOUT_FILENO);
+    /* an unknown device makes plinit ask on stdin: never let it */
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0)
+        dup2(null_fd, STDIN_FILENO);
+    if (!device_installed(f->device))
+        _exit(CHILD_NO_DRIVER);
+    dev_scale = f->scale;
+    plsexit(child_exit_handler);
+    plsdev(f->device);
+    plsfnam(tmp);
+    /* sized here, not in the parent: layout allocates, and the child may die of it */
+    plt_page_size page = job->size(job->args);
+    plspage(0, 0, (PLINT)lround(page.w * f->scale), (PLINT)lround(page.h * f->scale), 0, 0);
+    setup_colours();
+    plinit();
     pladv(0);
-    plschr(0, 0.85);
-    double xlo, xhi, ylo, yhi;
-    int rising = panel_ranges(pan, &xlo, &xhi, &ylo, &yhi);
-    plvsta();
-    plwind(xlo, xhi, ylo, yhi);
-    plcol0(COL_FG);
-    plwidth(1);
-    plbox("bcnst", 0, 0, "bcnstvf", 0, 0);
-    pllab(esc(pan->xlabel), esc(pan->ylabel), esc(pan->title));
-    int n_leg = pan->n_series;
-    legend leg = {calloc((size_t)n_leg + 1, sizeof *leg.opt), calloc((size_t)n_leg + 1, sizeof *leg.colours),
-                  calloc((size_t)n_leg + 1, sizeof *leg.styles), calloc((size_t)n_leg + 1, sizeof *leg.ink),
-                  calloc((size_t)n_leg + 1, sizeof *leg.widths), calloc((size_t)n_leg + 1, sizeof *leg.text)};
-    if (!leg.opt || !leg.colours || !leg.styles || !leg.ink || !leg.widths || !leg.text)
-        _exit(4);
-    for (int s = 0; s < pan->n_series; s++)
-        draw_series(&pan->series[s], s, &leg);
-    plwidth(1);
-    if (n_leg > 0) {
-        PLFLT lw, lh;
-        /* a falling curve (loss) leaves the top right free, a rising one (MRR) the bottom */
-        PLINT pos = PL_POSITION_INSIDE | PL_POSITION_RIGHT | (rising > 0 ? PL_POSITION_BOTTOM : PL_POSITION_TOP);
-        pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, pos, 0.02, 0.02, 0.08, COL_BG, COL_FG, 1,
-                 0, 0, n_leg, leg.opt, 0.8, 0.7, 1.8, 0, leg.ink, leg.text, NULL, NULL, NULL, NULL, leg.colours,
-                 leg.styles, leg.widths, NULL, NULL, NULL, NULL);
-    }
+    job->draw(job->args, &page);
+    plend();
+    _exit(0); /* not exit(): the parent's atexit handlers must not run twice */
 }
 
-static void draw_lines(const void *p)
+/* Why the child of format f failed, for out->missing and errors. */
+static void child_failure(const plot_format *f, int status, char *buf, size_t cap)
 {
-    const lines_args *a = p;
-    plssub(a->n_panels, 1);
-    for (int i = 0; i < a->n_panels; i++)
-        draw_panel(&a->panels[i]);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_NO_DRIVER)
+        snprintf(buf, cap, "%s: PLplot's %s driver is not installed (Debian: %s)", f->name, f->device,
+                 strcmp(f->device, "svg") ? "plplot-driver-cairo" : "libplplot17");
+    else if (WIFEXITED(status))
+        snprintf(buf, cap, "%s: PLplot's %s driver failed (exit status %d); is the folder writable?", f->name,
+                 f->device, WEXITSTATUS(status));
+    else
+        snprintf(buf, cap, "%s: PLplot's %s driver died of signal %d", f->name, f->device, WTERMSIG(status));
 }
 
-/* ---- heatmap ---- */
-
-typedef struct heatmap_args {
-    const char *title, *xlabel, *ylabel;
-    const char *const *row_labels, *const *col_labels;
-    int n_rows, n_cols;
-    const double *values;
-    int digits;
-} heatmap_args;
-
-static void draw_heatmap(const void *p)
+/* Draws one file in a child and renames it into place; a failure is said in why. */
+static bool render_one(const plot_format *f, const char *path, const draw_job *job, char *why, size_t cap)
 {
-    const heatmap_args *a = p;
-    pladv(0);
-    plschr(0, 1.0);
-    plvpor(0.2, 0.95, 0.16, 0.88);
-    plwind(0, a->n_cols, 0, a->n_rows);
-    double lo, hi;
-    finite_range(a->values, a->n_rows * a->n_cols, &lo, &hi);
-    for (int r = 0; r < a->n_rows; r++) {
-        for (int c = 0; c < a->n_cols; c++) {
-            double v = a->values[r * a->n_cols + c];
-            PLFLT y0 = a->n_rows - 1 - r, x[4] = {c, c + 1, c + 1, c}, y[4] = {y0, y0, y0 + 1, y0 + 1};
-            double frac = hi > lo ? (v - lo) / (hi - lo) : 0.5;
-            if (isfinite(v))
-                plcol1(frac);
-            else
-                plcol0(COL_EMPTY);
-            plfill(4, x, y);
-            if (!isfinite(v))
-                continue;
-            char text[64];
-            snprintf(text, sizeof text, "%.*f", a->digits, v);
-            plcol0(frac > 0.55 ? COL_BG : COL_FG);
-            plptex(c + 0.5, y0 + 0.45, 1, 0, 0.5, text);
-        }
+    char *tmp = malloc(strlen(path) + 32);
+    if (!tmp) {
+        snprintf(why, cap, "%s: out of memory", f->name);
+        return false;
     }
-    plcol0(COL_FG);
-    plbox("bc", 1.0, 0, "bc", 1.0, 0);
-    for (int c = 0; c < a->n_cols; c++)
-        plmtex("b", 1.3, (c + 0.5) / a->n_cols, 0.5, esc(a->col_labels[c]));
-    for (int r = 0; r < a->n_rows; r++)
-        plmtex("lv", 0.8, 1 - (r + 0.5) / a->n_rows, 1.0, esc(a->row_labels[r]));
-    plmtex("b", 3.0, 0.5, 0.5, esc(a->xlabel));
-    plmtex("l", 7.0, 0.5, 0.5, esc(a->ylabel));
-    plmtex("t", 1.5, 0.5, 0.5, esc(a->title));
-}
-
-/* ---- grouped bars ---- */
-
-typedef struct bars_args {
-    const char *title, *ylabel;
-    const char *const *group_labels, *const *bar_labels;
-    int n_groups, n_bars;
-    const double *mean, *err;
-} bars_args;
-
-static void draw_bars(const void *p)
-{
-    const bars_args *a = p;
-    int n = a->n_groups * a->n_bars;
-    double lo = 0, hi = 0;
-    for (int i = 0; i < n; i++) {
-        double m = a->mean[i], e = a->err && isfinite(a->err[i]) ? a->err[i] : 0;
-        if (!isfinite(m))
-            continue;
-        lo = fmin(lo, m - e);
-        hi = fmax(hi, m + e);
-    }
-    if (hi <= lo)
-        hi = lo + 1;
-    hi += (hi - lo) * 0.08;
-    pladv(0);
-    plschr(0, 0.85);
-    /* the legend goes under the chart, a row per bar, so long row labels are never cut off
-     * at the right edge; the group labels take two lines below the axis */
-    const double legend_h = 0.05 * a->n_bars;
-    plvpor(0.1, 0.97, 0.2 + legend_h, 0.88);
-    plwind(0, a->n_groups, lo, hi);
-    double w = 0.8 / a->n_bars;
-    PLINT *opt = calloc((size_t)a->n_bars, sizeof *opt), *colours = calloc((size_t)a->n_bars, sizeof *colours),
-          *patterns = calloc((size_t)a->n_bars, sizeof *patterns), *ink = calloc((size_t)a->n_bars, sizeof *ink);
-    PLFLT *scales = calloc((size_t)a->n_bars, sizeof *scales), *widths = calloc((size_t)a->n_bars, sizeof *widths);
-    const char **text = calloc((size_t)a->n_bars, sizeof *text);
-    if (!opt || !colours || !patterns || !ink || !scales || !widths || !text)
-        _exit(4);
-    for (int b = 0; b < a->n_bars; b++) {
-        int colour = COL_SERIES + b % N_SERIES_COLOURS;
-        for (int g = 0; g < a->n_groups; g++) {
-            double m = a->mean[g * a->n_bars + b];
-            if (!isfinite(m))
-                continue;
-            PLFLT x0 = g + 0.1 + b * w, x1 = x0 + w * 0.9;
-            PLFLT x[4] = {x0, x1, x1, x0}, y[4] = {0, 0, m, m};
-            plcol0(colour);
-            plfill(4, x, y);
-            double e = a->err ? a->err[g * a->n_bars + b] : NAN;
-            if (isfinite(e) && e > 0) {
-                PLFLT xc = (x0 + x1) / 2, ylo = m - e, yhi = m + e;
-                plcol0(COL_FG);
-                plerry(1, &xc, &ylo, &yhi);
-            }
-        }
-        opt[b] = PL_LEGEND_COLOR_BOX;
-        colours[b] = colour;
-        ink[b] = COL_FG;
-        patterns[b] = 0;
-        scales[b] = 0.8;
-        widths[b] = 1;
-        text[b] = esc(a->bar_labels[b]);
-    }
-    plcol0(COL_FG);
-    plbox("bc", 1.0, 0, "bcnstvf", 0, 0);
-    for (int g = 0; g < a->n_groups; g++) {
-        /* "Kitchen NDCG@10" as "Kitchen" over "NDCG@10" (the metric below): side by side they run together */
-        char *label = esc(a->group_labels[g]), *space = strrchr(label, ' ');
-        if (space)
-            *space = '\0';
-        plmtex("b", 1.3, (g + 0.5) / a->n_groups, 0.5, label);
-        if (space)
-            plmtex("b", 2.5, (g + 0.5) / a->n_groups, 0.5, space + 1);
-    }
-    plmtex("l", 5.0, 0.5, 0.5, esc(a->ylabel));
-    plmtex("t", 1.5, 0.5, 0.5, esc(a->title));
-    PLFLT lw, lh;
-    pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_OUTSIDE | PL_POSITION_BOTTOM, 0,
-             0.2, 0.04, COL_BG, COL_FG, 1, 0, 0, a->n_bars, opt, 0.8, 0.7, 1.8, 0, ink, text, colours, patterns, scales,
-             widths, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-}
-
-/* ---- in the parent ----------------------------------------------------------------- */
-
-/* Draws one file in a child: PLplot's global state and exit() on error stay there. */
-static tema_status render_one(const char *device, const char *path, int width, int height, draw_fn draw,
-                              const void *args, tema_err *err)
-{
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return tema_fail(err, TEMA_ENOMEM, "plot: out of memory");
-    snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
+    sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
-    if (pid < 0) {
-        free(tmp);
-        return tema_fail(err, TEMA_EIO, "%s: cannot start the plotting process: %s", path, strerror(errno));
-    }
-    if (pid == 0) {
-        /* PLplot may chat on stdout, which carries the Markdown report */
-        dup2(STDERR_FILENO, STDOUT_FILENO);
-        plsexit(child_exit_handler);
-        plsdev(device);
-        plsfnam(tmp);
-        plspage(0, 0, width, height, 0, 0);
-        setup_colours();
-        plinit();
-        draw(args);
-        plend();
-        _exit(0); /* not exit(): the parent's atexit handlers must not run twice */
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    if (pid == 0)
+        child_draw(f, tmp, job);
+    bool ok = false;
     struct stat st;
-    tema_status rc = TEMA_OK;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        rc = tema_fail(err, TEMA_EIO,
-                       "%s: PLplot failed (%s %d); check that the '%s' driver is installed "
-                       "(Debian: plplot-driver-cairo) and the folder is writable",
-                       path, WIFEXITED(status) ? "exit status" : "signal",
-                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), device);
-    } else if (stat(tmp, &st) != 0 || st.st_size == 0) {
-        rc = tema_fail(err, TEMA_EIO, "%s: PLplot wrote nothing with the '%s' driver; is it installed?", path, device);
+    if (pid < 0) {
+        snprintf(why, cap, "%s: cannot start the plotting process: %s", f->name, strerror(errno));
     } else {
-        int fd = open(tmp, O_RDONLY);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        if (rename(tmp, path) != 0)
-            rc = tema_fail(err, TEMA_EIO, "%s: cannot rename the finished plot into place: %s", path, strerror(errno));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            child_failure(f, status, why, cap);
+        } else if (stat(tmp, &st) != 0 || st.st_size == 0) {
+            snprintf(why, cap, "%s: PLplot's %s driver wrote nothing", f->name, f->device);
+        } else {
+            int fd = open(tmp, O_RDONLY);
+            if (fd >= 0) {
+                fsync(fd);
+                close(fd);
+            }
+            ok = rename(tmp, path) == 0;
+            if (!ok)
+                snprintf(why, cap, "%s: cannot rename the finished file into place: %s", f->name, strerror(errno));
+        }
     }
-    if (rc != TEMA_OK)
+    if (!ok)
         unlink(tmp);
     free(tmp);
-    return rc;
+    return ok;
 }
 
-static tema_status render(const char *stem, int width, int height, draw_fn draw, const void *args, tema_err *err)
+static tema_status render(const char *stem, plt_size_fn size, plt_draw_fn draw, const void *args, tema_plot_out *out,
+                          tema_err *err)
 {
-    static const char *const devices[][2] = {{"svg", ".svg"}, {"pngcairo", ".png"}};
+    tema_plot_out local;
+    if (!out)
+        out = &local;
+    memset(out, 0, sizeof *out);
+    draw_job job = {size, draw, args};
     size_t n = strlen(stem) + 8;
     char *path = malloc(n);
     if (!path)
         return tema_fail(err, TEMA_ENOMEM, "plot: out of memory");
-    tema_status st = TEMA_OK;
-    for (size_t i = 0; st == TEMA_OK && i < sizeof devices / sizeof devices[0]; i++) {
-        snprintf(path, n, "%s%s", stem, devices[i][1]);
-        st = render_one(devices[i][0], path, width, height, draw, args, err);
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        char why[200];
+        snprintf(path, n, "%s%s", stem, formats[i].ext);
+        if (render_one(&formats[i], path, &job, why, sizeof why)) {
+            out->written |= formats[i].bit;
+        } else {
+            size_t used = strlen(out->missing);
+            snprintf(out->missing + used, sizeof out->missing - used, "%s%s", used ? "; " : "", why);
+        }
     }
     free(path);
-    return st;
+    if (!out->written)
+        return tema_fail(err, TEMA_EIO, "%s: no format could be drawn (%s)", stem, out->missing);
+    return TEMA_OK;
 }
 
-tema_status tema_plot_lines(const char *stem, const tema_plot_panel *panels, int n_panels, tema_err *err)
+/* ---- the entry points (the drawing of each kind: plot_charts.c) ---- */
+
+tema_status tema_plot_lines(const char *stem, const char *title, const tema_plot_panel *panels, int n_panels,
+                            tema_plot_out *out, tema_err *err)
 {
     if (n_panels < 1 || n_panels > 8)
         return tema_fail(err, TEMA_EINVAL, "%s: a line chart needs 1 to 8 panels, got %d", stem, n_panels);
-    lines_args a = {panels, n_panels};
-    return render(stem, 420 * n_panels, 380, draw_lines, &a, err);
+    plt_lines_args a = {title, panels, n_panels};
+    return render(stem, plt_size_lines, plt_draw_lines, &a, out, err);
 }
 
-tema_status tema_plot_heatmap(const char *stem, const char *title, const char *xlabel, const char *ylabel,
-                              const char *const *row_labels, int n_rows, const char *const *col_labels, int n_cols,
-                              const double *values, int digits, tema_err *err)
+tema_status tema_plot_bars(const char *stem, const tema_plot_bar_chart *chart, tema_plot_out *out, tema_err *err)
 {
-    if (n_rows < 1 || n_cols < 1)
+    if (chart->n_groups < 1 || chart->n_bars < 1 || chart->n_panels < 1)
+        return tema_fail(err, TEMA_EINVAL, "%s: a bar chart needs at least one panel, group and bar", stem);
+    return render(stem, plt_size_bars, plt_draw_bars, chart, out, err);
+}
+
+tema_status tema_plot_heatmap(const char *stem, const tema_plot_heatmap_chart *chart, tema_plot_out *out,
+                              tema_err *err)
+{
+    if (chart->n_rows < 1 || chart->n_cols < 1)
         return tema_fail(err, TEMA_EINVAL, "%s: a heatmap needs at least one row and one column", stem);
-    heatmap_args a = {title, xlabel, ylabel, row_labels, col_labels, n_rows, n_cols, values, digits};
-    int w = 200 + 90 * n_cols, h = 140 + 50 * n_rows;
-    return render(stem, w < 520 ? 520 : w, h < 360 ? 360 : h, draw_heatmap, &a, err);
-}
-
-tema_status tema_plot_bars(const char *stem, const char *title, const char *ylabel, const char *const *group_labels,
-                           int n_groups, const char *const *bar_labels, int n_bars, const double *mean,
-                           const double *err_std, tema_err *err)
-{
-    if (n_groups < 1 || n_bars < 1)
-        return tema_fail(err, TEMA_EINVAL, "%s: a bar chart needs at least one group and one bar", stem);
-    bars_args a = {title, ylabel, group_labels, bar_labels, n_groups, n_bars, mean, err_std};
-    int w = 260 + 22 * n_groups * n_bars + 30 * n_groups;
-    return render(stem, w < 640 ? 640 : w, 400 + 24 * n_bars, draw_bars, &a, err);
+    return render(stem, plt_size_heatmap, plt_draw_heatmap, chart, out, err);
 }

@@ -12,6 +12,16 @@
  *   report:
  *     curves: true              # training curves per cell (loss, valid MRR per epoch, a line per seed)
  *     timing: true              # the timing and memory table
+ *     latex:                    # how every table's .tex is set (timing.tex too); a table's own
+ *                               # latex: overrides key by key
+ *       float: table            # table (one column, default) | table* (spans both columns of a
+ *                               # two-column paper)
+ *       size: small             # a type size for the tabular: tiny, scriptsize, footnotesize,
+ *                               # small, normalsize; default none (the document's)
+ *       siunitx: true           # numbers in siunitx \tablenum boxes, aligned on the decimal point
+ *                               # (default; needs \usepackage{siunitx}); false: plain text
+ *       fit: false              # true: a tabular wider than the line is scaled down to it
+ *                               # (graphicx's \resizebox; never up)
  *     tables:
  *       - name: table2          # file stem and HTML anchor: letters, digits, '-', '_', '.'
  *         title: "Food-Kitchen (%)"          # caption; default: the name
@@ -29,7 +39,8 @@
  *         alpha: 0.05                        # significance level of the marks
  *         heatmap: mrr                       # metric of the heatmap, or false; default: the first
  *                                            # metric, drawn when rows and columns are one key each
- *         bars: true                         # bar chart with error bars
+ *         bars: true                         # bar chart with error bars, a panel per metric
+ *         latex: {float: table*}             # this table's LaTeX (keys as report.latex)
  *
  * An axis (rows, or one entry of columns) is one of:
  *   KEY                        a key path of the resolved config (config.json of the runs), e.g.
@@ -61,6 +72,10 @@
  * A mark means p < alpha. The per-user tests need split: test (ranks.tsv is test only).
  * Best value per column is bold; the second best is underlined in LaTeX and HTML and
  * italic in Markdown (only with three or more rows); best is decided on the printed values.
+ * In LaTeX with siunitx a cell is \mbox{\tablenum{26.62}${}\pm{}$\tablenum{0.93}} (bold:
+ * \bfseries, which siunitx's detect-weight carries into the boxes; second: \underline), the
+ * formats set by a \sisetup local to the float; the marks stand in a column of their own
+ * after each value, so they never push a number out of line.
  * Without a report: block (or without tables) there is one table named `results` over the
  * grid's keys (without a manifest: the config keys in which the runs differ); with two such
  * keys they become rows x columns, which also draws the heatmap.
@@ -72,8 +87,19 @@
  *   timing.md / .tex / .csv    seconds per epoch, epochs run / early stops, best epoch,
  *                              total time, peak memory, backend, threads per cell
  *   report.md                  everything printed to stdout
- *   plots/<table>-bars.svg|png, plots/<table>-heatmap-<domain>.svg|png,
- *   plots/curves-<n>.svg|png   (PLplot)
+ *   plots/<table>-bars.*       a table's bar chart: a panel per metric (MRR and HR@10 never
+ *                              share an axis), the columns as groups, a bar per row with its std
+ *   plots/<table>-heatmap-<domain>.*   the heatmap of a rows x columns table, per domain
+ *   plots/curves-<cell>.*      the training curves of a cell, titled by its grid values and
+ *                              named by them: <cell> is the cell's label ("extractor=bert,
+ *                              tagger=lexical") in lower-case letters and digits, every other
+ *                              run of characters one '-' (curves-extractor-bert-tagger-lexical);
+ *                              a clash gets -2, -3, ...
+ *                              Each chart as .svg, .png (200 dpi) and .pdf (fonts embedded),
+ *                              drawn with PLplot (core/plot.h); a format whose PLplot driver is
+ *                              missing is left out with a note, and chart files in plots/ that
+ *                              the report did not write (an earlier version's names) are named
+ *                              in a note, never deleted
  *   report.html                with --html: one self-contained page (tables, plots as data:
  *                              URIs, the resolved configs, links between them)
  */

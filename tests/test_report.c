@@ -1,39 +1,7 @@
-/* tests/test_report.c - `tema report` on results folders built by hand: table values, bold /
- * underline, significance marks against scipy's p-values, the timing table, PLplot files,
- * the HTML page in headless Chromium, and located errors for a bad report: block.
- *
- * The fixture: experiment "rep", three attention plugins (single = the baseline, multi, gru)
- * x seeds 1, 2, 3, 40 test users per domain. Ranks follow ranks() below; final.json holds
- * their means, so the expected numbers can be recomputed independently. They were printed
- * by this script (Python 3.11, numpy 2, scipy 1.17.1):
- *
- *   import numpy as np
- *   from scipy import stats
- *   N = 40                                    # test users per domain
- *   def ranks(k, s, d):                       # row k (0 single, 1 multi, 2 gru), seed s, domain d
- *       out = []
- *       for u in range(N):
- *           base = 1 + (u * 7 + s * 3 + d * 5) % 23
- *           if k == 0: r = base
- *           elif k == 1: r = max(1, base - 1 - (u % 3 == 0)) if d == 0 else base + (u + s) % 3 - 1
- *           else: r = base + 2 if d == 0 else base + (u % 3 == 0) - (u % 7 == 0)
- *           out.append(max(r, 1))
- *       return np.array(out, float)
- *   metric = {"mrr": lambda r: 1 / r, "ndcg@10": lambda r: np.where(r <= 10, 1 / np.log2(r + 1), 0.0)}
- *   seeds = [1, 2, 3]
- *   for k in (0, 1, 2):
- *       for d in (0, 1):
- *           for m, f in metric.items():
- *               per_seed = [f(ranks(k, s, d)).mean() for s in seeds]
- *               line = f"row {k} dom {'XY'[d]} {m}: mean={np.mean(per_seed):.4f} std={np.std(per_seed, ddof=1):.4f}"
- *               if k:
- *                   a = np.concatenate([f(ranks(k, s, d)) for s in seeds])
- *                   b = np.concatenate([f(ranks(0, s, d)) for s in seeds])
- *                   pt = stats.ttest_rel(a, b).pvalue
- *                   pw = stats.wilcoxon(a, b, correction=True).pvalue
- *                   pr = stats.ttest_rel(per_seed, [f(ranks(0, s, d)).mean() for s in seeds]).pvalue
- *                   line += f" p_user_t={pt!r} p_user_w={pw!r} p_run_t={pr!r}"
- *               print(line)
+/* tests/test_report.c - `tema report` on results folders built by hand (report_fixture.c):
+ * table values, bold / underline, significance marks against scipy's p-values, the timing
+ * table, PLplot files, the HTML page in headless Chromium, and located errors for a bad
+ * report: block.
  */
 #include <math.h>
 #include <stdio.h>
@@ -42,187 +10,10 @@
 #include <sys/stat.h>
 
 #include "report.h"
+#include "report_fixture.h"
 #include "results.h"
 #include "testutil.h"
 #include "util.h"
-
-#define N_USERS 40
-static const char *const plugins[3] = {"single", "multi", "gru"};
-
-static int fixture_rank(int k, int s, int d, int u)
-{
-    int base = 1 + (u * 7 + s * 3 + d * 5) % 23, r;
-    if (k == 0)
-        r = base;
-    else if (k == 1)
-        r = d == 0 ? base - 1 - (u % 3 == 0) : base + (u + s) % 3 - 1;
-    else
-        r = d == 0 ? base + 2 : base + (u % 3 == 0) - (u % 7 == 0);
-    return r < 1 ? 1 : r;
-}
-
-static double ndcg10(double r) { return r <= 10 ? 1 / log2(r + 1) : 0; }
-
-/* noinline: at -O3, GCC 12 takes the returned buffer for a pointer to the local `data`
- * (a false -Wdangling-pointer) */
-__attribute__((noinline)) static char *slurp(const char *path)
-{
-    char *data = NULL;
-    size_t len;
-    tema_err err = {0};
-    ck_assert_msg(tema_read_file(path, &data, &len, &err) == TEMA_OK, "%s", err.msg);
-    return data;
-}
-
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    tu_write(p, text);
-}
-
-/* One finished run folder of the "rep" experiment; returns its folder in `dir`. */
-static void make_run(const char *exp_dir, int k, int s, bool done, char *dir, size_t cap)
-{
-    char config[512];
-    snprintf(config, sizeof config,
-             "{\"name\":\"rep\",\"dataset\":{\"path\":\"synthetic\"},\"model\":{\"attention\":{\"plugin\":\"%s\","
-             "\"blocks\":2}},\"train\":{\"epochs\":20,\"seed\":%d},\"eval\":{\"metrics\":[\"mrr\",\"ndcg@10\"]}}",
-             plugins[k], s);
-    char id[17];
-    tema_results_run_id(config, id);
-    snprintf(dir, cap, "%s/%s", exp_dir, id);
-    tema_err err = {0};
-    ck_assert_msg(tema_mkdirs(dir, &err) == TEMA_OK, "%s", err.msg);
-    write_file(dir, "config.json", config);
-    char yaml[256];
-    snprintf(yaml, sizeof yaml, "name: rep\nmodel:\n  attention: {plugin: %s, blocks: 2}\ntrain: {seed: %d}\n",
-             plugins[k], s);
-    write_file(dir, "config.yaml", yaml);
-    write_file(dir, "meta.json", "{\"backend\": \"cpu\", \"threads\": 2, \"tema_version\": \"0.1.0\"}\n");
-
-    /* ranks.tsv and the means final.json reports; users of X are 0..39, of Y 100..139 */
-    char *ranks = malloc(64 * (2 * N_USERS + 2));
-    size_t n = (size_t)sprintf(ranks, "user\tdomain\ttarget\toptimistic\tpessimistic\tmid\n");
-    double mean[2][3][2] = {{{0}}};
-    for (int d = 0; d < 2; d++)
-        for (int u = 0; u < N_USERS; u++) {
-            double opt = fixture_rank(k, s, d, u), pes = opt + (u % 5 == 0), mid = (opt + pes) / 2;
-            n += (size_t)sprintf(ranks + n, "%d\t%s\t%d\t%.1f\t%.1f\t%.1f\n", d * 100 + u, d ? "Y" : "X", 7 + u, opt,
-                                 pes, mid);
-            double rr[3] = {opt, pes, mid};
-            for (int r = 0; r < 3; r++) {
-                mean[d][r][0] += 1 / rr[r] / N_USERS;
-                mean[d][r][1] += ndcg10(rr[r]) / N_USERS;
-            }
-        }
-    write_file(dir, "ranks.tsv", ranks);
-    free(ranks);
-
-    static const char *const rules[3] = {"optimistic", "pessimistic", "mid"};
-    char final[4096];
-    n = (size_t)sprintf(final, "{\"test\": {");
-    for (int d = 0; d < 2; d++) {
-        n += (size_t)sprintf(final + n, "%s\"%s\": {\"cases\": %d", d ? ", " : "", d ? "Y" : "X", N_USERS);
-        for (int r = 0; r < 3; r++)
-            n += (size_t)sprintf(final + n, ", \"%s\": {\"mrr\": %.17g, \"ndcg@10\": %.17g}", rules[r], mean[d][r][0],
-                                 mean[d][r][1]);
-        n += (size_t)sprintf(final + n, "}");
-    }
-    double spe = 1.5 + 0.1 * s + 0.5 * k;
-    int epochs = 10 + s;
-    n += (size_t)sprintf(final + n,
-                         "}, \"valid\": null, \"best_epoch\": %d, \"epochs_run\": %d, \"stopped_early\": %s, "
-                         "\"total_seconds\": %.17g, \"seconds_per_epoch\": %.17g, \"peak_memory_bytes\": %d, "
-                         "\"warnings\": []}\n",
-                         5 + s, epochs, s == 2 ? "true" : "false", spe * epochs, spe, (100 + 10 * k + s) << 20);
-    write_file(dir, "final.json", final);
-
-    char *lines = malloc(256 * (size_t)(epochs + 1));
-    n = 0;
-    for (int e = 1; e <= epochs; e++) {
-        n += (size_t)sprintf(lines + n, "{\"epoch\":%d,\"steps\":10,\"train_loss\":%.4f,\"seconds\":%.3f", e,
-                             5 - 0.1 * e - 0.01 * s - 0.2 * k, spe);
-        if (e % 2 == 0)
-            n += (size_t)sprintf(lines + n,
-                                 ",\"valid\":{\"X\":{\"cases\":40,\"optimistic\":{\"mrr\":%.4f}},\"Y\":{\"cases\":40,"
-                                 "\"optimistic\":{\"mrr\":%.4f}}}",
-                                 0.05 + 0.01 * e + 0.002 * s, 0.03 + 0.005 * e + 0.001 * k);
-        n += (size_t)sprintf(lines + n, "}\n");
-    }
-    write_file(dir, "epochs.jsonl", lines);
-    free(lines);
-    write_file(dir, "status", done ? "done\n" : "running\n");
-    if (done)
-        write_file(dir, "DONE", "");
-}
-
-static const char rep_yaml[] =
-    "name: rep\n"
-    "model:\n"
-    "  attention: {plugin: single}\n"
-    "report:\n"
-    "  tables:\n"
-    "    - name: main\n"
-    "      title: Main results\n"
-    "      rows: {key: model.attention.plugin, labels: {single: SASRec, multi: TEMA, gru: GRU4Rec}}\n"
-    "      row_title: Model\n"
-    "      columns: [domain]\n"
-    "      metrics: [mrr, ndcg@10]\n"
-    "      baseline: single\n"
-    "    - name: ablation\n"
-    "      rows:\n"
-    "        - {label: Base, where: {model.attention.plugin: single}}\n"
-    "        - {label: Multi-Attn, where: {model.attention.plugin: multi, model.attention.blocks: 2}}\n"
-    "      domains: [X]\n"
-    "      metrics: [mrr]\n"
-    "      rule: mid\n"
-    "      percent: true\n";
-
-/* A fresh fixture: tmp/rep.yaml and tmp/results/rep/<9 finished runs + 1 unfinished>. */
-static const char *make_fixture(const char *yaml)
-{
-    static char root[512];
-    snprintf(root, sizeof root, "%s", tu_tmpdir());
-    char exp_dir[600], dir[700], path[600];
-    snprintf(exp_dir, sizeof exp_dir, "%s/results/rep", root);
-    for (int k = 0; k < 3; k++)
-        for (int s = 1; s <= 3; s++)
-            make_run(exp_dir, k, s, true, dir, sizeof dir);
-    /* seed 4 of multi never finished: it must not count */
-    make_run(exp_dir, 1, 4, false, dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/rep.yaml", root);
-    tu_write(path, yaml);
-    return root;
-}
-
-static tema_status report_in(const char *root, const char *yaml_name, bool html, tema_err *err)
-{
-    char yaml[600], results[600];
-    snprintf(yaml, sizeof yaml, "%s/%s", root, yaml_name);
-    snprintf(results, sizeof results, "%s/results", root);
-    tema_report_opts o = {.results_dir = results, .html = html, .all_runs = true, .diag = stderr};
-    return tema_report(yaml, &o, err);
-}
-
-static char *report_file(const char *root, const char *exp, const char *name)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s/results/%s/report/%s", root, exp, name);
-    return slurp(p);
-}
-
-/* The line of the Markdown table whose first cell is `label`. */
-static char *md_row(const char *md, const char *label)
-{
-    char key[128];
-    snprintf(key, sizeof key, "\n| %s |", label);
-    const char *p = strstr(md, key);
-    ck_assert_msg(p != NULL, "no row '%s' in:\n%s", label, md);
-    p++;
-    const char *end = strchr(p, '\n');
-    return strndup(p, (size_t)(end - p));
-}
 
 START_TEST(markdown_values_bold_and_marks)
 {
@@ -321,13 +112,67 @@ START_TEST(csv_p_values_match_scipy)
 }
 END_TEST
 
+/* `base` with `insert` after the first line that starts with `after`; static buffer (two in
+ * turn, so one call may take the last one's result). */
+static const char *yaml_with(const char *base, const char *after, const char *insert)
+{
+    static char bufs[2][4096];
+    static int turn;
+    char *buf = bufs[turn ^= 1];
+    const char *at = strstr(base, after);
+    ck_assert(at != NULL);
+    at = strchr(at, '\n') + 1;
+    snprintf(buf, sizeof bufs[0], "%.*s%s%s", (int)(at - base), base, insert, at);
+    return buf;
+}
+
+/* siunitx by default: every number in a \tablenum box, bold and underline around the boxes,
+ * the marks in a column of their own so they never push a number out of line. */
 START_TEST(latex_booktabs)
 {
     const char *root = make_fixture(rep_yaml);
     tema_err err = {0};
     ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
     char *tex = report_file(root, "rep", "main.tex");
+    ck_assert_msg(strstr(tex, "needs \\usepackage{booktabs,siunitx}\n\\begin{table}[t]\n"), "%s", tex);
     ck_assert_msg(strstr(tex, "\\toprule") && strstr(tex, "\\midrule") && strstr(tex, "\\bottomrule"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\sisetup{detect-weight, group-digits=none, table-format=1.4}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\begin{tabular}{lc@{}lc@{}lc@{}lc@{}l}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\multicolumn{4}{c}{X} & \\multicolumn{4}{c}{Y}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\cmidrule(lr){2-5}\\cmidrule(lr){6-9}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "Model & \\multicolumn{2}{c}{MRR} & \\multicolumn{2}{c}{NDCG@10} & "), "%s", tex);
+    ck_assert_msg(strstr(tex, "TEMA & {\\bfseries\\mbox{\\tablenum{0.2267}{\\boldmath${}\\pm{}$}\\tablenum{0.0122}}}"
+                              " & $^{*\\dagger\\ddagger}$ & "
+                              "{\\bfseries\\mbox{\\tablenum{0.2646}{\\boldmath${}\\pm{}$}\\tablenum{0.0092}}}"
+                              " & $^{*\\dagger\\ddagger}$ & "
+                              "\\underline{\\mbox{\\tablenum{0.1591}${}\\pm{}$\\tablenum{0.0140}}} & & "
+                              "{\\bfseries\\mbox{\\tablenum{0.1967}{\\boldmath${}\\pm{}$}\\tablenum{0.0145}}} & \\\\"),
+                  "%s", tex);
+    ck_assert_msg(strstr(tex, "GRU4Rec & \\mbox{\\tablenum{0.1027}${}\\pm{}$\\tablenum{0.0018}} & "
+                              "$^{*\\dagger\\ddagger}$ & "),
+                  "%s", tex);
+    ck_assert_msg(strstr(tex, "\\caption{Main results}") && strstr(tex, "\\label{tab:main}"), "%s", tex);
+    free(tex);
+    /* no baseline, no marks column; the stds' integer digits differ from the means' */
+    tex = report_file(root, "rep", "ablation.tex");
+    ck_assert_msg(strstr(tex, "table-format=2.2}") && strstr(tex, "\\begin{tabular}{lc}"), "%s", tex);
+    ck_assert_msg(strstr(tex, "Base & \\mbox{\\tablenum{16.39}${}\\pm{}$\\tablenum[table-format=1.2]{0.79}} \\\\"),
+                  "%s", tex);
+    free(tex);
+}
+END_TEST
+
+/* latex: {siunitx: false}: the values as text, as before siunitx; float and size apply. */
+START_TEST(latex_without_siunitx)
+{
+    const char *latex = "      latex: {siunitx: false, float: table*, size: small}\n";
+    const char *root = make_fixture(yaml_with(rep_yaml, "      baseline: single", latex));
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *tex = report_file(root, "rep", "main.tex");
+    ck_assert_msg(strstr(tex, "needs \\usepackage{booktabs}\n\\begin{table*}[t]\n\\centering\n\\caption{"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\label{tab:main}\n\\small\n\\begin{tabular}{lcccc}\n"), "%s", tex);
+    ck_assert_msg(strstr(tex, "\\end{table*}\n") && !strstr(tex, "sisetup"), "%s", tex);
     ck_assert_msg(strstr(tex, "\\multicolumn{2}{c}{X} & \\multicolumn{2}{c}{Y}"), "%s", tex);
     ck_assert_msg(strstr(tex, "\\cmidrule(lr){2-3}\\cmidrule(lr){4-5}"), "%s", tex);
     ck_assert_msg(strstr(tex, "TEMA & \\textbf{0.2267 $\\pm$ 0.0122}$^{*\\dagger\\ddagger}$ & "
@@ -338,7 +183,10 @@ START_TEST(latex_booktabs)
                               "0.1310 $\\pm$ 0.0036$^{*\\dagger\\ddagger}$ & 0.1515 $\\pm$ 0.0137$^{\\dagger}$ & "
                               "0.1840 $\\pm$ 0.0126$^{*\\dagger}$ \\\\"),
                   "%s", tex);
-    ck_assert_msg(strstr(tex, "\\caption{Main results}") && strstr(tex, "\\label{tab:main}"), "%s", tex);
+    free(tex);
+    /* the other table keeps the report's defaults */
+    tex = report_file(root, "rep", "ablation.tex");
+    ck_assert_msg(strstr(tex, "\\begin{table}[t]") && strstr(tex, "\\tablenum"), "%s", tex);
     free(tex);
 }
 END_TEST
@@ -366,38 +214,133 @@ START_TEST(timing_table)
 }
 END_TEST
 
-static void check_plot(const char *root, const char *exp, const char *stem)
+/* What a paper \inputs: the tables (siunitx, table*, scaled to fit) and the charts as PDF
+ * figures, compiled by pdflatex in a two-column article. The PDF holds the tables' numbers,
+ * and nothing is wider than its column or the page. */
+START_TEST(latex_compiles_in_a_two_column_paper)
 {
-    char p[1024];
-    for (int k = 0; k < 2; k++) {
-        snprintf(p, sizeof p, "%s/results/%s/report/plots/%s.%s", root, exp, stem, k ? "png" : "svg");
-        struct stat st;
-        ck_assert_msg(stat(p, &st) == 0, "%s is missing", p);
-        ck_assert_msg(st.st_size > 1000, "%s has only %lld bytes", p, (long long)st.st_size);
-        char *data = slurp(p);
-        if (k)
-            ck_assert_msg(!memcmp(data, "\x89PNG\r\n\x1a\n", 8), "%s is not a PNG", p);
-        else
-            ck_assert_msg(!strncmp(data, "<?xml", 5) && strstr(data, "<svg") && strstr(data, "</svg>"),
-                          "%s is not an SVG file", p);
-        free(data);
+    const char *yaml = yaml_with(rep_yaml, "report:", "  latex: {fit: true}\n");
+    const char *root = make_fixture(yaml_with(yaml, "      baseline: single", "      latex: {float: table*}\n"));
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *tex = report_file(root, "rep", "main.tex");
+    ck_assert_msg(strstr(tex, "needs \\usepackage{booktabs,siunitx,graphicx}\n\\begin{table*}[t]\n") &&
+                      strstr(tex, "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
+                                  "\\begin{tabular}") && strstr(tex, "\\end{tabular}}\n"),
+                  "%s", tex);
+    free(tex);
+    tex = report_file(root, "rep", "timing.tex");
+    ck_assert_msg(strstr(tex, "\\begin{table}[t]") && strstr(tex, "\\resizebox{"), "%s", tex);
+    free(tex);
+    if (system("command -v pdflatex >/dev/null 2>&1") != 0) {
+        tu_skip(__func__, "pdflatex is not installed (Debian: texlive-latex-base texlive-latex-recommended "
+                          "texlive-science; .ci/install-deps installs them)");
+        return;
     }
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/results/rep/report", root);
+    write_file(dir, "paper.tex",
+               "\\documentclass[twocolumn]{article}\n\\usepackage{booktabs,siunitx,graphicx}\n"
+               "\\begin{document}\n\\input{main.tex}\n\\input{ablation.tex}\n\\input{timing.tex}\n"
+               "\\begin{figure*}[t]\\centering\\includegraphics{plots/main-bars.pdf}\\caption{Bars}\\end{figure*}\n"
+               "\\begin{figure*}[t]\\centering\\includegraphics{plots/curves-attention-multi.pdf}"
+               "\\caption{Curves}\\end{figure*}\nText.\n\\end{document}\n");
+    ck_assert_msg(tu_sh(dir, "timeout 120 pdflatex -interaction=nonstopmode -halt-on-error paper.tex >latex.out 2>&1",
+                        "paper.log") == 0, "pdflatex failed; paper.log is printed above");
+    snprintf(path, sizeof path, "%s/paper.log", dir);
+    char *log = slurp(path);
+    ck_assert_msg(strstr(log, "Output written on paper.pdf"), "no PDF; see %s", path);
+    /* at natural size every chart and every table fits the text width */
+    const char *wide = strstr(log, "Overfull \\hbox") ? strstr(log, "Overfull \\hbox") : strstr(log, "Float too large");
+    ck_assert_msg(!wide, "%.300s", wide);
+    free(log);
+    if (system("command -v pdftotext >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "note: pdftotext is not installed (Debian: poppler-utils): the PDF's text is not checked\n");
+        return;
+    }
+    ck_assert_int_eq(tu_sh(dir, "pdftotext paper.pdf paper.txt", NULL), 0);
+    snprintf(path, sizeof path, "%s/paper.txt", dir);
+    char *text = slurp(path);
+    ck_assert_msg(strstr(text, "Main results") && strstr(text, "0.2267") && strstr(text, "0.1027") &&
+                      strstr(text, "21.92") && strstr(text, "Timing and memory"), "%s", text);
+    free(text);
 }
+END_TEST
 
+/* Every chart in SVG, PNG and PDF; the curves named and titled by their cell, not numbered. */
 START_TEST(plots_written)
 {
     const char *root = make_fixture(rep_yaml);
     tema_err err = {0};
-    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_msg(report_in(root, "rep.yaml", true, &err) == TEMA_OK, "%s", err.msg);
     check_plot(root, "rep", "main-bars");
-    for (int g = 1; g <= 3; g++) {
-        char stem[32];
-        snprintf(stem, sizeof stem, "curves-%d", g);
+    check_plot(root, "rep", "ablation-bars");
+    static const char *const cells[3] = {"single", "multi", "gru"};
+    for (int g = 0; g < 3; g++) {
+        char stem[64];
+        snprintf(stem, sizeof stem, "curves-attention-%s", cells[g]);
         check_plot(root, "rep", stem);
     }
+    ck_assert(!tu_exists(root, "results/rep/report/plots/curves-1.svg"));
+    ck_assert(!tu_exists(root, "results/rep/report/plots/curves-1.pdf"));
     /* rows x domain only: no heatmap */
     ck_assert(!tu_exists(root, "results/rep/report/plots/main-heatmap-X.svg"));
     ck_assert(!tu_exists(root, "results/rep/report/plots/main-bars.svg.tmp"));
+
+    /* the figure says which cell it shows; one legend for the seeds */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/results/rep/report/plots/curves-attention-multi.svg", root);
+    char *text = svg_text(path);
+    ck_assert_msg(!strncmp(text, "attention=multi\n", 16) && strstr(text, "\nTraining loss\n"), "%s", text);
+    ck_assert_msg(strstr(text, "\nValidation, X\n") && strstr(text, "\nValidation, Y\n"), "%s", text);
+    ck_assert_int_eq(count(text, "\nseed 1\n"), 1);
+    free(text);
+    /* one metric per panel: each metric titles one panel; the groups are the domains alone */
+    snprintf(path, sizeof path, "%s/results/rep/report/plots/main-bars.svg", root);
+    text = svg_text(path);
+    ck_assert_msg(count(text, "\nMRR\n") == 1 && count(text, "\nNDCG@10\n") == 1, "%s", text);
+    ck_assert_msg(count(text, "\nX\n") == 2 && count(text, "\nY\n") == 2 && !strstr(text, "X MRR"), "%s", text);
+    ck_assert_msg(!strncmp(text, "Main results\n", 13) && count(text, "\nTEMA\n") == 1, "%s", text);
+    free(text);
+    /* the page links the figures by the cell's name */
+    char *html = report_file(root, "rep", "report.html");
+    ck_assert_msg(strstr(html, "<figure id=\"curves-attention-multi\">") &&
+                      strstr(html, "<a href=\"#curves-attention-multi\">curves</a>"), "curves not linked by cell");
+    ck_assert_msg(strstr(html, "(<a href=\"plots/curves-attention-multi.pdf\">pdf</a>, "), "no link to the PDF");
+    free(html);
+}
+END_TEST
+
+/* A PLplot driver that is missing costs its format, said once, and nothing else; a chart
+ * left by an earlier report (an old name) is pointed out, not deleted. */
+START_TEST(chart_notes_missing_driver_and_stale_files)
+{
+    const char *root = make_fixture(rep_yaml);
+    char plots[700];
+    snprintf(plots, sizeof plots, "%s/results/rep/report/plots", root);
+    tema_err e = {0};
+    ck_assert(tema_mkdirs(plots, &e) == TEMA_OK);
+    write_file(plots, "curves-1.svg", "<svg/>");
+    setenv("TEMA_TEST_PLOT_NO_DEVICE", "pdfcairo", 1);
+    char yaml[600], results[600], *notes = NULL;
+    size_t len = 0;
+    snprintf(yaml, sizeof yaml, "%s/rep.yaml", root);
+    snprintf(results, sizeof results, "%s/results", root);
+    FILE *diag = open_memstream(&notes, &len);
+    tema_report_opts o = {.results_dir = results, .all_runs = true, .diag = diag};
+    tema_err err = {0};
+    ck_assert_msg(tema_report(yaml, &o, &err) == TEMA_OK, "%s", err.msg);
+    fclose(diag);
+    unsetenv("TEMA_TEST_PLOT_NO_DEVICE");
+    ck_assert(tu_exists(root, "results/rep/report/plots/main-bars.svg"));
+    ck_assert(tu_exists(root, "results/rep/report/plots/curves-attention-gru.png"));
+    ck_assert(!tu_exists(root, "results/rep/report/plots/main-bars.pdf"));
+    ck_assert(!tu_exists(root, "results/rep/report/plots/curves-attention-gru.pdf"));
+    ck_assert_msg(count(notes, "PDF: PLplot's pdfcairo driver is not installed (Debian: plplot-driver-cairo)") == 1,
+                  "%s", notes);
+    ck_assert_msg(strstr(notes, "holds 1 chart file(s) this report did not write (curves-1.svg)"), "%s", notes);
+    ck_assert(tu_exists(plots, "curves-1.svg"));
+    free(notes);
 }
 END_TEST
 
@@ -454,20 +397,12 @@ START_TEST(heatmap_of_two_axis_grid)
     ck_assert(!tu_exists(root, "results/lam/report/plots/grid-heatmap-Y.svg"));
     ck_assert(!tu_exists(root, "results/lam/report/timing.md"));
     /* no epochs.jsonl: no curves, and the page says so */
-    ck_assert(!tu_exists(root, "results/lam/report/plots/curves-1.svg"));
+    ck_assert(!tu_exists(root, "results/lam/report/plots/curves-lambda-1-0-2-lambda-2-0-05.svg"));
     char *html = report_file(root, "lam", "report.html");
     ck_assert_msg(strstr(html, "id=\"fig-grid-heatmap-X\""), "heatmap missing from the page");
     free(html);
 }
 END_TEST
-
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
 
 START_TEST(html_page_renders_in_chromium)
 {
@@ -554,6 +489,10 @@ START_TEST(bad_report_block_is_located)
         {"name: rep\nreport:\n  tables:\n    - name: t\n      rows: domain\n",
          "domain can only be a column axis"},
         {"name: rep\nreport:\n  tablez: []\n", "bad.yaml:3:11: report: unknown key 'tablez'"},
+        {"name: rep\nreport:\n  tables:\n    - name: t\n      latex: {float: figure}\n",
+         "bad.yaml:5:22: report.tables[0].latex.float: expected table or table*"},
+        {"name: rep\nreport:\n  latex: {size: huge}\n", "bad.yaml:3:17: report.latex.size: expected tiny,"},
+        {"name: rep\nreport:\n  latex: {colour: red}\n", "report.latex: unknown key 'colour'; latex takes float"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tu_write(path, cases[i].yaml);
@@ -630,30 +569,6 @@ START_TEST(default_table_without_report_block)
 }
 END_TEST
 
-/* The text of a PLplot SVG, each <text> element a line (PLplot writes every character as a
- * numeric entity inside <tspan>s). Caller frees. */
-static char *svg_text(const char *path)
-{
-    char *svg = slurp(path), *out = calloc(strlen(svg) + 1, 1), *w = out;
-    for (const char *p = svg; (p = strstr(p, "<tspan"));) {
-        p = strchr(p, '>') + 1;
-        const char *end = strstr(p, "</tspan>");
-        while (p < end) {
-            if (!strncmp(p, "&#x", 3)) {
-                char *semi;
-                *w++ = (char)strtol(p + 3, &semi, 16);
-                p = semi + 1;
-            } else {
-                *w++ = *p++;
-            }
-        }
-        if (!strncmp(end + 8, "</text>", 7)) *w++ = '\n';
-        p = end;
-    }
-    free(svg);
-    return out;
-}
-
 /* End to end: a real 2 x 2 grid with 2 seeds trained by `tema run -j 2` on tiny synthetic
  * data; the report follows the manifest (grid order, pending entries, stale runs). */
 START_TEST(report_follows_the_manifest_of_a_real_grid)
@@ -701,7 +616,8 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
     ck_assert_msg(strstr(bars, "\nlr = 0.003\n") && strstr(bars, "\nlr = 0.001\n"), "%s", bars);
     free(bars);
     ck_assert(tu_exists(root, "results/g/report/plots/results-heatmap-Y.png"));
-    ck_assert(tu_exists(root, "results/g/report/plots/curves-4.png"));
+    ck_assert(tu_exists(root, "results/g/report/plots/curves-lr-0-001-blocks-2.png"));
+    ck_assert(tu_exists(root, "results/g/report/plots/curves-lr-0-001-blocks-2.pdf"));
 
     /* one more value: 4 pending entries; the finished ones still report */
     snprintf(yaml, sizeof yaml, "%sgrid:\n  train.lr: [3.0e-3, 1.0e-3]\n  model.attention.blocks: [1, 2, 3]\n"
@@ -758,8 +674,11 @@ static Suite *make_suite(void)
     tcase_add_test(tc, markdown_values_bold_and_marks);
     tcase_add_test(tc, csv_p_values_match_scipy);
     tcase_add_test(tc, latex_booktabs);
+    tcase_add_test(tc, latex_without_siunitx);
+    tcase_add_test(tc, latex_compiles_in_a_two_column_paper);
     tcase_add_test(tc, timing_table);
     tcase_add_test(tc, plots_written);
+    tcase_add_test(tc, chart_notes_missing_driver_and_stale_files);
     tcase_add_test(tc, heatmap_of_two_axis_grid);
     tcase_add_test(tc, html_page_renders_in_chromium);
     tcase_add_test(tc, bad_report_block_is_located);

@@ -211,6 +211,26 @@ static void label_groups(report_ctx *R)
     }
 }
 
+/* Each group's slug, unique: a second "lr-0-1" (from "lr=0.1" and "lr=0-1") becomes "lr-0-1-2". */
+static void slug_groups(report_ctx *R)
+{
+    for (int g = 0; g < R->n_groups; g++) {
+        char base[REP_SLUG_MAX], slug[REP_SLUG_MAX + 16];
+        rep_slug(R->groups[g].label, base, sizeof base);
+        snprintf(slug, sizeof slug, "%s", base);
+        for (int k = 2, clash = 1; clash; k++) {
+            clash = 0;
+            for (int h = 0; h < g && !clash; h++)
+                clash = !strcmp(R->groups[h].slug, slug);
+            if (clash)
+                snprintf(slug, sizeof slug, "%s-%d", base, k);
+        }
+        R->groups[g].slug = rep_strdup(&R->ar, slug);
+        if (!R->groups[g].slug)
+            return;
+    }
+}
+
 /* Group order by label (without a manifest), so the report does not depend on run-id hashes. */
 static tema_status sort_groups_by_label(report_ctx *R, tema_err *err)
 {
@@ -268,5 +288,6 @@ tema_status rep_make_groups(report_ctx *R, tema_err *err)
         snprintf(a, sizeof a, "cfg-%d", g + 1);
         R->groups[g].anchor = rep_strdup(&R->ar, a);
     }
+    slug_groups(R);
     return R->ar.oom ? tema_fail(err, TEMA_ENOMEM, "report: out of memory") : TEMA_OK;
 }

@@ -21,6 +21,30 @@ static void add_base64(tema_sb *b, const unsigned char *p, size_t n)
     }
 }
 
+/* Links to the chart's files beside the page (plots/ next to report.html): the PDF for a
+ * paper, the PNG for slides. */
+static void add_file_links(tema_sb *b, const char *stem)
+{
+    const char *slash = strrchr(stem, '/');
+    const char *name = slash ? slash + 1 : stem;
+    static const char *const ext[] = {"pdf", "png", "svg"};
+    bool first = true;
+    for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
+        char path[4200];
+        struct stat st;
+        snprintf(path, sizeof path, "%s.%s", stem, ext[k]);
+        if (stat(path, &st) != 0)
+            continue;
+        tema_sb_add(b, first ? " (" : ", ");
+        tema_sb_add(b, "<a href=\"plots/");
+        rep_add_escaped(b, name, FMT_HTML);
+        tema_sb_printf(b, ".%s\">%s</a>", ext[k], ext[k]);
+        first = false;
+    }
+    if (!first)
+        tema_sb_add(b, ")");
+}
+
 /* <figure> with the chart as a data: URI (SVG, else PNG); nothing when neither file exists. */
 static void add_figure(tema_sb *b, const char *stem, const char *id, const char *caption)
 {
@@ -42,6 +66,7 @@ static void add_figure(tema_sb *b, const char *stem, const char *id, const char 
         add_base64(b, (const unsigned char *)data, len);
         tema_sb_add(b, "\"><figcaption>");
         rep_add_escaped(b, caption, FMT_HTML);
+        add_file_links(b, stem);
         tema_sb_add(b, "</figcaption></figure>\n");
         free(data);
         return;
@@ -92,7 +117,7 @@ static void html_tables(report_ctx *R, table *tables, int n_tables, tema_sb *b)
         rep_render_html_table(R, T, b);
         char id[300], cap[600];
         snprintf(id, sizeof id, "fig-%s-bars", T->spec.name);
-        snprintf(cap, sizeof cap, "%s: mean and std per cell", T->spec.title);
+        snprintf(cap, sizeof cap, "%s: mean and std per cell, a panel per metric", T->spec.title);
         add_figure(b, T->bars_stem, id, cap);
         for (int d = 0; d < 2; d++) {
             snprintf(id, sizeof id, "fig-%s-heatmap-%s", T->spec.name, d ? "Y" : "X");
@@ -108,8 +133,8 @@ static void html_curves(report_ctx *R, tema_sb *b)
     tema_sb_add(b, "<section id=\"curves\">\n<h2>Training curves</h2>\n");
     bool any = false;
     for (int g = 0; g < R->n_groups; g++) {
-        char id[64], cap[600];
-        snprintf(id, sizeof id, "curves-%d", g + 1);
+        char id[REP_SLUG_MAX + 32], cap[600];
+        snprintf(id, sizeof id, "curves-%s", R->groups[g].slug);
         snprintf(cap, sizeof cap, "%s: loss and validation MRR per epoch, one line per seed", R->groups[g].label);
         if (R->groups[g].curves_stem) {
             add_figure(b, R->groups[g].curves_stem, id, cap);
@@ -136,7 +161,7 @@ static void html_configs(report_ctx *R, tema_sb *b)
             tema_sb_printf(b, " <code>%s</code> (seed %lld)", r->id, (long long)r->seed);
         }
         if (gr->curves_stem)
-            tema_sb_printf(b, " &middot; <a href=\"#curves-%d\">curves</a>", g + 1);
+            tema_sb_printf(b, " &middot; <a href=\"#curves-%s\">curves</a>", gr->slug);
         tema_sb_add(b, "</summary>\n<pre>");
         const run *r0 = &R->runs[gr->runs[0]];
         char *yaml = NULL;

@@ -144,6 +144,20 @@ static tema_status write_timing(report_ctx *R, unsigned formats, report_texts *x
     return st;
 }
 
+/* The domains as the tables call them ("Food", not "X"): the first table that labels them. */
+static void domain_names(report_ctx *R, const table *tables, int n_tables)
+{
+    for (int i = 0; i < n_tables; i++)
+        for (int a = 0; a < tables[i].spec.n_cols; a++) {
+            const axis *ax = &tables[i].spec.cols[a];
+            if (ax->kind != AX_DOMAIN || !ax->labels)
+                continue;
+            for (int v = 0; v < ax->n_vals; v++)
+                if (!R->domain_name[ax->vals[v].domain])
+                    R->domain_name[ax->vals[v].domain] = ax->vals[v].label;
+        }
+}
+
 static tema_status draw_charts(report_ctx *R, table *tables, int n_tables, bool curves, tema_err *err)
 {
     tema_status st = TEMA_OK;
@@ -151,8 +165,11 @@ static tema_status draw_charts(report_ctx *R, table *tables, int n_tables, bool 
         rep_table_bars(R, &tables[i]);
         st = rep_table_heatmaps(R, &tables[i], i, err);
     }
+    domain_names(R, tables, n_tables);
     for (int g = 0; curves && st == TEMA_OK && g < R->n_groups; g++)
-        rep_group_curves(R, &R->groups[g], g);
+        rep_group_curves(R, &R->groups[g]);
+    if (st == TEMA_OK)
+        rep_note_stale_plots(R);
     return st;
 }
 

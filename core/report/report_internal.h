@@ -66,6 +66,11 @@ bool rep_parse_number(const char *s, double *out);
 /* The YAML spellings of true (true, yes, on) and false (false, no, off), any case. */
 bool rep_is_true_word(const char *s);
 bool rep_is_false_word(const char *s);
+/* s as a part of a file name: its letters (lower-cased) and digits, every run of other
+ * characters one '-', none at the ends ("lr=0.001, blocks=2" -> "lr-0-001-blocks-2"); at most
+ * REP_SLUG_MAX - 1 bytes, and "x" when nothing is left. */
+#define REP_SLUG_MAX 96
+void rep_slug(const char *s, char *out, size_t cap);
 /* Does a value written in the report block (YAML text) name this config value? Numbers
  * compare as numbers (0.20 == 0.2 == 2e-1), booleans in any YAML spelling. */
 bool rep_value_matches(const char *config_text, const char *yaml_text);
@@ -113,12 +118,21 @@ typedef struct group {
     char *label;             /* the keys in which it differs from the other groups */
     char *key;               /* config JSON without train.seed */
     char *anchor;            /* "cfg-3" */
-    char *curves_stem;       /* "curves-3" once drawn */
+    char *slug;              /* rep_slug of the label, unique among the groups */
+    char *curves_stem;       /* "<plot_dir>/curves-<slug>" once drawn */
 } group;
 
 typedef struct output_file {
     char *path;
 } output_file;
+
+/* How a table's LaTeX is set (report.latex, a table's latex: overriding each key). */
+typedef struct latex_spec {
+    const char *env;         /* "table" or "table*" (spans both columns of a two-column paper) */
+    const char *size;        /* a font size command without its backslash ("small"), or NULL */
+    bool siunitx;            /* numbers in siunitx \tablenum boxes, aligned on the decimal point */
+    bool fit;                /* a tabular wider than the line is scaled down to it (graphicx) */
+} latex_spec;
 
 typedef struct report_ctx {
     arena ar;
@@ -142,6 +156,9 @@ typedef struct report_ctx {
     int n_files, cap_files;
     int n_warnings;
     char rule_for_curves[16];
+    const char *domain_name[2]; /* for the curves: the domain labels of the first table that has them */
+    bool said_missing_format;   /* the note that a chart format could not be drawn, said once */
+    latex_spec latex;           /* report.latex: every table's default, and the timing table's */
 } report_ctx;
 
 /* A warning on R->diag ("tema: report: ..."), counted in R->n_warnings (report.c). */
@@ -208,6 +225,7 @@ typedef struct table_spec {
     double alpha;
     int heatmap;             /* -1 auto, 0 off, 1 on */
     char heatmap_metric[16];
+    latex_spec latex;
 } table_spec;
 
 /* ---- built tables (tables.c, significance.c) ------------------------------------------ */
@@ -280,6 +298,13 @@ void rep_metric_title(const char *name, char *buf, size_t cap);
 const char *rep_row_title(report_ctx *R, const table *T);
 void rep_render_md(report_ctx *R, const table *T, tema_sb *b);
 void rep_render_tex(report_ctx *R, const table *T, tema_sb *b);
+/* The start of a LaTeX float in l's environment, after a comment naming the packages it
+ * needs; the caller ends it with \end{l->env}. */
+void rep_tex_begin(tema_sb *b, const latex_spec *l, bool siunitx);
+/* The tabular with its top and bottom rules, in l's type size; with l->fit inside a
+ * \resizebox that shrinks it to the line width when it is wider (never up). */
+void rep_tex_tabular_begin(tema_sb *b, const latex_spec *l, const char *columns);
+void rep_tex_tabular_end(tema_sb *b, const latex_spec *l);
 void rep_render_csv(report_ctx *R, const table *T, tema_sb *b);
 void rep_render_html_table(report_ctx *R, const table *T, tema_sb *b);
 /* The timing and memory table of every group in all four formats at once. */
@@ -287,7 +312,10 @@ void rep_render_timing(report_ctx *R, tema_sb *md, tema_sb *tex, tema_sb *csv, t
 /* The charts: failures to draw are notes; only a bad heatmap: metric is an error. */
 void rep_table_bars(report_ctx *R, table *T);
 tema_status rep_table_heatmaps(report_ctx *R, table *T, int index, tema_err *err);
-void rep_group_curves(report_ctx *R, group *g, int index);
+/* A note naming chart files in plots/ that this report did not write (stale names). */
+void rep_note_stale_plots(report_ctx *R);
+/* Training curves of a group, named by its slug; R->domain_name titles the panels. */
+void rep_group_curves(report_ctx *R, group *g);
 /* The whole page; timing_html NULL without the timing table. */
 void rep_render_html(report_ctx *R, table *tables, int n_tables, const tema_sb *timing_html, tema_sb *b);
 

@@ -177,7 +177,7 @@ static tema_status check_table_keys(const tema_cfg *node, const char *ctx, tema_
 {
     static const char *const known[] = {"name", "title", "rows", "row_title", "columns", "domains", "metrics",
                                         "rule", "split", "baseline", "where", "percent", "digits", "alpha",
-                                        "heatmap", "bars"};
+                                        "heatmap", "bars", "latex"};
     for (size_t i = 0; i < node->n_items; i++) {
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -186,7 +186,7 @@ static tema_status check_table_keys(const tema_cfg *node, const char *ctx, tema_
             return rep_spec_fail(err, node->items[i],
                                  "%s: unknown key '%s'; a table takes name, title, rows, row_title, "
                                  "columns, domains, metrics, rule, split, baseline, where, percent, digits, alpha, "
-                                 "heatmap, bars", ctx, node->items[i]->key);
+                                 "heatmap, bars, latex", ctx, node->items[i]->key);
     }
     return TEMA_OK;
 }
@@ -354,6 +354,45 @@ static tema_status parse_charts(const tema_cfg *node, const char *ctx, table_spe
     return parse_flag(node, "bars", ctx, &t->bars, err);
 }
 
+/* latex: {float: table | table*, size: small, siunitx: true, fit: false}; keys left out
+ * keep *l. */
+static tema_status parse_latex(const tema_cfg *node, const char *ctx, latex_spec *l, tema_err *err)
+{
+    if (!node)
+        return TEMA_OK;
+    if (node->type != TEMA_CFG_MAP)
+        return rep_spec_fail(err, node, "%s.latex: expected a map like {float: table*, size: small, fit: true}",
+                             ctx);
+    static const char *const sizes[] = {"tiny", "scriptsize", "footnotesize", "small", "normalsize"};
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s.latex", ctx);
+    for (size_t i = 0; i < node->n_items; i++) {
+        const tema_cfg *v = node->items[i];
+        const char *s = scalar(v);
+        if (!strcmp(v->key, "float")) {
+            if (!s || (strcmp(s, "table") && strcmp(s, "table*")))
+                return rep_spec_fail(err, v, "%s.float: expected table or table* (table* spans both columns of a "
+                                     "two-column paper)", sub);
+            l->env = s;
+        } else if (!strcmp(v->key, "size")) {
+            bool ok = false;
+            for (size_t k = 0; s && k < sizeof sizes / sizeof sizes[0]; k++)
+                ok |= !strcmp(s, sizes[k]);
+            if (!ok)
+                return rep_spec_fail(err, v, "%s.size: expected tiny, scriptsize, footnotesize, small or normalsize",
+                                     sub);
+            l->size = s;
+        } else if (!strcmp(v->key, "siunitx") || !strcmp(v->key, "fit")) {
+            tema_status st = parse_flag(node, v->key, sub, v->key[0] == 's' ? &l->siunitx : &l->fit, err);
+            if (st != TEMA_OK)
+                return st;
+        } else {
+            return rep_spec_fail(err, v, "%s: unknown key '%s'; latex takes float, size, siunitx, fit", sub, v->key);
+        }
+    }
+    return TEMA_OK;
+}
+
 static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, table_spec *t, tema_err *err)
 {
     char ctx[64];
@@ -384,8 +423,10 @@ static tema_status parse_table(report_ctx *R, const tema_cfg *node, int index, t
         t->baseline = v->value;
         t->baseline_node = v;
     }
+    t->latex = R->latex;
     if ((st = parse_where(R, child(node, "where"), ctx, &t->where, &t->n_where, err)) != TEMA_OK ||
-        (st = parse_format(node, ctx, t, err)) != TEMA_OK)
+        (st = parse_format(node, ctx, t, err)) != TEMA_OK || (st = parse_latex(child(node, "latex"), ctx, &t->latex,
+                                                                                 err)) != TEMA_OK)
         return st;
     return parse_charts(node, ctx, t, err);
 }
@@ -440,6 +481,7 @@ static tema_status default_table(report_ctx *R, table_spec *t, tema_err *err)
     t->alpha = 0.05;
     t->heatmap = -1;
     t->bars = true;
+    t->latex = R->latex;
     return TEMA_OK;
 }
 
@@ -449,9 +491,10 @@ tema_status rep_report_block(report_ctx *R, table **tables, int *n_tables, bool 
     const tema_cfg *rep = R->report_node;
     const tema_cfg *list = NULL;
     *curves = *timing = true;
+    R->latex = (latex_spec){"table", NULL, true, false};
     if (rep && rep->type != TEMA_CFG_NULL) {
         if (rep->type != TEMA_CFG_MAP)
-            return rep_spec_fail(err, rep, "report: expected a map with tables, curves, timing");
+            return rep_spec_fail(err, rep, "report: expected a map with tables, curves, timing, latex");
         for (size_t i = 0; i < rep->n_items; i++) {
             const tema_cfg *c = rep->items[i];
             const char *s = scalar(c);
@@ -463,9 +506,13 @@ tema_status rep_report_block(report_ctx *R, table **tables, int *n_tables, bool 
                 if (!s || !(rep_is_true_word(s) || rep_is_false_word(s)))
                     return rep_spec_fail(err, c, "report.%s: expected true or false", c->key);
                 *(strcmp(c->key, "curves") ? timing : curves) = rep_is_true_word(s);
+            } else if (!strcmp(c->key, "latex")) {
+                tema_status st = parse_latex(c, "report", &R->latex, err);
+                if (st != TEMA_OK)
+                    return st;
             } else {
-                return rep_spec_fail(err, c, "report: unknown key '%s'; the report block takes tables, curves, timing",
-                                     c->key);
+                return rep_spec_fail(err, c, "report: unknown key '%s'; the report block takes tables, curves, timing, "
+                                     "latex", c->key);
             }
         }
     }

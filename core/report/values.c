@@ -126,6 +126,25 @@ char *rep_jtext(arena *a, json_object *v)
     }
 }
 
+void rep_slug(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    bool dash = false;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 2 < cap; p++) {
+        if (isalnum(*p) && *p < 0x80) {
+            if (dash && n)
+                out[n++] = '-';
+            dash = false;
+            out[n++] = (char)tolower(*p);
+        } else {
+            dash = true;
+        }
+    }
+    if (!n)
+        out[n++] = 'x';
+    out[n] = '\0';
+}
+
 bool rep_parse_number(const char *s, double *out)
 {
     if (!s || !*s)
