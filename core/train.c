@@ -176,78 +176,6 @@ static void fmt_hms(double sec, char *buf, size_t cap)
     else snprintf(buf, cap, "%ld:%02ld", s / 60, s % 60);
 }
 
-/* ---- trainer state that survives an interruption (last.state beside last.bin) ---- */
-
-typedef struct train_state {
-    int epochs_done;          /* complete epochs */
-    int64_t step_in_epoch;    /* steps done in epoch epochs_done+1 (mid-epoch stop) */
-    int64_t global_step;
-    double loss_sum;          /* of the current, unfinished epoch */
-    double epoch_seconds;     /* of the current, unfinished epoch */
-    int best_epoch;
-    double best_score;
-    double train_seconds;     /* all epochs so far */
-    bool finished_training;   /* early stop or max_steps reached */
-    bool stopped_early;
-    int64_t adam_step;        /* must match last.bin */
-} train_state;
-
-/* last.state, or with prev the state of the checkpoint before (last.state.prev): last.bin and
- * last.state are two files, so a kill between their writes leaves last.bin one save behind
- * last.state, and then last.state.prev is the state that matches it. */
-static char *state_path_of(const tema_run *run, bool prev)
-{
-    const char *dir = tema_results_dir(run);
-    size_t n = strlen(dir) + 24;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/last.state%s", dir, prev ? ".prev" : "");
-    return p;
-}
-static char *state_path(const tema_run *run) { return state_path_of(run, false); }
-
-/* Doubles in %a so a resumed run sees the exact same bits. */
-static tema_status state_save(const tema_run *run, const train_state *s, tema_err *err)
-{
-    char text[1024];
-    snprintf(text, sizeof text,
-             "epochs_done %d\nstep_in_epoch %" PRId64 "\nglobal_step %" PRId64 "\nloss_sum %a\nepoch_seconds %a\n"
-             "best_epoch %d\nbest_score %a\ntrain_seconds %a\nfinished_training %d\nstopped_early %d\n"
-             "adam_step %" PRId64 "\n",
-             s->epochs_done, s->step_in_epoch, s->global_step, s->loss_sum, s->epoch_seconds, s->best_epoch,
-             s->best_score, s->train_seconds, (int)s->finished_training, (int)s->stopped_early, s->adam_step);
-    char *path = state_path(run), *prev = state_path_of(run, true);
-    tema_status st = TEMA_OK;
-    if (!path || !prev) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
-    else {
-        rename(path, prev); /* fails harmlessly on the first save */
-        st = tema_write_file_atomic(path, text, strlen(text), err);
-    }
-    free(path);
-    free(prev);
-    return st;
-}
-
-static bool state_load(const tema_run *run, bool prev, train_state *s)
-{
-    char *path = state_path_of(run, prev), *text = NULL;
-    size_t len;
-    tema_err e = {0};
-    bool ok = path && tema_read_file(path, &text, &len, &e) == TEMA_OK;
-    free(path);
-    if (!ok) return false;
-    int fin = 0, early = 0;
-    int n = sscanf(text,
-                   "epochs_done %d step_in_epoch %" SCNd64 " global_step %" SCNd64 " loss_sum %la epoch_seconds %la "
-                   "best_epoch %d best_score %la train_seconds %la finished_training %d stopped_early %d "
-                   "adam_step %" SCNd64,
-                   &s->epochs_done, &s->step_in_epoch, &s->global_step, &s->loss_sum, &s->epoch_seconds,
-                   &s->best_epoch, &s->best_score, &s->train_seconds, &fin, &early, &s->adam_step);
-    free(text);
-    s->finished_training = fin != 0;
-    s->stopped_early = early != 0;
-    return n == 11;
-}
-
 static bool file_exists(const char *path)
 {
     struct stat sb;
@@ -526,7 +454,7 @@ static void shuffle(int64_t *a, int64_t n, uint64_t seed)
 static tema_status save_last(runner *r, train_state *ts, tema_err *err)
 {
     ts->adam_step = r->opt.step;
-    tema_status st = state_save(r->run, ts, err);
+    tema_status st = tema_train_state_save(r->run, ts, err);
     if (st == TEMA_OK) st = tema_params_save(r->model.params, &r->opt, tema_results_last_path(r->run), err);
     return st;
 }
@@ -824,7 +752,8 @@ static tema_status draw_eval_negatives(runner *r, tema_err *err)
 static tema_status resume_state(runner *r, train_state *ts, bool *resume, tema_err *err)
 {
     train_state cur = {0}, prev = {0};
-    const bool cur_ok = state_load(r->run, false, &cur), prev_ok = state_load(r->run, true, &prev);
+    const bool cur_ok = tema_train_state_load(r->run, false, &cur);
+    const bool prev_ok = tema_train_state_load(r->run, true, &prev);
     if (!cur_ok && !prev_ok) return TEMA_OK;
     tema_adam probe = r->opt;
     tema_status st = tema_params_load(r->model.params, &probe, tema_results_last_path(r->run), err);
@@ -901,7 +830,7 @@ static tema_status run_session(runner *r, const char *name, tema_run_state rs, c
     if ((st = tema_results_begin(r->run, !resume, err)) != TEMA_OK) return st;
     if (!resume)
         for (int q = 0; q < 2; q++) {
-            char *sp = state_path_of(r->run, q == 1);
+            char *sp = tema_train_state_path(r->run, q == 1);
             if (sp) remove(sp);
             free(sp);
         } else {

@@ -17,6 +17,28 @@
 
 #define TEMA_TRAIN_MAX_ENCODERS 8
 
+/* ---- the trainer's state that survives an interruption (core/train_state.c) ---- */
+typedef struct train_state {
+    int epochs_done;          /* complete epochs */
+    int64_t step_in_epoch;    /* steps done in epoch epochs_done+1 (mid-epoch stop) */
+    int64_t global_step;
+    double loss_sum;          /* of the current, unfinished epoch */
+    double epoch_seconds;     /* of the current, unfinished epoch */
+    int best_epoch;
+    double best_score;
+    double train_seconds;     /* all epochs so far */
+    bool finished_training;   /* early stop or max_steps reached */
+    bool stopped_early;
+    int64_t adam_step;        /* must match last.bin */
+} train_state;
+/* last.state, or with prev the state of the checkpoint before (last.state.prev): last.bin and
+ * last.state are two files, so a kill between their writes leaves last.bin one save behind
+ * last.state, and then last.state.prev is the state that matches it. Caller frees. */
+char *tema_train_state_path(const tema_run *run, bool prev);
+/* Saves s as last.state (the old one becomes last.state.prev). */
+tema_status tema_train_state_save(const tema_run *run, const train_state *s, tema_err *err);
+bool tema_train_state_load(const tema_run *run, bool prev, train_state *s);
+
 /* A model assembled from plugins: encoders -> attention -> streams, plus the loss. */
 typedef struct tema_model {
     tema_model_info info;
