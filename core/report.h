@@ -120,6 +120,8 @@ typedef struct tema_report_opts {
     bool html;                /* also write report.html */
     bool no_plots;            /* skip the PLplot charts */
     bool all_runs;            /* every finished run folder, even when a manifest is known */
+    const char *const *overrides; /* `--set key=value` of the runs (as given to tema run); borrowed */
+    int n_overrides;
     FILE *out;                /* the Markdown of every table; NULL: none */
     FILE *diag;               /* notes and warnings; NULL: none */
 } tema_report_opts;
@@ -129,7 +131,7 @@ typedef struct tema_report_opts {
 tema_status tema_report(const char *exp_path, const tema_report_opts *opts, tema_err *err);
 
 /* `tema report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]
- *  [--no-plots] [--all-runs]`: argv holds the arguments after "report"; returns the exit
+ *  [--no-plots] [--all-runs] [--set key=value]...`: argv holds the arguments after "report"; returns the exit
  * status (0 ok, 1 error, 2 usage). */
 int tema_report_main(int argc, char **argv);
 

@@ -452,6 +452,32 @@ START_TEST(t_parallel_run_survives_a_kill_and_resumes_only_missing_runs)
 }
 END_TEST
 
+/* A grid run with --set is the grid `tema report --set` (the same overrides) reports; without
+ * them the report finds no run of its grid and says so. */
+START_TEST(t_report_takes_the_runs_set_options)
+{
+    char dir[256], path[512], results[600], args[2048];
+    fixture(dir, path, 60);
+    snprintf(results, sizeof results, "%s/results", dir);
+    write_exp(path, dir, "withset", "grid:\n  seeds: [1, 2]\n");
+    char *out, *err;
+    snprintf(args, sizeof args, "run '%s' -j 2 --results '%s' --set train.lr=0.002", path, results);
+    ck_assert_msg(tu_tema_grid(args, &out, &err) == 0, "%s", err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "report '%s' --results '%s' --no-plots --set train.lr=0.002", path, results);
+    ck_assert_msg(tu_tema(args, &out, &err) == 0, "%s", err);
+    ck_assert_msg(strstr(out, "2 finished runs in 1 cell"), "%s", out);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "report '%s' --results '%s' --no-plots", path, results);
+    ck_assert_int_eq(tu_tema(args, &out, &err), 1);
+    ck_assert_msg(strstr(err, "no finished run of the current"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 START_TEST(t_failed_run_is_recorded_and_the_others_finish)
 {
     char dir[256], path[512], results[600], args[2048];
@@ -759,6 +785,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(tr, 300);
     tcase_add_test(tr, t_parallel_run_survives_a_kill_and_resumes_only_missing_runs);
     tcase_add_test(tr, t_failed_run_is_recorded_and_the_others_finish);
+    tcase_add_test(tr, t_report_takes_the_runs_set_options);
     tcase_add_test(tr, t_crashed_child_is_recorded_by_the_parent);
     tcase_add_test(tr, t_a_locked_run_shows_running_and_is_not_started_twice);
     tcase_add_test(tr, t_slurm_script);

@@ -71,6 +71,8 @@ static tema_status open_experiment(report_ctx *R, const char *exp_path, const te
                                            : rep_path_join(&R->ar, R->exp_dir, "report");
     R->plot_dir = R->out_dir ? rep_path_join(&R->ar, R->out_dir, "plots") : NULL;
     R->report_node = tema_cfg_get(R->yaml, "report");
+    R->overrides = o->overrides;
+    R->n_overrides = o->n_overrides;
     if (!R->exp_dir || !R->out_dir || !R->plot_dir)
         return tema_fail(err, TEMA_ENOMEM, "report: out of memory");
     return TEMA_OK;
@@ -271,11 +273,12 @@ done:
 
 static const char report_usage[] =
     "usage: tema report EXP.yaml [--format md|latex|csv|all] [--out DIR] [--results DIR] [--html]\n"
-    "                  [--no-plots] [--all-runs]\n"
+    "                  [--no-plots] [--all-runs] [--set key.path=value]...\n"
     "  Regenerates the tables (Markdown, LaTeX, CSV), the timing table and the plots of an\n"
     "  experiment from its run folders; prints the Markdown. --format takes a comma list.\n"
     "  --html also writes an HTML page; --no-plots skips the charts; --all-runs reports every finished\n"
-    "  run folder of the experiment, not only those of its current grid.\n";
+    "  run folder of the experiment, not only those of its current grid. --set: the overrides the runs\n"
+    "  were made with (as given to tema run), so the report finds that grid's runs.\n";
 
 static int usage(const char *msg)
 {
@@ -289,9 +292,12 @@ int tema_report_main(int argc, char **argv)
 {
     tema_report_opts o = {.out = stdout, .diag = stderr};
     const char *path = NULL;
+    const char *sets[256]; /* --set values: argv's strings */
+    o.overrides = sets;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if ((!strcmp(a, "--format") || !strcmp(a, "--out") || !strcmp(a, "--results")) && i + 1 >= argc)
+        if ((!strcmp(a, "--format") || !strcmp(a, "--out") || !strcmp(a, "--results") || !strcmp(a, "--set")) &&
+            i + 1 >= argc)
             return usage("this option takes a value");
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(report_usage, stdout);
@@ -327,6 +333,10 @@ int tema_report_main(int argc, char **argv)
             o.no_plots = true;
         } else if (!strcmp(a, "--all-runs")) {
             o.all_runs = true;
+        } else if (!strcmp(a, "--set")) {
+            if (o.n_overrides == (int)(sizeof sets / sizeof sets[0]))
+                return usage("more than 256 --set options");
+            sets[o.n_overrides++] = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "tema: report: unknown option '%s'\n", a);
             return usage(NULL);

@@ -140,6 +140,8 @@ typedef struct report_ctx {
     char *exp_path, *name, *results_dir, *exp_dir, *out_dir, *plot_dir;
     tema_cfg *yaml;
     const tema_cfg *report_node;
+    const char *const *overrides; /* --set of the runs: the manifest is the grid they made */
+    int n_overrides;
     run *runs;
     int n_runs;
     group *groups;

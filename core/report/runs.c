@@ -250,7 +250,7 @@ void rep_apply_manifest(report_ctx *R)
     tema_registry_scan(reg);
     tema_grid *g = NULL;
     tema_err e = {0};
-    if (tema_grid_expand(R->exp_path, NULL, 0, reg, R->results_dir, NULL, &g, &e) != TEMA_OK) {
+    if (tema_grid_expand(R->exp_path, R->overrides, R->n_overrides, reg, R->results_dir, NULL, &g, &e) != TEMA_OK) {
         rep_note(R, "cannot expand %s into its runs here (%s); reporting every finished run under %s", R->exp_path,
                  e.msg, R->exp_dir);
         tema_registry_free(reg);
