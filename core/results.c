@@ -304,6 +304,26 @@ static void iso_time(time_t t, char *buf, size_t cap)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Which build made the run: an optimised and a sanitizer build of the same commit may differ in
+ * the last bits of a float, so two runs of one id can be told apart by this. */
+static json_object *build_identity(void)
+{
+    json_object *b = json_object_new_object();
+#ifdef __OPTIMIZE__
+    json_object_object_add(b, "optimized", json_object_new_boolean(1));
+#else
+    json_object_object_add(b, "optimized", json_object_new_boolean(0));
+#endif
+    const char *san = ""
+#ifdef __SANITIZE_ADDRESS__
+                      "address"
+#endif
+        ;
+    json_object_object_add(b, "sanitizers", json_object_new_string(san));
+    json_object_object_add(b, "compiler", json_object_new_string(__VERSION__));
+    return b;
+}
+
 tema_status tema_results_meta(tema_run *run, const tema_run_meta *meta, tema_err *err)
 {
     json_object *o = json_object_new_object();
@@ -333,6 +353,7 @@ tema_status tema_results_meta(tema_run *run, const tema_run_meta *meta, tema_err
     json_object_object_add(o, "git_commit", json_object_new_string(commit));
     json_object_object_add(o, "git_dirty", dirty < 0 ? NULL : json_object_new_boolean(dirty));
     json_object_object_add(o, "host", json_object_new_string(host));
+    json_object_object_add(o, "build", build_identity());
     json_object_object_add(o, "start_time", json_object_new_string(start));
     json_object_object_add(o, "threads", json_object_new_int(meta->threads));
     json_object_object_add(o, "backend", str_or_null(meta->backend));

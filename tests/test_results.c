@@ -279,6 +279,18 @@ START_TEST(final_meta_ranks_files)
     ck_assert_msg(tema_results_meta(run, &meta, &err) == TEMA_OK, "%s", err.msg);
     json_object *m = parse_file(dir, "meta.json");
     ck_assert_str_eq(json_object_get_string(at(m, "tema_version")), TEMA_VERSION);
+    /* the build that made the run (this test is built with the core's flags) */
+#ifdef __SANITIZE_ADDRESS__
+    ck_assert_str_eq(json_object_get_string(at(m, "build.sanitizers")), "address");
+#else
+    ck_assert_str_eq(json_object_get_string(at(m, "build.sanitizers")), "");
+#endif
+#ifdef __OPTIMIZE__
+    ck_assert(json_object_get_boolean(at(m, "build.optimized")));
+#else
+    ck_assert(!json_object_get_boolean(at(m, "build.optimized")));
+#endif
+    ck_assert_str_eq(json_object_get_string(at(m, "build.compiler")), __VERSION__);
     ck_assert_int_eq(json_object_get_int(at(m, "threads")), 2);
     ck_assert_str_eq(json_object_get_string(at(m, "backend")), "cpu");
     ck_assert_int_ge(strlen(json_object_get_string(at(m, "git_commit"))), 1);
