@@ -221,6 +221,23 @@ static tema_grid *expand(const exp_args *a, tema_registry *r)
     return st == TEMA_OK ? g : NULL;
 }
 
+/* Every entry's cross-option constraints (tema_model_check); the first error names its entry. */
+static tema_status check_models(const tema_grid *g, tema_registry *r, tema_err *err)
+{
+    for (size_t i = 0; i < g->n_runs; i++) {
+        tema_status st = tema_model_check(g->runs[i].cfg, r, err);
+        if (st != TEMA_OK) {
+            if (g->has_grid) {
+                char msg[sizeof err->msg];
+                snprintf(msg, sizeof msg, "%s", err->msg);
+                tema_fail(err, st, "%s (grid entry %zu)", msg, i);
+            }
+            return st;
+        }
+    }
+    return TEMA_OK;
+}
+
 /* `tema run` / `tema check`: a grid runs every entry (children, -j at a time), --index one
  * entry in this process, an experiment without a grid its one run in this process. Exit
  * status of a grid: the number of failed runs (at most 125), 130 when interrupted. */
@@ -235,7 +252,7 @@ static int cmd_experiment(int argc, char **argv, bool run)
     tema_err err = {0};
     if (!g) {
         rc = 1;
-    } else if (tema_report_check(a.path, &err) != TEMA_OK) {
+    } else if (tema_report_check(a.path, &err) != TEMA_OK || check_models(g, r, &err) != TEMA_OK) {
         rc = fail(&err);
     } else if (a.index >= (long)g->n_runs) {
         fprintf(stderr, "tema: error: --index %ld: %s has %zu run%s (0..%zu); hint: see `tema manifest %s`\n", a.index,

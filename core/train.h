@@ -22,6 +22,10 @@ typedef struct tema_run_opts {
 tema_status tema_run_experiment(const tema_cfg *resolved, tema_registry *reg, const tema_run_opts *opts,
                                 tema_err *err);
 
+/* The constraints between options that plugins check before any data is read (the attention
+ * plugin's check, ABI 1.7), with the file position of the config node in the error. */
+tema_status tema_model_check(const tema_cfg *resolved, tema_registry *reg, tema_err *err);
+
 /* `tema export RUN ...` and `tema recommend RUN ...` (core/train_export.c): argv after the
  * command word; exit status 0 ok, 1 failed, 2 usage. */
 int tema_export_cli(int argc, char **argv);

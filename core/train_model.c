@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host.h"
 #include "train_internal.h"
 #include "losses.h"
 #include "util.h"
@@ -463,5 +464,27 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
     for (int dom = 0; dom < 2 && st == TEMA_OK; dom++)
         st = evaluate_domain(c, sp, &x, B, dom, negatives, n_neg, acc, rows, err);
     eval_scratch_free(&x);
+    return st;
+}
+
+tema_status tema_model_check(const tema_cfg *cfg, tema_registry *reg, tema_err *err)
+{
+    const tema_cfg *node = tema_cfg_get(cfg, "model.attention"), *encs = tema_cfg_get(cfg, "model.encoders");
+    const char *name = NULL;
+    const tema_cfg *opts = tema_cfg_plugin_node(node, &name);
+    const tema_plugin *p = name ? tema_registry_find(reg, TEMA_KIND_ATTENTION, name) : NULL;
+    if (!p || p->ops_size < offsetof(tema_attention_ops, check) + sizeof(void *)) return TEMA_OK;
+    const tema_attention_ops *ops = p->ops;
+    if (!ops->check) return TEMA_OK;
+    int64_t dims[TEMA_TRAIN_MAX_ENCODERS] = {0};
+    int n = 0;
+    for (size_t i = 0; encs && encs->type == TEMA_CFG_LIST && i < encs->n_items && n < TEMA_TRAIN_MAX_ENCODERS; i++)
+        dims[n++] = tema_cfg_int(encs->items[i], "dim", 0); /* 0: an encoder without a dim option */
+    tema_status st = ops->check(tema_host_get(), opts, dims, n, err);
+    if (st != TEMA_OK && node) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        tema_fail(err, st, "%s:%d:%d: model.attention: %s", node->file ? node->file : "?", node->line, node->col, msg);
+    }
     return st;
 }

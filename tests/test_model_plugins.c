@@ -555,6 +555,44 @@ START_TEST(missing_options_are_a_bug)
 }
 END_TEST
 
+/* heads that do not divide a stack's width are found by `tema check` (the attention plugin's
+ * check, ABI 1.7), located at model.attention, before any data is read; a grid names the entry. */
+START_TEST(check_finds_heads_that_do_not_divide_the_width)
+{
+    const char *tmp = tu_tmpdir();
+    char path[600], args[800];
+    snprintf(path, sizeof path, "%s/h.yaml", tmp);
+    snprintf(args, sizeof args, "check '%s'", path);
+    const char *bad[] = {
+        "  encoders: [{plugin: id, dim: 64}]\n  attention: {plugin: single, heads: 3}\n",
+        "  encoders: [{plugin: id, dim: 64}, {plugin: text, dim: 30, extractor: hashed}]\n"
+        "  attention: {plugin: multi, heads: 4}\n",
+        "  encoders: [{plugin: id, dim: 64}]\n  attention: {plugin: fused, dim: 100, heads: 8}\n",
+    };
+    const char *want[] = {"heads (3) must divide the width (64)", "heads (4) must divide the width (30)",
+                          "heads (8) must divide the width (100)"};
+    for (int k = 0; k < 3; k++) {
+        char text[1000];
+        snprintf(text, sizeof text, "name: h\ndataset: {path: synthetic}\nmodel:\n%s", bad[k]);
+        tu_write(path, text);
+        char *out, *err;
+        ck_assert_int_eq(tu_tema(args, &out, &err), 1);
+        ck_assert_msg(strstr(err, "h.yaml:") && strstr(err, "model.attention: ") && strstr(err, want[k]), "case %d: %s",
+                      k, err);
+        free(out);
+        free(err);
+    }
+    /* the same in a grid: only the entry that breaks it, named */
+    tu_write(path, "name: h\ndataset: {path: synthetic}\nmodel:\n  encoders: [{plugin: id, dim: 64}]\n"
+                   "  attention: {plugin: single}\ngrid:\n  model.attention.heads: [2, 4, 6]\n");
+    char *out, *err;
+    ck_assert_int_eq(tu_tema(args, &out, &err), 1);
+    ck_assert_msg(strstr(err, "heads (6) must divide the width (64)") && strstr(err, "(grid entry 2)"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("model_plugins");
@@ -564,6 +602,7 @@ static Suite *make_suite(void)
     suite_add_tcase(s, enc);
     TCase *att = tcase_create("attention");
     tcase_add_test(att, attention_streams_shapes_padding_causality);
+    tcase_add_test(att, check_finds_heads_that_do_not_divide_the_width);
     tcase_add_test(att, pop_ranks_by_training_count);
     suite_add_tcase(s, att);
     TCase *loss = tcase_create("loss");

@@ -36,12 +36,13 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 6   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
+#define TEMA_ABI_MINOR 7   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
                               1.2: text_features kind, plugin-valued options, host->text_features;
                               1.3: tema_tag_vocab.n_incomplete;
                               1.4: host->interrupted, tag ops that receive the host;
                               1.5: nn csr/spmm, infonce, bilinear, bce_with_logits (CDSR baselines);
-                              1.6: tema_model_info's training sequences, attention aux_loss (C2DSR) */
+                              1.6: tema_model_info's training sequences, attention aux_loss (C2DSR);
+                              1.7: attention check (cross-option constraints at tema check) */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
@@ -276,6 +277,13 @@ typedef struct tema_attention_ops {
      * by evaluation. */
     tema_status (*aux_loss)(void *self, tema_graph *g, const tema_batch *b, const struct tema_targets *t,
                             tema_tensor **loss, tema_err *err);
+    /* ---- ABI 1.7, optional ----
+     * The constraints between options that the option table cannot express (heads dividing the
+     * width), checked by `tema check` and `tema run` before any data is read. enc_dims[i] is
+     * encoder i's `dim` option, or 0 where the encoder declares none (then skip what needs it).
+     * create() must still check the same, with the real widths. */
+    tema_status (*check)(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
+                         tema_err *err);
 } tema_attention_ops;
 
 /* Training rows: positions whose next item is a target. Host-owned during forward(). */

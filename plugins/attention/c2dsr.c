@@ -654,8 +654,15 @@ static tema_status c2_aux_loss(void *self, tema_graph *g, const tema_batch *b, c
     return TEMA_OK;
 }
 
+static tema_status c2_check(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
+                            tema_err *err)
+{
+    return tb_check_heads(host, opts, "c2dsr", n_enc > 0 ? enc_dims[0] : 0, err);
+}
+
 static const tema_attention_ops c2_ops = {.create = c2_create, .forward = c2_forward, .destroy = c2_destroy,
-                                          .sequence_weights = c2_sequence_weights, .aux_loss = c2_aux_loss};
+                                          .sequence_weights = c2_sequence_weights, .aux_loss = c2_aux_loss,
+                                          .check = c2_check};
 
 static const tema_plugin c2_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_ATTENTION, "c2dsr", "1.0.0",

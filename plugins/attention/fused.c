@@ -158,8 +158,19 @@ static void fused_sequence_weights(const void *self, float w[2][3])
     ss_sequence_weights(&((const fused_attn *)self)->cfg, w);
 }
 
+/* the stack runs at the plugin's own `dim`, whatever the encoders' widths */
+static tema_status fused_check(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
+                               tema_err *err)
+{
+    (void)enc_dims, (void)n_enc;
+    int64_t dim;
+    tema_status st = plugin_opt_int(host, opts, "attention fused", "dim", &dim, err);
+    return st == TEMA_OK ? tb_check_heads(host, opts, "fused", dim, err) : st;
+}
+
 static const tema_attention_ops fused_ops = {.create = fused_create, .forward = fused_forward,
-                                             .destroy = fused_destroy, .sequence_weights = fused_sequence_weights};
+                                             .destroy = fused_destroy, .sequence_weights = fused_sequence_weights,
+                                             .check = fused_check};
 
 static const tema_plugin fused_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_ATTENTION, "fused", "1.0.0",

@@ -198,8 +198,18 @@ static void multi_sequence_weights(const void *self, float w[2][3])
     ss_sequence_weights(&((const multi_attn *)self)->cfg, w);
 }
 
+/* one stack per encoder, each as wide as its encoder */
+static tema_status multi_check(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
+                               tema_err *err)
+{
+    tema_status st = TEMA_OK;
+    for (int i = 0; i < n_enc && st == TEMA_OK; i++) st = tb_check_heads(host, opts, "multi", enc_dims[i], err);
+    return st;
+}
+
 static const tema_attention_ops multi_ops = {.create = multi_create, .forward = multi_forward,
-                                             .destroy = multi_destroy, .sequence_weights = multi_sequence_weights};
+                                             .destroy = multi_destroy, .sequence_weights = multi_sequence_weights,
+                                             .check = multi_check};
 
 static const tema_plugin multi_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_ATTENTION, "multi", "1.0.0",

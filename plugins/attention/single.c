@@ -76,8 +76,14 @@ static void single_destroy(void *self)
     free(a);
 }
 
+static tema_status single_check(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
+                                tema_err *err)
+{
+    return tb_check_heads(host, opts, "single", n_enc > 0 ? enc_dims[0] : 0, err);
+}
+
 static const tema_attention_ops single_ops = {.create = single_create, .forward = single_forward,
-                                              .destroy = single_destroy};
+                                              .destroy = single_destroy, .check = single_check};
 
 static const tema_plugin single_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_ATTENTION, "single", "1.0.0",

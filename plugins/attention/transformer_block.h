@@ -93,6 +93,24 @@ static inline tema_status tb_read_config(const tema_host *host, const tema_cfg *
     return TEMA_OK;
 }
 
+/* What `tema check` asks before any data is read (tema_attention_ops.check): heads must
+ * divide the width d (0: not known there, nothing to check). create() checks the same in
+ * tb_declare, with the real width. */
+static inline tema_status tb_check_heads(const tema_host *host, const tema_cfg *opts, const char *who, int64_t d,
+                                         tema_err *err)
+{
+    char w[64];
+    snprintf(w, sizeof w, "attention %s", who);
+    int64_t heads;
+    tema_status st = plugin_opt_int(host, opts, w, "heads", &heads, err);
+    if (st != TEMA_OK || d <= 0) return st;
+    if (heads < 1 || d % heads != 0)
+        return tema_fail(err, TEMA_EINVAL, "attention %s: heads (%lld) must divide the width (%lld); hint: set heads to a "
+                                           "divisor of the encoder dim",
+                         who, (long long)heads, (long long)d);
+    return TEMA_OK;
+}
+
 /* Declares one stack's parameters, named `prefix`.pos, `prefix`.lnf.{g,b} and
  * `prefix`.b<i>.<field> (the store copies the names). */
 static inline tema_status tb_declare(tb_stack *s, const tema_host *host, tema_params *p, const char *prefix, int64_t d,
