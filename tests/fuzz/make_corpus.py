@@ -2,7 +2,7 @@
 """tests/fuzz/make_corpus.py - writes the seed corpora of tests/fuzz/corpus/ (run from the
 checkout root). Small valid files of each real format, plus a few near misses; the params
 seed comes from the harness itself (see fuzz_params.c). Rerun after changing a format."""
-import io, json, os, struct, sys, tarfile
+import gzip, io, json, os, struct, tarfile
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -48,13 +48,23 @@ def dataset():
     put("dataset", "archive", "\x01" + "----\n".join(parts))
     put("dataset", "folder_no_titles_crlf", "\x00" + "----\n".join(p.replace("\n", "\r\n") for p in parts[:6]))
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w",
+                                                                            format=tarfile.PAX_FORMAT) as t:
         for n in ORDER:
             data = BUNDLE[n].encode()
             info = tarfile.TarInfo("toy/" + n)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     put("dataset", "raw.tar.gz", b"\x02" + buf.getvalue())
+    # uncompressed: mutations reach the tar headers themselves (libarchive reads plain tar too)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for n in ORDER[:6]:
+            data = BUNDLE[n].encode()
+            info = tarfile.TarInfo("toy/" + n)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    put("dataset", "raw.tar", b"\x02" + buf.getvalue()[:6 * 1024 + 1024])  # members, then the two zero blocks
 
 
 def npy_bytes(shape, values, dtype="<f4", version=1, fortran=False):
