@@ -87,6 +87,8 @@ static tema_status archive_broken(const char *path, struct archive *a, tema_err 
                      path, why ? why : "the data ends early or is damaged");
 }
 
+#define MEMBER_FIRST_ALLOC ((la_int64_t)1 << 24) /* most a member header's size can reserve */
+
 /* One streaming pass: libarchive decompresses each member once and we keep only the
  * wanted ones, so nothing is written to disk and the archive is read exactly once. */
 static tema_status read_archive(const char *path, member *m, int n, tema_err *err)
@@ -126,9 +128,12 @@ static tema_status read_archive(const char *path, member *m, int n, tema_err *er
             break;
         }
         m[k].where = join2(path, pn);
-        size_t cap = archive_entry_size_is_set(e) && archive_entry_size(e) > 0
-                         ? (size_t)archive_entry_size(e) + 1
-                         : 1 << 16;
+        /* The size a member header declares is a hint, not a promise: a few hundred bytes of
+         * archive can claim terabytes. Memory grows with the data actually read. */
+        const la_int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+        size_t cap = declared <= 0                     ? (size_t)1 << 16
+                     : declared < MEMBER_FIRST_ALLOC ? (size_t)declared + 1
+                                                     : (size_t)MEMBER_FIRST_ALLOC;
         m[k].data = malloc(cap);
         if (!m[k].where || !m[k].data) {
             st = tema_fail(err, TEMA_ENOMEM, "out of memory reading %s", path);

@@ -433,6 +433,46 @@ START_TEST(t_truncated_and_corrupt_archive)
 }
 END_TEST
 
+/* A one-member tar whose header declares `claimed` bytes (GNU base-256 size field) while the
+ * file holds only `data` after it. */
+static void write_lying_tar(const char *path, const char *member, uint64_t claimed, const char *data)
+{
+    unsigned char h[512] = {0};
+    snprintf((char *)h, 100, "%s", member);
+    memcpy(h + 100, "0000644", 8); /* mode, uid, gid */
+    memcpy(h + 108, "0000000", 8);
+    memcpy(h + 116, "0000000", 8);
+    h[124] = 0x80;
+    for (int i = 0; i < 8; i++) h[135 - i] = (unsigned char)(claimed >> (8 * i));
+    memcpy(h + 136, "00000000000", 12); /* mtime */
+    h[156] = '0';
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++) sum += h[i];
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(h, 1, sizeof h, f), sizeof h);
+    ck_assert_uint_eq(fwrite(data, 1, strlen(data), f), strlen(data));
+    fclose(f);
+}
+
+/* A member header's size is not trusted for memory: a tar of 530 bytes claiming 4 EiB is a truncated
+ * archive, not an allocation of 4 EiB (tests/fuzz/fuzz_dataset found an 8 GiB one). */
+START_TEST(t_archive_member_size_is_a_hint)
+{
+    char *dir = tmpdir_copy();
+    char p[4096];
+    snprintf(p, sizeof p, "%s/lying.tar", dir);
+    write_lying_tar(p, "toy/Alist.txt", (uint64_t)1 << 62, "97\tB00C7MGHVA\t0\n");
+    load_fails(p, TEMA_EFORMAT, "corrupt or truncated", NULL);
+    free(dir);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------
  * `tema data stats` against the statistics section of each bundle README. */
 
@@ -535,6 +575,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_missing_files);
     tcase_add_test(tc, t_byte_order_mark);
     tcase_add_test(tc, t_truncated_and_corrupt_archive);
+    tcase_add_test(tc, t_archive_member_size_is_a_hint);
     tcase_add_test(tc, t_stats_match_readmes);
     tcase_add_test(tc, t_stats_cli_errors);
     suite_add_tcase(s, tc);

@@ -328,6 +328,11 @@ START_TEST(npy_rejects_bad_files)
     p = tmp_file("short.npy");
     write_npy(p, "\x93NUMPY", 1, "<f4", "False", "(4, 3)", d, sizeof d - 6);
     expect_npy_error(p, 4, TEMA_EFORMAT, (const char *const[]){"truncated", "after 10 of them", NULL});
+    /* a header that promises more than the file holds is refused before any memory is taken for it
+     * (tests/fuzz/fuzz_npy: this one asked malloc for 110 PB) */
+    p = tmp_file("huge.npy");
+    write_npy(p, "\x93NUMPY", 1, "<f4", "False", "(3, 9223372036854770)", d, sizeof d);
+    expect_npy_error(p, 3, TEMA_EFORMAT, (const char *const[]){"truncated", "after 12 of them", NULL});
     p = tmp_file("header.npy");
     write_npy(p, "\x93NUMPY", 1, "<f4", "False", "(4, 3)", NULL, 0);
     {

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tema/status.h"
 
@@ -232,6 +233,22 @@ static inline tema_status tema_npy_read(const char *path, int64_t expect_rows, c
         goto done;
     }
     const int64_t n = rows * cols;
+    /* Memory only for data that is there: a header of a few bytes can promise terabytes. */
+    {
+        struct stat sb;
+        const long at = ftell(f);
+        if (at >= 0 && fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) {
+            const uint64_t have = sb.st_size > at ? (uint64_t)(sb.st_size - at) : 0;
+            if ((uint64_t)n > have / elem) {
+                st = tema_fail(err, TEMA_EFORMAT,
+                               "%s: truncated data: the header promises %lld x %lld values (%llu bytes) but the file "
+                               "ends after %llu of them; hint: the file was cut short, write it again",
+                               path, (long long)rows, (long long)cols, (unsigned long long)n * elem,
+                               (unsigned long long)(have / elem));
+                goto done;
+            }
+        }
+    }
     data = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     if (!data) {
         st = tema_fail(err, TEMA_ENOMEM, "%s: out of memory for a %lld x %lld matrix", path, (long long)rows,
