@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "openai_fixture.h"
+#include "stop.h"
 
 #define N_TITLES 40
 #define SECRET "sk-tema-test-9f3c1e7d"
@@ -221,19 +222,12 @@ static int count_json_files(const char *dir)
     return n;
 }
 
-static volatile sig_atomic_t g_seen_signal;
-static void flag_signal(int sig) { g_seen_signal = sig; }
-
 START_TEST(an_interrupted_run_resumes_with_only_the_missing_requests)
 {
     if (!ready(__func__)) return;
     const char *cache = fresh_dir("llm-cache-kitchen");
-    /* Like `tema run`: a handler that only sets a flag; the plugin passes SIGINT on to it. */
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = flag_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    g_seen_signal = 0;
+    /* Like `tema run` and `tema tags`: the core listens for the stop; the plugin polls it. */
+    tema_stop_listen();
     pid_t killer = fork();
     ck_assert_int_ge(killer, 0);
     if (killer == 0) { /* SIGINT once a quarter of the items are answered (at most 10 minutes) */
@@ -244,9 +238,9 @@ START_TEST(an_interrupted_run_resumes_with_only_the_missing_requests)
     }
     result r = run_tagger_on(g_endpoint, cache, opts(), g_titles_of[1], N_TITLES, g_domain[1]);
     waitpid(killer, NULL, 0);
-    sigaction(SIGINT, &old, NULL);
+    ck_assert_int_eq(tema_stop_signal(), SIGINT); /* the layers above see the stop too */
+    tema_stop_unlisten();
     ck_assert_msg(r.st == TEMA_EINTERRUPTED, "status %d: %s", r.st, r.err.msg);
-    ck_assert_int_eq(g_seen_signal, SIGINT);
     result_free(&r);
     int cached = count_json_files(cache);
     ck_assert_int_ge(cached, N_TITLES / 4);
