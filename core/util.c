@@ -48,6 +48,28 @@ static void fsync_parent(const char *path)
     }
 }
 
+#ifdef TEMA_TEST_HOOKS
+/* Test builds: TEMA_TEST_FAIL_IO=N makes the Nth write, fsync or rename below fail (as a full disk
+ * or a failing device would), so a test can walk N over a whole run (tests/test_train.c). */
+static bool io_fault(int *eno, int fake)
+{
+    static long n = -1, count = 0;
+    if (n < 0) {
+        const char *v = getenv("TEMA_TEST_FAIL_IO");
+        n = v && *v ? atol(v) : 0;
+    }
+    if (n <= 0 || ++count != n) return false;
+    *eno = fake;
+    return true;
+}
+#else
+static bool io_fault(int *eno, int fake)
+{
+    (void)eno, (void)fake;
+    return false;
+}
+#endif
+
 tema_status tema_write_file_atomic(const char *path, const void *data, size_t len, tema_err *err)
 {
     char tmp[PATH_MAX];
@@ -57,15 +79,16 @@ tema_status tema_write_file_atomic(const char *path, const void *data, size_t le
     if (fd < 0)
         return tema_fail(err, TEMA_EIO, "%s: cannot create: %s (hint: does the folder exist and is it writable?)",
                          tmp, strerror(errno));
-    if (write_all(fd, data, len) != TEMA_OK || fsync(fd) != 0) {
-        int e = errno;
+    int e = 0;
+    if (io_fault(&e, ENOSPC) || write_all(fd, data, len) != TEMA_OK || io_fault(&e, EIO) || fsync(fd) != 0) {
+        if (!e) e = errno;
         close(fd);
         unlink(tmp);
         return tema_fail(err, TEMA_EIO, "%s: write failed: %s (hint: is the disk full?)", path, strerror(e));
     }
     close(fd);
-    if (rename(tmp, path) != 0) {
-        int e = errno;
+    if (io_fault(&e, EIO) || rename(tmp, path) != 0) {
+        if (!e) e = errno;
         unlink(tmp);
         return tema_fail(err, TEMA_EIO, "%s: rename failed: %s", path, strerror(e));
     }
@@ -89,10 +112,12 @@ tema_status tema_append_line(const char *path, const char *line, tema_err *err)
      * it was: a record is whole or absent. A crash mid-write can still tear the last line; the
      * readers of such files (tema_results_truncate_epochs) drop a torn last line. */
     const off_t before = lseek(fd, 0, SEEK_END);
-    tema_status st = write_all(fd, buf, n + 1);
-    int saved = errno;
+    int saved = 0;
+    /* a simulated full disk writes half the line first, as a real one may */
+    tema_status st = io_fault(&saved, ENOSPC) ? (write_all(fd, buf, (n + 1) / 2), TEMA_EIO) : write_all(fd, buf, n + 1);
+    if (st != TEMA_OK && !saved) saved = errno;
     free(buf);
-    if (st == TEMA_OK && fsync(fd) != 0) st = TEMA_EIO, saved = errno;
+    if (st == TEMA_OK && (io_fault(&saved, EIO) || fsync(fd) != 0)) st = TEMA_EIO, saved = saved ? saved : errno;
     if (st != TEMA_OK && before >= 0 && ftruncate(fd, before) == 0) (void)fsync(fd);
     close(fd);
     if (st != TEMA_OK)

@@ -236,6 +236,53 @@ START_TEST(same_seed_same_metrics)
 }
 END_TEST
 
+/* Every write, fsync and rename of a run made to fail in turn (a full disk, a failing device;
+ * test builds' TEMA_TEST_FAIL_IO=N fails the Nth): each failure is a clear error, and a rerun
+ * then ends with exactly the metrics of a run that never failed - never a silent wrong result. */
+START_TEST(every_io_failure_is_an_error_and_the_rerun_is_exact)
+{
+    TU_REQUIRE_DATA("toy");
+    const char *tmp = tu_tmpdir();
+    char exp[4200], straight[4200];
+    snprintf(exp, sizeof exp, "%s/io.yaml", tmp);
+    snprintf(straight, sizeof straight, "%s/straight", tmp);
+    write_exp(exp, "toy-io", "{plugin: single, blocks: 1, heads: 1, dropout: 0.3}", 2, NULL);
+    char *out, *err;
+    ck_assert_int_eq(run_tema(exp, straight, &out, &err), 0);
+    free(out);
+    free(err);
+    char *want = test_metrics_json(tu_run_dir(straight, "toy-io"));
+    int failed_runs = 0;
+    for (int n = 1; n < 400; n++) {
+        char res[4200], nv[16];
+        snprintf(res, sizeof res, "%.4100s/fail-%d", tmp, n);
+        snprintf(nv, sizeof nv, "%d", n);
+        setenv("TEMA_TEST_FAIL_IO", nv, 1);
+        int rc = run_tema(exp, res, &out, &err);
+        unsetenv("TEMA_TEST_FAIL_IO");
+        if (rc == 0) { /* n is past the run's last I/O: every operation has failed once */
+            free(out);
+            free(err);
+            break;
+        }
+        failed_runs++;
+        ck_assert_msg(strstr(err, "tema: error:") && (strstr(err, "failed") || strstr(err, "cannot")),
+                      "I/O failure %d: no clear error:\n%s", n, err);
+        free(out);
+        free(err);
+        ck_assert_msg(run_tema(exp, res, &out, &err) == 0, "rerun after I/O failure %d failed:\n%s", n, err);
+        char *got = test_metrics_json(tu_run_dir(res, "toy-io"));
+        ck_assert_msg(!strcmp(got, want), "I/O failure %d: the rerun's metrics differ", n);
+        free(got);
+        free(out);
+        free(err);
+    }
+    ck_assert_int_gt(failed_runs, 10); /* the hook reached the run's writes */
+    fprintf(stderr, "%d I/O operations failed in turn, each rerun exact\n", failed_runs);
+    free(want);
+}
+END_TEST
+
 /* An empty training or test file is an error naming the file, not a "done" run with the
  * metrics of an untrained model (or none). */
 START_TEST(empty_splits_are_refused)
@@ -444,6 +491,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, same_seed_same_metrics);
     tcase_add_test(tc, interrupted_run_resumes_to_same_result);
     tcase_add_test(tc, empty_splits_are_refused);
+    tcase_add_test(tc, every_io_failure_is_an_error_and_the_rerun_is_exact);
     tcase_add_test(tc, multi_stream_inference_matches_reference);
     suite_add_tcase(s, tc);
     return s;
