@@ -1,6 +1,7 @@
 /* tests/fuzz/fuzz_config.c - the experiment YAML: tema_cfg_parse_string, then the whole
  * `tema check` pipeline (tema_cfg_resolve: defaults, file, --set overrides, validation
- * against the schema and every static plugin's options) and the emitters.
+ * against the schema and every static plugin's options), the emitters, the report: block
+ * (tema_report_check) and the grid: block (tema_grid_expand: axes, zips, seeds, run ids).
  *
  * Input: the experiment file, then optionally overrides, each after a line start "#set "
  * (a YAML comment, so a seed stays a valid experiment): "model.dim: 8\n#set train.epochs=2". */
@@ -10,6 +11,8 @@
 
 #include "config.h"
 #include "fuzz_util.h"
+#include "grid.h"
+#include "report.h"
 
 #define MAX_SETS 4
 
@@ -50,6 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         TEMA_OK)
         check_yaml_round_trip(resolved);
     tema_cfg_free(resolved);
+    tema_report_check(path, &err);
+    tema_grid *g = NULL;
+    /* a results folder that does not exist: expansion looks for run folders, finds none */
+    if (tema_grid_expand(path, (const char *const *)sets, (int)n - 1, fz_registry(), "/dev/shm/tema-fuzz-no-results",
+                         diag, &g, &err) == TEMA_OK)
+        tema_grid_free(g);
     for (size_t i = 1; i < n; i++) free(sets[i - 1]);
     free(text);
     return 0;
