@@ -142,10 +142,10 @@ static tema_status export_users(tema_trained *t, const tema_split *sp, const cha
     float *users[TEMA_MAX_STREAMS] = {0}, *h = NULL;
     int64_t dims[TEMA_MAX_STREAMS] = {0};
     int ns = 0;
-    tema_status st = TEMA_OK;
+    int64_t *lines = malloc((size_t)B * sizeof *lines);
+    tema_status st = lines ? TEMA_OK : tema_fail(err, TEMA_ENOMEM, "out of memory");
     for (int64_t s = 0; s < n && st == TEMA_OK; s += B) {
         const int nb = (int)(n - s < B ? n - s : B);
-        int64_t lines[1024];
         for (int k = 0; k < nb; k++) lines[k] = s + k;
         tema_batch b;
         tema_batch_eval(c->bb, sp, c->n_x, lines, nb, &b);
@@ -202,45 +202,52 @@ static tema_status export_users(tema_trained *t, const tema_split *sp, const cha
     tema_sb_free(&idx);
     for (int k = 0; k < TEMA_MAX_STREAMS; k++) free(users[k]);
     free(h);
+    free(lines);
     return st;
 }
 
-/* The run of a, with every plugin the registry finds (*reg: the caller frees it). */
-static tema_status open_run(const export_args *a, tema_registry **reg, tema_trained *t, tema_err *err)
-{
-    *reg = tema_registry_new(tema_host_get());
-    if (!*reg) return tema_fail(err, TEMA_ENOMEM, "out of memory");
-    tema_registry_scan(*reg);
-    return tema_trained_open(a->run, *reg, a->checkpoint, a->threads, t, err);
-}
+typedef tema_status (*trained_work)(tema_trained *t, const export_args *a, tema_err *err);
 
-int tema_export_cli(int argc, char **argv)
+/* Both commands: parse, open the run with every plugin the registry finds, do the work, close,
+ * say what failed. Exit status 0 ok, 1 failed, 2 usage. */
+static int trained_cli(int argc, char **argv, bool recommend, trained_work work)
 {
     export_args a;
-    int rc = parse_args(argc, argv, false, &a);
+    int rc = parse_args(argc, argv, recommend, &a);
     if (rc) return rc;
-    tema_registry *reg = NULL;
-    tema_trained t;
     tema_err err = {0};
-    tema_status st = open_run(&a, &reg, &t, &err);
+    tema_registry *reg = tema_registry_new(tema_host_get());
+    tema_status st = reg ? TEMA_OK : tema_fail(&err, TEMA_ENOMEM, "out of memory");
     if (st == TEMA_OK) {
-        char dir[4200];
-        snprintf(dir, sizeof dir, "%s", a.out ? a.out : "");
-        size_t len = strlen(a.run);
-        while (len > 1 && a.run[len - 1] == '/') len--;
-        if (!a.out) snprintf(dir, sizeof dir, "%.*s/export", (int)len, a.run);
-        const tema_split *sp = split_of(t.ds, a.split);
-        if (t.eval.bb->B > 1024) t.eval.bb->B = 1024; /* export_users' line buffer */
-        if ((st = tema_mkdirs(dir, &err)) == TEMA_OK && (st = export_items(&t, dir, &err)) == TEMA_OK &&
-            (st = export_users(&t, sp, dir, &err)) == TEMA_OK)
-            fprintf(stderr, "tema: exported %d items, %lld users of %s (checkpoint %s) to %s\n",
-                    (int)(t.ds->n_x + t.ds->n_y), (long long)sp->n_lines, sp->file, t.checkpoint, dir);
-        tema_trained_close(&t);
+        tema_registry_scan(reg);
+        tema_trained t;
+        if ((st = tema_trained_open(a.run, reg, a.checkpoint, a.threads, &t, &err)) == TEMA_OK) {
+            st = work(&t, &a, &err);
+            tema_trained_close(&t);
+        }
     }
     tema_registry_free(reg);
     if (st != TEMA_OK) fprintf(stderr, "tema: error: %s\n", err.msg);
     return st == TEMA_OK ? 0 : 1;
 }
+
+static tema_status export_run(tema_trained *t, const export_args *a, tema_err *err)
+{
+    char dir[4200];
+    size_t len = strlen(a->run);
+    while (len > 1 && a->run[len - 1] == '/') len--;
+    if (a->out) snprintf(dir, sizeof dir, "%s", a->out);
+    else snprintf(dir, sizeof dir, "%.*s/export", (int)len, a->run);
+    const tema_split *sp = split_of(t->ds, a->split);
+    tema_status st;
+    if ((st = tema_mkdirs(dir, err)) == TEMA_OK && (st = export_items(t, dir, err)) == TEMA_OK &&
+        (st = export_users(t, sp, dir, err)) == TEMA_OK)
+        fprintf(stderr, "tema: exported %d items, %lld users of %s (checkpoint %s) to %s\n",
+                (int)(t->ds->n_x + t->ds->n_y), (long long)sp->n_lines, sp->file, t->checkpoint, dir);
+    return st;
+}
+
+int tema_export_cli(int argc, char **argv) { return trained_cli(argc, argv, false, export_run); }
 
 /* ---- recommend ---- */
 
@@ -349,33 +356,23 @@ static tema_status recommend(tema_trained *t, const export_args *a, const tema_s
     return st;
 }
 
-int tema_recommend_cli(int argc, char **argv)
+static tema_status recommend_run(tema_trained *t, const export_args *a, tema_err *err)
 {
-    export_args a;
-    int rc = parse_args(argc, argv, true, &a);
-    if (rc) return rc;
-    tema_registry *reg = NULL;
-    tema_trained t;
-    tema_err err = {0};
-    tema_status st = open_run(&a, &reg, &t, &err);
-    if (st == TEMA_OK) {
-        const tema_split *sp = split_of(t.ds, a.split);
-        int64_t *lines = NULL, n = 0;
-        tema_sb out = {0};
-        tema_sb_printf(&out, "user\tdomain\trank\titem\tasin\tscore\ttitle\n");
-        if ((st = pick_lines(sp, a.users_file, &lines, &n, &err)) == TEMA_OK)
-            st = recommend(&t, &a, sp, lines, n, &out, &err);
-        if (st == TEMA_OK && out.oom) st = tema_fail(&err, TEMA_ENOMEM, "out of memory");
-        if (st == TEMA_OK && a.out) st = tema_write_file_atomic(a.out, out.p, out.n, &err);
-        else if (st == TEMA_OK) fwrite(tema_sb_str(&out), 1, out.n, stdout);
-        if (st == TEMA_OK)
-            fprintf(stderr, "tema: top %d items for %lld users of %s (checkpoint %s)%s%s\n", a.k, (long long)n,
-                    sp->file, t.checkpoint, a.out ? " in " : "", a.out ? a.out : "");
-        tema_sb_free(&out);
-        free(lines);
-        tema_trained_close(&t);
-    }
-    tema_registry_free(reg);
-    if (st != TEMA_OK) fprintf(stderr, "tema: error: %s\n", err.msg);
-    return st == TEMA_OK ? 0 : 1;
+    const tema_split *sp = split_of(t->ds, a->split);
+    int64_t *lines = NULL, n = 0;
+    tema_sb out = {0};
+    tema_sb_printf(&out, "user\tdomain\trank\titem\tasin\tscore\ttitle\n");
+    tema_status st = pick_lines(sp, a->users_file, &lines, &n, err);
+    if (st == TEMA_OK) st = recommend(t, a, sp, lines, n, &out, err);
+    if (st == TEMA_OK && out.oom) st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    if (st == TEMA_OK && a->out) st = tema_write_file_atomic(a->out, out.p, out.n, err);
+    else if (st == TEMA_OK) fwrite(tema_sb_str(&out), 1, out.n, stdout);
+    if (st == TEMA_OK)
+        fprintf(stderr, "tema: top %d items for %lld users of %s (checkpoint %s)%s%s\n", a->k, (long long)n, sp->file,
+                t->checkpoint, a->out ? " in " : "", a->out ? a->out : "");
+    tema_sb_free(&out);
+    free(lines);
+    return st;
 }
+
+int tema_recommend_cli(int argc, char **argv) { return trained_cli(argc, argv, true, recommend_run); }
