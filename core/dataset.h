@@ -3,6 +3,7 @@
 #ifndef TEMA_CORE_DATASET_H
 #define TEMA_CORE_DATASET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -55,5 +56,11 @@ typedef struct tema_synth_opts {
 void tema_synth_defaults(tema_synth_opts *o);
 /* Write a dataset in the C2DSR layout (with items.tsv) into dir (created if missing). */
 tema_status tema_synth_write(const tema_synth_opts *o, const char *dir, tema_err *err);
+/* dataset.path `synthetic` (or .../synthetic) that names no existing file: the built-in data. */
+bool tema_synth_is_path(const char *path);
+/* The built-in dataset of `seed` in dir = RESULTS/_data/synthetic-SEED (results_dir NULL:
+ * "results"), written once through a temporary folder renamed into place, so concurrent runs
+ * (a grid's children, `tema tags`) share one copy and never read a half-written one. */
+tema_status tema_synth_dataset(const char *results_dir, uint64_t seed, char *dir, size_t cap, tema_err *err);
 
 #endif

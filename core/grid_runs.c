@@ -249,48 +249,17 @@ tema_status tema_grid_run_one(const tema_grid *g, size_t index, tema_registry *r
 /* ---- the seeded synthetic data the runs share ---- */
 
 /* rm -r of a folder that holds files only */
-static void remove_flat_dir(const char *dir)
-{
-    DIR *dp = opendir(dir);
-    if (dp) {
-        struct dirent *e;
-        while ((e = readdir(dp))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char p[PATH_MAX];
-            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) unlink(p);
-        }
-        closedir(dp);
-    }
-    rmdir(dir);
-}
-
-/* Into RESULTS/_data/synthetic-SEED, where train.c would write it, through a temporary
- * folder renamed into place (the same files as train.c writes). */
+/* RESULTS/_data/synthetic-SEED of every entry on the built-in data, before the children start,
+ * so they never race to write it (tema_synth_dataset). */
 tema_status tema_gridi_prepare_synthetic(const tema_grid *g, const char *abs_results, tema_err *err)
 {
     for (size_t i = 0; i < g->n_runs; i++) {
-        const char *path = tema_cfg_str(g->runs[i].cfg, "dataset.path", "");
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        struct stat sb;
-        if (strcmp(base, "synthetic") != 0 || stat(path, &sb) == 0) continue;
-        uint64_t seed = (uint64_t)tema_cfg_int(g->runs[i].cfg, "train.seed", 42);
-        char dir[PATH_MAX], tmp[PATH_MAX + 32], probe[PATH_MAX + 32];
-        snprintf(dir, sizeof dir, "%s/_data/synthetic-%" PRIu64, abs_results, seed);
-        snprintf(probe, sizeof probe, "%s/traindata_new.txt", dir);
-        if (stat(probe, &sb) == 0) continue;
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
-        tema_synth_opts so;
-        tema_synth_defaults(&so);
-        so.seed = seed;
-        tema_status st = tema_synth_write(&so, tmp, err);
+        int64_t seed;
+        char dir[PATH_MAX];
+        if (!tema_synth_is_path(tema_cfg_str(g->runs[i].cfg, "dataset.path", ""))) continue;
+        tema_status st = tema_cfg_need_int(g->runs[i].cfg, "train.seed", &seed, err);
+        if (st == TEMA_OK) st = tema_synth_dataset(abs_results, (uint64_t)seed, dir, sizeof dir, err);
         if (st != TEMA_OK) return st;
-        if (rename(tmp, dir) != 0) {
-            /* someone else made it meanwhile (or a half-made one from train.c is there): keep theirs */
-            remove_flat_dir(tmp);
-            continue;
-        }
-        fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", seed, dir);
     }
     return TEMA_OK;
 }

@@ -11,7 +11,14 @@
  *     previous item, or draws a new category from the user's interests.
  * Everything comes from one tema_rng stream and integer/IEEE arithmetic only (no libm),
  * so the same seed gives byte-identical files on every machine. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -442,7 +449,7 @@ static tema_status write_one(const char *dir, const char *name, tema_sb *b, tema
     return st;
 }
 
-enum { F_ALIST, F_BLIST, F_USERS, F_ITEMS, F_TRAIN, F_VALID, F_TEST, F_README, N_FILES };
+enum { F_ALIST, F_BLIST, F_USERS, F_ITEMS, F_TRAIN, F_VALID, F_TESTDATA, F_README, N_FILES };
 static const char *const FILE_NAMES[N_FILES] = {"Alist.txt", "Blist.txt", "userlist.txt", "items.tsv",
                                                 "traindata_new.txt", "validdata_new.txt", "testdata_new.txt",
                                                 "README.md"};
@@ -528,7 +535,7 @@ static void write_sequences(tema_sb *b, const tema_synth_opts *o, const world *w
             d += 1 + (int64_t)tema_rng_below(r, 20);
         }
         write_entries(&b[F_TRAIN], u, seq, ts, role[u] ? len - 1 : len);
-        if (role[u]) write_entries(&b[role[u] == 1 ? F_VALID : F_TEST], u, seq, ts, len);
+        if (role[u]) write_entries(&b[role[u] == 1 ? F_VALID : F_TESTDATA], u, seq, ts, len);
     }
 }
 
@@ -584,4 +591,52 @@ tema_status tema_synth_write(const tema_synth_opts *o, const char *dir, tema_err
     free(ts);
     world_free(&w);
     return st;
+}
+
+bool tema_synth_is_path(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    struct stat sb;
+    return !strcmp(base, "synthetic") && stat(path, &sb) != 0;
+}
+
+static void remove_flat_dir(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    if (dp) {
+        struct dirent *e;
+        while ((e = readdir(dp))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[PATH_MAX];
+            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) unlink(p);
+        }
+        closedir(dp);
+    }
+    rmdir(dir);
+}
+
+tema_status tema_synth_dataset(const char *results_dir, uint64_t seed, char *dir, size_t cap, tema_err *err)
+{
+    if (snprintf(dir, cap, "%s/_data/synthetic-%" PRIu64, results_dir && *results_dir ? results_dir : "results",
+                 seed) >= (int)cap)
+        return tema_fail(err, TEMA_EINVAL, "%s: results folder path too long", results_dir);
+    char probe[PATH_MAX + 32], tmp[PATH_MAX + 32];
+    struct stat sb;
+    snprintf(probe, sizeof probe, "%s/traindata_new.txt", dir);
+    if (stat(probe, &sb) == 0) return TEMA_OK;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
+    tema_synth_opts so;
+    tema_synth_defaults(&so);
+    so.seed = seed;
+    tema_status st = tema_synth_write(&so, tmp, err);
+    if (st != TEMA_OK) return st;
+    if (rename(tmp, dir) != 0) {
+        remove_flat_dir(tmp); /* another process made it meanwhile: theirs is the same data */
+        return stat(probe, &sb) == 0 ? TEMA_OK
+                                     : tema_fail(err, TEMA_EIO, "%s: cannot put the synthetic dataset in place: %s",
+                                                 dir, strerror(errno));
+    }
+    fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", seed, dir);
+    return TEMA_OK;
 }

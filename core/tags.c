@@ -680,23 +680,11 @@ static tema_status load_dataset(const tema_cfg *cfg, const char *results_dir, te
                                 .valid = tema_cfg_str(cfg, "dataset.valid_file", NULL),
                                 .test = tema_cfg_str(cfg, "dataset.test_file", NULL)};
     char synth_dir[4096];
-    struct stat sb;
-    if ((!strcmp(path, "synthetic") || !strcmp(base_name(path), "synthetic")) && stat(path, &sb) != 0) {
-        int64_t seed64;
-        tema_status st = tema_cfg_need_int(cfg, "train.seed", &seed64, err);
+    if (tema_synth_is_path(path)) {
+        int64_t seed;
+        tema_status st = tema_cfg_need_int(cfg, "train.seed", &seed, err);
+        if (st == TEMA_OK) st = tema_synth_dataset(results_dir, (uint64_t)seed, synth_dir, sizeof synth_dir, err);
         if (st != TEMA_OK) return st;
-        const uint64_t seed = (uint64_t)seed64;
-        snprintf(synth_dir, sizeof synth_dir, "%s/_data/synthetic-%" PRIu64, results_dir, seed);
-        char probe[4200];
-        snprintf(probe, sizeof probe, "%s/traindata_new.txt", synth_dir);
-        if (stat(probe, &sb) != 0) {
-            tema_synth_opts so;
-            tema_synth_defaults(&so);
-            so.seed = seed;
-            st = tema_synth_write(&so, synth_dir, err);
-            if (st != TEMA_OK) return st;
-            fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", seed, synth_dir);
-        }
         path = synth_dir;
     }
     return tema_dataset_load(path, &files, out, err);

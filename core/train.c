@@ -286,20 +286,10 @@ static tema_status load_data(runner *r, tema_err *err)
 {
     const char *path = r->s.data_path;
     char synth_dir[4096];
-    if ((!strcmp(path, "synthetic") || !strcmp(basename_of(path), "synthetic")) && !file_exists(path)) {
+    if (tema_synth_is_path(path)) {
         /* a seeded synthetic dataset, generated once per seed and reused by later runs */
-        snprintf(synth_dir, sizeof synth_dir, "%s/_data/synthetic-%" PRIu64,
-                 r->opts->results_dir ? r->opts->results_dir : "results", r->s.seed);
-        char probe[4200];
-        snprintf(probe, sizeof probe, "%s/traindata_new.txt", synth_dir);
-        if (!file_exists(probe)) {
-            tema_synth_opts so;
-            tema_synth_defaults(&so);
-            so.seed = r->s.seed;
-            tema_status st = tema_synth_write(&so, synth_dir, err);
-            if (st != TEMA_OK) return st;
-            fprintf(stderr, "tema: wrote synthetic dataset (seed %" PRIu64 ") to %s\n", r->s.seed, synth_dir);
-        }
+        tema_status st = tema_synth_dataset(r->opts->results_dir, r->s.seed, synth_dir, sizeof synth_dir, err);
+        if (st != TEMA_OK) return st;
         path = synth_dir;
     }
     tema_status st = tema_dataset_load(path, &r->s.files, &r->ds, err);
