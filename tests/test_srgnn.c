@@ -402,34 +402,18 @@ static double ce_loss(model *m, const int32_t *seq, const int32_t *tgt, const fl
     return v;
 }
 
+/* the loss of the gradient batch, forward only, for finite differences */
+static double ce_loss_forward(void *m) { return ce_loss(m, g_gseq, g_gtgt, NULL, GB, GL, false); }
+
 static void check_gradients(const char *label, const char *extra)
 {
     model m;
     build_ok(&m, extra, 3);
     double l0 = ce_loss(&m, g_gseq, g_gtgt, NULL, GB, GL, true);
     ck_assert_msg(isfinite(l0), "loss %g", l0);
-    int64_t checked = 0, nonzero = 0;
-    for (size_t i = 0; i < tema_params_n(m.params); i++) {
-        tema_tensor *t = tema_params_at(m.params, i);
-        if (!t->grad) continue;
-        float *an = malloc(sizeof(float) * (size_t)t->size);
-        memcpy(an, t->grad, sizeof(float) * (size_t)t->size);
-        for (int64_t j = 0; j < t->size; j++) {
-            const float eps = 1e-3f, keep = t->data[j];
-            t->data[j] = keep + eps;
-            double up = ce_loss(&m, g_gseq, g_gtgt, NULL, GB, GL, false);
-            t->data[j] = keep - eps;
-            double down = ce_loss(&m, g_gseq, g_gtgt, NULL, GB, GL, false);
-            t->data[j] = keep;
-            double fd = (up - down) / (2.0 * eps);
-            ck_assert_msg(fabs(fd - an[j]) <= 2e-3 + 3e-2 * fabs(fd),
-                          "srgnn (%s): d loss / d %s[%lld]: analytic %.6f, finite difference %.6f", label, t->name,
-                          (long long)j, an[j], fd);
-            checked++;
-            nonzero += fabs(fd) > 1e-4;
-        }
-        free(an);
-    }
+    char who[96];
+    snprintf(who, sizeof who, "srgnn (%s)", label);
+    int64_t nonzero, checked = tu_check_param_grads(m.params, ce_loss_forward, &m, who, &nonzero);
     fprintf(stderr, "srgnn (%s): %lld parameter entries checked, %lld with a non-zero gradient\n", label,
             (long long)checked, (long long)nonzero);
     ck_assert_int_ge(nonzero * 10, checked * 7); /* items never seen (2, 4) have none */

@@ -10,6 +10,7 @@
 #include "registry.h"
 #include "text_features.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -379,4 +380,33 @@ void tu_free_tag_vocab(struct tema_tag_vocab *v)
     h->free(v->tags);
     h->free(v->score);
     memset(v, 0, sizeof *v);
+}
+
+int64_t tu_check_param_grads(tema_params *p, double (*loss)(void *ctx), void *ctx, const char *who, int64_t *nonzero)
+{
+    int64_t checked = 0;
+    *nonzero = 0;
+    for (size_t i = 0; i < tema_params_n(p); i++) {
+        tema_tensor *t = tema_params_at(p, i);
+        if (!t->grad) continue;
+        float *an = malloc(sizeof(float) * (size_t)t->size);
+        ck_assert_ptr_nonnull(an);
+        memcpy(an, t->grad, sizeof(float) * (size_t)t->size);
+        for (int64_t j = 0; j < t->size; j++) {
+            const float eps = 1e-3f, keep = t->data[j];
+            t->data[j] = keep + eps;
+            double up = loss(ctx);
+            t->data[j] = keep - eps;
+            double down = loss(ctx);
+            t->data[j] = keep;
+            double fd = (up - down) / (2.0 * eps);
+            ck_assert_msg(fabs(fd - an[j]) <= 2e-3 + 3e-2 * fabs(fd),
+                          "%s: d loss / d %s[%lld]: analytic %.6f, finite difference %.6f", who, t->name, (long long)j,
+                          an[j], fd);
+            checked++;
+            *nonzero += fabs(fd) > 1e-4;
+        }
+        free(an);
+    }
+    return checked;
 }

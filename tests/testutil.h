@@ -5,6 +5,7 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_object;
 struct tema_cfg;
@@ -96,5 +97,14 @@ void tu_fresh_feature_store(void);
 /* Free a tagger's output (tema_tag_vocab: strings and arrays from the host) and zero it. */
 struct tema_tag_vocab;
 void tu_free_tag_vocab(struct tema_tag_vocab *v);
+
+
+/* Every parameter entry of p that has a gradient, against a central finite difference of
+ * loss(ctx) (eps 1e-3; loss must not touch the gradients, which must already hold d loss / d p):
+ * fails the test naming the first entry off by more than 2e-3 + 3e-2 |fd|. *nonzero counts the
+ * entries with |fd| > 1e-4. Returns the number of entries checked. `who` prefixes messages. */
+struct tema_params;
+int64_t tu_check_param_grads(struct tema_params *p, double (*loss)(void *ctx), void *ctx, const char *who,
+                             int64_t *nonzero);
 
 #endif
