@@ -289,6 +289,11 @@ tema_status tema_registry_load_file(tema_registry *r, const char *path, tema_err
     tema_status st = check_descriptor(r, p, path, err);
     if (st == TEMA_OK) st = add(r, p, path, h, err);
     if (st != TEMA_OK) dlclose(h);
+    /* A plugin that ran may have started threads (OpenMP, OpenBLAS) in libraries only it
+     * pulled in; unmapping them under those threads crashes the host at exit, so a loaded
+     * plugin stays mapped (GStreamer never unloads plugins either). */
+    else if (!dlopen(path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE))
+        return record_error(r, err, "%s: cannot pin: %s", path, dlerror());
     return st;
 }
 
@@ -356,7 +361,7 @@ void tema_registry_scan(tema_registry *r)
         free(copy);
     }
     /* The binary's own plugins: plugins/ beside it in the build tree (meson puts both in the
-     * build root), <bindir>/../<libdir>/tema/plugins in an install wherever it was moved to;
+     * build root) or one folder up, <bindir>/../<libdir>/tema/plugins in an install wherever it was moved to;
      * the configured prefix only when neither exists (else each plugin would load twice). */
     char exe[PATH_MAX], dir[PATH_MAX + 64] = "";
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -364,6 +369,8 @@ void tema_registry_scan(tema_registry *r)
     if (slash) {
         *slash = '\0';
         snprintf(dir, sizeof dir, "%s/plugins", exe);
+        /* build/tests/bench_* sit one folder below the build root's plugins/ */
+        if (!tema_is_dir(dir)) snprintf(dir, sizeof dir, "%s/../plugins", exe);
         if (!tema_is_dir(dir) && *TEMA_PLUGIN_DIR_FROM_BIN)
             snprintf(dir, sizeof dir, "%s/%s", exe, TEMA_PLUGIN_DIR_FROM_BIN);
         if (!tema_is_dir(dir)) dir[0] = '\0';

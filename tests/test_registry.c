@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "host.h"
@@ -309,6 +310,39 @@ START_TEST(t_older_minor_abi_and_null_ops)
 }
 END_TEST
 
+/* A plugin whose entry starts a thread running the plugin's own code (as OpenMP and
+ * OpenBLAS pools do from libraries only a plugin links): freeing the registry must not unmap
+ * that code under the thread, or the host crashes when the thread next wakes. */
+START_TEST(t_free_keeps_a_running_plugin_mapped)
+{
+    const char *dir = tu_tmpdir();
+    build_plugin(dir, "tema-encoder-ticker",
+                 "#include <pthread.h>\n#include <unistd.h>\n#include <tema/plugin.h>\n"
+                 "static volatile long ticks;\n"
+                 "static void *tick(void *a) { (void)a; for (;;) { usleep(1000); ticks++; } return 0; }\n"
+                 "static tema_status c(const tema_model_info *i, const tema_cfg *o, void **s, tema_err *e)"
+                 " { (void)i; (void)o; (void)s; return tema_fail(e, TEMA_EUNSUPPORTED, \"stub\"); }\n"
+                 "static tema_status f(void *s, tema_graph *g, tema_tensor **t, tema_err *e)"
+                 " { (void)s; (void)g; (void)t; return tema_fail(e, TEMA_EUNSUPPORTED, \"stub\"); }\n"
+                 "static int64_t w(const void *s) { (void)s; return 4; }\n"
+                 "static const char *m(const void *s) { (void)s; return \"id\"; }\n"
+                 "static void x(void *s) { (void)s; }\n"
+                 "static const tema_encoder_ops ops = {.create = c, .forward = f, .dim = w, .modality = m, .destroy = x};\n"
+                 "static const tema_plugin d = {.abi_major = TEMA_ABI_MAJOR, .abi_minor = TEMA_ABI_MINOR,"
+                 " .struct_size = sizeof(tema_plugin), .kind = TEMA_KIND_ENCODER, .name = \"ticker\", .version = \"1.0\","
+                 " .description = \"starts a thread\", .ops_size = sizeof ops, .ops = &ops};\n"
+                 "__attribute__((visibility(\"default\"))) const tema_plugin *tema_plugin_entry(const tema_host *h)"
+                 " { (void)h; pthread_t t; pthread_create(&t, 0, tick, 0); pthread_detach(t); return &d; }\n");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tema-encoder-ticker.so", dir);
+    tema_registry *r = tema_registry_new(tema_host_get());
+    tema_err e = {0};
+    ck_assert_msg(tema_registry_load_file(r, path, &e) == TEMA_OK, "%s", e.msg);
+    tema_registry_free(r);
+    usleep(50000); /* the thread wakes about 50 times in the plugin's code */
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("registry");
@@ -322,6 +356,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_check_prints_a_problem_once);
     tcase_add_test(tc, t_out_of_tree_plugin);
     tcase_add_test(tc, t_older_minor_abi_and_null_ops);
+    tcase_add_test(tc, t_free_keeps_a_running_plugin_mapped);
     suite_add_tcase(s, tc);
     return s;
 }
