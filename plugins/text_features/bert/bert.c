@@ -38,8 +38,8 @@ static const tema_option bert_options[] = {
      ")"},
     {"max_tokens", TEMA_OPT_INT, "0", 0, 100000, NULL,
      "longest token sequence, [CLS] and [SEP] included (0: the model's max_seq_length)"},
-    {"batch_tokens", TEMA_OPT_INT, "8192", 64, 1 << 24, NULL,
-     "padded tokens per forward batch (memory grows with it; speed barely does past a few thousand)"},
+    {"batch_tokens", TEMA_OPT_INT, "1024", 64, 1 << 24, NULL,
+     "padded tokens per forward batch (1024: a batch's activations stay in cache; 8192 was 10% slower)"},
 };
 
 typedef enum pooling { POOL_MEAN, POOL_CLS } pooling;

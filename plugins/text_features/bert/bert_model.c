@@ -261,27 +261,23 @@ static void linear(const bert_model *m, int64_t rows, int64_t n, int64_t k, cons
 }
 
 /* Self-attention of one layer: h [tok, H] -> a->ctx [tok, H] (heads merged, before the
- * output projection). */
+ * output projection). Head-major layout: qkv [tok, 3nh, hd] -> perm [3nh, tok, hd], so head j
+ * of sequence b starts at (j B + b) T hd: one batched product over all nh B (head, sequence)
+ * pairs, which the cpu backend splits across threads (per-sequence calls were too small to
+ * split and ran on one thread). */
 static void attention(const bert_model *m, const layer_w *w, const acts *a, int64_t B, int64_t T)
 {
     const tema_backend_ops *be = m->be;
     const int64_t H = m->cfg.hidden, nh = m->cfg.heads, hd = H / nh, tok = B * T;
     const float *W = m->weights;
     linear(m, tok, 3 * H, H, a->h, W + w->qkv_w, W + w->qkv_b, NULL, a->qkv);
-    be->permute0213(m->bs, B, T, 3 * nh, hd, a->qkv, a->perm, false); /* [B, 3nh, T, hd]: q heads, k heads, v heads */
+    be->permute0213(m->bs, 1, tok, 3 * nh, hd, a->qkv, a->perm, false); /* q heads, k heads, v heads */
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t b = 0; b < B; b++) {
-        const float *q = a->perm + b * 3 * nh * T * hd, *k = q + nh * T * hd;
-        be->sgemm(m->bs, false, true, T, T, hd, scale, q, hd, T * hd, k, hd, T * hd, 0.0f, a->scores + b * nh * T * T, T,
-                  T * T, nh);
-    }
-    be->softmax(m->bs, B * nh * T, T, a->mask, false, a->scores, a->probs);
-    for (int64_t b = 0; b < B; b++) {
-        const float *v = a->perm + (b * 3 * nh + 2 * nh) * T * hd;
-        be->sgemm(m->bs, false, false, T, hd, T, 1.0f, a->probs + b * nh * T * T, T, T * T, v, hd, T * hd, 0.0f,
-                  a->x + b * nh * T * hd, hd, T * hd, nh);
-    }
-    be->permute0213(m->bs, B, nh, T, hd, a->x, a->ctx, false); /* back to [B, T, nh, hd] */
+    const float *q = a->perm, *k = q + nh * tok * hd, *v = k + nh * tok * hd;
+    be->sgemm(m->bs, false, true, T, T, hd, scale, q, hd, T * hd, k, hd, T * hd, 0.0f, a->scores, T, T * T, nh * B);
+    be->softmax(m->bs, nh * B * T, T, a->mask, false, a->scores, a->probs);
+    be->sgemm(m->bs, false, false, T, hd, T, 1.0f, a->probs, T, T * T, v, hd, T * hd, 0.0f, a->x, hd, T * hd, nh * B);
+    be->permute0213(m->bs, 1, nh, tok, hd, a->x, a->ctx, false); /* back to [tok, nh, hd] */
 }
 
 static void layer_forward(const bert_model *m, const layer_w *w, const acts *a, int64_t B, int64_t T)
@@ -314,12 +310,12 @@ tema_status bert_model_forward(bert_model *m, const int32_t *ids, const int32_t 
     if (st != TEMA_OK) return st;
     acts a = {0};
     carve(c, m->max_tokens, m->max_attn, m->act, &a);
-    /* key mask of every (sequence, head, query) row: keys beyond the sequence's length are out */
+    /* key mask of every (head, sequence, query) row: keys beyond the sequence's length are out */
     uint8_t *mask = malloc((size_t)(B * nh * T * T));
     if (!mask) return tema_fail(err, TEMA_ENOMEM, "bert: out of memory");
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t r = 0; r < nh * T; r++)
-            for (int64_t j = 0; j < T; j++) mask[(b * nh * T + r) * T + j] = j < len[b];
+    for (int64_t r = 0; r < nh * B; r++)
+        for (int64_t q = 0; q < T; q++)
+            for (int64_t j = 0; j < T; j++) mask[(r * T + q) * T + j] = j < len[r % B];
     const tema_backend_ops *be = m->be;
     be->to_device(m->bs, a.mask, mask, (size_t)(B * nh * T * T));
     be->to_device(m->bs, a.ids, ids, (size_t)tok * sizeof(int32_t));
