@@ -18,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../plugin_opts.h"
+#include "../../plugin_opts.h"
+#include "bf16_gemm.h"
 #include "tema/backend.h"
 #include "tema/plugin.h"
 
@@ -140,6 +141,7 @@ static struct {
 
 typedef struct cpu_backend {
     int threads;
+    bf16_gemm *bf16; /* precision: bf16, else NULL */
 } cpu_backend;
 
 /* The OpenBLAS kernel family for sgemm on this CPU, from the features the CPU and the OS
@@ -183,6 +185,9 @@ static tema_status open_openblas(tema_err *err)
 
 static const tema_option cpu_options[] = {
     {"threads", TEMA_OPT_INT, "1", 1, 256, NULL, "threads for BLAS and OpenMP loops (one pool)"},
+    {"precision", TEMA_OPT_ENUM, "fp32", 0, -1, "fp32|bf16",
+     "bf16: matrix products of at least 4 MFLOP take bf16 inputs (oneDNN on AMX or AVX512-BF16, fp32 output and "
+     "accumulation); parameters, optimizer state, reductions and smaller products stay fp32"},
 };
 
 static tema_status cpu_init(const tema_host *host, const tema_cfg *opts, void **self, tema_err *err)
@@ -192,9 +197,20 @@ static tema_status cpu_init(const tema_host *host, const tema_cfg *opts, void **
     if (st != TEMA_OK) return st;
     st = open_openblas(err);
     if (st != TEMA_OK) return st;
+    const char *precision = NULL;
+    st = plugin_opt_str(host, opts, "cpu backend", "precision", &precision, err);
+    if (st != TEMA_OK) return st;
     cpu_backend *b = calloc(1, sizeof *b);
     if (!b) return tema_fail(err, TEMA_ENOMEM, "cpu backend: out of memory");
     b->threads = (int)threads;
+    omp_set_num_threads(b->threads); /* before oneDNN's first product: it sizes its work by it */
+    char impl[64] = "";
+    if (!strcmp(precision, "bf16") && (st = bf16_gemm_open(&b->bf16, impl, sizeof impl, err)) != TEMA_OK) {
+        free(b);
+        return st;
+    }
+    if (b->bf16 && host && host->log)
+        host->log(TEMA_LOG_INFO, "cpu", "precision bf16: products through oneDNN (%s)", impl);
     blas.set_num_threads(1); /* see cpu_sgemm: the OpenMP threads split the products */
     if (host && host->log && blas.get_corename) {
         const char *core = blas.get_corename();
@@ -206,12 +222,16 @@ static tema_status cpu_init(const tema_host *host, const tema_cfg *opts, void **
                       "hint: unset OPENBLAS_CORETYPE or set it to %s (several times faster)",
                       !strcmp(kernels_for_this_cpu(), "SkylakeX") ? "AVX-512" : "AVX2", kernels_for_this_cpu());
     }
-    omp_set_num_threads(b->threads);
     *self = b;
     return TEMA_OK;
 }
 
-static void cpu_destroy(void *self) { free(self); }
+static void cpu_destroy(void *self)
+{
+    cpu_backend *b = self;
+    if (b) bf16_gemm_close(b->bf16);
+    free(b);
+}
 
 static tema_status cpu_sync(void *self, tema_err *err)
 {
@@ -276,6 +296,16 @@ static void cpu_sgemm(void *self, bool trans_a, bool trans_b, int64_t M, int64_t
     const int threads = ((cpu_backend *)self)->threads;
     if (M <= 0 || N <= 0 || batch <= 0) return;
     const double flops = 2.0 * (double)M * (double)N * (double)(K > 0 ? K : 1);
+    bf16_gemm *bf16 = ((cpu_backend *)self)->bf16;
+    if (bf16 && K > 0 && flops >= SGEMM_PAR_MIN_FLOPS) {
+        /* oneDNN splits each product over the threads itself; a shape it refuses runs fp32 */
+        int64_t b = 0;
+        while (b < batch && bf16_gemm_run(bf16, trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda,
+                                          B + b * stride_b, ldb, beta, C + b * stride_c, ldc))
+            b++;
+        if (b == batch) return;
+        A += b * stride_a, B += b * stride_b, C += b * stride_c, batch -= b;
+    }
     if (threads <= 1 || flops * (double)batch < SGEMM_PAR_MIN_FLOPS) {
         for (int64_t b = 0; b < batch; b++)
             sgemm_one(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb, beta,
