@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "host.h"
@@ -63,18 +64,16 @@ static void *open_cpu(const char *opts_text, const char *test)
 static float at(const float *X, bool trans, int64_t ld, int64_t i, int64_t j) { return trans ? X[j * ld + i] : X[i * ld + j]; }
 
 /* Every element within fp32 accumulation error of the product of the bf16-rounded inputs,
- * and (for the large products) at least one element farther from the fp32 product than
- * that: the inputs really were rounded. */
-START_TEST(bf16_products_round_their_inputs)
+ * and (for the products that take bf16) at least one element farther from the fp32 product
+ * than that: the inputs really were rounded. The cpu backend keeps products under 4 MFLOP
+ * in fp32 (`all_bf16` false); the cuda backend rounds every product. */
+static void check_products(const tema_backend_ops *ops, void *self, const char *label, bool all_bf16)
 {
-    const tema_backend_ops *ops = tema_plugin_entry_backend_cpu(tema_host_get())->ops;
-    void *self = open_cpu("threads: 2\nprecision: bf16", __func__);
-    if (!self) return;
-    /* {M, N, K, batch}: the first three are >= 4 MFLOP (bf16), the last is smaller (fp32) */
+    /* {M, N, K, batch}: the first three are >= 4 MFLOP, the last is smaller */
     const int64_t shapes[][4] = {{300, 97, 150, 1}, {97, 301, 151, 2}, {130, 131, 129, 1}, {20, 30, 40, 3}};
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
         for (int t = 0; t < 8; t++) {
-            const bool ta = t & 1, tb = (t >> 1) & 1, acc = t >> 2, large = sh < 3;
+            const bool ta = t & 1, tb = (t >> 1) & 1, acc = t >> 2, rounded_in = all_bf16 || sh < 3;
             const int64_t M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], batch = shapes[sh][3];
             const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
             const int64_t sa = (ta ? K : M) * lda, sb = (tb ? N : K) * ldb, sc = M * ldc;
@@ -82,7 +81,16 @@ START_TEST(bf16_products_round_their_inputs)
             float *C0 = malloc(sizeof(float) * (size_t)(batch * sc));
             memcpy(C0, C, sizeof(float) * (size_t)(batch * sc));
             const float alpha = 0.9f, beta = acc ? 0.5f : 0.0f;
-            ops->sgemm(self, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+            float *dA = ops->alloc(self, sizeof(float) * (size_t)(batch * sa));
+            float *dB = ops->alloc(self, sizeof(float) * (size_t)(batch * sb));
+            float *dC = ops->alloc(self, sizeof(float) * (size_t)(batch * sc));
+            ops->to_device(self, dA, A, sizeof(float) * (size_t)(batch * sa));
+            ops->to_device(self, dB, B, sizeof(float) * (size_t)(batch * sb));
+            ops->to_device(self, dC, C, sizeof(float) * (size_t)(batch * sc));
+            ops->sgemm(self, ta, tb, M, N, K, alpha, dA, lda, sa, dB, ldb, sb, beta, dC, ldc, sc, batch);
+            ops->to_host(self, C, dC, sizeof(float) * (size_t)(batch * sc));
+            tema_err err = {0};
+            ck_assert_msg(!ops->sync || ops->sync(self, &err) == TEMA_OK, "%s: %s", label, err.msg);
             int64_t off_fp32 = 0;
             for (int64_t b = 0; b < batch; b++)
                 for (int64_t i = 0; i < M; i++)
@@ -95,18 +103,55 @@ START_TEST(bf16_products_round_their_inputs)
                             mag += fabs((double)a * w);
                         }
                         const double c0 = beta * C0[b * sc + i * ldc + j], tol = 1e-5 * mag + 1e-6;
-                        const double got = C[b * sc + i * ldc + j], want = alpha * (large ? rounded : exact) + c0;
-                        ck_assert_msg(fabs(got - want) <= tol, "%lldx%lldx%lld batch %lld trans %d%d beta %g: C[%lld,%lld] "
-                                      "= %.7g, want %.7g (%s inputs)", (long long)M, (long long)N, (long long)K,
-                                      (long long)batch, ta, tb, beta, (long long)i, (long long)j, got, want,
-                                      large ? "bf16" : "fp32");
+                        const double got = C[b * sc + i * ldc + j], want = alpha * (rounded_in ? rounded : exact) + c0;
+                        ck_assert_msg(fabs(got - want) <= tol, "%s: %lldx%lldx%lld batch %lld trans %d%d beta %g: "
+                                      "C[%lld,%lld] = %.7g, want %.7g (%s inputs)", label, (long long)M, (long long)N,
+                                      (long long)K, (long long)batch, ta, tb, beta, (long long)i, (long long)j, got,
+                                      want, rounded_in ? "bf16" : "fp32");
                         off_fp32 += fabs(got - (alpha * exact + c0)) > tol;
                     }
-            if (large) ck_assert_msg(off_fp32 > 0, "shape %zu: the bf16 product equals the fp32 one", sh);
+            if (rounded_in) ck_assert_msg(off_fp32 > 0, "%s: shape %zu: the bf16 product equals the fp32 one", label, sh);
             else ck_assert_int_eq(off_fp32, 0);
+            ops->free(self, dA), ops->free(self, dB), ops->free(self, dC);
             free(A), free(B), free(C), free(C0);
         }
+}
+
+START_TEST(bf16_products_round_their_inputs)
+{
+    const tema_backend_ops *ops = tema_plugin_entry_backend_cpu(tema_host_get())->ops;
+    void *self = open_cpu("threads: 2\nprecision: bf16", __func__);
+    if (!self) return;
+    check_products(ops, self, "cpu", false);
     ops->destroy(self);
+}
+END_TEST
+
+/* The same on the cuda backend, where this build has one and a GPU is visible. */
+START_TEST(cuda_bf16_products_round_their_inputs)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/plugins/tema-backend-cuda.so", tu_build_root());
+    tema_registry *reg = tema_registry_new(tema_host_get());
+    tema_err err = {0};
+    if (access(path, R_OK) != 0 || tema_registry_load_file(reg, path, &err) != TEMA_OK) {
+        tu_skip(__func__, "no cuda backend in this build (%s)", err.msg[0] ? err.msg : path);
+        tema_registry_free(reg);
+        return;
+    }
+    const tema_plugin *pl = tema_registry_find(reg, TEMA_KIND_BACKEND, "cuda");
+    const tema_backend_ops *ops = pl->ops;
+    tema_cfg *opts = tu_plugin_opts(pl, "precision: bf16");
+    void *self = NULL;
+    tema_status st = ops->init(tema_host_get(), opts, &self, &err);
+    tema_cfg_free(opts);
+    if (st == TEMA_EUNSUPPORTED) tu_skip(__func__, "%s", err.msg);
+    else {
+        ck_assert_msg(st == TEMA_OK, "cuda init: %s", err.msg);
+        check_products(ops, self, "cuda", true);
+        ops->destroy(self);
+    }
+    tema_registry_free(reg);
 }
 END_TEST
 
@@ -177,6 +222,7 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("bf16");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, bf16_products_round_their_inputs);
+    tcase_add_test(tc, cuda_bf16_products_round_their_inputs);
     tcase_add_test(tc, unknown_precision_is_a_located_error);
     tcase_add_test(tc, bf16_training_is_reproducible);
     suite_add_tcase(s, tc);

@@ -26,6 +26,7 @@
  * kernels from the host wrappers is part of issue 11, the house redesign.
  */
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <math.h>
@@ -59,6 +60,7 @@ typedef struct blas_api {
     decltype(&cublasSetMathMode) set_math_mode;
     decltype(&cublasSgemm_v2_64) sgemm;
     decltype(&cublasSgemmStridedBatched_64) sgemm_batched;
+    decltype(&cublasGemmStridedBatchedEx_64) gemm_ex_batched; /* precision: bf16 */
 } blas_api;
 
 typedef struct cuda_backend {
@@ -66,6 +68,7 @@ typedef struct cuda_backend {
     int device;
     bool several_devices;   /* more than one visible: kernels check the thread's current device */
     bool tf32;
+    bool bf16;              /* precision: bf16 */
     int sm_count;
     cudaStream_t stream;
     blas_api blas;
@@ -92,6 +95,9 @@ static const tema_option cuda_options[] = {
      "allow TF32 tensor cores in sgemm (faster, ~1e-3 relative error); false keeps exact FP32 products"},
     {"threads", TEMA_OPT_INT, "1", 1, 256, NULL,
      "host threads (accepted so configs written for the cpu backend run unchanged; kernels ignore it)"},
+    {"precision", TEMA_OPT_ENUM, "fp32", 0, -1, "fp32|bf16",
+     "bf16: matrix products take bf16 inputs on the tensor cores (fp32 output and accumulation); parameters, "
+     "optimizer state and reductions stay fp32"},
 };
 
 /* Kernels may be called from a thread other than the one that ran init(), and the
@@ -212,6 +218,7 @@ static tema_status open_cublas(blas_api *api, tema_err *err)
     SYM(set_math_mode, "cublasSetMathMode");
     SYM(sgemm, "cublasSgemm_v2_64");
     SYM(sgemm_batched, "cublasSgemmStridedBatched_64");
+    SYM(gemm_ex_batched, "cublasGemmStridedBatchedEx_64");
 #undef SYM
     return TEMA_OK;
 }
@@ -229,6 +236,8 @@ static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void *
     bool tf32;
     tema_status st = plugin_opt_int(host, opts, "cuda backend", "device", &device, err);
     if (st == TEMA_OK) st = plugin_opt_bool(host, opts, "cuda backend", "tf32", &tf32, err);
+    const char *precision = "fp32";
+    if (st == TEMA_OK) st = plugin_opt_str(host, opts, "cuda backend", "precision", &precision, err);
     if (st != TEMA_OK) return st; /* threads is declared for the cpu backend's configs; nothing here uses it */
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -246,6 +255,7 @@ static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void *
     b->device = (int)device;
     b->several_devices = count > 1;
     b->tf32 = tf32;
+    b->bf16 = !strcmp(precision, "bf16");
     const char *step = "";
     cudaDeviceProp prop;
     memset(&prop, 0, sizeof prop);
@@ -283,7 +293,7 @@ static tema_status cuda_init(const tema_host *host, const tema_cfg *opts, void *
     if (host && host->log)
         host->log(TEMA_LOG_INFO, WHO, "device %d: %s, %d SMs, %.1f GiB, compute %d.%d; %s sgemm", b->device, prop.name,
                   b->sm_count, (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), prop.major, prop.minor,
-                  tf32 ? "TF32" : "FP32");
+                  b->bf16 ? "BF16-input" : tf32 ? "TF32" : "FP32");
     *self = b;
     return TEMA_OK;
 }
@@ -407,6 +417,34 @@ static void cuda_copy(void *self, void *dst, const void *src, size_t bytes)
 
 /* ------------------------------------------------------------------ dense algebra */
 
+/* The stored extent of a batch of row-major matrices (rows x cols, leading dimension ld,
+ * `stride` apart; 0: one matrix shared by the batch), gaps included. */
+static int64_t extent(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch)
+{
+    return (batch > 1 ? (batch - 1) * stride : 0) + (rows - 1) * ld + cols;
+}
+
+/* precision: bf16 - A and B rounded to bf16 (same layout) in scratch, then one batched
+ * GemmEx with fp32 output and fp32 accumulation (the tensor cores' bf16 path). */
+static cublasStatus_t gemm_bf16(cuda_backend *b, cublasOperation_t opa, cublasOperation_t opb, int64_t M, int64_t N,
+                                int64_t K, float alpha, const float *A, int64_t lda, int64_t stride_a, const float *B,
+                                int64_t ldb, int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c,
+                                int64_t batch)
+{
+    const bool ta = opa == CUBLAS_OP_T, tb = opb == CUBLAS_OP_T;
+    const int64_t na = extent(ta ? K : M, ta ? M : K, lda, stride_a, batch);
+    const int64_t nb = extent(tb ? N : K, tb ? K : N, ldb, stride_b, batch);
+    __nv_bfloat16 *a16 = (__nv_bfloat16 *)scratch(b, (size_t)(na + nb + 64) * sizeof(__nv_bfloat16));
+    if (!a16) return CUBLAS_STATUS_ALLOC_FAILED;
+    __nv_bfloat16 *b16 = a16 + ((na + 63) / 64) * 64;
+    k_to_bf16<<<grid_for(b, na, BLOCK), BLOCK, 0, b->stream>>>(na, A, a16);
+    k_to_bf16<<<grid_for(b, nb, BLOCK), BLOCK, 0, b->stream>>>(nb, B, b16);
+    note(b, "sgemm (bf16 rounding)");
+    return b->blas.gemm_ex_batched(b->handle, opb, opa, N, M, K, &alpha, b16, CUDA_R_16BF, ldb, stride_b, a16,
+                                   CUDA_R_16BF, lda, stride_a, &beta, C, CUDA_R_32F, ldc, stride_c, batch,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
 static void cuda_sgemm(void *self, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
                        float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
@@ -423,7 +461,9 @@ static void cuda_sgemm(void *self, bool trans_a, bool trans_b, int64_t M, int64_
      * read column-major is its transpose, so pass B first, A second, and swap M and N. */
     const cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasStatus_t st;
-    if (batch == 1)
+    if (b->bf16) {
+        st = gemm_bf16(b, opa, opb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
+    } else if (batch == 1)
         st = b->blas.sgemm(b->handle, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc);
     else
         st = b->blas.sgemm_batched(b->handle, opb, opa, N, M, K, &alpha, B, ldb, stride_b, A, lda, stride_a, &beta, C,

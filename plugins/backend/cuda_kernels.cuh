@@ -647,4 +647,10 @@ __global__ void k_scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ld
     }
 }
 
+/* precision: bf16 - round to nearest even (the products' inputs; see gemm_bf16) */
+__global__ void k_to_bf16(int64_t n, const float *x, __nv_bfloat16 *out)
+{
+    GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(x[i]);
+}
+
 #endif
