@@ -1,7 +1,7 @@
 /* tests/bench_text.c - speed and memory of a text_features plugin on a real dataset's titles.
  *
  *   ninja -C build tests/bench_text
- *   build/tests/bench_text DATASET [threads] [extractor YAML] [limit]
+ *   build/tests/bench_text DATASET [threads] [extractor YAML] [limit] [precision]
  *   e.g. build/tests/bench_text ../shared/data/food-kitchen 2 '{plugin: bert}'
  *
  * Embeds every item title of DATASET (both domains) once through host->text_features with
@@ -23,12 +23,13 @@
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DATASET [threads] [extractor YAML] [limit]\n", argv[0]);
+        fprintf(stderr, "usage: %s DATASET [threads] [extractor YAML] [limit] [fp32|bf16]\n", argv[0]);
         return 2;
     }
     const int threads = argc > 2 ? atoi(argv[2]) : 2;
     const char *extractor = argc > 3 ? argv[3] : "{plugin: bert}";
     const long limit = argc > 4 ? atol(argv[4]) : 0;
+    const char *precision = argc > 5 ? argv[5] : "fp32";
     tema_err err = {0};
     tema_dataset *ds = NULL;
     if (tema_dataset_load(argv[1], NULL, &ds, &err) != TEMA_OK) {
@@ -38,7 +39,8 @@ int main(int argc, char **argv)
     int64_t n = (int64_t)ds->n_x + ds->n_y;
     if (limit > 0 && limit < n) n = limit;
     char text[512], store[] = "/tmp/tema-bench-text-XXXXXX";
-    snprintf(text, sizeof text, "backend: {plugin: cpu, threads: %d}\nextractor: %s\n", threads, extractor);
+    snprintf(text, sizeof text, "backend: {plugin: cpu, threads: %d, precision: %s}\nextractor: %s\n", threads,
+             precision, extractor);
     tema_cfg *cfg = NULL;
     if (!mkdtemp(store) || tema_cfg_parse_string(text, "bench", &cfg, &err) != TEMA_OK) {
         fprintf(stderr, "setup failed: %s\n", err.msg);

@@ -163,6 +163,49 @@ START_TEST(store_reuses_and_keys_by_text)
 }
 END_TEST
 
+/* The backend options that change the products' numerics key the store (bf16 features are
+ * never read back by an fp32 run); threads and options at their defaults do not, so stores
+ * written before the precision option keep their keys. */
+static int run_with_backend(const char *backend, const char *dir, float **out, tema_err *err)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "backend: %s\nextractor: {plugin: hashed, dim: 64}\n", backend);
+    tema_cfg *c = NULL;
+    int64_t dim = 0;
+    ck_assert_msg(tema_cfg_parse_string(yaml, "test", &c, err) == TEMA_OK, "%s", err->msg);
+    tema_features_context(tu_cpu_registry(), c, dir);
+    tema_status st = tema_features_get(c, "extractor", texts, NT, "test", out, &dim, err);
+    tema_features_context(NULL, NULL, NULL);
+    tema_cfg_free(c);
+    return st;
+}
+
+START_TEST(backend_numerics_key_the_store)
+{
+    char *dir = store_dir(), sub[700];
+    snprintf(sub, sizeof sub, "%s/features/hashed", dir);
+    float *a = NULL;
+    tema_err err = {0};
+    const tema_host *h = tema_host_get();
+    ck_assert_msg(run("{plugin: hashed, dim: 64}", dir, texts, NT, &a, &(int64_t){0}, &err) == TEMA_OK, "%s", err.msg);
+    h->free(a);
+    ck_assert_msg(run_with_backend("{plugin: cpu, threads: 3, precision: fp32}", dir, &a, &err) == TEMA_OK, "%s",
+                  err.msg);
+    h->free(a);
+    ck_assert_int_eq(count_files(sub, ".npy"), 1);
+    tema_status st = run_with_backend("{plugin: cpu, precision: bf16}", dir, &a, &err);
+    if (st == TEMA_EUNSUPPORTED || st == TEMA_ENOTFOUND) {
+        tu_skip(__func__, "bf16 part: %s", err.msg);
+        free(dir);
+        return;
+    }
+    ck_assert_msg(st == TEMA_OK, "%s", err.msg);
+    h->free(a);
+    ck_assert_int_eq(count_files(sub, ".npy"), 2);
+    free(dir);
+}
+END_TEST
+
 START_TEST(unknown_plugin_and_failures_leave_nothing)
 {
     char *dir = store_dir(), sub[700];
@@ -218,6 +261,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, every_text_features_plugin_conforms);
     tcase_add_test(tc, store_reuses_and_keys_by_text);
+    tcase_add_test(tc, backend_numerics_key_the_store);
     tcase_add_test(tc, unknown_plugin_and_failures_leave_nothing);
     tcase_add_test(tc, options_reach_the_plugin_validated);
     suite_add_tcase(s, tc);
