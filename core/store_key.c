@@ -129,3 +129,17 @@ uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const char *sett
     h = tema_key_mix_str(h, settings_json);
     return mix_inputs(h, tp, opts, reg);
 }
+
+uint64_t tema_key_mix_backend(uint64_t h, const tema_cfg *root, tema_registry *reg)
+{
+    const tema_cfg *node = root ? tema_cfg_get(root, "backend") : NULL;
+    const char *name = node ? tema_cfg_str(node, "plugin", NULL) : NULL;
+    const tema_plugin *bp = name && reg ? tema_registry_find(reg, TEMA_KIND_BACKEND, name) : NULL;
+    for (size_t i = 0; bp && i < bp->n_options; i++) {
+        const tema_option *o = &bp->options[i];
+        const char *v = tema_cfg_str(node, o->name, NULL);
+        if (!strcmp(o->name, "threads") || !v || (o->default_value && !strcmp(v, o->default_value))) continue;
+        h = tema_key_mix_str(tema_key_mix_str(h, o->name), v);
+    }
+    return h;
+}

@@ -38,4 +38,11 @@ int tema_env_fallbacks(const tema_plugin *tp, const tema_cfg *opts, tema_env_fal
 uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const char *settings_json, const tema_cfg *opts,
                              tema_registry *reg);
 
+/* The backend options of root's `backend:` that change what the products compute (precision,
+ * tf32), where they are set to something other than the backend's defaults: output computed
+ * with bf16 products is never read back by an fp32 run. Threads are left out as in run ids (a
+ * split changes the last bits at most); with every option at its default nothing is mixed,
+ * so keys written before these options existed stay valid. root or reg NULL: h. */
+uint64_t tema_key_mix_backend(uint64_t h, const tema_cfg *root, tema_registry *reg);
+
 #endif

@@ -189,35 +189,12 @@ static tema_status compute(const tema_plugin *fp, void *self, const char *const 
     return st;
 }
 
-/* The backend options that change what the products compute (precision: bf16, tf32), where
- * they differ from the backend's defaults: features computed in bf16 must not be read back by
- * an fp32 run. Threads are left out as in run ids (a split changes the last bits at most);
- * with every option at its default nothing is mixed, so such keys stay what they were. */
-static uint64_t mix_backend_options(uint64_t h)
-{
-    const tema_cfg *node = ctx.root ? tema_cfg_get(ctx.root, "backend") : NULL;
-    tema_cfg *opts = NULL;
-    tema_err err = {0};
-    const tema_plugin *bp = NULL;
-    if (!node || resolved_plugin(node, "backend", "backend", &opts, &err) != TEMA_OK) return h;
-    if (tema_registry_find_plugin(ctx.reg, TEMA_KIND_BACKEND, tema_cfg_str(opts, "plugin", NULL), "backend",
-                                  TEMA_BACKEND_OPS_MIN_SIZE, &bp, &err) == TEMA_OK)
-        for (size_t i = 0; i < bp->n_options; i++) {
-            const tema_option *o = &bp->options[i];
-            const char *v = tema_cfg_str(opts, o->name, NULL);
-            if (!strcmp(o->name, "threads") || !v || (o->default_value && !strcmp(v, o->default_value))) continue;
-            h = tema_key_mix_str(tema_key_mix_str(h, o->name), v);
-        }
-    tema_cfg_free(opts);
-    return h;
-}
-
 /* The store key: the plugin's part, the backend's numerics, the files it names, the texts. */
 static uint64_t store_key(const tema_plugin *fp, const char *settings, const tema_cfg *opts, const char *files,
                           const char *const *texts, int64_t n)
 {
     uint64_t h = tema_key_mix_plugin(tema_key_mix_str(0x74656d612d667431ull, STORE_FORMAT), fp, settings, opts, ctx.reg);
-    h = mix_backend_options(h);
+    h = tema_key_mix_backend(h, ctx.root, ctx.reg);
     for (const char *f = files; f && *f;) {
         const char *nl = strchr(f, '\n');
         size_t len = nl ? (size_t)(nl - f) : strlen(f);
