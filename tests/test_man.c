@@ -3,7 +3,7 @@
  * group masks, the stream's blocks, states equal to those of the official prefix samples,
  * gradients of the whole objective (stream + aux_loss) against finite differences, what
  * stop_gradient keeps out of the encoders, the disentangle term, configuration errors at
- * create() and at `tema check`, and end-to-end runs on the toy data (loss decreases,
+ * create() and at `tema check`, and end-to-end runs on seeded synthetic data (loss decreases,
  * bit-identical at one thread). */
 #define TEMA_PLUGIN_STATIC_NAME tema_plugin_entry_test_man
 #include "attention/man.c"
@@ -447,14 +447,22 @@ START_TEST(unsupported_setups_fail_at_create)
 }
 END_TEST
 
-/* ---------------- end to end on the toy data ---------------- */
+/* ---------------- end to end on synthetic data ---------------- */
 
-static void write_exp(const char *path, const char *name)
+/* A seeded synthetic two-domain dataset in dir/data (`tema data synth`, a second to train on),
+ * and an experiment on it at path. */
+static void write_exp(const char *path, const char *dir, const char *name)
 {
+    char args[1024], *out, *err;
+    snprintf(args, sizeof args, "data synth --out '%s/data' --users 80 --items-x 40 --items-y 50 --seed 11", dir);
+    int rc = tu_tema(args, &out, &err);
+    ck_assert_msg(rc == 0, "data synth failed: %s", err);
+    free(out);
+    free(err);
     char text[4096];
     snprintf(text, sizeof text,
              "name: %s\n"
-             "dataset: {path: %s, max_len: 8}\n"
+             "dataset: {path: '%s/data', max_len: 8}\n"
              "backend: {plugin: cpu, threads: 1}\n"
              "model:\n"
              "  encoders: [{plugin: id, dim: 16, init_std: 0.01}]\n"
@@ -462,7 +470,7 @@ static void write_exp(const char *path, const char *name)
              "loss: {plugin: full_softmax, positions: 4}\n"
              "train: {epochs: 4, batch_size: 8, lr: 5.0e-3, patience: 0, eval_every: 1, seed: 11}\n"
              "eval: {protocol: sampled, negatives: 99, metrics: [mrr, ndcg@10, hr@10]}\n",
-             name, tu_data_path("toy"));
+             name, dir);
     tu_write(path, text);
 }
 
@@ -493,13 +501,12 @@ static char *run_summary(const char *dir, double *first, double *last)
     return out;
 }
 
-START_TEST(toy_runs_learn_and_repeat_bit_for_bit)
+START_TEST(runs_learn_and_repeat_bit_for_bit)
 {
-    TU_REQUIRE_DATA("toy");
     const char *tmp = tu_tmpdir();
     char exp[4200], args[9000];
     snprintf(exp, sizeof exp, "%s/man.yaml", tmp);
-    write_exp(exp, "toy-man");
+    write_exp(exp, tmp, "synth-man");
     char *sum[2];
     for (int i = 0; i < 2; i++) {
         char *out, *err;
@@ -510,7 +517,7 @@ START_TEST(toy_runs_learn_and_repeat_bit_for_bit)
         free(err);
         snprintf(args, sizeof args, "%s/r%d", tmp, i);
         double first, last;
-        sum[i] = run_summary(tu_run_dir(args, "toy-man"), &first, &last);
+        sum[i] = run_summary(tu_run_dir(args, "synth-man"), &first, &last);
         ck_assert_msg(last < first, "training loss did not decrease: %g -> %g", first, last);
     }
     ck_assert_str_eq(sum[0], sum[1]);
@@ -523,11 +530,10 @@ END_TEST
  * `tema check`, located at model.attention, before any data is read. */
 START_TEST(check_rejects_unsupported_options)
 {
-    TU_REQUIRE_DATA("toy");
     const char *tmp = tu_tmpdir();
     char exp[4200], args[9000];
     snprintf(exp, sizeof exp, "%s/check.yaml", tmp);
-    write_exp(exp, "toy-man-check");
+    write_exp(exp, tmp, "synth-man-check");
     char *out, *err;
     snprintf(args, sizeof args, "check '%s'", exp);
     ck_assert_int_eq(tu_tema(args, &out, &err), 0);
@@ -564,7 +570,7 @@ static Suite *make_suite(void)
     tcase_add_test(unit, unsupported_setups_fail_at_create);
     suite_add_tcase(s, unit);
     TCase *e2e = tcase_create("end_to_end");
-    tcase_add_test(e2e, toy_runs_learn_and_repeat_bit_for_bit);
+    tcase_add_test(e2e, runs_learn_and_repeat_bit_for_bit);
     tcase_add_test(e2e, check_rejects_unsupported_options);
     suite_add_tcase(s, e2e);
     return s;
