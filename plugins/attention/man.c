@@ -53,7 +53,8 @@ static const tema_option man_options[] = {
      "fusion and group attention pass no gradient back into the encoders (official tf.stop_gradient; the paper "
      "does not say)"},
     {"init_std", TEMA_OPT_FLOAT, "0.01", 0, 10, NULL,
-     "N(0, std^2) init of the local item tables, prototypes and item-similarity matrix (official tnormal 0.01)"},
+     "N(0, std^2) init of the local item tables, prototypes, item-similarity matrix and group score (official "
+     "tnormal 0.01)"},
 };
 
 enum { MAN_X = 0, MAN_Y = 1 };
