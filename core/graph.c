@@ -451,6 +451,7 @@ const tema_nn_api *tema_nn(void)
         .infonce = infonce_forward,
         .bilinear = bilinear_forward,
         .bce_with_logits = bce_with_logits_forward,
+        .detach = detach_forward,
     };
     return &api;
 }

@@ -182,6 +182,7 @@ static inline int64_t rows_of(const tema_tensor *t)
 /* core/ops_shape.c */
 tema_tensor *reshape_forward(tema_graph *g, tema_tensor *x, int ndim, const int64_t *shape);
 void view_backward(tema_graph *g, const node *n);
+tema_tensor *detach_forward(tema_graph *g, tema_tensor *x); /* no backward: never on the tape */
 tema_tensor *embedding_forward(tema_graph *g, tema_tensor *table, const int32_t *ids, int64_t n);
 tema_tensor *gather_rows_forward(tema_graph *g, tema_tensor *x, const int32_t *idx, int64_t n);
 void gather_backward(tema_graph *g, const node *n);

@@ -1,5 +1,5 @@
-/* core/ops_shape.c - ops that move data without arithmetic on it: reshape, embedding and
- * gather_rows, concat, slice, transpose12; each forward followed by its backward. */
+/* core/ops_shape.c - ops that move data without arithmetic on it: reshape, detach, embedding
+ * and gather_rows, concat, slice, transpose12; each forward followed by its backward. */
 #include <string.h>
 
 #include "graph_internal.h"
@@ -35,6 +35,26 @@ void view_backward(tema_graph *g, const node *n)
     const struct op_view *op = &n->view;
     float *dx = grad_of(g, op->x);
     if (dx) g_be->axpy(g_bs, op->x->size, 1.0f, n->out->grad, dx);
+}
+
+/* ---------------------------------------------------------------- detach */
+
+/* x's values with no way back to x (torch's detach, TensorFlow's stop_gradient): a view of
+ * the same data that never goes on the tape and does not need a gradient, so an op fed
+ * with it records nothing towards x. It moves no data, hence no backend kernel and no
+ * backward. (The MAN baseline's fusion and group attention read the encoders' states
+ * through tf.stop_gradient.) */
+tema_tensor *detach_forward(tema_graph *g, tema_tensor *x)
+{
+    if (!check_input(g, x, "detach")) return NULL;
+    tema_tensor *t = host_alloc(g, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->data = x->data;
+    t->ndim = x->ndim;
+    t->size = x->size;
+    memcpy(t->shape, x->shape, sizeof t->shape);
+    return t;
 }
 
 /* ---------------------------------------------------------------- embedding, gather_rows */

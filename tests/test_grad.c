@@ -665,6 +665,47 @@ START_TEST(grad_bce_with_logits)
 }
 END_TEST
 
+/* detach (ABI 1.8): values pass, gradients do not. For loss = sum(R * x * detach(x)) the
+ * gradient is R * x (the detached factor held fixed), not the 2 R x a finite difference of the
+ * same function gives, which is the point of the op, so the gradient is checked against the
+ * closed form rather than with gradcheck(); a loss that reaches x only through detach has none. */
+START_TEST(grad_detach)
+{
+    tema_params *p = tema_params_new(4);
+    tema_tensor *x = nn->param(p, "x", 2, (int64_t[]){3, 4}, TEMA_INIT_NORMAL, 1.0f, 0);
+    tema_err err = {0};
+    ck_assert_int_eq(tema_params_finalize(p, &err), TEMA_OK);
+    tema_graph *g = tema_graph_new(1);
+    tema_graph_reset(g, true, 0);
+    tema_tensor *d = nn->detach(g, x);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_eq(d->ndim, 2);
+    ck_assert(d->shape[0] == 3 && d->shape[1] == 4 && d->size == 12);
+    ck_assert_mem_eq(d->data, x->data, 12 * sizeof(float));
+    ck_assert(!(d->flags & TEMA_TENSOR_NEEDS_GRAD));
+    float r[12];
+    for (int i = 0; i < 12; i++) r[i] = 0.25f * (float)i - 1.0f;
+    tema_tensor *R = nn->tensor(g, 2, (int64_t[]){3, 4}, r);
+    tema_tensor *loss = nn->sum(g, nn->mul(g, nn->mul(g, x, d), R));
+    ck_assert_ptr_nonnull(loss);
+    double want = 0;
+    for (int i = 0; i < 12; i++) want += (double)r[i] * x->data[i] * x->data[i];
+    ck_assert_double_eq_tol(loss->data[0], want, 1e-5 * (1 + fabs(want)));
+    tema_params_zero_grad(p);
+    ck_assert_int_eq(tema_graph_backward(g, loss, &err), TEMA_OK);
+    for (int i = 0; i < 12; i++) ck_assert_float_eq_tol(x->grad[i], r[i] * x->data[i], 1e-6f);
+    /* only through detach: nothing learnable reaches the loss */
+    tema_tensor *only = nn->sum(g, nn->mul(g, d, R));
+    ck_assert(!(only->flags & TEMA_TENSOR_NEEDS_GRAD));
+    tema_params_zero_grad(p);
+    ck_assert_int_eq(tema_graph_backward(g, only, &err), TEMA_OK);
+    for (int i = 0; i < 12; i++) ck_assert_float_eq(x->grad[i], 0.0f);
+    ck_assert_ptr_null(nn->detach(g, NULL));
+    tema_graph_free(g);
+    tema_params_free(p);
+}
+END_TEST
+
 /* A small model end to end: every op chained, gradient through all of them. */
 static const int32_t seq_ids[6] = {0, 3, -1, 2, 2, 1};
 static tema_tensor *b_model(tema_graph *g, tema_tensor **in, void *ctx)
@@ -916,6 +957,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, grad_permute_rows);
     tcase_add_test(tc, grad_bilinear);
     tcase_add_test(tc, grad_bce_with_logits);
+    tcase_add_test(tc, grad_detach);
     tcase_add_test(tc, op_errors);
     tcase_add_test(tc, params_one_buffer);
     tcase_add_test(tc, adam_step_value);

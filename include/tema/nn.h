@@ -156,6 +156,13 @@ typedef struct tema_nn_api {
      * in [0, 1] (copied) -> [1] = mean_i max(z,0) - z_i y_i + log(1 + exp(-|z_i|)), stable for
      * any z; d/dz_i = (sigmoid(z_i) - y_i) / n. */
     tema_tensor *(*bce_with_logits)(tema_graph *g, tema_tensor *logits, const float *labels);
+
+    /* --- ABI 1.8 --- */
+    /* x's values as a tensor no gradient flows back through (torch's detach, TensorFlow's
+     * stop_gradient): a view of x's data (valid as long as x), never recorded on the tape, so
+     * whatever is computed from it contributes nothing to x's gradient. The MAN baseline's
+     * fusion and group attention read the encoders' states this way. */
+    tema_tensor *(*detach)(tema_graph *g, tema_tensor *x);
 } tema_nn_api;
 
 #ifdef __cplusplus

@@ -36,13 +36,14 @@ extern "C" {
 #endif
 
 #define TEMA_ABI_MAJOR 1
-#define TEMA_ABI_MINOR 7   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
+#define TEMA_ABI_MINOR 8   /* 1.1: stream groups (sequence weights), item tags, mixture_nll;
                               1.2: text_features kind, plugin-valued options, host->text_features;
                               1.3: tema_tag_vocab.n_incomplete;
                               1.4: host->interrupted, tag ops that receive the host;
                               1.5: nn csr/spmm, infonce, bilinear, bce_with_logits (CDSR baselines);
                               1.6: tema_model_info's training sequences, attention aux_loss (C2DSR);
-                              1.7: attention check (cross-option constraints at tema check) */
+                              1.7: attention check (cross-option constraints at tema check);
+                              1.8: nn detach (stop-gradient, MAN) */
 #define TEMA_PLUGIN_ENTRY_SYMBOL "tema_plugin_entry"
 
 typedef enum tema_kind {
