@@ -157,6 +157,7 @@ struct tema_graph {
     node *nodes;             /* the tape; keeps its capacity across steps */
     size_t n_nodes, cap_nodes;
     uint64_t n_dropouts;     /* dropout calls this step, to derive their seeds */
+    double flop;             /* of every product since the graph was made (graph_sgemm) */
     char err[1024];
 };
 
@@ -207,6 +208,24 @@ size_t tema_graph_peak_bytes(const tema_graph *g)
     if (!g) return 0;
     size_t a = arena_capacity(&g->dev), b = g->dev.high;
     return a > b ? a : b;
+}
+
+double tema_graph_flop(const tema_graph *g) { return g ? g->flop : 0; }
+
+void graph_sgemm(tema_graph *g, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
+                 float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
+{
+    g->flop += 2.0 * (double)M * (double)N * (double)K * (double)batch;
+    g_be->sgemm(g_bs, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c,
+                batch);
+}
+
+void graph_spmm(tema_graph *g, int64_t rows, int64_t dim, int64_t nnz, const int64_t *row_ptr, const int32_t *col_idx,
+                const float *values, const float *x, float *out, bool accumulate)
+{
+    g->flop += 2.0 * (double)nnz * (double)dim;
+    g_be->spmm(g_bs, rows, dim, row_ptr, col_idx, values, x, out, accumulate);
 }
 
 void *graph_fail(tema_graph *g, const char *fmt, ...)
