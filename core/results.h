@@ -172,5 +172,8 @@ bool tema_results_tie_warning(const tema_metric_acc *acc, int domain, char *buf,
  *   warning: ties flatter this model: ...
  * run may be NULL (no first line). Returns a malloc'ed string the caller frees; NULL on OOM. */
 char *tema_results_summary(const tema_run *run, const tema_metric_acc *test, int best_epoch, int epochs_run);
+/* A finished run's summary read back from its final.json (the test metrics of `spec`) to
+ * stdout, with a line on stderr saying the run was already finished. */
+tema_status tema_results_print_finished(const tema_run *run, const tema_metric_spec *spec, tema_err *err);
 
 #endif
