@@ -292,6 +292,8 @@ static void git_state(const char *root, char *commit, size_t cap, int *dirty)
     free(q);
 }
 
+void tema_results_git_state(char *commit, size_t cap, int *dirty) { git_state(TEMA_SOURCE_ROOT, commit, cap, dirty); }
+
 static json_object *str_or_null(const char *s)
 {
     return s ? json_object_new_string(s) : NULL;

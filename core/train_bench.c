@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "results.h"
 #include "train.h"
 #include "train_internal.h"
 #include "util.h"
@@ -218,7 +219,11 @@ static void print_json(const tema_trained *t, const tema_bench_opts *o, const be
     json_object_object_add(j, "eval_metrics", nb->eval_s >= 0 ? metrics_json(&nb->valid) : NULL);
     json_object_object_add(j, "threads", json_object_new_int(t->eval.threads));
     json_object_object_add(j, "backend", json_object_new_string(t->backend));
-    json_object_object_add(j, "git_commit", json_object_new_string(tema_git_commit()));
+    char commit[128];
+    int dirty;
+    tema_results_git_state(commit, sizeof commit, &dirty);
+    json_object_object_add(j, "git_commit", json_object_new_string(commit));
+    json_object_object_add(j, "git_dirty", dirty < 0 ? NULL : json_object_new_boolean(dirty));
     fprintf(out, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush(out);
     json_object_put(j);

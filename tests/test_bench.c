@@ -97,7 +97,8 @@ START_TEST(bench_prints_one_json_line_with_every_field)
     ck_assert_msg(is_null(j, "run"), "run: want null without a grid");
     ck_assert_str_eq(json_object_get_string(tu_json_get(j, "backend")), "cpu");
     ck_assert_str_eq(json_object_get_string(tu_json_get(j, "experiment")), "bench-synth");
-    ck_assert_int_ge((int)strlen(json_object_get_string(tu_json_get(j, "git_commit"))), 1);
+    ck_assert_int_ge((int)strlen(json_object_get_string(tu_json_get(j, "git_commit"))), 7);
+    ck_assert(json_object_object_get_ex(j, "git_dirty", NULL));
     for (int d = 0; d < 2; d++) {
         double mrr = number(j, d ? "eval_metrics.Y.mrr" : "eval_metrics.X.mrr");
         ck_assert_msg(mrr >= 0.01 && mrr <= 1, "MRR %g outside [1/100, 1] with 99 negatives", mrr);
