@@ -178,7 +178,8 @@ static json_object *metrics_json(const tema_metric_acc *a)
     for (int d = 0; d < 2; d++) {
         json_object *m = json_object_new_object();
         for (int k = 0; k < a->spec.n; k++)
-            json_object_object_add(m, a->spec.name[k], num(tema_metric_acc_mean(a, d, TEMA_RANK_OPTIMISTIC, k), "%.6f"));
+            json_object_object_add(m, a->spec.name[k],
+                                   num(tema_metric_acc_mean(a, d, TEMA_RANK_OPTIMISTIC, k), "%.6f"));
         json_object_object_add(o, dom[d], m);
     }
     return o;

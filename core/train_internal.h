@@ -106,6 +106,8 @@ typedef struct tema_eval_ctx {
     int batch_size;
     int threads;
     tema_batch_buf *bb;
+    int chunk_rows;          /* users scored per product; 0: as many as fit the chunk's logits
+                              * (core/train_model.c), tests set a few to get several chunks */
 } tema_eval_ctx;
 tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
                           tema_metric_acc *acc, tema_rank_row *rows, tema_err *err);
