@@ -11,6 +11,7 @@
  * tema_graph_reset() frees them and reallocates the main block at the high-water mark
  * (plus 1/8 slack), so after the first step or two no allocation happens at all.
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,11 @@ static void arena_reset(arena *a)
         for (size_t i = 0; i < a->n_extra; i++) raw_free(a, a->extra[i].base);
         a->n_extra = 0;
         raw_free(a, a->main.base);
+        /* Blocks below glibc's mmap threshold (which grows to the largest block freed) come from
+         * its heap, where freed memory stays resident unless it is at the top; the chained blocks
+         * of a first step are a whole step's worth, so give them back before the new main block
+         * is made. Only when blocks were chained: the first steps and a new high-water mark. */
+        malloc_trim(0);
         size_t cap = a->high + a->high / 8;
         a->main.base = raw_alloc(a, cap);
         a->main.cap = a->main.base ? cap : 0;
