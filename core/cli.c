@@ -15,6 +15,9 @@
 #include "tema_build_config.h"
 #include "train.h"
 
+#define STR_(x) #x
+#define STR(x) STR_(x) /* a default into the usage text: it lives in its header */
+
 static const char usage_text[] =
     "usage: tema <command> [options]\n"
     "\n"
@@ -25,6 +28,14 @@ static const char usage_text[] =
     "                         between them), or only entry I; exit status = failed runs\n"
     "  check EXP.yaml [--set key.path=value]... [--print] [--index I]\n"
     "                         validate an experiment (every grid entry) without running it\n"
+    "  bench EXP.yaml [--steps N] [--warmup W] [--eval] [--set ...]... [--index I] [--results DIR]\n"
+    "        [--threads N]\n"
+    "                         time W warm-up (default " STR(TEMA_BENCH_WARMUP) ") then N training steps (default "
+    STR(TEMA_BENCH_STEPS) ")\n"
+    "                         of the experiment (a grid: entry I, default 0; --run I is the same) on\n"
+    "                         its data, --eval also one validation pass; one JSON line on stdout:\n"
+    "                         ms per step, GFLOP per step and per second, the sgemm peak, peak RSS\n"
+    "                         of the steps and of the evaluation, arena sizes. Writes no run folder\n"
     "  manifest EXP.yaml [--set ...]... [--results DIR] [--json]\n"
     "                         list the runs of a grid: index, run id, the entry's values\n"
     "  status EXP.yaml [--set ...]... [--results DIR]\n"
@@ -108,7 +119,7 @@ static int cmd_plugins(int argc, char **argv)
     return rc;
 }
 
-typedef enum exp_mode { MODE_CHECK, MODE_RUN, MODE_MANIFEST, MODE_STATUS, MODE_SLURM, MODE_RESULTS } exp_mode;
+typedef enum exp_mode { MODE_CHECK, MODE_RUN, MODE_MANIFEST, MODE_STATUS, MODE_SLURM, MODE_RESULTS, MODE_BENCH } exp_mode;
 
 typedef struct exp_args {
     const char *path;
@@ -118,11 +129,31 @@ typedef struct exp_args {
     const char *setup[64];
     bool force, print, json, submit;
     long jobs;       /* run: -j N */
-    long index;      /* run / check: --index I; -1 = every entry */
+    long index;      /* run / check / bench: --index I; -1 = every entry */
     tema_slurm_opts slurm;
+    long steps, warmup, threads; /* bench */
+    bool eval;                   /* bench */
 } exp_args;
 
 static int parse_int_arg(const char *name, const char *v, long lo, long hi, long *out);
+
+/* The options only `tema bench` takes; 0 when o is none of them, else 1 (taken) or a usage
+ * exit status. */
+static int parse_bench_arg(exp_args *a, const char *o, const char *v, int *i)
+{
+    long *dst = !strcmp(o, "--steps") ? &a->steps : !strcmp(o, "--warmup") ? &a->warmup
+              : !strcmp(o, "--threads") ? &a->threads : !strcmp(o, "--run") ? &a->index : NULL;
+    if (!strcmp(o, "--eval")) {
+        a->eval = true;
+        return 1;
+    }
+    if (!dst || !v) return 0;
+    long lo = dst == &a->warmup || dst == &a->index ? 0 : 1, hi = dst == &a->threads ? 256 : 100000000;
+    int rc = parse_int_arg(o, v, lo, hi, dst);
+    ++*i;
+    return rc ? rc : 1;
+}
+
 
 static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
 {
@@ -130,13 +161,18 @@ static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
     a->results = "results";
     a->jobs = 1;
     a->index = -1;
+    a->steps = TEMA_BENCH_STEPS;
+    a->warmup = TEMA_BENCH_WARMUP;
     const bool run = mode == MODE_RUN;
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x = 0;
-        int rc = 0;
-        if (!strcmp(o, "--set") && v) {
+        int rc = mode == MODE_BENCH ? parse_bench_arg(a, o, v, &i) : 0;
+        if (rc > 1) return rc;
+        if (rc == 1) {
+            continue;
+        } else if (!strcmp(o, "--set") && v) {
             if (a->n_overrides == 128) return usage("too many --set options");
             a->overrides[a->n_overrides++] = argv[++i];
         } else if (!strncmp(o, "--set=", 6)) {
@@ -152,7 +188,7 @@ static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
         } else if (run && !strncmp(o, "-j", 2) && o[2]) {
             if ((rc = parse_int_arg("-j", o + 2, 1, 1024, &x))) return rc;
             a->jobs = x;
-        } else if ((run || mode == MODE_CHECK) && !strcmp(o, "--index") && v) {
+        } else if ((run || mode == MODE_CHECK || mode == MODE_BENCH) && !strcmp(o, "--index") && v) {
             if ((rc = parse_int_arg(o, argv[++i], 0, 100000000, &x))) return rc;
             a->index = x;
         } else if (mode == MODE_CHECK && !strcmp(o, "--print")) {
@@ -238,6 +274,42 @@ static tema_status check_models(const tema_grid *g, tema_registry *r, tema_err *
     return TEMA_OK;
 }
 
+/* --index names an entry of the grid (or is not given); else says so. */
+static bool index_in_range(const exp_args *a, const tema_grid *g)
+{
+    if (a->index < (long)g->n_runs) return true;
+    fprintf(stderr, "tema: error: --index %ld: %s has %zu run%s (0..%zu); hint: see `tema manifest %s`\n", a->index,
+            a->path, g->n_runs, g->n_runs == 1 ? "" : "s", g->n_runs - 1, a->path);
+    return false;
+}
+
+/* `tema bench`: one entry of the experiment (the first of a grid unless --index), timed. */
+static int cmd_bench(int argc, char **argv)
+{
+    exp_args a;
+    int rc = parse_exp_args(argc, argv, &a, MODE_BENCH);
+    if (rc) return rc;
+    tema_registry *r = load_registry(false);
+    if (!r) return 1;
+    tema_grid *g = expand(&a, r);
+    tema_err err = {0};
+    const size_t k = a.index >= 0 ? (size_t)a.index : 0;
+    if (!g) {
+        rc = 1;
+    } else if (!index_in_range(&a, g)) {
+        rc = 2;
+    } else if (tema_model_check(g->runs[k].cfg, r, &err) != TEMA_OK) {
+        rc = fail(&err);
+    } else {
+        tema_bench_opts o = {.steps = (int)a.steps, .warmup = (int)a.warmup, .eval = a.eval, .threads = (int)a.threads,
+                             .results_dir = a.results, .experiment = g->name, .run = g->has_grid ? (long)k : -1};
+        if (tema_bench(g->runs[k].cfg, r, &o, stdout, &err) != TEMA_OK) rc = fail(&err);
+    }
+    tema_grid_free(g);
+    tema_registry_free(r);
+    return rc;
+}
+
 /* `tema run` / `tema check`: a grid runs every entry (children, -j at a time), --index one
  * entry in this process, an experiment without a grid its one run in this process. Exit
  * status of a grid: the number of failed runs (at most 125), 130 when interrupted. */
@@ -254,9 +326,7 @@ static int cmd_experiment(int argc, char **argv, bool run)
         rc = 1;
     } else if (tema_report_check(a.path, &err) != TEMA_OK || check_models(g, r, &err) != TEMA_OK) {
         rc = fail(&err);
-    } else if (a.index >= (long)g->n_runs) {
-        fprintf(stderr, "tema: error: --index %ld: %s has %zu run%s (0..%zu); hint: see `tema manifest %s`\n", a.index,
-                a.path, g->n_runs, g->n_runs == 1 ? "" : "s", g->n_runs - 1, a.path);
+    } else if (!index_in_range(&a, g)) {
         rc = 2;
     } else if (!run) {
         for (size_t i = 0; a.print && i < g->n_runs; i++) {
@@ -489,6 +559,7 @@ int tema_cli_main(int argc, char **argv)
     if (!strcmp(cmd, "plugins")) return cmd_plugins(argc - 2, argv + 2);
     if (!strcmp(cmd, "check")) return cmd_experiment(argc - 2, argv + 2, false);
     if (!strcmp(cmd, "run")) return cmd_experiment(argc - 2, argv + 2, true);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 2, argv + 2);
     if (!strcmp(cmd, "tags")) return tema_tags_cli(argc - 2, argv + 2);
     if (!strcmp(cmd, "manifest")) return cmd_manifest(argc - 2, argv + 2);

@@ -24,6 +24,7 @@ tema_status tema_params_finalize(tema_params *p, tema_err *err);
 void tema_params_free(tema_params *p);
 int64_t tema_params_count(const tema_params *p);          /* learnable floats */
 size_t tema_params_n(const tema_params *p);               /* number of tensors */
+size_t tema_params_bytes(const tema_params *p);           /* values, gradients, Adam moments (finalized) */
 tema_tensor *tema_params_at(tema_params *p, size_t i);
 void tema_params_zero_grad(tema_params *p);
 
@@ -57,6 +58,9 @@ void tema_graph_reset(tema_graph *g, bool training, uint64_t step_seed);
 /* Backpropagate from a [1] tensor; accumulates into parameter gradients. */
 tema_status tema_graph_backward(tema_graph *g, tema_tensor *loss, tema_err *err);
 size_t tema_graph_peak_bytes(const tema_graph *g);
+/* FLOP of every matrix product (dense and sparse) the graph's ops have run since
+ * tema_graph_new, forward and backward: what `tema bench` divides by time. */
+double tema_graph_flop(const tema_graph *g);
 /* A point in a step to come back to: tema_graph_rewind() drops every tensor and tape entry
  * made after tema_graph_mark_now(), so a loop of temporaries over one forward pass
  * (evaluation, stream by stream) needs the memory of one iteration, not of all. Only for

@@ -11,6 +11,7 @@
  * tema_graph_reset() frees them and reallocates the main block at the high-water mark
  * (plus 1/8 slack), so after the first step or two no allocation happens at all.
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,11 @@ static void arena_reset(arena *a)
         for (size_t i = 0; i < a->n_extra; i++) raw_free(a, a->extra[i].base);
         a->n_extra = 0;
         raw_free(a, a->main.base);
+        /* Blocks below glibc's mmap threshold (which grows to the largest block freed) come from
+         * its heap, where freed memory stays resident unless it is at the top; the chained blocks
+         * of a first step are a whole step's worth, so give them back before the new main block
+         * is made. Only when blocks were chained: the first steps and a new high-water mark. */
+        malloc_trim(0);
         size_t cap = a->high + a->high / 8;
         a->main.base = raw_alloc(a, cap);
         a->main.cap = a->main.base ? cap : 0;
@@ -157,6 +163,7 @@ struct tema_graph {
     node *nodes;             /* the tape; keeps its capacity across steps */
     size_t n_nodes, cap_nodes;
     uint64_t n_dropouts;     /* dropout calls this step, to derive their seeds */
+    double flop;             /* of every product since the graph was made (graph_sgemm) */
     char err[1024];
 };
 
@@ -207,6 +214,24 @@ size_t tema_graph_peak_bytes(const tema_graph *g)
     if (!g) return 0;
     size_t a = arena_capacity(&g->dev), b = g->dev.high;
     return a > b ? a : b;
+}
+
+double tema_graph_flop(const tema_graph *g) { return g ? g->flop : 0; }
+
+void graph_sgemm(tema_graph *g, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
+                 float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch)
+{
+    g->flop += 2.0 * (double)M * (double)N * (double)K * (double)batch;
+    g_be->sgemm(g_bs, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c,
+                batch);
+}
+
+void graph_spmm(tema_graph *g, int64_t rows, int64_t dim, int64_t nnz, const int64_t *row_ptr, const int32_t *col_idx,
+                const float *values, const float *x, float *out, bool accumulate)
+{
+    g->flop += 2.0 * (double)nnz * (double)dim;
+    g_be->spmm(g_bs, rows, dim, row_ptr, col_idx, values, x, out, accumulate);
 }
 
 void *graph_fail(tema_graph *g, const char *fmt, ...)

@@ -158,6 +158,14 @@ node *tape_push(tema_graph *g, op_kind kind, tema_tensor *out);
 /* Gradient buffer of t, created zeroed the first time backward needs it; NULL when t takes none. */
 float *grad_of(tema_graph *g, tema_tensor *t);
 bool graph_training(const tema_graph *g);       /* dropout active? */
+/* The backend's sgemm and spmm, counting the FLOP each executes into the graph (2 M N K per
+ * product, 2 nnz dim per sparse one; tema_graph_flop): every product of an op goes through
+ * these, so the count is what a step ran, not an estimate from the model's shapes. */
+void graph_sgemm(tema_graph *g, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
+                 float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch);
+void graph_spmm(tema_graph *g, int64_t rows, int64_t dim, int64_t nnz, const int64_t *row_ptr, const int32_t *col_idx,
+                const float *values, const float *x, float *out, bool accumulate);
 /* The seed of the next dropout mask of this step. */
 uint64_t next_dropout_seed(tema_graph *g);
 

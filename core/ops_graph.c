@@ -149,7 +149,7 @@ tema_tensor *spmm_forward(tema_graph *g, const tema_csr *a, tema_tensor *x)
     for (int i = 1; i < x->ndim; i++) dim *= x->shape[i];
     tema_tensor *out = new_tensor(g, x->ndim, shape);
     if (!out) return NULL;
-    g_be->spmm(g_bs, a->rows, dim, a->row_ptr, a->col_idx, a->values, x->data, out->data, false);
+    graph_spmm(g, a->rows, dim, a->nnz, a->row_ptr, a->col_idx, a->values, x->data, out->data, false);
     if (needs_grad(x)) {
         node *n = tape_push(g, OP_SPMM, out);
         if (n) n->spmm = (struct op_spmm){.a = a, .x = x, .dim = dim};
@@ -163,5 +163,5 @@ void spmm_backward(tema_graph *g, const node *n)
     const struct op_spmm *op = &n->spmm;
     const tema_csr *a = op->a;
     float *dx = grad_of(g, op->x);
-    if (dx) g_be->spmm(g_bs, a->cols, op->dim, a->t_row_ptr, a->t_col_idx, a->t_values, n->out->grad, dx, true);
+    if (dx) graph_spmm(g, a->cols, op->dim, a->nnz, a->t_row_ptr, a->t_col_idx, a->t_values, n->out->grad, dx, true);
 }

@@ -221,13 +221,13 @@ static lse_group *lse_make_groups(tema_graph *g, const lse_plan *p, const tema_t
 }
 
 /* One group's online log-sum-exp, chunk by chunk; m and s are its running max and sum. */
-static void lse_forward_group(const lse_group *gr, const float *items, int64_t d, float inv_temp,
+static void lse_forward_group(tema_graph *g, const lse_group *gr, const float *items, int64_t d, float inv_temp,
                               int64_t chunk, float *logits, float *m, float *s)
 {
     g_be->lse_init(g_bs, gr->rows, m, s);
     for (int64_t c0 = gr->lo; c0 < gr->hi; c0 += chunk) {
         int64_t cols = gr->hi - c0 < chunk ? gr->hi - c0 : chunk;
-        g_be->sgemm(g_bs, false, true, gr->rows, cols, d, inv_temp, gr->h, d, 0, items + c0 * d, d, 0, 0.0f, logits,
+        graph_sgemm(g, false, true, gr->rows, cols, d, inv_temp, gr->h, d, 0, items + c0 * d, d, 0, 0.0f, logits,
                     cols, 0, 1);
         g_be->lse_update(g_bs, gr->rows, cols, c0, logits, cols, gr->lo_d, gr->hi_d, m, s);
     }
@@ -263,7 +263,7 @@ tema_tensor *lse_chunked_forward(tema_graph *g, tema_tensor *h, tema_tensor *ite
     if (!logits || !ms) return NULL;
     for (int k = 0; k < plan.n_groups; k++) {
         lse_group *gr = &groups[k];
-        lse_forward_group(gr, items->data, d, inv_temp, chunk, logits, ms, ms + max_rows);
+        lse_forward_group(g, gr, items->data, d, inv_temp, chunk, logits, ms, ms + max_rows);
         if (gr->perm) g_be->scatter_add(g_bs, gr->rows, 1, gr->perm, gr->lse, out->data);
         else g_be->copy(g_bs, out->data, gr->lse, (size_t)R * sizeof(float));
     }
@@ -304,12 +304,12 @@ void lse_chunked_backward(tema_graph *g, const node *n)
         for (int64_t c0 = gr->lo; c0 < gr->hi; c0 += chunk) {
             int64_t cols = gr->hi - c0 < chunk ? gr->hi - c0 : chunk;
             const float *ic = items->data + c0 * d;
-            g_be->sgemm(g_bs, false, true, gr->rows, cols, d, inv_temp, gr->h, d, 0, ic, d, 0, 0.0f, logits, cols, 0, 1);
+            graph_sgemm(g, false, true, gr->rows, cols, d, inv_temp, gr->h, d, 0, ic, d, 0, 0.0f, logits, cols, 0, 1);
             g_be->lse_grad(g_bs, gr->rows, cols, c0, logits, cols, gr->lo_d, gr->hi_d, gr->lse, dout_g, inv_temp);
             if (dhg)
-                g_be->sgemm(g_bs, false, false, gr->rows, d, cols, 1.0f, logits, cols, 0, ic, d, 0, 1.0f, dhg, d, 0, 1);
+                graph_sgemm(g, false, false, gr->rows, d, cols, 1.0f, logits, cols, 0, ic, d, 0, 1.0f, dhg, d, 0, 1);
             if (ditems)
-                g_be->sgemm(g_bs, true, false, cols, d, gr->rows, 1.0f, logits, cols, 0, gr->h, d, 0, 1.0f,
+                graph_sgemm(g, true, false, cols, d, gr->rows, 1.0f, logits, cols, 0, gr->h, d, 0, 1.0f,
                             ditems + c0 * d, d, 0, 1);
         }
         if (gr->perm && dh) g_be->scatter_add(g_bs, gr->rows, d, gr->perm, dhg, dh);

@@ -43,7 +43,7 @@ tema_tensor *matmul_forward(tema_graph *g, tema_tensor *a, bool ta, tema_tensor 
     tema_tensor *out = new_tensor(g, nd, shape);
     if (!out) return NULL;
     int64_t sa = ra * ca, sb = b->ndim == 3 ? rb * cb : 0;
-    g_be->sgemm(g_bs, ta, tb, M, N, K, 1.0f, a->data, ca, sa, b->data, cb, sb, 0.0f, out->data, N, M * N, batch);
+    graph_sgemm(g, ta, tb, M, N, K, 1.0f, a->data, ca, sa, b->data, cb, sb, 0.0f, out->data, N, M * N, batch);
     if (needs_grad(a) || needs_grad(b)) {
         node *n = tape_push(g, OP_MATMUL, out);
         if (n)
@@ -64,18 +64,18 @@ void matmul_backward(tema_graph *g, const node *n)
     const float *dc = n->out->grad;
     float *da = grad_of(g, a), *db = grad_of(g, b);
     if (da) {
-        if (!ta) g_be->sgemm(g_bs, false, !tb, M, K, N, 1.0f, dc, N, sc, b->data, cb, sb, 1.0f, da, ca, sa, batch);
-        else g_be->sgemm(g_bs, tb, true, K, M, N, 1.0f, b->data, cb, sb, dc, N, sc, 1.0f, da, ca, sa, batch);
+        if (!ta) graph_sgemm(g, false, !tb, M, K, N, 1.0f, dc, N, sc, b->data, cb, sb, 1.0f, da, ca, sa, batch);
+        else graph_sgemm(g, tb, true, K, M, N, 1.0f, b->data, cb, sb, dc, N, sc, 1.0f, da, ca, sa, batch);
     }
     if (db) {
         /* A 2-D b shared by a batch: accumulate batch by batch into the same gradient. */
         for (int64_t i = 0; i < (sb ? 1 : batch); i++) {
             int64_t nb = sb ? batch : 1, off_a = sb ? 0 : i * sa, off_c = sb ? 0 : i * sc;
             if (!tb)
-                g_be->sgemm(g_bs, !ta, false, K, N, M, 1.0f, a->data + off_a, ca, sa, dc + off_c, N, sc, 1.0f, db, cb,
+                graph_sgemm(g, !ta, false, K, N, M, 1.0f, a->data + off_a, ca, sa, dc + off_c, N, sc, 1.0f, db, cb,
                             sb, nb);
             else
-                g_be->sgemm(g_bs, true, ta, N, K, M, 1.0f, dc + off_c, N, sc, a->data + off_a, ca, sa, 1.0f, db, cb,
+                graph_sgemm(g, true, ta, N, K, M, 1.0f, dc + off_c, N, sc, a->data + off_a, ca, sa, 1.0f, db, cb,
                             sb, nb);
         }
     }
@@ -100,7 +100,7 @@ tema_tensor *linear_forward(tema_graph *g, tema_tensor *x, tema_tensor *w, tema_
     shape[x->ndim - 1] = outd;
     tema_tensor *out = new_tensor(g, x->ndim, shape);
     if (!out) return NULL;
-    g_be->sgemm(g_bs, false, true, rows, outd, in, 1.0f, x->data, in, 0, w->data, in, 0, 0.0f, out->data, outd, 0, 1);
+    graph_sgemm(g, false, true, rows, outd, in, 1.0f, x->data, in, 0, w->data, in, 0, 0.0f, out->data, outd, 0, 1);
     if (b) g_be->binary(g_bs, TEMA_BINARY_ADD, out->size, out->data, b->data, outd, out->data);
     if (needs_grad(x) || needs_grad(w) || needs_grad(b)) {
         node *n = tape_push(g, OP_LINEAR, out);
@@ -116,8 +116,8 @@ void linear_backward(tema_graph *g, const node *n)
     int64_t rows = op->rows, in = op->in, outd = op->out_dim;
     const float *dy = n->out->grad;
     float *dx = grad_of(g, x), *dw = grad_of(g, w), *db = b ? grad_of(g, b) : NULL;
-    if (dx) g_be->sgemm(g_bs, false, false, rows, in, outd, 1.0f, dy, outd, 0, w->data, in, 0, 1.0f, dx, in, 0, 1);
-    if (dw) g_be->sgemm(g_bs, true, false, outd, in, rows, 1.0f, dy, outd, 0, x->data, in, 0, 1.0f, dw, in, 0, 1);
+    if (dx) graph_sgemm(g, false, false, rows, in, outd, 1.0f, dy, outd, 0, w->data, in, 0, 1.0f, dx, in, 0, 1);
+    if (dw) graph_sgemm(g, true, false, outd, in, rows, 1.0f, dy, outd, 0, x->data, in, 0, 1.0f, dw, in, 0, 1);
     if (db) g_be->binary_bwd(g_bs, TEMA_BINARY_ADD, rows * outd, NULL, NULL, outd, dy, NULL, db);
 }
 

@@ -258,6 +258,11 @@ int64_t tema_params_count(const tema_params *p)
 
 size_t tema_params_n(const tema_params *p) { return p ? p->n : 0; }
 
+size_t tema_params_bytes(const tema_params *p)
+{
+    return p ? ((size_t)p->n_values + 3 * (size_t)p->n_learn) * sizeof(float) : 0;
+}
+
 tema_tensor *tema_params_at(tema_params *p, size_t i) { return p && i < p->n ? p->e[i].t : NULL; }
 
 void tema_params_zero_grad(tema_params *p)

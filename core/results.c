@@ -292,6 +292,8 @@ static void git_state(const char *root, char *commit, size_t cap, int *dirty)
     free(q);
 }
 
+void tema_results_git_state(char *commit, size_t cap, int *dirty) { git_state(TEMA_SOURCE_ROOT, commit, cap, dirty); }
+
 static json_object *str_or_null(const char *s)
 {
     return s ? json_object_new_string(s) : NULL;
@@ -622,4 +624,45 @@ char *tema_results_summary(const tema_run *run, const tema_metric_acc *test, int
     if (run)
         tema_sb_printf(&b, "results in %s\n", run->dir);
     return tema_sb_take(&b);
+}
+
+/* ---- the summary of an already finished run ------------------------------------------ */
+
+tema_status tema_results_print_finished(const tema_run *run, const tema_metric_spec *spec, tema_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/final.json", tema_results_dir(run));
+    json_object *o = json_object_from_file(path);
+    if (!o)
+        return tema_fail(err, TEMA_EFORMAT, "%s: cannot read the finished run's results; hint: re-run with --force",
+                         path);
+    tema_metric_acc acc;
+    tema_metric_acc_init(&acc, spec);
+    json_object *test, *v;
+    int best = 0, epochs = 0;
+    if (json_object_object_get_ex(o, "best_epoch", &v)) best = json_object_get_int(v);
+    if (json_object_object_get_ex(o, "epochs_run", &v)) epochs = json_object_get_int(v);
+    if (json_object_object_get_ex(o, "test", &test) && test) {
+        static const char *const dn[2] = {"X", "Y"};
+        for (int d = 0; d < 2; d++) {
+            json_object *dom, *cases, *rule, *val;
+            if (!json_object_object_get_ex(test, dn[d], &dom) || !dom) continue;
+            if (json_object_object_get_ex(dom, "cases", &cases)) acc.count[d] = json_object_get_int64(cases);
+            for (int r = 0; r < TEMA_RANK_RULES; r++) {
+                if (!json_object_object_get_ex(dom, tema_rank_rule_name((tema_rank_rule)r), &rule) || !rule) continue;
+                for (int m = 0; m < acc.spec.n; m++)
+                    if (json_object_object_get_ex(rule, acc.spec.name[m], &val) && val)
+                        acc.sum[d][r][m] = json_object_get_double(val) * (double)acc.count[d];
+            }
+        }
+    }
+    json_object_put(o);
+    char *text = tema_results_summary(run, &acc, best, epochs);
+    if (!text) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    fprintf(stderr, "tema: run %s is already finished (results in %s); showing its summary. hint: --force re-runs it\n",
+            tema_results_id(run), tema_results_dir(run));
+    fputs(text, stdout);
+    fflush(stdout);
+    free(text);
+    return TEMA_OK;
 }

@@ -172,5 +172,11 @@ bool tema_results_tie_warning(const tema_metric_acc *acc, int domain, char *buf,
  *   warning: ties flatter this model: ...
  * run may be NULL (no first line). Returns a malloc'ed string the caller frees; NULL on OOM. */
 char *tema_results_summary(const tema_run *run, const tema_metric_acc *test, int best_epoch, int epochs_run);
+/* The commit of the source tree this binary was built from, read at run time as meta.json
+ * records it (the binary may be older than the tree); dirty: uncommitted changes, -1 unknown. */
+void tema_results_git_state(char *commit, size_t cap, int *dirty);
+/* A finished run's summary read back from its final.json (the test metrics of `spec`) to
+ * stdout, with a line on stderr saying the run was already finished. */
+tema_status tema_results_print_finished(const tema_run *run, const tema_metric_spec *spec, tema_err *err);
 
 #endif

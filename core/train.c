@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <signal.h>
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,47 +179,6 @@ static bool file_exists(const char *path)
 {
     struct stat sb;
     return path && stat(path, &sb) == 0;
-}
-
-/* ---- the summary of an already finished run, from final.json ---- */
-
-static tema_status print_finished(tema_run *run, const settings *s, tema_err *err)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/final.json", tema_results_dir(run));
-    json_object *o = json_object_from_file(path);
-    if (!o)
-        return tema_fail(err, TEMA_EFORMAT, "%s: cannot read the finished run's results; hint: re-run with --force",
-                         path);
-    tema_metric_acc acc;
-    tema_metric_acc_init(&acc, &s->spec);
-    json_object *test, *v;
-    int best = 0, epochs = 0;
-    if (json_object_object_get_ex(o, "best_epoch", &v)) best = json_object_get_int(v);
-    if (json_object_object_get_ex(o, "epochs_run", &v)) epochs = json_object_get_int(v);
-    if (json_object_object_get_ex(o, "test", &test) && test) {
-        static const char *const dn[2] = {"X", "Y"};
-        for (int d = 0; d < 2; d++) {
-            json_object *dom, *cases, *rule, *val;
-            if (!json_object_object_get_ex(test, dn[d], &dom) || !dom) continue;
-            if (json_object_object_get_ex(dom, "cases", &cases)) acc.count[d] = json_object_get_int64(cases);
-            for (int r = 0; r < TEMA_RANK_RULES; r++) {
-                if (!json_object_object_get_ex(dom, tema_rank_rule_name((tema_rank_rule)r), &rule) || !rule) continue;
-                for (int m = 0; m < acc.spec.n; m++)
-                    if (json_object_object_get_ex(rule, acc.spec.name[m], &val) && val)
-                        acc.sum[d][r][m] = json_object_get_double(val) * (double)acc.count[d];
-            }
-        }
-    }
-    json_object_put(o);
-    char *text = tema_results_summary(run, &acc, best, epochs);
-    if (!text) return tema_fail(err, TEMA_ENOMEM, "out of memory");
-    fprintf(stderr, "tema: run %s is already finished (results in %s); showing its summary. hint: --force re-runs it\n",
-            tema_results_id(run), tema_results_dir(run));
-    fputs(text, stdout);
-    fflush(stdout);
-    free(text);
-    return TEMA_OK;
 }
 
 /* ---- the run ---- */
@@ -441,6 +399,13 @@ static void shuffle(int64_t *a, int64_t n, uint64_t seed)
     }
 }
 
+/* The training lines in the order epoch `epoch` takes them (perm: r->n_examples entries). */
+static void epoch_order(const runner *r, int64_t epoch, int64_t *perm)
+{
+    memcpy(perm, r->examples, (size_t)r->n_examples * sizeof *perm);
+    shuffle(perm, r->n_examples, mix3(r->s.seed, (uint64_t)epoch, 0x73687566666c65ull));
+}
+
 static tema_status save_last(runner *r, train_state *ts, tema_err *err)
 {
     ts->adam_step = r->opt.step;
@@ -562,8 +527,7 @@ static tema_status train_loop(runner *r, train_state *ts, tema_err *err)
     if (!perm) return tema_fail(err, TEMA_ENOMEM, "out of memory");
     tema_status st = TEMA_OK;
     for (int epoch = ts->epochs_done + 1; epoch <= s->epochs && !ts->finished_training; epoch++) {
-        memcpy(perm, r->examples, (size_t)r->n_examples * sizeof *perm);
-        shuffle(perm, r->n_examples, mix3(s->seed, (uint64_t)epoch, 0x73687566666c65ull));
+        epoch_order(r, epoch, perm);
         double t0 = tema_now() - ts->epoch_seconds, rate_t0 = tema_now();
         int64_t rate_s0 = ts->step_in_epoch;
         bool hit_max, evaluated;
@@ -763,6 +727,19 @@ static tema_status resume_state(runner *r, train_state *ts, bool *resume, tema_e
 static tema_status run_session(runner *r, const char *name, tema_run_state rs, const char *identity, double t_start,
                                tema_err *err);
 
+/* After build_model: the optimizer, the training batches, the evaluation negatives, and whether
+ * anything learnable reaches the loss (r->trainable). */
+static tema_status prepare_training(runner *r, tema_err *err)
+{
+    r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
+                         .weight_decay = (float)r->s.weight_decay};
+    tema_status st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err);
+    if (st == TEMA_OK) st = check_splits(r, err);
+    if (st == TEMA_OK) st = draw_eval_negatives(r, err);
+    if (st == TEMA_OK) st = probe_trainable(r, &r->trainable, err);
+    return st;
+}
+
 static tema_status run_inner(runner *r, tema_err *err)
 {
     double t_start = tema_now();
@@ -796,18 +773,12 @@ static tema_status run_session(runner *r, const char *name, tema_run_state rs, c
                                tema_err *err)
 {
     tema_status st;
-    if (rs == TEMA_RUN_FINISHED && !r->opts->force) return print_finished(r->run, &r->s, err);
+    if (rs == TEMA_RUN_FINISHED && !r->opts->force) return tema_results_print_finished(r->run, &r->s.spec, err);
 
-    if ((st = build_model(r, err)) != TEMA_OK) return st;
-    r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
-                         .weight_decay = (float)r->s.weight_decay};
-    if ((st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err)) != TEMA_OK)
-        return st;
-    if ((st = check_splits(r, err)) != TEMA_OK || (st = draw_eval_negatives(r, err)) != TEMA_OK) return st;
+    if ((st = build_model(r, err)) != TEMA_OK || (st = prepare_training(r, err)) != TEMA_OK) return st;
 
     /* resume or start fresh */
     train_state ts = {0};
-    if ((st = probe_trainable(r, &r->trainable, err)) != TEMA_OK) return st;
     const bool trainable = r->trainable;
     bool resume = false;
     if (rs == TEMA_RUN_INTERRUPTED && !r->opts->force && r->s.resume && trainable &&
@@ -885,7 +856,21 @@ struct tema_trained_impl {
     tema_cfg *cfg;
     char results[4096];
     char checkpoint[4200];
+    int64_t *perm;          /* tema_trained_fresh: the training lines in epoch perm_epoch's order */
+    int64_t perm_epoch;
 };
+
+/* The opened model's view for the caller (tema_trained's fields). */
+static void trained_expose(struct tema_trained_impl *t, tema_trained *out)
+{
+    runner *r = &t->r;
+    out->cfg = r->cfg;
+    out->ds = r->ds;
+    out->backend = r->be_p->name;
+    out->eval = (tema_eval_ctx){.model = &r->model, .g = r->g, .be = r->be, .bs = r->bs, .n_x = r->ds->n_x,
+                                .n_y = r->ds->n_y, .batch_size = r->s.eval_batch, .threads = r->s.threads,
+                                .bb = &r->eval_bb};
+}
 
 tema_status tema_trained_open(const char *run_dir, tema_registry *reg, const char *which, int threads,
                               tema_trained *out, tema_err *err)
@@ -934,13 +919,72 @@ tema_status tema_trained_open(const char *run_dir, tema_registry *reg, const cha
         tema_trained_close(out);
         return st;
     }
-    out->cfg = t->cfg;
-    out->ds = r->ds;
+    trained_expose(t, out);
     out->checkpoint = t->checkpoint;
-    out->eval = (tema_eval_ctx){.model = &r->model, .g = r->g, .be = r->be, .bs = r->bs, .n_x = r->ds->n_x,
-                                .n_y = r->ds->n_y, .batch_size = r->s.eval_batch, .threads = r->s.threads,
-                                .bb = &r->eval_bb};
     return TEMA_OK;
+}
+
+tema_status tema_trained_fresh(const tema_cfg *cfg, tema_registry *reg, const char *results_dir, int threads,
+                               tema_trained *out, tema_err *err)
+{
+    memset(out, 0, sizeof *out);
+    struct tema_trained_impl *t = calloc(1, sizeof *t);
+    if (!t) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    out->impl = t;
+    snprintf(t->results, sizeof t->results, "%s", results_dir);
+    t->opts = (tema_run_opts){.results_dir = t->results};
+    runner *r = &t->r;
+    *r = (runner){.cfg = cfg, .reg = reg, .opts = &t->opts};
+    tema_status st = read_settings(r->cfg, &r->s, err);
+    if (st == TEMA_OK) st = apply_threads(r, threads, err);
+    if (st == TEMA_OK) st = build_model(r, err);
+    if (st == TEMA_OK) st = prepare_training(r, err);
+    if (st == TEMA_OK && !r->trainable)
+        st = tema_fail(err, TEMA_EINVAL, "no learnable parameter reaches the loss: there is no training step to time; "
+                                         "hint: a model like pop only evaluates");
+    if (st == TEMA_OK && !(t->perm = malloc((size_t)r->n_examples * sizeof *t->perm)))
+        st = tema_fail(err, TEMA_ENOMEM, "out of memory");
+    if (st != TEMA_OK) {
+        tema_trained_close(out);
+        return st;
+    }
+    trained_expose(t, out);
+    out->steps_per_epoch = (r->n_examples + r->s.batch_size - 1) / r->s.batch_size;
+    return TEMA_OK;
+}
+
+tema_status tema_trained_step(tema_trained *t, int64_t step, double *loss, tema_err *err)
+{
+    struct tema_trained_impl *ti = t->impl;
+    runner *r = &ti->r;
+    const int64_t epoch = step / t->steps_per_epoch + 1, first = step % t->steps_per_epoch * r->s.batch_size;
+    if (ti->perm_epoch != epoch) {
+        epoch_order(r, epoch, ti->perm);
+        ti->perm_epoch = epoch;
+    }
+    int nb = (int)(r->n_examples - first < r->s.batch_size ? r->n_examples - first : r->s.batch_size);
+    tema_status st = train_step(r, ti->perm + first, nb, (uint64_t)step, loss, err);
+    /* a device backend queues the update: wait for it, so a clock around the call times the step */
+    return st == TEMA_OK ? r->be->sync(r->bs, err) : st;
+}
+
+tema_status tema_trained_new_graph(tema_trained *t, tema_err *err)
+{
+    runner *r = &t->impl->r;
+    tema_graph *g = tema_graph_new(r->s.seed);
+    if (!g) return tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_graph_free(r->g);
+    t->eval.g = r->g = g;
+    return TEMA_OK;
+}
+
+tema_status tema_trained_validate(tema_trained *t, tema_metric_acc *acc, tema_err *err)
+{
+    runner *r = &t->impl->r;
+    if (r->ds->valid.n_lines == 0)
+        return tema_fail(err, TEMA_EINVAL, "%s: %s has no line: no validation pass to time", r->ds->path,
+                         r->ds->valid.file);
+    return evaluate_set(r, &r->ds->valid, r->valid_negs, acc, NULL, err);
 }
 
 void tema_trained_close(tema_trained *t)
@@ -948,6 +992,7 @@ void tema_trained_close(tema_trained *t)
     if (!t->impl) return;
     runner_release(&t->impl->r);
     tema_cfg_free(t->impl->cfg);
+    free(t->impl->perm);
     free(t->impl);
     memset(t, 0, sizeof *t);
 }

@@ -106,6 +106,8 @@ typedef struct tema_eval_ctx {
     int batch_size;
     int threads;
     tema_batch_buf *bb;
+    int chunk_rows;          /* users scored per product; 0: as many as fit the chunk's logits
+                              * (core/train_model.c), tests set a few to get several chunks */
 } tema_eval_ctx;
 tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t *negatives, int32_t n_neg,
                           tema_metric_acc *acc, tema_rank_row *rows, tema_err *err);
@@ -122,11 +124,29 @@ typedef struct tema_trained {
     const tema_cfg *cfg;
     const tema_dataset *ds;
     tema_eval_ctx eval;         /* model, graph, backend, evaluation buffers */
-    const char *checkpoint;     /* the file loaded */
+    const char *checkpoint;     /* the file loaded (tema_trained_open) */
+    const char *backend;        /* the backend plugin's name */
+    int64_t steps_per_epoch;    /* tema_trained_fresh */
     struct tema_trained_impl *impl;
 } tema_trained;
 tema_status tema_trained_open(const char *run_dir, tema_registry *reg, const char *which, int threads,
                               tema_trained *out, tema_err *err);
 void tema_trained_close(tema_trained *t);
+
+/* A model built from resolved config `cfg` (borrowed; it must outlive the model) with fresh
+ * parameters, ready to train as `tema run` would, without a run folder: what `tema bench`
+ * times (core/train_bench.c). results_dir holds the synthetic data and the tag and feature
+ * stores; threads > 0 overrides backend.threads. Refuses a model with nothing to train. Release
+ * with tema_trained_close. */
+tema_status tema_trained_fresh(const tema_cfg *cfg, tema_registry *reg, const char *results_dir, int threads,
+                               tema_trained *out, tema_err *err);
+/* Global training step `step` exactly as `tema run` takes it (its epoch's shuffle, seeds,
+ * forward, loss, backward, clipping, Adam), waiting for the backend to finish; *loss its loss. */
+tema_status tema_trained_step(tema_trained *t, int64_t step, double *loss, tema_err *err);
+/* One evaluation pass over the validation split under the run's protocol and negatives. */
+tema_status tema_trained_validate(tema_trained *t, tema_metric_acc *acc, tema_err *err);
+/* Replaces the graph by a new one, its arenas freed: what the next pass allocates is its own
+ * (`tema run` evaluates on the training graph, whose arena grows to the larger of the two). */
+tema_status tema_trained_new_graph(tema_trained *t, tema_err *err);
 
 #endif

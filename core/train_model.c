@@ -235,48 +235,77 @@ void tema_batch_eval(tema_batch_buf *bb, const tema_split *sp, int32_t n_x, cons
                       .seq_y = bb->seq_y};
 }
 
-/* Scores of one batch against one domain (index dom): out[b * nd + j] for item lo + j.
- * Streams combine as log sum_g w[dom][g] sum_{k in g} (w_k/W_g) softmax_k (each stream
- * normalised over the domain, Eq. 16), accumulated as probabilities in double (no underflow
- * for any logit range a float holds). With `cols` (n_cols local item indices per row, the
- * sampled protocol's candidates) only those entries of out are computed: the per-stream
- * normalisers still read every item, but the mixture is formed for the candidates alone.
- * One stream keeps its raw logits (same ranking, no rounding from the normalisation).
- * lse_row: [nb] scratch for one stream's per-row normalisers. */
-static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, int32_t nd, const int32_t *dom_ids,
-                                const int32_t *last_rows, const int32_t *cols, int32_t n_cols, float *out,
-                                double *acc, float *lse_row, tema_err *err)
+/* Evaluation memory. A batch's forward pass is one graph step; its users are then scored in
+ * chunks of as many rows as give EVAL_CHUNK_BYTES of logits against the larger domain, and
+ * ranked chunk by chunk. Scored whole, a batch of 512 users of food-kitchen-c2dsr held its
+ * logits, their scaled copy and the host scores (~70 MiB each) and a mixture in double over the
+ * whole domain (~140 MiB) at once, and an evaluation pass of SASRec took more memory than a
+ * training step (754 against 700 MiB peak RSS, `tema bench --eval`). Smaller chunks repack the
+ * item table for more products: 8 MiB evaluated 8% slower than whole batches, 32 MiB as fast.
+ * A user's scores do not depend on the chunk it is in: each row is its own product. */
+#define EVAL_CHUNK_BYTES ((size_t)32 << 20)
+
+static int eval_chunk_rows(const tema_eval_ctx *c, int B, int32_t nd_max)
+{
+    size_t rows = c->chunk_rows > 0 ? (size_t)c->chunk_rows
+                                    : EVAL_CHUNK_BYTES / ((size_t)(nd_max > 0 ? nd_max : 1) * sizeof(float));
+    return rows < 1 ? 1 : rows < (size_t)B ? (int)rows : B;
+}
+
+/* The domain's rows lo..lo+nd of a stream's item table [n_x + n_y, d], in place: one domain's
+ * items are contiguous, so scoring reads them without a copy. A view on the host's stack: it
+ * takes no gradient, so no op records it. */
+static tema_tensor domain_items(const tema_tensor *items, int32_t lo, int32_t nd)
+{
+    const int64_t d = items->shape[1];
+    return (tema_tensor){.data = items->data + (int64_t)lo * d, .ndim = 2, .shape = {nd, d}, .size = (int64_t)nd * d,
+                         .name = items->name};
+}
+
+/* The model's forward pass over one evaluation batch (a graph step of its own). */
+static tema_status eval_forward(tema_eval_ctx *c, const tema_batch *b, tema_stream *streams, int *ns, tema_err *err)
+{
+    tema_graph_reset(c->g, false, 0);
+    return tema_model_forward(c->model, c->g, b, streams, ns, err);
+}
+
+/* Scores of nc users (rows last_rows[0..nc) of the forward's streams) against one domain (index
+ * dom, items lo..lo+nd): out[i * nd + j] for item lo + j. Streams combine as
+ * log sum_g w[dom][g] sum_{k in g} (w_k/W_g) softmax_k (each stream normalised over the domain,
+ * Eq. 16), accumulated as probabilities in double (no underflow for any logit range a float
+ * holds). With `cols` (n_cols local item indices per row, the sampled protocol's candidates)
+ * only those entries of out are computed: the per-stream normalisers still read every item, but
+ * the mixture is formed for the candidates alone. One stream keeps its raw logits (same ranking,
+ * no rounding from the normalisation). Each stream's temporaries are dropped (rewound to
+ * `forward`) once read. acc: [nc * width] scratch; lse_row: [nc] scratch. */
+static tema_status chunk_scores(tema_eval_ctx *c, const tema_stream *streams, int ns, const tema_graph_mark *forward,
+                                int dom, int32_t lo, int32_t nd, const int32_t *last_rows, int64_t nc,
+                                const int32_t *cols, int32_t n_cols, float *out, double *acc, float *lse_row,
+                                tema_err *err)
 {
     const tema_nn_api *nn = tema_nn();
-    tema_stream streams[TEMA_MAX_STREAMS];
-    int ns = 0;
-    tema_graph_reset(c->g, false, 0);
-    tema_status st = tema_model_forward(c->model, c->g, b, streams, &ns, err);
-    if (st != TEMA_OK) return st;
-    const int64_t nb = b->B;
     const int64_t width = cols ? n_cols : nd; /* mixture entries per row */
     int group[TEMA_MAX_STREAMS];
     float logw[TEMA_MAX_STREAMS], sw[2][3];
     tema_stream_groups(streams, ns, group, logw);
     tema_model_seq_weights(c->model, sw);
     bool first = true;
-    /* each stream's gathered items and logits are dropped once read: eval memory is the
-     * forward pass plus one stream's temporaries, not all of them */
-    const tema_graph_mark after_forward = tema_graph_mark_now(c->g);
+    tema_status st;
     for (int k = 0; k < ns; k++) {
         const float gw = sw[dom][group[k]];
         if (ns > 1 && !(gw > 0)) continue;
-        tema_graph_rewind(c->g, &after_forward);
-        tema_tensor *h = nn->gather_rows(c->g, streams[k].h, last_rows, nb);
-        tema_tensor *e = h ? nn->gather_rows(c->g, streams[k].items, dom_ids, nd) : NULL;
-        tema_tensor *z = e ? nn->matmul(c->g, h, false, e, true) : NULL;
+        tema_graph_rewind(c->g, forward);
+        tema_tensor e = domain_items(streams[k].items, lo, nd);
+        tema_tensor *h = nn->gather_rows(c->g, streams[k].h, last_rows, nc);
+        if (h) h->flags &= ~TEMA_TENSOR_NEEDS_GRAD; /* so no tape entry names the view on this stack */
+        tema_tensor *z = h ? nn->matmul(c->g, h, false, &e, true) : NULL;
         if (!z) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
         const float tau = streams[k].inv_temp;
         if (ns == 1) {
-            c->be->to_host(c->bs, out, z->data, (size_t)(nb * nd) * sizeof(float));
+            c->be->to_host(c->bs, out, z->data, (size_t)(nc * nd) * sizeof(float));
             if ((st = c->be->sync(c->bs, err)) != TEMA_OK) return st; /* a device failure must not become scores */
             if (tau != 1.0f)
-                for (int64_t i = 0; i < nb * nd; i++) out[i] *= tau;
+                for (int64_t i = 0; i < nc * nd; i++) out[i] *= tau;
             return TEMA_OK;
         }
         /* the normaliser over the whole domain is a row reduction the backend does where
@@ -285,14 +314,14 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         tema_tensor *zt = tau != 1.0f ? nn->scale(c->g, z, tau) : z;
         tema_tensor *lse = zt ? nn->logsumexp(c->g, zt) : NULL;
         if (!lse) return tema_fail(err, TEMA_EINTERNAL, "evaluation: %s", nn->error(c->g));
-        c->be->to_host(c->bs, out, zt->data, (size_t)(nb * nd) * sizeof(float));
-        c->be->to_host(c->bs, lse_row, lse->data, (size_t)nb * sizeof(float));
+        c->be->to_host(c->bs, out, zt->data, (size_t)(nc * nd) * sizeof(float));
+        c->be->to_host(c->bs, lse_row, lse->data, (size_t)nc * sizeof(float));
         if ((st = c->be->sync(c->bs, err)) != TEMA_OK) return st; /* a device failure must not become scores */
         const double w = exp((double)logw[k]) * gw;
         const bool init = first;
         first = false;
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-        for (int64_t r = 0; r < nb; r++) {
+        for (int64_t r = 0; r < nc; r++) {
             const float *row = out + r * nd;
             double *pr = acc + r * width;
             const double lr = lse_row[r];
@@ -307,7 +336,7 @@ static tema_status batch_scores(tema_eval_ctx *c, const tema_batch *b, int dom, 
         return tema_fail(err, TEMA_EINVAL, "evaluation: every stream group has sequence weight 0 for domain %c; hint: "
                                            "check the attention plugin's lambdas", dom ? 'Y' : 'X');
 #pragma omp parallel for num_threads(c->threads) schedule(static)
-    for (int64_t r = 0; r < nb; r++)
+    for (int64_t r = 0; r < nc; r++)
         for (int64_t q = 0; q < width; q++) {
             double p = acc[r * width + q];
             out[r * nd + (cols ? cols[r * n_cols + q] : q)] = (float)log(p > 0 ? p : DBL_MIN);
@@ -322,36 +351,41 @@ tema_status tema_score_lines(tema_eval_ctx *c, const tema_split *sp, const int64
     if (nb < 1 || nb > c->bb->B || nd < 1)
         return tema_fail(err, TEMA_EINVAL, "scoring: %d lines for a batch of %d, %d items", nb, (int)c->bb->B,
                          (int)nd);
-    int32_t *dom_ids = malloc((size_t)nd * sizeof *dom_ids), *last_rows = malloc((size_t)nb * sizeof *last_rows);
-    double *mix = malloc((size_t)nb * (size_t)nd * sizeof *mix);
-    float *lse_row = malloc((size_t)nb * sizeof *lse_row);
-    tema_status st = dom_ids && last_rows && mix && lse_row ? TEMA_OK : tema_fail(err, TEMA_ENOMEM, "out of memory");
+    const int C = eval_chunk_rows(c, nb, nd);
+    int32_t *last_rows = malloc((size_t)nb * sizeof *last_rows);
+    double *mix = malloc((size_t)C * (size_t)nd * sizeof *mix);
+    float *lse_row = malloc((size_t)C * sizeof *lse_row);
+    tema_status st = last_rows && mix && lse_row ? TEMA_OK : tema_fail(err, TEMA_ENOMEM, "out of memory");
+    tema_stream streams[TEMA_MAX_STREAMS];
+    int ns = 0;
     if (st == TEMA_OK) {
-        for (int32_t j = 0; j < nd; j++) dom_ids[j] = lo + j;
         for (int b = 0; b < nb; b++) last_rows[b] = b * L + L - 1;
         tema_batch b;
         tema_batch_eval(c->bb, sp, c->n_x, lines, nb, &b);
-        st = batch_scores(c, &b, dom, nd, dom_ids, last_rows, NULL, 0, out, mix, lse_row, err);
+        st = eval_forward(c, &b, streams, &ns, err);
     }
-    free(dom_ids);
+    const tema_graph_mark forward = tema_graph_mark_now(c->g);
+    for (int r0 = 0; st == TEMA_OK && r0 < nb; r0 += C)
+        st = chunk_scores(c, streams, ns, &forward, dom, lo, nd, last_rows + r0, nb - r0 < C ? nb - r0 : C, NULL, 0,
+                          out + (int64_t)r0 * nd, mix, lse_row, err);
     free(last_rows);
     free(mix);
     free(lse_row);
     return st;
 }
 
-/* Buffers of one evaluation pass, for batches of B lines over the larger domain. */
+/* Buffers of one evaluation pass: the cases of a domain, and one chunk of C users' scores. */
 typedef struct eval_scratch {
     int64_t *order;            /* [n] the cases of the domain being scored */
-    int32_t *dom_ids, *last_rows, *cols;
+    int32_t *last_rows, *cols; /* [B], [C * (n_neg + 1)] */
     float *scores, *lse_row, *cand;
     double *mix, *ranks;
+    int C;                     /* users per chunk */
 } eval_scratch;
 
 static void eval_scratch_free(eval_scratch *x)
 {
     free(x->order);
-    free(x->dom_ids);
     free(x->last_rows);
     free(x->scores);
     free(x->mix);
@@ -361,23 +395,22 @@ static void eval_scratch_free(eval_scratch *x)
     free(x->cols);
 }
 
-static bool eval_scratch_alloc(eval_scratch *x, int64_t n, int B, int32_t nd_max, const int32_t *negatives,
-                               int32_t n_neg)
+static bool eval_scratch_alloc(eval_scratch *x, const tema_eval_ctx *c, int64_t n, int B, int32_t nd_max,
+                               const int32_t *negatives, int32_t n_neg)
 {
     memset(x, 0, sizeof *x);
+    const int C = x->C = eval_chunk_rows(c, B, nd_max);
     x->order = malloc((size_t)(n > 0 ? n : 1) * sizeof *x->order);
-    x->dom_ids = malloc((size_t)nd_max * sizeof *x->dom_ids);
     x->last_rows = malloc((size_t)B * sizeof *x->last_rows);
-    x->scores = malloc((size_t)B * (size_t)nd_max * sizeof(float));
-    /* mixture probabilities: a row's domain items, or its candidates (which may outnumber
-     * the items of a small domain, negatives being drawn with replacement) */
-    const int64_t mix_w = negatives && n_neg + 1 > nd_max ? n_neg + 1 : nd_max;
-    x->mix = malloc((size_t)B * (size_t)mix_w * sizeof(double));
-    x->lse_row = malloc((size_t)B * sizeof(float));
-    x->ranks = malloc((size_t)B * TEMA_RANK_RULES * sizeof(double));
-    x->cand = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
-    x->cols = negatives ? malloc((size_t)B * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;
-    return x->order && x->dom_ids && x->last_rows && x->scores && x->mix && x->lse_row && x->ranks &&
+    x->scores = malloc((size_t)C * (size_t)nd_max * sizeof(float));
+    /* mixture probabilities: a row's candidates (sampled), or its domain's items (full) */
+    const int64_t mix_w = negatives ? n_neg + 1 : nd_max;
+    x->mix = malloc((size_t)C * (size_t)mix_w * sizeof(double));
+    x->lse_row = malloc((size_t)C * sizeof(float));
+    x->ranks = malloc((size_t)C * TEMA_RANK_RULES * sizeof(double));
+    x->cand = negatives ? malloc((size_t)C * (size_t)(n_neg + 1) * sizeof(float)) : NULL;
+    x->cols = negatives ? malloc((size_t)C * (size_t)(n_neg + 1) * sizeof(int32_t)) : NULL;
+    return x->order && x->last_rows && x->scores && x->mix && x->lse_row && x->ranks &&
            (!negatives || (x->cand && x->cols));
 }
 
@@ -412,14 +445,14 @@ static void rank_cases(tema_eval_ctx *c, const tema_split *sp, eval_scratch *x, 
     }
 }
 
-/* The cases of domain dom, batch by batch: one product per batch against the domain's items. */
+/* The cases of domain dom, batch by batch: one forward pass per batch, then its users chunk by
+ * chunk, each chunk one product per stream against the domain's items, ranked at once. */
 static tema_status evaluate_domain(tema_eval_ctx *c, const tema_split *sp, eval_scratch *x, int B, int dom,
                                    const int32_t *negatives, int32_t n_neg, tema_metric_acc *acc, tema_rank_row *rows,
                                    tema_err *err)
 {
     const int32_t n_x = c->n_x, n_y = c->n_y, lo = dom ? n_x : 0, nd = dom ? n_y : n_x;
     if (nd < 2) return TEMA_OK;
-    for (int32_t j = 0; j < nd; j++) x->dom_ids[j] = lo + j;
     int64_t m = 0;
     for (int64_t i = 0; i < sp->n_lines; i++) {
         int32_t t = sp->target[i];
@@ -427,21 +460,28 @@ static tema_status evaluate_domain(tema_eval_ctx *c, const tema_split *sp, eval_
         if (negatives && negatives[i * n_neg] < 0) continue;
         x->order[m++] = i;
     }
+    tema_stream streams[TEMA_MAX_STREAMS];
+    int ns = 0;
     for (int64_t s = 0; s < m; s += B) {
         int nb = (int)(m - s < B ? m - s : B);
         tema_batch b;
         tema_batch_eval(c->bb, sp, n_x, x->order + s, nb, &b);
-        if (negatives)
-            for (int k = 0; k < nb; k++) {
-                int64_t i = x->order[s + k];
-                int32_t *row = x->cols + (int64_t)k * (n_neg + 1);
-                row[0] = sp->target[i] - lo;
-                for (int32_t q = 0; q < n_neg; q++) row[q + 1] = negatives[i * n_neg + q] - lo;
-            }
-        tema_status st = batch_scores(c, &b, dom, nd, x->dom_ids, x->last_rows, negatives ? x->cols : NULL, n_neg + 1,
-                                      x->scores, x->mix, x->lse_row, err);
+        tema_status st = eval_forward(c, &b, streams, &ns, err);
         if (st != TEMA_OK) return st;
-        rank_cases(c, sp, x, x->order + s, nb, dom, lo, nd, negatives, n_neg, acc, rows);
+        const tema_graph_mark forward = tema_graph_mark_now(c->g);
+        for (int r0 = 0; r0 < nb; r0 += x->C) {
+            const int nc = nb - r0 < x->C ? nb - r0 : x->C;
+            const int64_t *cases = x->order + s + r0;
+            for (int k = 0; negatives && k < nc; k++) {
+                int32_t *row = x->cols + (int64_t)k * (n_neg + 1);
+                row[0] = sp->target[cases[k]] - lo;
+                for (int32_t q = 0; q < n_neg; q++) row[q + 1] = negatives[cases[k] * n_neg + q] - lo;
+            }
+            st = chunk_scores(c, streams, ns, &forward, dom, lo, nd, x->last_rows + r0, nc, negatives ? x->cols : NULL,
+                              n_neg + 1, x->scores, x->mix, x->lse_row, err);
+            if (st != TEMA_OK) return st;
+            rank_cases(c, sp, x, cases, nc, dom, lo, nd, negatives, n_neg, acc, rows);
+        }
     }
     return TEMA_OK;
 }
@@ -454,8 +494,8 @@ tema_status tema_evaluate(tema_eval_ctx *c, const tema_split *sp, const int32_t 
     const int B = c->batch_size < c->bb->B ? c->batch_size : c->bb->B;
     eval_scratch x;
     tema_status st = TEMA_OK;
-    if (!eval_scratch_alloc(&x, n, B, nd_max, negatives, n_neg))
-        st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (batch %d x %d items)", B, (int)nd_max);
+    if (!eval_scratch_alloc(&x, c, n, B, nd_max, negatives, n_neg))
+        st = tema_fail(err, TEMA_ENOMEM, "evaluation: out of memory (chunks of %d x %d items)", x.C, (int)nd_max);
     if (st == TEMA_OK && rows)
         for (int64_t i = 0; i < n; i++)
             rows[i] = (tema_rank_row){.user = sp->user ? sp->user[i] : i, .domain = -1, .target = sp->target[i]};

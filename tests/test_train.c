@@ -481,6 +481,80 @@ START_TEST(multi_stream_inference_matches_reference)
 }
 END_TEST
 
+/* Evaluation scores a batch's users in chunks (core/train_model.c); which chunk a user falls
+ * in changes none of its scores: ranks under both protocols and tema_score_lines' scores are the
+ * same, bit for bit, with one chunk per batch, a few users per chunk, or one. */
+START_TEST(evaluation_in_chunks_scores_as_one_batch)
+{
+    TU_REQUIRE_DATA("toy");
+    tema_registry *reg = tu_cpu_registry();
+    tema_err err = {0};
+    char yaml[4200];
+    snprintf(yaml, sizeof yaml, "%s/multi.yaml", tu_tmpdir());
+    write_exp(yaml, "multi", "{plugin: multi, blocks: 1, dropout: 0, lambda_1: 0.3, lambda_2: 0.5}", 1, NULL);
+    tema_cfg *cfg = NULL;
+    ck_assert_msg(tema_cfg_resolve(yaml, NULL, 0, reg, stderr, &cfg, &err) == TEMA_OK, "%s", err.msg);
+    tema_dataset *ds = NULL;
+    tema_dataset_files files = {0};
+    ck_assert_msg(tema_dataset_load(tu_data_path("toy"), &files, &ds, &err) == TEMA_OK, "%s", err.msg);
+    const int32_t n_x = ds->n_x, n_y = ds->n_y, L = 8, n_neg = 13, B = 4;
+    tema_model m = {0};
+    m.params = tema_params_new(8);
+    m.info = (tema_model_info){.struct_size = sizeof(tema_model_info), .n_x = n_x, .n_y = n_y, .max_len = L,
+                               .seed = 8, .params = m.params, .host = tema_host_get()};
+    ck_assert_msg(tema_model_build(&m, cfg, reg, &err) == TEMA_OK, "%s", err.msg);
+    tema_graph *g = tema_graph_new(3);
+    tema_batch_buf bb;
+    ck_assert(tema_batch_buf_init(&bb, B, L, 1, &err) == TEMA_OK);
+    const tema_split *sp = &ds->test;
+    const int64_t n = sp->n_lines;
+    int32_t *negs = malloc((size_t)(n * n_neg) * sizeof *negs);
+    tema_draw_negatives(4, n, sp->target, n_x, n_y, n_neg, negs);
+    tema_metric_spec spec;
+    const char *names[2] = {"mrr", "hr@5"};
+    ck_assert(tema_metric_parse(names, 2, &spec, &err) == TEMA_OK);
+    tema_rank_row *rows[3];
+    tema_metric_acc acc[3];
+    float *scores[3];
+    int64_t lines[B];
+    for (int i = 0; i < B; i++) lines[i] = i % n;
+    const int chunk_rows[3] = {0, 3, 1}; /* 0: the whole batch, on data this small */
+    for (int protocol = 0; protocol < 2; protocol++) {
+        for (int v = 0; v < 3; v++) {
+            tema_eval_ctx c = {.model = &m, .g = g, .be = tema_engine_backend(), .bs = tema_engine_backend_self(),
+                               .n_x = n_x, .n_y = n_y, .batch_size = B, .threads = 1, .bb = &bb,
+                               .chunk_rows = chunk_rows[v]};
+            rows[v] = calloc((size_t)n, sizeof *rows[v]);
+            tema_metric_acc_init(&acc[v], &spec);
+            ck_assert_msg(tema_evaluate(&c, sp, protocol ? NULL : negs, n_neg, &acc[v], rows[v], &err) == TEMA_OK,
+                          "%s", err.msg);
+            scores[v] = malloc((size_t)B * n_y * sizeof(float));
+            ck_assert_msg(tema_score_lines(&c, sp, lines, B, 1, scores[v], &err) == TEMA_OK, "%s", err.msg);
+        }
+        for (int v = 1; v < 3; v++) {
+            for (int64_t i = 0; i < n; i++) {
+                ck_assert_int_eq(rows[v][i].domain, rows[0][i].domain);
+                for (int r = 0; r < TEMA_RANK_RULES; r++)
+                    ck_assert_msg(rows[v][i].rank[r] == rows[0][i].rank[r],
+                                  "%s, %d per chunk: case %lld rule %d: %g vs %g", protocol ? "full" : "sampled",
+                                  chunk_rows[v], (long long)i, r, rows[v][i].rank[r], rows[0][i].rank[r]);
+            }
+            ck_assert(memcmp(acc[v].sum, acc[0].sum, sizeof acc[0].sum) == 0);
+            ck_assert_msg(memcmp(scores[v], scores[0], (size_t)B * n_y * sizeof(float)) == 0,
+                          "tema_score_lines, %d per chunk: scores differ", chunk_rows[v]);
+        }
+        ck_assert_int_gt(acc[0].count[0] + acc[0].count[1], 2 * B); /* several batches, each in chunks */
+        for (int v = 0; v < 3; v++) free(rows[v]), free(scores[v]);
+    }
+    free(negs);
+    tema_batch_buf_free(&bb);
+    tema_graph_free(g);
+    tema_model_destroy(&m);
+    tema_dataset_free(ds);
+    tema_cfg_free(cfg);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("train");
@@ -493,6 +567,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, empty_splits_are_refused);
     tcase_add_test(tc, every_io_failure_is_an_error_and_the_rerun_is_exact);
     tcase_add_test(tc, multi_stream_inference_matches_reference);
+    tcase_add_test(tc, evaluation_in_chunks_scores_as_one_batch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -63,7 +63,7 @@ static inline bool tema_dropout_keep(uint64_t seed, uint64_t i, float p)
     return (float)((z >> 40) * (1.0 / 16777216.0)) >= p;  /* 24 random bits in [0,1) */
 }
 
-#define TEMA_BACKEND_OPS_VERSION 3 /* 2: TEMA_UNARY_GELU_ERF; 3: spmm */
+#define TEMA_BACKEND_OPS_VERSION 4 /* 2: TEMA_UNARY_GELU_ERF; 3: spmm; 4: memory_peak */
 
 typedef struct tema_backend_ops {
     uint32_t struct_size;   /* sizeof(tema_backend_ops) as compiled into the plugin */
@@ -191,6 +191,10 @@ typedef struct tema_backend_ops {
      * the transposed matrix and accumulate set. */
     void (*spmm)(void *self, int64_t rows, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
                  const float *values, const float *x, float *out, bool accumulate);
+    /* Ops version >= 4, optional: the most device memory in use since init, in bytes (the whole
+     * device as the driver reports it, context included). NULL on a backend whose memory is the
+     * host's, where the process's peak RSS says it. */
+    size_t (*memory_peak)(void *self);
 } tema_backend_ops;
 
 /* The table's size before the first appended kernel: the smallest a backend may export

@@ -755,6 +755,14 @@ static void cuda_spmm(void *self, int64_t rows, int64_t dim, const int64_t *row_
     LAUNCH_1D(b, rows * 32, k_spmm, rows, dim, row_ptr, col_idx, values, x, out, accumulate);
 }
 
+static size_t cuda_memory_peak(void *self)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    use_device(b);
+    track_memory(b); /* kernels' workspaces come and go between allocations */
+    return b->peak_used;
+}
+
 /* ------------------------------------------------------------------ the tables */
 
 static const tema_backend_ops cuda_ops = {
@@ -803,6 +811,7 @@ static const tema_backend_ops cuda_ops = {
     .lse_grad = cuda_lse_grad,
     .adam = cuda_adam,
     .spmm = cuda_spmm,
+    .memory_peak = cuda_memory_peak,
 };
 
 static const tema_plugin cuda_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cuda", "1.0.0",
