@@ -381,7 +381,8 @@ static tema_status pn_layer(pn_model *a, tema_graph *g, pn_cell *c, tema_tensor 
     }
     /* [B, Lc*h] with block t = step t is row-major [B*Lc, h] with row r*Lc + t, the layout's */
     res->out = nn->reshape(g, Lc > 1 ? nn->concat(g, a->outs, (int)Lc) : a->outs[0], 2, flat);
-    res->state = nn->reshape(g, Lc > 1 ? nn->concat(g, a->states, (int)Lc) : a->states[0], 2, flat);
+    if (!nn->training(g) || a->dropout == 0.0f) res->state = res->out; /* no dropout: the same tensors */
+    else res->state = nn->reshape(g, Lc > 1 ? nn->concat(g, a->states, (int)Lc) : a->states[0], 2, flat);
     NN_CHECK(res->out && res->state);
     return TEMA_OK;
 }
