@@ -200,28 +200,30 @@ static void prepare_group(sampled_loss *l, const tema_targets *t, const target_g
         for (int64_t k = 0; k < K; k++) l->corr[r * K + k] = l->cand[k] == l->grp_tgt[r] ? MASKED_LOGIT : l->tcorr[k];
 }
 
-/* log p(target) [Rg] of one stream over one group: z_t - logsumexp([z_t, z_1..z_K]). */
+/* log p(target) [Rg] of one stream over one group: z_t - log(exp z_t + sum_k exp z_k). The
+ * temperature scales h ([Rg, d]) rather than the logits, and z_t joins the candidates' log-sum-exp
+ * as a [Rg] logaddexp rather than a concatenated column: [Rg, K] is the loss's largest shape, and
+ * every tensor of it (and its gradient, zeroed in backward) costs a pass over memory. */
 static tema_status group_logp(const tema_nn_api *nn, tema_graph *g, const tema_stream *st, const int32_t *rows,
                               const int32_t *tgt, const int32_t *cand, tema_tensor *corr, int64_t Rg, int64_t K,
                               tema_tensor **out, tema_err *err)
 {
-    int64_t pshape[2] = {Rg, 1};
     tema_tensor *h = nn->gather_rows(g, st->h, rows, Rg);
     NN_CHECK(h);
     tema_tensor *e = nn->gather_rows(g, st->items, cand, K);
     NN_CHECK(e);
-    tema_tensor *z = nn->matmul(g, h, false, e, true); /* [Rg, K] */
+    tema_tensor *hs = nn->scale(g, h, st->inv_temp);
+    NN_CHECK(hs);
+    tema_tensor *z = nn->matmul(g, hs, false, e, true); /* [Rg, K] */
     NN_CHECK(z);
-    NN_CHECK(z = nn->scale(g, z, st->inv_temp));
     NN_CHECK(z = nn->add(g, z, corr));
+    tema_tensor *lz = nn->logsumexp(g, z);
+    NN_CHECK(lz);
     tema_tensor *zt = nn->rowdot(g, h, st->items, tgt, st->inv_temp);
     NN_CHECK(zt);
-    tema_tensor *zt2 = nn->reshape(g, zt, 2, pshape);
-    NN_CHECK(zt2);
-    tema_tensor *both[2] = {zt2, z};
-    tema_tensor *all = nn->concat(g, both, 2);
-    NN_CHECK(all);
-    tema_tensor *lse = nn->logsumexp(g, all);
+    tema_tensor *terms[2] = {zt, lz};
+    const float no_weight[2] = {0.0f, 0.0f};
+    tema_tensor *lse = nn->logaddexp_n(g, terms, no_weight, 2);
     NN_CHECK(lse);
     NN_CHECK(lse = nn->scale(g, lse, -1.0f));
     NN_CHECK(*out = nn->add(g, zt, lse));

@@ -32,7 +32,7 @@
  * relative error ~2e-7, inputs below -87 give ~1e-38 instead of 0) in loops the compiler
  * vectorises, built for AVX-512 and AVX2 with a generic fallback picked at load time. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "avx512f", "avx2", "default")))
 #else
 #define HOT
 #endif
@@ -453,6 +453,8 @@ static void cpu_binary(void *self, tema_binary_op op, int64_t n, const float *a,
     }
 }
 
+static void binary_bwd_db(tema_binary_op op, int64_t rows, int64_t bn, const float *a, const float *dout, float *db);
+
 static void cpu_binary_bwd(void *self, tema_binary_op op, int64_t n, const float *a, const float *b, int64_t bn,
                            const float *dout, float *da, float *db)
 {
@@ -469,18 +471,46 @@ static void cpu_binary_bwd(void *self, tema_binary_op op, int64_t n, const float
                 for (int64_t j = 0; j < bn; j++) d[j] += g[j] * b[j];
         }
     }
-    if (db) {
-        /* Parallel over columns so each db[j] has one writer; rows summed in order. */
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    if (db) binary_bwd_db(op, rows, bn, a, dout, db);
+}
+
+#define DB_ROW_BLOCK 256
+
+/* db[j] += sum_r dout[r, j] (* a[r, j]), for the broadcast operand. Rows go in fixed blocks of
+ * DB_ROW_BLOCK, each summed row by row into a double vector (contiguous, so it vectorises; a
+ * column at a time strode through memory), the blocks then added in order: the same sums
+ * whatever the thread count. Wide rows (bn > 4096) keep the column loop, which is then cheap. */
+static void binary_bwd_db(tema_binary_op op, int64_t rows, int64_t bn, const float *a, const float *dout, float *db)
+{
+    int64_t n_blocks = (rows + DB_ROW_BLOCK - 1) / DB_ROW_BLOCK;
+    double *part = bn <= 4096 && n_blocks > 0 ? calloc((size_t)(n_blocks * bn), sizeof *part) : NULL;
+    if (!part) {
+#pragma omp parallel for if (rows * bn > PAR_MIN) schedule(static)
         for (int64_t j = 0; j < bn; j++) {
             double acc = 0.0;
-            if (op == TEMA_BINARY_ADD)
-                for (int64_t r = 0; r < rows; r++) acc += dout[r * bn + j];
-            else
-                for (int64_t r = 0; r < rows; r++) acc += (double)dout[r * bn + j] * a[r * bn + j];
+            for (int64_t r = 0; r < rows; r++) acc += (double)dout[r * bn + j] * (op == TEMA_BINARY_ADD ? 1.0f : a[r * bn + j]);
             db[j] += (float)acc;
         }
+        return;
     }
+#pragma omp parallel for if (rows * bn > PAR_MIN) schedule(static)
+    for (int64_t blk = 0; blk < n_blocks; blk++) {
+        double *acc = part + blk * bn;
+        int64_t r1 = (blk + 1) * DB_ROW_BLOCK < rows ? (blk + 1) * DB_ROW_BLOCK : rows;
+        for (int64_t r = blk * DB_ROW_BLOCK; r < r1; r++) {
+            const float *g = dout + r * bn, *ar = a + r * bn;
+            if (op == TEMA_BINARY_ADD)
+                for (int64_t j = 0; j < bn; j++) acc[j] += g[j];
+            else
+                for (int64_t j = 0; j < bn; j++) acc[j] += (double)g[j] * ar[j];
+        }
+    }
+    for (int64_t j = 0; j < bn; j++) {
+        double sum = 0.0;
+        for (int64_t blk = 0; blk < n_blocks; blk++) sum += part[blk * bn + j];
+        db[j] += (float)sum;
+    }
+    free(part);
 }
 
 static void cpu_dropout(void *self, int64_t n, float p, uint64_t seed, const float *x, float *out)
