@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "grid.h"
+#include "plot.h"
 #include "registry.h"
 #include "report.h"
 #include "tags.h"
@@ -70,6 +71,10 @@ static const char usage_text[] =
     "  data synth --out DIR [--seed N] [--users N] [--items-x N] [--items-y N]\n"
     "             [--categories N] [--min-len N] [--max-len N] [--preset small|food-kitchen]\n"
     "                         write a seeded synthetic two-domain dataset\n"
+    "  plot CSV --x COL --y COL[,COL...] [--series COL] [--title TEXT] [--xlabel TEXT]\n"
+    "       [--ylabel TEXT[,TEXT...]] [--out STEM]\n"
+    "                         line charts of a CSV file (one panel per --y column, one line per\n"
+    "                         --series value) as STEM.svg, .png and .pdf (STEM: the CSV's name)\n"
     "  version                print the version\n"
     "\n"
     "Plugins are searched in $TEMA_PLUGIN_PATH (colon separated), the build tree and the\n"
@@ -569,6 +574,7 @@ int tema_cli_main(int argc, char **argv)
     if (!strcmp(cmd, "report")) return tema_report_main(argc - 2, argv + 2);
     if (!strcmp(cmd, "export")) return tema_export_cli(argc - 2, argv + 2);
     if (!strcmp(cmd, "recommend")) return tema_recommend_cli(argc - 2, argv + 2);
+    if (!strcmp(cmd, "plot")) return tema_plot_cli(argc - 2, argv + 2);
     fprintf(stderr, "tema: unknown command '%s'\n\n", cmd);
     fputs(usage_text, stderr);
     return 2;

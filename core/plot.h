@@ -93,4 +93,7 @@ typedef struct tema_plot_heatmap_chart {
 tema_status tema_plot_heatmap(const char *stem, const tema_plot_heatmap_chart *chart, tema_plot_out *out,
                               tema_err *err);
 
+/* `tema plot CSV ...` (core/plot_cli.c): the command line's exit status. */
+int tema_plot_cli(int argc, char **argv);
+
 #endif

@@ -199,6 +199,9 @@ static void print_json(const tema_trained *t, const tema_bench_opts *o, const be
     json_object_object_add(j, "ms_per_step_min", num(nb->ms[0], "%.2f"));
     json_object_object_add(j, "ms_per_step_max", num(nb->ms[o->steps - 1], "%.2f"));
     json_object_object_add(j, "steps_per_s", num(1e3 / med, "%.3f"));
+    /* what one epoch of training costs at this speed (validation not included) */
+    json_object_object_add(j, "steps_per_epoch", json_object_new_int64(t->steps_per_epoch));
+    json_object_object_add(j, "epoch_train_s", num(med * 1e-3 * (double)t->steps_per_epoch, "%.2f"));
     json_object_object_add(j, "eval_s", nb->eval_s >= 0 ? num(nb->eval_s, "%.2f") : NULL);
     json_object_object_add(j, "gflop_per_step", num(gflop, "%.4f"));
     json_object_object_add(j, "gflop_per_s", num(gflop_s, "%.2f"));

@@ -227,10 +227,17 @@ char *md_row(const char *md, const char *label)
 
 void check_plot(const char *root, const char *exp, const char *stem)
 {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/results/%s/report/plots", root, exp);
+    check_plot_files(dir, stem);
+}
+
+void check_plot_files(const char *dir, const char *stem)
+{
     static const char *const ext[3] = {"svg", "png", "pdf"};
-    char p[1024];
+    char p[1200];
     for (int k = 0; k < 3; k++) {
-        snprintf(p, sizeof p, "%s/results/%s/report/plots/%s.%s", root, exp, stem, ext[k]);
+        snprintf(p, sizeof p, "%s/%s.%s", dir, stem, ext[k]);
         struct stat st;
         ck_assert_msg(stat(p, &st) == 0, "%s is missing", p);
         ck_assert_msg(st.st_size > 1000, "%s has only %lld bytes", p, (long long)st.st_size);

@@ -30,6 +30,8 @@ char *report_file(const char *root, const char *exp, const char *name);
 char *md_row(const char *md, const char *label);
 /* plots/<stem>.svg, .png and .pdf exist, each more than 1 kB and of its kind. */
 void check_plot(const char *root, const char *exp, const char *stem);
+/* DIR/STEM.svg, .png and .pdf exist and are what their names say. */
+void check_plot_files(const char *dir, const char *stem);
 int count(const char *hay, const char *needle);
 /* The text of a PLplot SVG, each <text> element a line; caller frees. */
 char *svg_text(const char *path);

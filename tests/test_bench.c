@@ -31,9 +31,11 @@ static void write_exp(const char *path, const char *extra)
 }
 
 /* `tema bench ARGS` in a fresh folder: the exit status, stdout, stderr (caller frees). */
+static const char *last_tmp; /* the folder of the last bench() */
+
 static int bench(const char *exp_extra, const char *args, char **out, char **err)
 {
-    const char *tmp = tu_tmpdir();
+    const char *tmp = last_tmp = tu_tmpdir();
     char exp[4200], cmd[9000];
     snprintf(exp, sizeof exp, "%s/bench.yaml", tmp);
     write_exp(exp, exp_extra);
@@ -104,6 +106,18 @@ START_TEST(bench_prints_one_json_line_with_every_field)
         ck_assert_msg(mrr >= 0.01 && mrr <= 1, "MRR %g outside [1/100, 1] with 99 negatives", mrr);
     }
     ck_assert_msg(isfinite(number(j, "loss_last")), "loss_last");
+    /* an epoch: every training sequence the data wrote, in batches of 48 */
+    char train[4200];
+    snprintf(train, sizeof train, "%s/results/_data/synthetic-3/traindata_new.txt", last_tmp);
+    FILE *f = fopen(train, "r");
+    ck_assert_msg(f, "no %s", train);
+    long lines = 0;
+    for (int c; (c = fgetc(f)) != EOF;) lines += c == '\n';
+    fclose(f);
+    const double spe = number(j, "steps_per_epoch");
+    ck_assert_msg(lines > 48 && spe == (double)((lines + 47) / 48), "%g steps per epoch for %ld sequences", spe, lines);
+    ck_assert_msg(fabs(number(j, "epoch_train_s") - spe * med / 1e3) <= 0.006 + 0.01 * spe * med / 1e3,
+                  "epoch_train_s %g, %g steps x %g ms", number(j, "epoch_train_s"), spe, med);
     json_object_put(j);
     free(out);
     free(err);

@@ -666,6 +666,48 @@ START_TEST(report_follows_the_manifest_of_a_real_grid)
 }
 END_TEST
 
+/* `tema plot`: a CSV with quoted fields and an empty cell becomes one panel per --y column and
+ * one line per --series value; bad input is located by file, line and column. */
+START_TEST(plot_command_draws_a_csv)
+{
+    const char *root = tu_tmpdir();
+    char path[1024], args[2400];
+    snprintf(path, sizeof path, "%s/curve.csv", root);
+    tu_write(path, "items,loss,ms per step,rss\n"
+                   "64093,full,679.5,670\n256372,full,2700,1400\n64093,\"sampled, shared\",60,300\n"
+                   "256372,\"sampled, shared\",62,\n");
+    char *out, *errout;
+    snprintf(args, sizeof args, "plot '%s' --x items --y 'ms per step,rss' --series loss --title 'Scale curve'", path);
+    ck_assert_msg(tu_tema(args, &out, &errout) == 0, "%s", errout);
+    free(out);
+    free(errout);
+    check_plot_files(root, "curve");
+    snprintf(path, sizeof path, "%s/curve.svg", root);
+    char *text = svg_text(path);
+    ck_assert_msg(!strncmp(text, "Scale curve\n", 12) && strstr(text, "\nms per step\n") && strstr(text, "\nrss\n"),
+                  "%s", text);
+    ck_assert_msg(count(text, "\nfull\n") == 1 && count(text, "\nsampled, shared\n") == 1, "%s", text);
+    free(text);
+
+    snprintf(path, sizeof path, "%s/bad.csv", root);
+    tu_write(path, "items,ms\n1,2\n3,fast\n");
+    snprintf(args, sizeof args, "plot '%s' --x items --y ms", path);
+    ck_assert_int_eq(tu_tema(args, &out, &errout), 1);
+    ck_assert_msg(strstr(errout, "bad.csv:3: column 'ms' holds 'fast', not a number"), "%s", errout);
+    free(out);
+    free(errout);
+    snprintf(args, sizeof args, "plot '%s' --x items --y seconds", path);
+    ck_assert_int_eq(tu_tema(args, &out, &errout), 1);
+    ck_assert_msg(strstr(errout, "bad.csv:1: no column 'seconds'; hint: the header has 'items', 'ms'"), "%s", errout);
+    free(out);
+    free(errout);
+    snprintf(args, sizeof args, "plot '%s' --x items", path);
+    ck_assert_int_eq(tu_tema(args, &out, &errout), 2);
+    free(out);
+    free(errout);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("report");
@@ -685,6 +727,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, check_and_run_refuse_a_bad_report_block_first);
     tcase_add_test(tc, default_table_without_report_block);
     tcase_add_test(tc, report_follows_the_manifest_of_a_real_grid);
+    tcase_add_test(tc, plot_command_draws_a_csv);
     suite_add_tcase(s, tc);
     return s;
 }
