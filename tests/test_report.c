@@ -569,6 +569,33 @@ START_TEST(default_table_without_report_block)
 }
 END_TEST
 
+/* A grid half done: a table whose runs have not finished yet (its baseline among them) is
+ * written empty and says so, and the tables that have runs are still written. */
+START_TEST(table_without_finished_runs_is_empty_not_an_error)
+{
+    const char *root = make_fixture("name: rep\n"
+                                    "report:\n"
+                                    "  tables:\n"
+                                    "    - name: done\n"
+                                    "      rows: {key: model.attention.plugin}\n"
+                                    "      where: {model.attention.plugin: single}\n"
+                                    "      metrics: [mrr]\n"
+                                    "    - name: pending\n"
+                                    "      rows: {key: model.attention.plugin}\n"
+                                    "      where: {model.attention.plugin: man}\n"
+                                    "      metrics: [mrr]\n"
+                                    "      baseline: man\n");
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "rep", "pending.md");
+    ck_assert_msg(strstr(md, "No finished run matches this table yet.") && !strstr(md, "Marks against"), "%s", md);
+    free(md);
+    md = report_file(root, "rep", "done.md");
+    ck_assert_msg(strstr(md, "| single |"), "%s", md);
+    free(md);
+}
+END_TEST
+
 /* End to end: a real 2 x 2 grid with 2 seeds trained by `tema run -j 2` on tiny synthetic
  * data; the report follows the manifest (grid order, pending entries, stale runs). */
 START_TEST(report_follows_the_manifest_of_a_real_grid)
@@ -728,6 +755,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, default_table_without_report_block);
     tcase_add_test(tc, report_follows_the_manifest_of_a_real_grid);
     tcase_add_test(tc, plot_command_draws_a_csv);
+    tcase_add_test(tc, table_without_finished_runs_is_empty_not_an_error);
     suite_add_tcase(s, tc);
     return s;
 }

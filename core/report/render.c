@@ -139,6 +139,10 @@ static void add_legend(tema_sb *b, const table *T, fmt f)
 {
     const table_spec *t = &T->spec;
     const char *pm = f == FMT_TEX ? "$\\pm$" : "\xc2\xb1";
+    if (T->n_rows == 0) {
+        tema_sb_add(b, "No finished run matches this table yet.");
+        return;
+    }
     if (T->seeds_max <= 1)
         tema_sb_printf(b, "One run per cell");
     else if (T->seeds_min == T->seeds_max)

@@ -359,7 +359,7 @@ static tema_status find_baseline(table *T, const char *ctx, tema_err *err)
     for (int r = 0; r < T->n_rows && T->baseline < 0 && t->n_rows == 1 && t->rows[0].kind == AX_KEY; r++)
         if (rep_value_matches(t->rows[0].vals[T->rows[r].vi[0]].raw, t->baseline))
             T->baseline = r;
-    if (T->baseline >= 0)
+    if (T->baseline >= 0 || T->n_rows == 0) /* no finished run yet: an empty table, already noted */
         return TEMA_OK;
     tema_sb rows = {0};
     for (int r = 0; r < T->n_rows; r++)
