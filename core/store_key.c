@@ -3,13 +3,19 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "util.h"
 
-#define HASHED_FILE_MAX (4u << 20) /* bigger files of a path option are hashed by size and mtime */
+/* Files up to this size are hashed whole; a bigger one (model weights, feature files) by its
+ * size and SAMPLE_BLOCKS blocks of SAMPLE_BYTES at evenly spaced offsets: its content, so a
+ * reinstalled or copied model keeps its key (an mtime would not), at the cost of reading 4 MiB. */
+#define HASHED_FILE_MAX (4u << 20)
+#define SAMPLE_BLOCKS 64
+#define SAMPLE_BYTES (64u << 10)
 
 uint64_t tema_key_mix(uint64_t h, const void *data, size_t len)
 {
@@ -21,14 +27,30 @@ uint64_t tema_key_mix_str(uint64_t h, const char *s) { return tema_key_mix(h, s,
 
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static uint64_t mix_sampled_file(uint64_t h, const char *path, int64_t size)
+{
+    h = tema_key_mix(h, &size, sizeof size);
+    FILE *f = fopen(path, "rb");
+    char *buf = f ? malloc(SAMPLE_BYTES) : NULL;
+    if (!buf) {
+        if (f) fclose(f);
+        return tema_key_mix_str(h, "(unreadable)");
+    }
+    for (int b = 0; b < SAMPLE_BLOCKS; b++) {
+        int64_t off = (size - (int64_t)SAMPLE_BYTES) / (SAMPLE_BLOCKS - 1) * b;
+        size_t got = fseeko(f, (off_t)off, SEEK_SET) == 0 ? fread(buf, 1, SAMPLE_BYTES, f) : 0;
+        h = tema_key_mix(h, buf, got);
+    }
+    fclose(f);
+    free(buf);
+    return h;
+}
+
 static uint64_t mix_file(uint64_t h, const char *path)
 {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return tema_key_mix_str(h, "(missing)");
-    if ((size_t)st.st_size > HASHED_FILE_MAX) {
-        int64_t v[2] = {(int64_t)st.st_size, (int64_t)st.st_mtime};
-        return tema_key_mix(h, v, sizeof v);
-    }
+    if ((size_t)st.st_size > HASHED_FILE_MAX) return mix_sampled_file(h, path, (int64_t)st.st_size);
     char *data = NULL;
     size_t len = 0;
     tema_err ignored = {0};

@@ -4,7 +4,7 @@
  *
  * What a plugin's part of a key holds: its name, version and canonical settings (JSON), the
  * contents of the files its path options name (a folder: its regular, non-hidden files;
- * files over 4 MiB by size and mtime; options with "cache" in the name are left out, a cache
+ * files over 4 MiB by size and 64 blocks of 64 KiB spread over them; options with "cache" in the name are left out, a cache
  * never changes results), the environment variables that its empty options fall back to
  * ("(empty: env NAME)" in the option's help; never secrets), and the same for every nested
  * plugin option (TEMA_OPT_PLUGIN), found in the registry. */

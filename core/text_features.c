@@ -200,7 +200,7 @@ static uint64_t store_key(const tema_plugin *fp, const char *settings, const tem
         size_t len = nl ? (size_t)(nl - f) : strlen(f);
         char path[4096];
         snprintf(path, sizeof path, "%.*s", (int)len, f);
-        h = tema_key_mix_path(tema_key_mix_str(h, path), path);
+        h = tema_key_mix_path(h, path); /* by content, not by where it lies: a moved checkout keeps its features */
         f += len + (nl ? 1 : 0);
     }
     h = tema_key_mix(h, &n, sizeof n);

@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "host.h"
 #include "registry.h"
+#include "store_key.h"
 #include "testutil.h"
 #include "text_features.h"
 
@@ -206,6 +208,55 @@ START_TEST(backend_numerics_key_the_store)
 }
 END_TEST
 
+/* A store key follows what a path option's files hold, not where they lie or when they were
+ * written: a model folder copied elsewhere (new path, new mtime) keeps the key; one changed byte
+ * of a big file (hashed by sampled blocks) changes it. */
+static void write_bytes(const char *path, size_t n, unsigned seed)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f, "cannot write %s", path);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        fputc((int)(seed >> 16) & 0xff, f);
+    }
+    fclose(f);
+}
+
+START_TEST(store_keys_follow_content_not_path_or_mtime)
+{
+    const char *tmp = tu_tmpdir();
+    char a[700], b[700], fa[800], fb[800], small[800];
+    snprintf(a, sizeof a, "%s/model-a", tmp);
+    snprintf(b, sizeof b, "%s/elsewhere/model-b", tmp);
+    snprintf(fa, sizeof fa, "%s/model.safetensors", a);
+    snprintf(fb, sizeof fb, "%s/model.safetensors", b);
+    ck_assert_int_eq(tu_sh(tmp, "mkdir -p model-a elsewhere/model-b", NULL), 0);
+    const size_t big = (6u << 20) + 12345; /* over the 4 MiB of whole-file hashing */
+    write_bytes(fa, big, 7);
+    write_bytes(fb, big, 7);
+    snprintf(small, sizeof small, "%s/vocab.txt", a);
+    tu_write(small, "[PAD]\n[UNK]\ncoffee\n");
+    snprintf(small, sizeof small, "%s/vocab.txt", b);
+    tu_write(small, "[PAD]\n[UNK]\ncoffee\n");
+    struct timespec old[2] = {{.tv_sec = 1000000}, {.tv_sec = 1000000}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, fb, old, 0), 0);
+    const uint64_t ka = tema_key_mix_path(1, a);
+    ck_assert_msg(tema_key_mix_path(1, b) == ka, "a copy elsewhere with another mtime got another key");
+    /* one byte in the middle of the 33rd sampled block */
+    FILE *f = fopen(fb, "r+b");
+    const long off = (long)((big - (64u << 10)) / 63 * 32 + 1000);
+    fseek(f, off, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+    ck_assert_msg(tema_key_mix_path(1, b) != ka, "a changed byte of a big file kept the key");
+    tu_write(small, "[PAD]\n[UNK]\ntea\n");
+    write_bytes(fb, big, 7);
+    ck_assert_msg(tema_key_mix_path(1, b) != ka, "a changed small file kept the key");
+}
+END_TEST
+
 START_TEST(unknown_plugin_and_failures_leave_nothing)
 {
     char *dir = store_dir(), sub[700];
@@ -262,6 +313,7 @@ int main(void)
     tcase_add_test(tc, every_text_features_plugin_conforms);
     tcase_add_test(tc, store_reuses_and_keys_by_text);
     tcase_add_test(tc, backend_numerics_key_the_store);
+    tcase_add_test(tc, store_keys_follow_content_not_path_or_mtime);
     tcase_add_test(tc, unknown_plugin_and_failures_leave_nothing);
     tcase_add_test(tc, options_reach_the_plugin_validated);
     suite_add_tcase(s, tc);
