@@ -312,6 +312,17 @@ float *grad_of(tema_graph *g, tema_tensor *t)
     return t->grad;
 }
 
+float *grad_to_write(tema_graph *g, tema_tensor *t, float *beta)
+{
+    *beta = 1.0f;
+    if (!needs_grad(t)) return NULL;
+    if (!t->grad) {
+        t->grad = dev_floats(g, t->size);
+        *beta = 0.0f;
+    }
+    return t->grad;
+}
+
 /* One seed per dropout call: depends on the graph seed, the step seed and the call's
  * position in the step, so a rerun with the same seeds gives the same masks. */
 uint64_t next_dropout_seed(tema_graph *g)

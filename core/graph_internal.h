@@ -157,6 +157,10 @@ tema_tensor *new_tensor(tema_graph *g, int ndim, const int64_t *shape);
 node *tape_push(tema_graph *g, op_kind kind, tema_tensor *out);
 /* Gradient buffer of t, created zeroed the first time backward needs it; NULL when t takes none. */
 float *grad_of(tema_graph *g, tema_tensor *t);
+/* t's gradient for an op that can overwrite it: on its first write (no buffer yet) the buffer
+ * comes unzeroed and *beta = 0 (assign), else *beta = 1 (accumulate). Zeroing every gradient
+ * before accumulating into it was 12% of a TEMA-LLM training step. NULL: no gradient. */
+float *grad_to_write(tema_graph *g, tema_tensor *t, float *beta);
 bool graph_training(const tema_graph *g);       /* dropout active? */
 /* The backend's sgemm and spmm, counting the FLOP each executes into the graph (2 M N K per
  * product, 2 nnz dim per sparse one; tema_graph_flop): every product of an op goes through

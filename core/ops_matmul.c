@@ -62,20 +62,22 @@ void matmul_backward(tema_graph *g, const node *n)
     int64_t ca = last_dim(a), cb = last_dim(b);
     int64_t sa = M * K, sb = b->ndim == 3 ? K * N : 0, sc = M * N;
     const float *dc = n->out->grad;
-    float *da = grad_of(g, a), *db = grad_of(g, b);
+    float beta_a, beta_b;
+    float *da = grad_to_write(g, a, &beta_a), *db = grad_to_write(g, b, &beta_b);
     if (da) {
-        if (!ta) graph_sgemm(g, false, !tb, M, K, N, 1.0f, dc, N, sc, b->data, cb, sb, 1.0f, da, ca, sa, batch);
-        else graph_sgemm(g, tb, true, K, M, N, 1.0f, b->data, cb, sb, dc, N, sc, 1.0f, da, ca, sa, batch);
+        if (!ta) graph_sgemm(g, false, !tb, M, K, N, 1.0f, dc, N, sc, b->data, cb, sb, beta_a, da, ca, sa, batch);
+        else graph_sgemm(g, tb, true, K, M, N, 1.0f, b->data, cb, sb, dc, N, sc, beta_a, da, ca, sa, batch);
     }
     if (db) {
         /* A 2-D b shared by a batch: accumulate batch by batch into the same gradient. */
         for (int64_t i = 0; i < (sb ? 1 : batch); i++) {
             int64_t nb = sb ? batch : 1, off_a = sb ? 0 : i * sa, off_c = sb ? 0 : i * sc;
+            const float beta = i == 0 ? beta_b : 1.0f;
             if (!tb)
-                graph_sgemm(g, !ta, false, K, N, M, 1.0f, a->data + off_a, ca, sa, dc + off_c, N, sc, 1.0f, db, cb,
+                graph_sgemm(g, !ta, false, K, N, M, 1.0f, a->data + off_a, ca, sa, dc + off_c, N, sc, beta, db, cb,
                             sb, nb);
             else
-                graph_sgemm(g, true, ta, N, K, M, 1.0f, dc + off_c, N, sc, a->data + off_a, ca, sa, 1.0f, db, cb,
+                graph_sgemm(g, true, ta, N, K, M, 1.0f, dc + off_c, N, sc, a->data + off_a, ca, sa, beta, db, cb,
                             sb, nb);
         }
     }
@@ -115,9 +117,10 @@ void linear_backward(tema_graph *g, const node *n)
     tema_tensor *x = op->x, *w = op->w, *b = op->b;
     int64_t rows = op->rows, in = op->in, outd = op->out_dim;
     const float *dy = n->out->grad;
-    float *dx = grad_of(g, x), *dw = grad_of(g, w), *db = b ? grad_of(g, b) : NULL;
-    if (dx) graph_sgemm(g, false, false, rows, in, outd, 1.0f, dy, outd, 0, w->data, in, 0, 1.0f, dx, in, 0, 1);
-    if (dw) graph_sgemm(g, true, false, outd, in, rows, 1.0f, dy, outd, 0, x->data, in, 0, 1.0f, dw, in, 0, 1);
+    float beta_x, beta_w;
+    float *dx = grad_to_write(g, x, &beta_x), *dw = grad_to_write(g, w, &beta_w), *db = b ? grad_of(g, b) : NULL;
+    if (dx) graph_sgemm(g, false, false, rows, in, outd, 1.0f, dy, outd, 0, w->data, in, 0, beta_x, dx, in, 0, 1);
+    if (dw) graph_sgemm(g, true, false, outd, in, rows, 1.0f, dy, outd, 0, x->data, in, 0, beta_w, dw, in, 0, 1);
     if (db) g_be->binary_bwd(g_bs, TEMA_BINARY_ADD, rows * outd, NULL, NULL, outd, dy, NULL, db);
 }
 

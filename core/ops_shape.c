@@ -33,6 +33,10 @@ tema_tensor *reshape_forward(tema_graph *g, tema_tensor *x, int ndim, const int6
 void view_backward(tema_graph *g, const node *n)
 {
     const struct op_view *op = &n->view;
+    if (needs_grad(op->x) && !op->x->grad) { /* x's first gradient is the view's, complete by now: share it */
+        op->x->grad = n->out->grad;
+        return;
+    }
     float *dx = grad_of(g, op->x);
     if (dx) g_be->axpy(g_bs, op->x->size, 1.0f, n->out->grad, dx);
 }
