@@ -93,6 +93,23 @@ typedef struct tema_plot_heatmap_chart {
 tema_status tema_plot_heatmap(const char *stem, const tema_plot_heatmap_chart *chart, tema_plot_out *out,
                               tema_err *err);
 
+/* A CSV file as `tema plot` reads it (core/plot_cli.c): a header line, fields separated by
+ * commas, optionally double-quoted (RFC 4180; "" is a quote inside quotes), blank lines
+ * skipped, every row as wide as the header (at most PLOT_MAX_COLS columns). Row 0 is the
+ * header. The table owns its cells (views into its copy of the file); tema_csv_free frees it,
+ * also after a failed read. */
+#define PLOT_MAX_COLS 64
+typedef struct tema_csv {
+    char *text;   /* the file, split in place */
+    char **cells; /* [rows * PLOT_MAX_COLS] */
+    int *line;    /* [rows] the file line each row starts on */
+    int rows, cols;
+} tema_csv;
+/* Errors name the file and line (an unclosed quote, a row of another width, no header). */
+tema_status tema_csv_read(const char *path, tema_csv *t, tema_err *err);
+const char *tema_csv_cell(const tema_csv *t, int r, int c);
+void tema_csv_free(tema_csv *t);
+
 /* `tema plot CSV ...` (core/plot_cli.c): the command line's exit status. */
 int tema_plot_cli(int argc, char **argv);
 

@@ -15,18 +15,10 @@
 #include "plot.h"
 #include "util.h"
 
-#define PLOT_MAX_COLS 64
 #define PLOT_MAX_PANELS 8
 #define PLOT_MAX_SERIES 16
 
-typedef struct csv_table {
-    char *text;            /* the file, split in place */
-    char **cells;          /* [rows * cols], row 0 the header */
-    int *line;             /* [rows] file line of each row */
-    int rows, cols;
-} csv_table;
-
-static void csv_free(csv_table *t)
+void tema_csv_free(tema_csv *t)
 {
     free(t->text);
     free(t->cells);
@@ -71,7 +63,7 @@ static int csv_record(char **p, int *line, char **fields, int max)
     return n;
 }
 
-static tema_status csv_read(const char *path, csv_table *t, tema_err *err)
+tema_status tema_csv_read(const char *path, tema_csv *t, tema_err *err)
 {
     size_t len = 0;
     memset(t, 0, sizeof *t);
@@ -110,9 +102,11 @@ static tema_status csv_read(const char *path, csv_table *t, tema_err *err)
     return TEMA_OK;
 }
 
-static const char *cell(const csv_table *t, int r, int c) { return t->cells[(size_t)r * PLOT_MAX_COLS + c]; }
+const char *tema_csv_cell(const tema_csv *t, int r, int c) { return t->cells[(size_t)r * PLOT_MAX_COLS + c]; }
 
-static int column(const csv_table *t, const char *path, const char *name, tema_err *err)
+static const char *cell(const tema_csv *t, int r, int c) { return tema_csv_cell(t, r, c); }
+
+static int column(const tema_csv *t, const char *path, const char *name, tema_err *err)
 {
     for (int c = 0; c < t->cols; c++)
         if (!strcmp(cell(t, 0, c), name)) return c;
@@ -124,7 +118,7 @@ static int column(const csv_table *t, const char *path, const char *name, tema_e
 }
 
 /* The number in row r, column c: NaN for an empty cell, an error for anything else. */
-static tema_status number(const csv_table *t, const char *path, int r, int c, double *out, tema_err *err)
+static tema_status number(const tema_csv *t, const char *path, int r, int c, double *out, tema_err *err)
 {
     const char *s = cell(t, r, c);
     while (*s == ' ') s++;
@@ -198,7 +192,7 @@ static int parse_plot_args(int argc, char **argv, plot_args *a)
 }
 
 /* Row indices of each series (by the --series column's value, first appearance order). */
-static tema_status group_series(const csv_table *t, const char *path, int scol, const char **names, int **rows,
+static tema_status group_series(const tema_csv *t, const char *path, int scol, const char **names, int **rows,
                                 int *counts, int *n_series, tema_err *err)
 {
     *n_series = 0;
@@ -227,7 +221,7 @@ static int cmp_by_x(const void *a, const void *b)
 }
 
 /* Fills x/y of one series in one panel, sorted by x; rows with no x are left out. */
-static tema_status series_points(const csv_table *t, const char *path, const int *rows, int n, int xc, int yc,
+static tema_status series_points(const tema_csv *t, const char *path, const int *rows, int n, int xc, int yc,
                                  double *x, double *y, int *out_n, tema_err *err)
 {
     double *xy = malloc((size_t)(n > 0 ? n : 1) * 2 * sizeof *xy);
@@ -253,11 +247,11 @@ int tema_plot_cli(int argc, char **argv)
     int rc = parse_plot_args(argc, argv, &a);
     if (rc) return rc;
     tema_err err = {0};
-    csv_table t;
+    tema_csv t;
     const char *names[PLOT_MAX_SERIES];
     int *rows[PLOT_MAX_SERIES] = {0}, counts[PLOT_MAX_SERIES], n_series = 0;
     double *buf = NULL;
-    tema_status st = csv_read(a.csv, &t, &err);
+    tema_status st = tema_csv_read(a.csv, &t, &err);
     int xc = -1, yc[PLOT_MAX_PANELS], sc = -1;
     if (st == TEMA_OK && (xc = column(&t, a.csv, a.x, &err)) < 0) st = err.code;
     for (int p = 0; st == TEMA_OK && p < a.n_y; p++)
@@ -300,6 +294,6 @@ int tema_plot_cli(int argc, char **argv)
     }
     for (int s = 0; s < n_series; s++) free(rows[s]);
     free(buf);
-    csv_free(&t);
+    tema_csv_free(&t);
     return st == TEMA_OK ? 0 : 1;
 }

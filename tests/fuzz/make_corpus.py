@@ -140,5 +140,12 @@ def wordpiece():
     put("wordpiece", "vocab_and_text", vocab + "\x00" + "green teas bags [MASK]")
 
 
-for make in (config, dataset, npy, openai, tag_vocab, safetensors, wordpiece):
+def csv():
+    put("csv", "scale_curve.csv", "scale,items,loss,ms_per_step,epoch_train_s\n1,64093,full,799.1,51.9\n"
+        "1,64093,sampled,292.0,19.0\n4,256372,full,2329.4,151.4\n")
+    put("csv", "quoted.csv", 'name,"a, b",c\r\n"x ""quoted"" y",1,\n\n"multi\nline",2.5e3,-1\r\n')
+    put("csv", "ragged.csv", "a,b\n1\n\"open,2\n")
+
+
+for make in (config, dataset, npy, openai, tag_vocab, safetensors, wordpiece, csv):
     make()
