@@ -58,6 +58,30 @@ class SASRec(torch.nn.Module):
         return self.lnf(x)
 
 
+def time_steps(step, dev, warmup, steps):
+    """Runs `warmup` then `steps` calls of step() (which returns the loss), each timed on its own
+    with the device synchronised; returns the median seconds, the last loss, the peak device
+    memory in MiB (None on the CPU) and the process's peak RSS in MiB."""
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = step()
+        loss.item()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    k = len(times) // 2
+    med = times[k] if len(times) % 2 else 0.5 * (times[k - 1] + times[k])
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    return med, loss, peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -106,24 +130,7 @@ def main():
         opt.step()
         return loss
 
-    for _ in range(a.warmup):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        loss = step()
-        loss.item()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    k = len(times) // 2
-    med = times[k] if len(times) % 2 else 0.5 * (times[k - 1] + times[k])
-    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    med, loss, peak, rss = time_steps(step, dev, a.warmup, a.steps)
     prec = "bf16" if a.bf16 else ("tf32" if a.tf32 else "fp32")
     if a.json:
         print(json.dumps({"framework": f"pytorch {torch.__version__}", "model": "sasrec", "device": a.device,

@@ -21,15 +21,13 @@ import argparse
 import json
 import math
 import os
-import resource
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sasrec_torch import Block  # noqa: E402
+from bench_sasrec_torch import Block, time_steps  # noqa: E402
 
 
 class Stack(torch.nn.Module):
@@ -122,23 +120,7 @@ def main():
         opt.step()
         return loss
 
-    for _ in range(a.warmup):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        loss = step()
-        loss.item()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    med = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    med, loss, gpu, rss = time_steps(step, dev, a.warmup, a.steps)
     r = {"framework": f"pytorch {torch.__version__}", "model": "tema-llm", "device": a.device,
          "precision": "bf16" if a.bf16 else "fp32", "threads": torch.get_num_threads(), "steps": a.steps,
          "ms_per_step_median": round(1000 * med, 2), "steps_per_s": round(1 / med, 4),
