@@ -143,12 +143,38 @@ static uint64_t mix_inputs(uint64_t h, const tema_plugin *tp, const tema_cfg *op
     return h;
 }
 
-uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const char *settings_json, const tema_cfg *opts,
-                             tema_registry *reg)
+/* Takes out of n (a clone of tp's options) what the key holds by content or not at all: path
+ * options (their files are mixed by mix_inputs) and caches, in nested plugins too. Where a
+ * checkout lies must not change a key: the same tags from /work/a and /work/b share a store. */
+static void strip_locations(tema_cfg *n, const tema_plugin *tp, tema_registry *reg)
+{
+    for (uint32_t k = 0; n && n->type == TEMA_CFG_MAP && k < tp->n_options; k++) {
+        const tema_option *o = &tp->options[k];
+        size_t i = 0;
+        tema_cfg *c = tema_cfg_child(n, o->name, &i);
+        if (!c) continue;
+        if (o->type == TEMA_OPT_PLUGIN) {
+            const char *name = NULL;
+            tema_cfg *sub = (tema_cfg *)tema_cfg_plugin_node(c, &name);
+            int kind = tema_kind_from_name(o->choices);
+            const tema_plugin *np = reg && name && kind >= 0 ? tema_registry_find(reg, (tema_kind)kind, name) : NULL;
+            if (np && sub) strip_locations(sub, np, reg);
+        } else if (o->type == TEMA_OPT_STRING && (tema_option_is_path(o->name) || strstr(o->name, "cache"))) {
+            tema_cfg_free(tema_cfg_take(n, i));
+        }
+    }
+}
+
+uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg)
 {
     h = tema_key_mix_str(h, tp->name);
     h = tema_key_mix_str(h, tp->version);
-    h = tema_key_mix_str(h, settings_json);
+    tema_cfg *kept = opts ? tema_cfg_clone(opts) : NULL;
+    strip_locations(kept, tp, reg);
+    char *json = kept ? tema_cfg_to_json(kept) : NULL;
+    h = tema_key_mix_str(h, json ? json : opts ? "(out of memory)" : "");
+    free(json);
+    tema_cfg_free(kept);
     return mix_inputs(h, tp, opts, reg);
 }
 

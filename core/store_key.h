@@ -2,7 +2,8 @@
  * a 64-bit hash of everything the output depends on, so a changed input is a new key and
  * stale output is never read (core-internal).
  *
- * What a plugin's part of a key holds: its name, version and canonical settings (JSON), the
+ * What a plugin's part of a key holds: its name, version and canonical settings (JSON, without
+ * the values of path options: a moved checkout keeps its keys), the
  * contents of the files its path options name (a folder: its regular, non-hidden files;
  * files over 4 MiB by size and 64 blocks of 64 KiB spread over them; options with "cache" in the name are left out, a cache
  * never changes results), the environment variables that its empty options fall back to
@@ -33,10 +34,10 @@ typedef struct tema_env_fallback {
 /* Fills out[] for tp's options in opts (not nested ones); returns how many. */
 int tema_env_fallbacks(const tema_plugin *tp, const tema_cfg *opts, tema_env_fallback *out);
 
-/* The plugin's part of a key (see the top), mixed into h. settings_json: tema_cfg_to_json
- * of opts. reg may be NULL (nested plugins then count by their settings alone). */
-uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const char *settings_json, const tema_cfg *opts,
-                             tema_registry *reg);
+/* The plugin's part of a key (see the top), mixed into h: opts as JSON without its path and
+ * cache options (paths count by their contents only), then the inputs. reg may be NULL (nested
+ * plugins then count by their settings alone). */
+uint64_t tema_key_mix_plugin(uint64_t h, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg);
 
 /* The backend options of root's `backend:` that change what the products compute (precision,
  * tf32), where they are set to something other than the backend's defaults: output computed

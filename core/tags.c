@@ -172,19 +172,16 @@ static tema_status find_taggers(const tema_cfg *cfg, tema_registry *reg, char do
     return TEMA_OK;
 }
 
-static uint64_t store_key(const tema_cfg *root, const tema_plugin *tp, const char *settings_json,
-                          const tema_cfg *opts, tema_registry *reg, char domains[2][TEMA_TAGS_DOMAIN_MAX],
+static uint64_t store_key(const tema_cfg *root, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg, char domains[2][TEMA_TAGS_DOMAIN_MAX],
                           const domain_tagger *dt, const tema_dataset *ds)
 {
     uint64_t h = tema_key_mix_str(0x74656d612d746167ull, TEMA_TAG_STORE_FORMAT);
-    h = tema_key_mix_plugin(h, tp, settings_json, opts, reg);
+    h = tema_key_mix_plugin(h, tp, opts, reg);
     /* a domain with its own tagger (model.domain_taggers); without one the key is as before */
     for (int d = 0; d < 2; d++) {
         if (!dt[d].own) continue;
-        char *own = tema_cfg_to_json(dt[d].opts);
         h = tema_key_mix_str(tema_key_mix_str(h, "domain tagger"), domains[d]);
-        h = tema_key_mix_plugin(h, dt[d].tp, own ? own : "", dt[d].opts, reg);
-        free(own);
+        h = tema_key_mix_plugin(h, dt[d].tp, dt[d].opts, reg);
     }
     h = tema_key_mix_backend(h, root, reg); /* the embedding tagger's products */
     h = tema_key_mix_str(h, domains[0]);
@@ -346,7 +343,7 @@ tema_status tema_tag_table_get(const tema_cfg *cfg, tema_registry *reg, const te
     if (!settings) return tema_fail(err, TEMA_ENOMEM, "out of memory");
     tema_env_fallback env[TEMA_MAX_ENV_FALLBACKS];
     const int n_env = tema_env_fallbacks(tp, opts, env);
-    const uint64_t key = store_key(cfg, tp, settings, opts, reg, out->domain, dt, ds);
+    const uint64_t key = store_key(cfg, tp, opts, reg, out->domain, dt, ds);
     char keyhex[32], dsname[256];
     snprintf(keyhex, sizeof keyhex, "%016" PRIx64, key);
     snprintf(dsname, sizeof dsname, "%s", base_name(ds->path));

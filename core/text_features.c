@@ -190,10 +190,10 @@ static tema_status compute(const tema_plugin *fp, void *self, const char *const 
 }
 
 /* The store key: the plugin's part, the backend's numerics, the files it names, the texts. */
-static uint64_t store_key(const tema_plugin *fp, const char *settings, const tema_cfg *opts, const char *files,
+static uint64_t store_key(const tema_plugin *fp, const tema_cfg *opts, const char *files,
                           const char *const *texts, int64_t n)
 {
-    uint64_t h = tema_key_mix_plugin(tema_key_mix_str(0x74656d612d667431ull, STORE_FORMAT), fp, settings, opts, ctx.reg);
+    uint64_t h = tema_key_mix_plugin(tema_key_mix_str(0x74656d612d667431ull, STORE_FORMAT), fp, opts, ctx.reg);
     h = tema_key_mix_backend(h, ctx.root, ctx.reg);
     for (const char *f = files; f && *f;) {
         const char *nl = strchr(f, '\n');
@@ -239,7 +239,7 @@ tema_status tema_features_get(const tema_cfg *c, const char *option, const char 
         tema_cfg_free(opts);
         return st;
     }
-    const uint64_t h = store_key(fp, settings, opts, ops->files ? ops->files(self) : NULL, texts, n);
+    const uint64_t h = store_key(fp, opts, ops->files ? ops->files(self) : NULL, texts, n);
     char dir[4300], npy[4400], meta[4400], lock[4400];
     snprintf(dir, sizeof dir, "%s/features/%s", ctx.results, fp->name);
     snprintf(npy, sizeof npy, "%s/%016" PRIx64 ".npy", dir, h);

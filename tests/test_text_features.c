@@ -257,6 +257,42 @@ START_TEST(store_keys_follow_content_not_path_or_mtime)
 }
 END_TEST
 
+/* Options that name a place (vocab_dir, prompt_dir, cache_dir) count by what they hold: the LLM
+ * tags of a checkout at one path are found from a checkout at another (they were not: the
+ * settings' JSON held the absolute paths, and hours of tagging looked missing). */
+static uint64_t tagger_key(const char *yaml)
+{
+    tema_cfg *c = NULL;
+    tema_err err = {0};
+    ck_assert_msg(tema_cfg_parse_string(yaml, "test", &c, &err) == TEMA_OK, "%s", err.msg);
+    const tema_plugin *p = tema_registry_find(tu_cpu_registry(), TEMA_KIND_TAGGER, tema_cfg_str(c, "plugin", ""));
+    ck_assert_msg(p, "no tagger %s", tema_cfg_str(c, "plugin", ""));
+    const uint64_t k = tema_key_mix_plugin(1, p, c, tu_cpu_registry());
+    tema_cfg_free(c);
+    return k;
+}
+
+START_TEST(store_keys_ignore_where_a_checkout_lies)
+{
+    const char *tmp = tu_tmpdir();
+    ck_assert_int_eq(tu_sh(tmp, "mkdir -p a/vocab a/prompts b/x/vocab b/x/prompts && "
+                                "printf 'coffee\\tespresso\\n' > a/vocab/food.tsv && cp a/vocab/food.tsv b/x/vocab/ && "
+                                "printf 'Rate.\\n' > a/prompts/score.txt && cp a/prompts/score.txt b/x/prompts/", NULL), 0);
+    char ya[2048], yb[2048], yc[2048];
+    const char *fmt = "{plugin: openai, model: m, vocab_dir: '%s/%s/vocab', prompt_dir: '%s/%s/prompts', "
+                      "cache_dir: '%s/%s/cache'}";
+    snprintf(ya, sizeof ya, fmt, tmp, "a", tmp, "a", tmp, "a");
+    snprintf(yb, sizeof yb, fmt, tmp, "b/x", tmp, "b/x", tmp, "b/x");
+    const uint64_t ka = tagger_key(ya);
+    ck_assert_msg(tagger_key(yb) == ka, "the same files at another path got another key");
+    snprintf(yc, sizeof yc, "{plugin: openai, model: other, vocab_dir: '%s/a/vocab', prompt_dir: '%s/a/prompts'}", tmp,
+             tmp);
+    ck_assert_msg(tagger_key(yc) != ka, "another model kept the key");
+    ck_assert_int_eq(tu_sh(tmp, "printf 'Score it.\\n' > b/x/prompts/score.txt", NULL), 0);
+    ck_assert_msg(tagger_key(yb) != ka, "a changed prompt file kept the key");
+}
+END_TEST
+
 START_TEST(unknown_plugin_and_failures_leave_nothing)
 {
     char *dir = store_dir(), sub[700];
@@ -314,6 +350,7 @@ int main(void)
     tcase_add_test(tc, store_reuses_and_keys_by_text);
     tcase_add_test(tc, backend_numerics_key_the_store);
     tcase_add_test(tc, store_keys_follow_content_not_path_or_mtime);
+    tcase_add_test(tc, store_keys_ignore_where_a_checkout_lies);
     tcase_add_test(tc, unknown_plugin_and_failures_leave_nothing);
     tcase_add_test(tc, options_reach_the_plugin_validated);
     suite_add_tcase(s, tc);
