@@ -396,6 +396,34 @@ START_TEST(gradients_match_finite_differences)
 }
 END_TEST
 
+/* pos_init_std reaches the three encoders' position tables (official nn.Embedding: N(0, 1)) */
+static double pos_table_std(const char *extra)
+{
+    model m;
+    tema_err err = {0};
+    ck_assert_msg(build(&m, extra, &err) == TEMA_OK, "%s", err.msg);
+    double ss = 0;
+    int64_t n = 0, tables = 0;
+    for (size_t i = 0; i < tema_params_n(m.params); i++) {
+        tema_tensor *t = tema_params_at(m.params, i);
+        size_t len = strlen(t->name);
+        if (len < 4 || strcmp(t->name + len - 4, ".pos") != 0) continue;
+        tables++;
+        for (int64_t j = 0; j < t->size; j++) ss += (double)t->data[j] * t->data[j], n++;
+    }
+    ck_assert_int_eq(tables, 3);
+    release(&m);
+    return sqrt(ss / (double)n);
+}
+
+START_TEST(pos_init_std_sets_the_position_tables)
+{
+    const double dflt = pos_table_std("dropout: 0.2\n"), wide = pos_table_std("pos_init_std: 1.5\n");
+    ck_assert_msg(dflt > 0.01 && dflt < 0.03, "default position std %g, want about 0.02", dflt);
+    ck_assert_msg(wide > 1.2 && wide < 1.8, "position std %g with pos_init_std 1.5", wide);
+}
+END_TEST
+
 START_TEST(aux_loss_needs_its_forward_and_vanishes_at_lambda_one)
 {
     model m;
@@ -599,6 +627,7 @@ static Suite *make_suite(void)
     Suite *s = suite_create("c2dsr");
     TCase *unit = tcase_create("unit");
     tcase_add_test(unit, item_graphs_are_normalised_transition_counts);
+    tcase_add_test(unit, pos_init_std_sets_the_position_tables);
     tcase_add_test(unit, positions_and_pooling_sets_follow_the_official_loader);
     tcase_add_test(unit, model_holds_adj_and_the_domain_blocks_of_adj_single);
     tcase_add_test(unit, streams_are_the_heads_of_the_official_model);

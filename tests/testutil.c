@@ -327,9 +327,10 @@ struct tema_cfg *tu_plugin_opts(const struct tema_plugin *p, const char *extra)
     size_t k = 0;
     for (uint32_t i = 0; i < p->n_options; i++) {
         const tema_option *o = &p->options[i];
-        char key[128];
+        char key[128], line_key[130];
         snprintf(key, sizeof key, "%s:", o->name);
-        if (!o->default_value || (extra && strstr(extra, key))) continue;
+        snprintf(line_key, sizeof line_key, "\n%s", key); /* init_std: is not in pos_init_std: */
+        if (!o->default_value || (extra && (!strncmp(extra, key, strlen(key)) || strstr(extra, line_key)))) continue;
         /* an empty default stays an empty string, not YAML null */
         k += (size_t)snprintf(text + k, sizeof text - k, *o->default_value ? "%s %s\n" : "%s \"%s\"\n", key,
                               o->default_value);

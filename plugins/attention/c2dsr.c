@@ -53,6 +53,8 @@ static const tema_option c2_options[] = {
      "weight of the prediction losses; the infomax term gets 1 - lambda (official lambda)"},
     {"init_std", TEMA_OPT_FLOAT, "1", 0, 10, NULL,
      "N(0, std^2) init of the S^X / S^Y item tables (official nn.Embedding: 1; the merged table is the id encoder's)"},
+    {"pos_init_std", TEMA_OPT_FLOAT, "0.02", 0.0001, 10, NULL,
+     "N(0, std^2) init of the three encoders' position tables (official nn.Embedding: 1)"},
 };
 
 enum { C2_M = TEMA_SEQ_MERGED, C2_X = TEMA_SEQ_X, C2_Y = TEMA_SEQ_Y };
@@ -248,7 +250,7 @@ static tema_status c2_graphs(c2_model *a, const tema_model_info *info, tema_err 
 typedef struct c2_config {
     tb_config tb;
     int64_t gnn_layers;
-    double lambda, init_std;
+    double lambda, init_std, pos_init_std;
 } c2_config;
 
 /* Every option first (a missing one is the caller's bug, whatever else is wrong). */
@@ -260,7 +262,9 @@ static tema_status c2_read_config(const tema_host *host, const tema_cfg *opts, c
     if (st == TEMA_OK) st = plugin_opt_int(host, opts, w, "gnn_layers", &c->gnn_layers, err);
     if (st == TEMA_OK) st = plugin_opt_float(host, opts, w, "lambda", &c->lambda, err);
     if (st == TEMA_OK) st = plugin_opt_float(host, opts, w, "init_std", &c->init_std, err);
+    if (st == TEMA_OK) st = plugin_opt_float(host, opts, w, "pos_init_std", &c->pos_init_std, err);
     if (st != TEMA_OK) return st;
+    c->tb.pos_std = (float)c->pos_init_std;
     c->tb.relu = !strcmp(act, "relu");
     if (!c->tb.relu && strcmp(act, "gelu") != 0)
         return tema_fail(err, TEMA_EINVAL, "attention c2dsr: activation must be relu or gelu, got '%s'", act);
