@@ -18,6 +18,8 @@ char *slurp(const char *path);
 void write_file(const char *dir, const char *name, const char *text);
 /* One run folder of the "rep" experiment: plugin k (0 single, 1 multi, 2 gru), seed s, done
  * or still running; its folder into dir. */
+/* model.encoders of the runs of attention k (JSON list), NULL for none; set before make_fixture */
+extern const char *fixture_encoders[3];
 void make_run(const char *exp_dir, int k, int s, bool done, char *dir, size_t cap);
 /* A fresh fixture: tmp/rep.yaml (the text `yaml`) and tmp/results/rep/<9 finished runs + 1
  * unfinished>; returns tmp. */

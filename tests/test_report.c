@@ -569,6 +569,28 @@ START_TEST(default_table_without_report_block)
 }
 END_TEST
 
+/* Cells that differ in how many encoders they have (Table IV's "+ tag embedding") are told
+ * apart by the list element one of them lacks, named by its plugin: they were all labelled
+ * with the experiment's name. */
+START_TEST(cells_with_one_more_encoder_get_their_own_labels)
+{
+    const char *two = "[{\"plugin\":\"id\",\"dim\":8},{\"plugin\":\"text\",\"dim\":8}]";
+    const char *three = "[{\"plugin\":\"id\",\"dim\":8},{\"plugin\":\"text\",\"dim\":8},{\"plugin\":\"tag\",\"dim\":8}]";
+    fixture_encoders[0] = two, fixture_encoders[1] = three, fixture_encoders[2] = three;
+    const char *root = make_fixture("name: rep\n");
+    fixture_encoders[0] = fixture_encoders[1] = fixture_encoders[2] = NULL;
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "rep", "timing.md");
+    ck_assert_msg(!strstr(md, "| rep |"), "%s", md);
+    char *r = md_row(md, "attention=single, encoders.2=none");
+    free(r);
+    r = md_row(md, "attention=multi, encoders.2=tag");
+    free(r);
+    free(md);
+}
+END_TEST
+
 /* A grid half done: a table whose runs have not finished yet (its baseline among them) is
  * written empty and says so, and the tables that have runs are still written. */
 START_TEST(table_without_finished_runs_is_empty_not_an_error)
@@ -756,6 +778,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, report_follows_the_manifest_of_a_real_grid);
     tcase_add_test(tc, plot_command_draws_a_csv);
     tcase_add_test(tc, table_without_finished_runs_is_empty_not_an_error);
+    tcase_add_test(tc, cells_with_one_more_encoder_get_their_own_labels);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -162,6 +162,19 @@ static tema_status assign_groups(report_ctx *R, tema_err *err)
     return TEMA_OK;
 }
 
+/* "model.encoders.2": an element of a list, which some groups have and others lack (one more
+ * encoder), unlike an option that only one plugin has. */
+static bool is_list_element(const char *key)
+{
+    const char *dot = strrchr(key, '.'), *s = dot ? dot + 1 : key;
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
 /* R->varying: the config keys in which the groups differ, in label order. */
 static void find_varying(report_ctx *R)
 {
@@ -177,16 +190,21 @@ static void find_varying(report_ctx *R)
         const char *dot = strrchr(key, '.');
         bool keep = !strcmp(dot ? dot + 1 : key, "plugin");
         const char *seen = NULL;
+        int lacking = 0;
         for (int g = 0; !keep && g < R->n_groups; g++) {
             json_object *v = rep_jget(R->runs[first_run(R, g)].config, key);
-            if (!v)
+            if (!v) {
+                lacking++;
                 continue;
+            }
             char *t = rep_jtext(&R->ar, v);
             if (seen && t && strcmp(seen, t))
                 keep = true;
             if (!seen)
                 seen = t;
         }
+        if (!keep && lacking > 0 && lacking < R->n_groups && is_list_element(key))
+            keep = true;
         if (keep)
             R->varying[R->n_varying++] = key;
     }
@@ -201,9 +219,13 @@ static void label_groups(report_ctx *R)
         tema_sb lab = {0};
         for (int k = 0; k < R->n_varying; k++) {
             json_object *v = rep_jget(R->runs[first].config, R->varying[k]);
-            if (!v)
+            json_object *plugin = NULL;
+            if (!v && !is_list_element(R->varying[k]))
                 continue;
-            char *t = rep_jtext(&R->ar, v);
+            /* a list element that is a plugin goes by its name ("encoders.2=tag"), a lacking one is "none" */
+            if (v && json_object_is_type(v, json_type_object) && json_object_object_get_ex(v, "plugin", &plugin))
+                v = plugin;
+            char *t = v ? rep_jtext(&R->ar, v) : rep_strdup(&R->ar, "none");
             tema_sb_printf(&lab, "%s%s=%s", lab.n ? ", " : "", rep_short_key(R, R->varying[k]), t ? t : "");
         }
         R->groups[g].label = rep_strdup(&R->ar, lab.n ? tema_sb_str(&lab) : R->name);
