@@ -118,6 +118,20 @@ int tema_env_fallbacks(const tema_plugin *tp, const tema_cfg *opts, tema_env_fal
     return n;
 }
 
+/* A cache never changes results, so neither its path nor its contents enter a key. */
+static bool is_cache(const tema_option *o) { return strstr(o->name, "cache") != NULL; }
+
+/* The plugin that option o (TEMA_OPT_PLUGIN) of opts names, with its options node in *sub;
+ * NULL when it is not set or not in reg. */
+static const tema_plugin *nested_plugin(const tema_option *o, const tema_cfg *opts, tema_registry *reg,
+                                        const tema_cfg **sub)
+{
+    const char *name = NULL;
+    *sub = tema_cfg_plugin_node(tema_cfg_get(opts, o->name), &name);
+    int kind = tema_kind_from_name(o->choices);
+    return reg && name && kind >= 0 ? tema_registry_find(reg, (tema_kind)kind, name) : NULL;
+}
+
 /* Files and environment of tp's options in opts, then of its nested plugins (depth-limited
  * only by the config, which is finite and acyclic). */
 static uint64_t mix_inputs(uint64_t h, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg)
@@ -125,14 +139,12 @@ static uint64_t mix_inputs(uint64_t h, const tema_plugin *tp, const tema_cfg *op
     for (uint32_t k = 0; opts && k < tp->n_options; k++) {
         const tema_option *o = &tp->options[k];
         if (o->type == TEMA_OPT_PLUGIN) {
-            const char *name = NULL;
-            const tema_cfg *sub = tema_cfg_plugin_node(tema_cfg_get(opts, o->name), &name);
-            int kind = tema_kind_from_name(o->choices);
-            const tema_plugin *np = reg && name && kind >= 0 ? tema_registry_find(reg, (tema_kind)kind, name) : NULL;
+            const tema_cfg *sub = NULL;
+            const tema_plugin *np = nested_plugin(o, opts, reg, &sub);
             if (np) h = mix_inputs(tema_key_mix_str(h, o->name), np, sub, reg);
             continue;
         }
-        if (o->type != TEMA_OPT_STRING || !tema_option_is_path(o->name) || strstr(o->name, "cache")) continue;
+        if (o->type != TEMA_OPT_STRING || !tema_option_is_path(o->name) || is_cache(o)) continue;
         const char *v = tema_cfg_str(opts, o->name, NULL);
         if (v && *v) h = tema_key_mix_path(tema_key_mix_str(h, o->name), v);
     }
@@ -151,15 +163,12 @@ static void strip_locations(tema_cfg *n, const tema_plugin *tp, tema_registry *r
     for (uint32_t k = 0; n && n->type == TEMA_CFG_MAP && k < tp->n_options; k++) {
         const tema_option *o = &tp->options[k];
         size_t i = 0;
-        tema_cfg *c = tema_cfg_child(n, o->name, &i);
-        if (!c) continue;
+        if (!tema_cfg_child(n, o->name, &i)) continue;
         if (o->type == TEMA_OPT_PLUGIN) {
-            const char *name = NULL;
-            tema_cfg *sub = (tema_cfg *)tema_cfg_plugin_node(c, &name);
-            int kind = tema_kind_from_name(o->choices);
-            const tema_plugin *np = reg && name && kind >= 0 ? tema_registry_find(reg, (tema_kind)kind, name) : NULL;
-            if (np && sub) strip_locations(sub, np, reg);
-        } else if (o->type == TEMA_OPT_STRING && (tema_option_is_path(o->name) || strstr(o->name, "cache"))) {
+            const tema_cfg *sub = NULL;
+            const tema_plugin *np = nested_plugin(o, n, reg, &sub);
+            if (np && sub) strip_locations((tema_cfg *)sub, np, reg); /* sub lies inside n, our clone */
+        } else if (o->type == TEMA_OPT_STRING && (tema_option_is_path(o->name) || is_cache(o))) {
             tema_cfg_free(tema_cfg_take(n, i));
         }
     }

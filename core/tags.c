@@ -172,8 +172,8 @@ static tema_status find_taggers(const tema_cfg *cfg, tema_registry *reg, char do
     return TEMA_OK;
 }
 
-static uint64_t store_key(const tema_cfg *root, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg, char domains[2][TEMA_TAGS_DOMAIN_MAX],
-                          const domain_tagger *dt, const tema_dataset *ds)
+static uint64_t store_key(const tema_cfg *root, const tema_plugin *tp, const tema_cfg *opts, tema_registry *reg,
+                          char domains[2][TEMA_TAGS_DOMAIN_MAX], const domain_tagger *dt, const tema_dataset *ds)
 {
     uint64_t h = tema_key_mix_str(0x74656d612d746167ull, TEMA_TAG_STORE_FORMAT);
     h = tema_key_mix_plugin(h, tp, opts, reg);

@@ -32,6 +32,7 @@
 
 #define TB_MAX_BLOCKS 32
 #define TB_N_FIELDS 16
+#define TB_POS_STD 0.02f /* N(0, std^2) init of the position table (SASRec's) */
 
 /* The options every transformer plugin declares (same names, same meaning). */
 typedef struct tb_config {
@@ -39,8 +40,8 @@ typedef struct tb_config {
     double dropout;
     bool relu; /* feed-forward activation: relu instead of gelu (not an option of these names: a
                   plugin sets it after tb_read_config, which clears it) */
-    float pos_std; /* N(0, pos_std^2) init of the position table; tb_read_config sets 0.02, a
-                      plugin may change it after (c2dsr's pos_init_std) */
+    float pos_std; /* N(0, pos_std^2) init of the position table; tb_read_config sets TB_POS_STD,
+                      a plugin may change it after (c2dsr's pos_init_std) */
 } tb_config;
 
 typedef struct tb_block {
@@ -87,7 +88,7 @@ static inline tema_status tb_read_config(const tema_host *host, const tema_cfg *
         (st = plugin_opt_int(host, opts, w, "ffn_mult", &c->ffn_mult, err)) != TEMA_OK)
         return st;
     c->relu = false;
-    c->pos_std = 0.02f;
+    c->pos_std = TB_POS_STD;
     /* the stack's fixed array, whatever a plugin's table allows */
     if (c->blocks > TB_MAX_BLOCKS)
         return tema_fail(err, TEMA_EINTERNAL, "%s: blocks = %lld exceeds the %d a stack holds; a bug: the option "
@@ -141,7 +142,7 @@ static inline tema_status tb_declare(tb_stack *s, const tema_host *host, tema_pa
     char name[256];
     int64_t shape[2] = {max_len, d};
     snprintf(name, sizeof name, "%s.pos", prefix);
-    s->pos = nn->param(p, name, 2, shape, TEMA_INIT_NORMAL, c->pos_std > 0 ? c->pos_std : 0.02f, 0);
+    s->pos = nn->param(p, name, 2, shape, TEMA_INIT_NORMAL, c->pos_std, 0);
     snprintf(name, sizeof name, "%s.lnf.g", prefix);
     s->lnf_g = nn->param(p, name, 1, &d, TEMA_INIT_ONES, 1, nd);
     snprintf(name, sizeof name, "%s.lnf.b", prefix);
