@@ -691,6 +691,50 @@ static void t_spmm(const backend *b)
     }
 }
 
+/* attention_infer against a double reference: q, k, v interleaved in one buffer with a row
+ * stride wider than the heads, out with spare columns that must keep their values, padded
+ * rows and an empty sequence (zeros), and a sequence long enough for the kernel's path
+ * without transposed keys on the cpu backend. */
+static void t_attention_infer(const backend *b)
+{
+    struct { int64_t B, T, heads, hd; int32_t len[4]; } cases[] = {
+        {3, 7, 2, 5, {7, 3, 0}}, {4, 70, 3, 40, {70, 1, 33, 64}}, {2, 300, 1, 64, {300, 150}}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int64_t B = cases[ci].B, T = cases[ci].T, nh = cases[ci].heads, hd = cases[ci].hd, H = nh * hd;
+        const int64_t ld = 3 * H + 3, ldo = H + 2, rows = B * T;
+        const float scale = 1.0f / sqrtf((float)hd);
+        float *x = rnd(rows * ld, 2), *o0 = malloc(sizeof(float) * (size_t)(rows * ldo));
+        for (int64_t i = 0; i < rows * ldo; i++) o0[i] = 7.0f;
+        double *want = dcopy(o0, rows * ldo), *s = malloc(sizeof(double) * (size_t)T);
+        for (int64_t bb = 0; bb < B; bb++)
+            for (int64_t h = 0; h < nh; h++)
+                for (int64_t t = 0; t < T; t++) {
+                    const int64_t n = cases[ci].len[bb], c = h * hd;
+                    double *w = want + (bb * T + t) * ldo + c, m = -INFINITY, sum = 0;
+                    for (int64_t d = 0; d < hd; d++) w[d] = 0;
+                    if (t >= n) continue;
+                    const float *qt = x + (bb * T + t) * ld + c;
+                    for (int64_t j = 0; j < n; j++) {
+                        const float *kj = x + (bb * T + j) * ld + H + 1 + c;
+                        s[j] = 0;
+                        for (int64_t d = 0; d < hd; d++) s[j] += (double)qt[d] * kj[d];
+                        s[j] *= scale;
+                        m = s[j] > m ? s[j] : m;
+                    }
+                    for (int64_t j = 0; j < n; j++) sum += (s[j] = exp(s[j] - m));
+                    for (int64_t j = 0; j < n; j++)
+                        for (int64_t d = 0; d < hd; d++) w[d] += s[j] / sum * x[(bb * T + j) * ld + 2 * H + 2 + c + d];
+                }
+        float *d_x = devf(b, x, rows * ld), *d_o = devf(b, o0, rows * ldo);
+        int32_t *d_len = dev(b, cases[ci].len, sizeof(int32_t) * (size_t)B);
+        b->ops->attention_infer(b->self, B, T, nh, hd, scale, d_x, d_x + H + 1, d_x + 2 * H + 2, ld, d_len, d_o, ldo);
+        float *o = back(b, d_o, rows * ldo);
+        expect_close(b, "attention_infer", o, want, rows * ldo, 1e-5);
+        b->ops->free(b->self, d_x), b->ops->free(b->self, d_len);
+        free(x), free(o0), free(want), free(s), free(o);
+    }
+}
+
 /* Empty and degenerate calls: K == 0 products, empty dots, NULL gradient outputs. */
 static void t_edge(const backend *b)
 {
@@ -828,6 +872,7 @@ KERNEL_TEST(t_adam)
 KERNEL_TEST(t_large)
 KERNEL_TEST(t_edge)
 KERNEL_TEST(t_spmm)
+KERNEL_TEST(t_attention_infer)
 
 START_TEST(cpu_descriptor)
 {
@@ -972,6 +1017,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_t_large);
     tcase_add_test(tc, test_t_edge);
     tcase_add_test(tc, test_t_spmm);
+    tcase_add_test(tc, test_t_attention_infer);
     tcase_add_test(tc, cpu_spmm_threads_bitwise);
     tcase_add_test(tc, cpu_descriptor);
     suite_add_tcase(s, tc);

@@ -755,6 +755,14 @@ static void cuda_spmm(void *self, int64_t rows, int64_t dim, const int64_t *row_
     LAUNCH_1D(b, rows * 32, k_spmm, rows, dim, row_ptr, col_idx, values, x, out, accumulate);
 }
 
+static void cuda_attention_infer(void *self, int64_t B, int64_t T, int64_t heads, int64_t hd, float scale,
+                                 const float *q, const float *k, const float *v, int64_t ld, const int32_t *len,
+                                 float *out, int64_t ldo)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    LAUNCH_1D(b, B * heads * T, k_attention_infer, B, T, heads, hd, scale, q, k, v, ld, len, out, ldo);
+}
+
 static size_t cuda_memory_peak(void *self)
 {
     cuda_backend *b = (cuda_backend *)self;
@@ -812,6 +820,7 @@ static const tema_backend_ops cuda_ops = {
     .adam = cuda_adam,
     .spmm = cuda_spmm,
     .memory_peak = cuda_memory_peak,
+    .attention_infer = cuda_attention_infer,
 };
 
 static const tema_plugin cuda_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cuda", "1.0.0",

@@ -572,6 +572,42 @@ __global__ void k_spmm(int64_t rows, int64_t dim, const int64_t *row_ptr, const 
     }
 }
 
+/* Inference attention, one thread per (sequence, head, query row): two passes over the keys
+ * (the max, then the exponentials and the weighted sum of values, accumulated in out's row,
+ * which only this thread writes). Plain and exact rather than fast: encoders call it on
+ * sequences of a few dozen rows. */
+__global__ void k_attention_infer(int64_t B, int64_t T, int64_t heads, int64_t hd, float scale, const float *q,
+                                  const float *k, const float *v, int64_t ld, const int32_t *len, float *out,
+                                  int64_t ldo)
+{
+    GRID_STRIDE(i, B * heads * T)
+    {
+        const int64_t t = i % T, h = (i / T) % heads, b = i / (T * heads), r0 = b * T, c = h * hd;
+        const int64_t n = len[b] < 0 ? 0 : len[b] > T ? T : len[b];
+        float *o = out + (r0 + t) * ldo + c;
+        for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
+        if (t >= n) continue;
+        const float *qt = q + (r0 + t) * ld + c;
+        float m = -INFINITY, sum = 0.0f;
+        for (int64_t j = 0; j < n; j++) {
+            const float *kj = k + (r0 + j) * ld + c;
+            float dot = 0.0f;
+            for (int64_t d = 0; d < hd; d++) dot += qt[d] * kj[d];
+            m = fmaxf(m, scale * dot);
+        }
+        for (int64_t j = 0; j < n; j++) {
+            const float *kj = k + (r0 + j) * ld + c, *vj = v + (r0 + j) * ld + c;
+            float dot = 0.0f;
+            for (int64_t d = 0; d < hd; d++) dot += qt[d] * kj[d];
+            const float p = expf(scale * dot - m);
+            sum += p;
+            for (int64_t d = 0; d < hd; d++) o[d] += p * vj[d];
+        }
+        const float inv = 1.0f / sum;
+        for (int64_t d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
+
 /* ------------------------------------------------------------------ chunked log-sum-exp */
 
 __global__ void k_lse_init(int64_t rows, float *m, float *s)

@@ -25,36 +25,7 @@
 #include "tema/plugin.h"
 
 
-/* expf() and tanhf() from libm do not vectorise, and the hot loops (lse_chunked over rows x
- * items, 90M elements per training step; GELU and dropout over every activation) use a
- * polynomial exp (Cephes style: 2^n times a degree-6 polynomial on [-ln2/2, ln2/2];
- * relative error ~2e-7, inputs below -87 give ~1e-38 instead of 0) in loops the compiler
- * vectorises, built for AVX-512 and AVX2 with a generic fallback picked at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HOT __attribute__((target_clones("arch=x86-64-v4", "avx512f", "avx2", "default")))
-#else
-#define HOT
-#endif
-
-static inline float poly_exp(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float t = x * 1.44269504088896341f;
-    float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest without rintf */
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { float f; int32_t i; } u;
-    u.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23); /* unsigned: NaN's n must not be a negative shift */
-    return p * u.f;
-}
+/* HOT and poly_exp (the vectorisable exp of the hot loops) are in cpu_internal.h. */
 
 /* Element-wise loops run in spans (one call per span, so the HOT clones vectorise them). */
 #define SPAN 4096
@@ -955,6 +926,7 @@ static const tema_backend_ops cpu_ops = {
     .lse_grad = cpu_lse_grad,
     .adam = cpu_adam,
     .spmm = cpu_spmm,
+    .attention_infer = cpu_attention_infer,
 };
 
 static const tema_plugin cpu_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cpu", "1.0.0",

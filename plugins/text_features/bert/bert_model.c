@@ -1,6 +1,7 @@
 /* plugins/text_features/bert/bert_model.c - BERT's forward pass on the backend's kernels:
- * sgemm for every product (the three attention projections fused into one), batched
- * per-sequence attention over [heads] with a key mask, layernorm, exact erf GELU.
+ * sgemm for every product (the three attention projections fused into one), the backend's
+ * fused inference attention with each sequence's length as the key mask, layernorm, exact
+ * erf GELU.
  * Inference only, so no state is kept for a backward pass. */
 #include "bert_model.h"
 
@@ -204,14 +205,13 @@ tema_status bert_model_load(bert_model *m, const char *dir, const bert_config *c
 /* ---- activations: one backend buffer, carved per batch shape ---- */
 
 typedef struct acts {
-    int32_t *ids;
-    uint8_t *mask;
-    float *x, *h, *a1, *qkv, *scores, *probs, *ctx, *inter, *mean, *rstd;
+    int32_t *ids, *len;
+    float *x, *h, *a1, *qkv, *ctx, *inter, *mean, *rstd;
 } acts;
 
-static size_t carve(const bert_config *c, int64_t tok, int64_t attn, char *base, acts *a)
+static size_t carve(const bert_config *c, int64_t tok, char *base, acts *a)
 {
-    const size_t H = (size_t)c->hidden, I = (size_t)c->intermediate, t = (size_t)tok, s = (size_t)attn;
+    const size_t H = (size_t)c->hidden, I = (size_t)c->intermediate, t = (size_t)tok;
     size_t at = 0;
 #define TAKE(field, type, count)                                                   \
     do {                                                                           \
@@ -219,13 +219,11 @@ static size_t carve(const bert_config *c, int64_t tok, int64_t attn, char *base,
         at += (((count) * sizeof(type)) + 63) / 64 * 64;                           \
     } while (0)
     TAKE(ids, int32_t, t);
-    TAKE(mask, uint8_t, s);
+    TAKE(len, int32_t, t); /* [B], B <= tokens */
     TAKE(x, float, t * H);
     TAKE(h, float, t * H);
     TAKE(a1, float, t * H);
     TAKE(qkv, float, 3 * t * H);
-    TAKE(scores, float, s);
-    TAKE(probs, float, s);
     TAKE(ctx, float, t * H);
     TAKE(inter, float, t * I);
     TAKE(mean, float, t);
@@ -234,14 +232,13 @@ static size_t carve(const bert_config *c, int64_t tok, int64_t attn, char *base,
     return at;
 }
 
-tema_status bert_model_reserve(bert_model *m, int64_t max_tokens, int64_t max_attn, tema_err *err)
+tema_status bert_model_reserve(bert_model *m, int64_t max_tokens, tema_err *err)
 {
-    if (m->act && max_tokens <= m->max_tokens && max_attn <= m->max_attn) return TEMA_OK;
+    if (m->act && max_tokens <= m->max_tokens) return TEMA_OK;
     if (m->act) m->be->free(m->bs, m->act);
-    m->max_tokens = max_tokens > m->max_tokens ? max_tokens : m->max_tokens;
-    m->max_attn = max_attn > m->max_attn ? max_attn : m->max_attn;
+    m->max_tokens = max_tokens;
     acts a = {0};
-    size_t bytes = carve(&m->cfg, m->max_tokens, m->max_attn, NULL, &a);
+    size_t bytes = carve(&m->cfg, m->max_tokens, NULL, &a);
     if (!(m->act = m->be->alloc(m->bs, bytes)))
         return tema_fail(err, TEMA_ENOMEM, "bert: out of backend memory for activations (%zu MiB); hint: lower "
                                            "batch_tokens", bytes >> 20);
@@ -260,28 +257,15 @@ static void linear(const bert_model *m, int64_t rows, int64_t n, int64_t k, cons
 }
 
 /* Self-attention of one layer: h [tok, H] -> a->ctx [tok, H] (heads merged, before the
- * output projection). Per head j, one batched product over the B sequences reads q, k and v
- * in place in qkv [tok, 3H] (row stride 3H, sequence stride T 3H) and writes ctx's columns of
- * head j: no permuted copies (the two permutes were 2.4% of the time). The scores of head j
- * and sequence b sit at (j B + b) T T, so the key mask and the softmax see all heads at once. */
+ * output projection). The fused kernel reads q, k and v in place in qkv [tok, 3H]; the
+ * per-(head, sequence) products it replaces were 13% of the time. */
 static void attention(const bert_model *m, const layer_w *w, const acts *a, int64_t B, int64_t T)
 {
-    const tema_backend_ops *be = m->be;
-    const int64_t H = m->cfg.hidden, nh = m->cfg.heads, hd = H / nh, tok = B * T, ld = 3 * H;
+    const int64_t H = m->cfg.hidden, nh = m->cfg.heads, hd = H / nh, tok = B * T;
     const float *W = m->weights;
     linear(m, tok, 3 * H, H, a->h, W + w->qkv_w, W + w->qkv_b, NULL, a->qkv);
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t j = 0; j < nh; j++) {
-        const float *q = a->qkv + j * hd, *k = q + H;
-        be->sgemm(m->bs, false, true, T, T, hd, scale, q, ld, T * ld, k, ld, T * ld, 0.0f, a->scores + j * B * T * T,
-                  T, T * T, B);
-    }
-    be->softmax(m->bs, nh * B * T, T, a->mask, false, a->scores, a->probs);
-    for (int64_t j = 0; j < nh; j++) {
-        const float *v = a->qkv + 2 * H + j * hd;
-        be->sgemm(m->bs, false, false, T, hd, T, 1.0f, a->probs + j * B * T * T, T, T * T, v, ld, T * ld, 0.0f,
-                  a->ctx + j * hd, H, T * H, B);
-    }
+    m->be->attention_infer(m->bs, B, T, nh, hd, 1.0f / sqrtf((float)hd), a->qkv, a->qkv + H, a->qkv + 2 * H, 3 * H,
+                           a->len, a->ctx, H);
 }
 
 static void layer_forward(const bert_model *m, const layer_w *w, const acts *a, int64_t B, int64_t T)
@@ -303,27 +287,20 @@ tema_status bert_model_forward(bert_model *m, const int32_t *ids, const int32_t 
                                float *out, tema_err *err)
 {
     const bert_config *c = &m->cfg;
-    const int64_t H = c->hidden, nh = c->heads, tok = B * T;
+    const int64_t H = c->hidden, tok = B * T;
     if (T > c->max_positions)
         return tema_fail(err, TEMA_EINVAL, "bert: %lld tokens exceed max_position_embeddings %lld", (long long)T,
                          (long long)c->max_positions);
-    if (!m->be->version || m->be->version < 2)
-        return tema_fail(err, TEMA_EUNSUPPORTED, "bert: the backend's kernel table is version %u; exact GELU needs "
-                                                 "version 2; hint: rebuild the backend", m->be->version);
-    tema_status st = bert_model_reserve(m, tok, B * nh * T * T, err);
+    if (!TEMA_BACKEND_HAS(m->be, attention_infer))
+        return tema_fail(err, TEMA_EUNSUPPORTED, "bert: the backend's kernel table (version %u) has no "
+                                                 "attention_infer (version 5); hint: rebuild the backend", m->be->version);
+    tema_status st = bert_model_reserve(m, tok, err);
     if (st != TEMA_OK) return st;
     acts a = {0};
-    carve(c, m->max_tokens, m->max_attn, m->act, &a);
-    /* key mask of every (head, sequence, query) row: keys beyond the sequence's length are out */
-    uint8_t *mask = malloc((size_t)(B * nh * T * T));
-    if (!mask) return tema_fail(err, TEMA_ENOMEM, "bert: out of memory");
-    for (int64_t r = 0; r < nh * B; r++)
-        for (int64_t q = 0; q < T; q++)
-            for (int64_t j = 0; j < T; j++) mask[(r * T + q) * T + j] = j < len[r % B];
+    carve(c, m->max_tokens, m->act, &a);
     const tema_backend_ops *be = m->be;
-    be->to_device(m->bs, a.mask, mask, (size_t)(B * nh * T * T));
+    be->to_device(m->bs, a.len, len, (size_t)B * sizeof(int32_t));
     be->to_device(m->bs, a.ids, ids, (size_t)tok * sizeof(int32_t));
-    free(mask);
     const emb_w *ew = &m->layout->emb;
     const float *W = m->weights;
     be->gather(m->bs, tok, H, a.ids, W + ew->word, a.x);

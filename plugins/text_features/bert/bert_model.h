@@ -35,17 +35,17 @@ typedef struct bert_model {
     float *weights;          /* backend memory, every parameter */
     size_t n_weights;
     struct bert_layout *layout; /* where each weight sits in `weights` (host memory, owned) */
-    /* activations for batches of at most max_tokens tokens and max_attn attention scores */
+    /* activations for batches of at most max_tokens tokens (backend memory, owned) */
     void *act;
-    int64_t max_tokens, max_attn;
+    int64_t max_tokens;
 } bert_model;
 
 /* Upload the weights of <dir>/model.safetensors to the backend (be, bs). */
 tema_status bert_model_load(bert_model *m, const char *dir, const bert_config *c, const tema_backend_ops *be, void *bs,
                             tema_err *err);
-/* Size the activation buffer for batches up to max_tokens tokens (B*T) and max_attn
- * attention scores (B*heads*T*T); grows it when needed. */
-tema_status bert_model_reserve(bert_model *m, int64_t max_tokens, int64_t max_attn, tema_err *err);
+/* Size the activation buffer for batches up to max_tokens tokens (B*T); grows it when
+ * needed. */
+tema_status bert_model_reserve(bert_model *m, int64_t max_tokens, tema_err *err);
 /* Last hidden states of B sequences padded to T tokens: ids [B*T] host memory (pads
  * anything valid, e.g. 0), len [B] real lengths (1..T). out: host [B*T*hidden]. */
 tema_status bert_model_forward(bert_model *m, const int32_t *ids, const int32_t *len, int64_t B, int64_t T,
