@@ -270,6 +270,39 @@ static bool is_execution_only(const char *kind, const char *option)
     return false;
 }
 
+/* Keys of one object dropped for tema_run_config_strip_execution: a cache anywhere, and the
+ * execution-only options of the kinds a config JSON does not name (a tagger's progress_s,
+ * wherever a plugin has an option of that name). */
+static void strip_execution_tree(json_object *o)
+{
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++) strip_execution_tree(json_object_array_get_idx(o, i));
+        return;
+    }
+    if (!json_object_is_type(o, json_type_object)) return;
+    char *drop[64];
+    int n = 0;
+    json_object_object_foreach(o, key, val) {
+        bool out = strstr(key, "cache") != NULL;
+        for (size_t i = 0; !out && i < sizeof execution_only / sizeof execution_only[0]; i++)
+            out = strcmp(execution_only[i].kind, "backend") && !strcmp(execution_only[i].option, key);
+        if (out && n < 64) drop[n++] = key;
+        else strip_execution_tree(val);
+    }
+    for (int i = 0; i < n; i++) json_object_object_del(o, drop[i]);
+}
+
+void tema_run_config_strip_execution(json_object *config)
+{
+    json_object *backend = NULL, *train = NULL;
+    if (json_object_object_get_ex(config, "backend", &backend) && json_object_is_type(backend, json_type_object))
+        for (size_t i = 0; i < sizeof execution_only / sizeof execution_only[0]; i++)
+            if (!strcmp(execution_only[i].kind, "backend")) json_object_object_del(backend, execution_only[i].option);
+    if (json_object_object_get_ex(config, "train", &train) && json_object_is_type(train, json_type_object))
+        json_object_object_del(train, "resume");
+    strip_execution_tree(config);
+}
+
 /* `features` names a .npy without the _file suffix that would make it a path option. */
 static bool is_path_option(const tema_option *o)
 {

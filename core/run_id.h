@@ -41,6 +41,14 @@ tema_status tema_run_ids(const tema_cfg *resolved, tema_registry *reg, char id[1
  * on stderr. Returns true when it moved a folder. */
 bool tema_run_migrate(const char *results_dir, const char *exp_name, const tema_cfg *resolved, const char *id);
 
+/* Removes from a run's stored config (config.json, as JSON) the execution details its id
+ * leaves out: backend.threads and backend.device, train.resume, options with "cache" in the
+ * name and a tagger's progress_s (any option of those names: the JSON does not say which
+ * kind a nested section is). Runs of one grid cell then compare equal whatever thread count
+ * or device each ran on (tema report groups runs this way). */
+struct json_object;
+void tema_run_config_strip_execution(struct json_object *config);
+
 /* The plugins a resolved config names (nested ones too), each once, in config order; returns
  * how many (at most cap). */
 int tema_run_plugins(const tema_cfg *resolved, tema_registry *reg, const tema_plugin **out, int cap);

@@ -50,6 +50,7 @@
 #define N_USERS 40
 static const char *const plugins[3] = {"single", "multi", "gru"};
 const char *fixture_encoders[3]; /* NULL: no model.encoders in run k's config */
+const char *fixture_backend[5];  /* by seed; NULL: no backend section in the config */
 
 static int fixture_rank(int k, int s, int d, int u)
 {
@@ -86,12 +87,13 @@ void write_file(const char *dir, const char *name, const char *text)
 /* One finished run folder of the "rep" experiment; returns its folder in `dir`. */
 void make_run(const char *exp_dir, int k, int s, bool done, char *dir, size_t cap)
 {
-    char config[1024], enc[512] = "";
+    char config[1024], enc[512] = "", be[256] = "";
     if (fixture_encoders[k]) snprintf(enc, sizeof enc, "\"encoders\":%s,", fixture_encoders[k]);
+    if (fixture_backend[s]) snprintf(be, sizeof be, "\"backend\":%s,", fixture_backend[s]);
     snprintf(config, sizeof config,
-             "{\"name\":\"rep\",\"dataset\":{\"path\":\"synthetic\"},\"model\":{%s\"attention\":{\"plugin\":\"%s\","
+             "{\"name\":\"rep\",%s\"dataset\":{\"path\":\"synthetic\"},\"model\":{%s\"attention\":{\"plugin\":\"%s\","
              "\"blocks\":2}},\"train\":{\"epochs\":20,\"seed\":%d},\"eval\":{\"metrics\":[\"mrr\",\"ndcg@10\"]}}",
-             enc, plugins[k], s);
+             be, enc, plugins[k], s);
     char id[17];
     tema_results_run_id(config, id);
     snprintf(dir, cap, "%s/%s", exp_dir, id);

@@ -20,6 +20,7 @@ void write_file(const char *dir, const char *name, const char *text);
  * or still running; its folder into dir. */
 /* model.encoders of the runs of attention k (JSON list), NULL for none; set before make_fixture */
 extern const char *fixture_encoders[3];
+extern const char *fixture_backend[5]; /* by seed (1..4): the config's backend section, or NULL */
 void make_run(const char *exp_dir, int k, int s, bool done, char *dir, size_t cap);
 /* A fresh fixture: tmp/rep.yaml (the text `yaml`) and tmp/results/rep/<9 finished runs + 1
  * unfinished>; returns tmp. */

@@ -591,6 +591,31 @@ START_TEST(cells_with_one_more_encoder_get_their_own_labels)
 }
 END_TEST
 
+/* Seeds of one cell that ran at other thread counts, on another device or resumed (the run
+ * id leaves these out) are still one cell: one row of three runs per attention, no
+ * "threads=" in a label. */
+START_TEST(seeds_at_other_thread_counts_stay_one_cell)
+{
+    fixture_backend[1] = "{\"plugin\":\"cpu\",\"threads\":2}";
+    fixture_backend[2] = "{\"plugin\":\"cpu\",\"threads\":1}";
+    fixture_backend[3] = "{\"plugin\":\"cpu\",\"threads\":1,\"device\":3}";
+    const char *root = make_fixture("name: rep\n");
+    for (int s = 0; s < 5; s++) fixture_backend[s] = NULL;
+    tema_err err = {0};
+    ck_assert_msg(report_in(root, "rep.yaml", false, &err) == TEMA_OK, "%s", err.msg);
+    char *md = report_file(root, "rep", "timing.md");
+    ck_assert_msg(!strstr(md, "threads=") && !strstr(md, "device="), "%s", md);
+    const char *cells[] = {"attention=single", "attention=multi", "attention=gru"};
+    for (int c = 0; c < 3; c++) {
+        char *r = md_row(md, cells[c]);
+        ck_assert_msg(strncmp(r, "3 |", 3) == 0 || strstr(r, "| 3 |"), "%s: %s", cells[c], r);
+        free(r);
+    }
+    ck_assert_int_eq(count(md, "| attention="), 3);
+    free(md);
+}
+END_TEST
+
 /* A grid half done: a table whose runs have not finished yet (its baseline among them) is
  * written empty and says so, and the tables that have runs are still written. */
 START_TEST(table_without_finished_runs_is_empty_not_an_error)
@@ -779,6 +804,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, plot_command_draws_a_csv);
     tcase_add_test(tc, table_without_finished_runs_is_empty_not_an_error);
     tcase_add_test(tc, cells_with_one_more_encoder_get_their_own_labels);
+    tcase_add_test(tc, seeds_at_other_thread_counts_stay_one_cell);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,7 @@
 #include "../grid.h"
 #include "host.h"
 #include "../registry.h"
+#include "../run_id.h"
 #include "report_internal.h"
 
 /* Parses dir/name as JSON; NULL (and *missing = true) when the file is absent. */
@@ -223,6 +224,8 @@ tema_status rep_scan_runs(report_ctx *R, tema_err *err)
         bool missing = false;
         if ((st = read_json(r->dir, "config.json", &r->config, NULL, err)) != TEMA_OK)
             break;
+        /* seeds of one cell may run at other thread counts (or resume): still one cell */
+        tema_run_config_strip_execution(r->config);
         if ((st = read_json(r->dir, "final.json", &r->final, &missing, err)) != TEMA_OK)
             break;
         if (missing) {
