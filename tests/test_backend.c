@@ -959,6 +959,33 @@ START_TEST(cpu_spmm_threads_bitwise)
 }
 END_TEST
 
+/* attention_infer's threads split whole (sequence, head) pairs: 3 threads give the bits of 1. */
+START_TEST(cpu_attention_infer_threads_bitwise)
+{
+    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
+    const tema_backend_ops *ops = pl->ops;
+    tema_cfg *one = tu_plugin_opts(pl, "threads: 1"), *three = tu_plugin_opts(pl, "threads: 3");
+    void *s1 = NULL, *s3 = NULL;
+    tema_err err = {0};
+    ck_assert_int_eq(ops->init(tema_host_get(), one, &s1, &err), TEMA_OK);
+    ck_assert_int_eq(ops->init(tema_host_get(), three, &s3, &err), TEMA_OK);
+    tema_rng_seed(&rng, 6);
+    const int64_t B = 37, T = 41, heads = 4, hd = 32, ld = 3 * heads * hd, rows = B * T;
+    int32_t len[37];
+    for (int64_t b = 0; b < B; b++) len[b] = (int32_t)(1 + (b * 7) % T);
+    float *x = rnd(rows * ld, 2), *o1 = malloc(sizeof(float) * (size_t)(rows * heads * hd)),
+          *o3 = malloc(sizeof(float) * (size_t)(rows * heads * hd));
+    ops->attention_infer(s1, B, T, heads, hd, 0.17f, x, x + heads * hd, x + 2 * heads * hd, ld, len, o1, heads * hd);
+    ops->attention_infer(s3, B, T, heads, hd, 0.17f, x, x + heads * hd, x + 2 * heads * hd, ld, len, o3, heads * hd);
+    ck_assert_mem_eq(o1, o3, sizeof(float) * (size_t)(rows * heads * hd));
+    free(x), free(o1), free(o3);
+    ops->destroy(s1);
+    ops->destroy(s3);
+    tema_cfg_free(one);
+    tema_cfg_free(three);
+}
+END_TEST
+
 /* The cpu plugin opens OpenBLAS itself so that an OpenBLAS older than the CPU does not
  * fall back to its generic kernels: where OPENBLAS_CORETYPE is unset on an AVX2 machine it
  * names the kernels and says so; where the machine sets it, it is left alone. */
@@ -1019,6 +1046,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_t_spmm);
     tcase_add_test(tc, test_t_attention_infer);
     tcase_add_test(tc, cpu_spmm_threads_bitwise);
+    tcase_add_test(tc, cpu_attention_infer_threads_bitwise);
     tcase_add_test(tc, cpu_descriptor);
     suite_add_tcase(s, tc);
     return s;

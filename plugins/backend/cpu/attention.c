@@ -137,8 +137,9 @@ HOT static void attend(int64_t n, int64_t hd, float scale, const float *q, const
 void cpu_attention_infer(void *self, int64_t B, int64_t T, int64_t heads, int64_t hd, float scale, const float *q,
                          const float *k, const float *v, int64_t ld, const int32_t *len, float *out, int64_t ldo)
 {
-    (void)self;
-#pragma omp parallel for collapse(2) if (B * heads > 1 && B * heads * T * T * hd > PAR_MIN) schedule(static)
+    const int threads = ((const cpu_backend *)self)->threads;
+#pragma omp parallel for collapse(2) num_threads(threads) if (B * heads > 1 && B * heads * T * T * hd > PAR_MIN) \
+    schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < heads; h++) {
             const int64_t n = len[b] < 0 ? 0 : len[b] > T ? T : len[b], r0 = b * T, c = h * hd;

@@ -109,11 +109,6 @@ static struct {
 } blas;
 
 
-typedef struct cpu_backend {
-    int threads;
-    bf16_gemm *bf16; /* precision: bf16, else NULL */
-} cpu_backend;
-
 /* The OpenBLAS kernel family for sgemm on this CPU, from the features the CPU and the OS
  * report (GCC's cpuid checks include the OS's AVX state); NULL to let OpenBLAS decide. */
 static const char *kernels_for_this_cpu(void)

@@ -6,6 +6,14 @@
 
 #include "tema/backend.h"
 
+typedef struct bf16_gemm bf16_gemm;
+
+/* The backend's state (the `self` of every op). */
+typedef struct cpu_backend {
+    int threads;     /* the one pool's size: OpenMP loops and the split products */
+    bf16_gemm *bf16; /* precision: bf16, else NULL */
+} cpu_backend;
+
 /* Loops below this many elements stay on one thread: fork/join costs more than it saves. */
 #define PAR_MIN 32768
 
