@@ -73,10 +73,25 @@ END_TEST
 static tema_tensor *b_add(tema_graph *g, tema_tensor **in, void *ctx) { (void)ctx; return nn->add(g, in[0], in[1]); }
 static tema_tensor *b_mul(tema_graph *g, tema_tensor **in, void *ctx) { (void)ctx; return nn->mul(g, in[0], in[1]); }
 
+/* An add's backward copies dout into a gradient it writes first: x + x (the second half must
+ * add to the copy) and an add whose inputs reach the loss again through another add. */
+static tema_tensor *b_add_self(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return nn->add(g, in[0], in[0]);
+}
+static tema_tensor *b_add_twice(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return nn->add(g, nn->mul(g, nn->add(g, in[0], in[1]), in[1]), in[0]);
+}
+
 START_TEST(grad_add_mul)
 {
     spec same[2] = {S2(3, 4), S2(3, 4)}, bc[2] = {S3(2, 3, 4), S1(4)};
     gradcheck("add", 2, same, b_add, NULL, 0, EPS, TOL);
+    gradcheck("add of a tensor to itself", 1, same, b_add_self, NULL, 0, EPS, TOL);
+    gradcheck("add reaching inputs twice", 2, same, b_add_twice, NULL, 0, EPS, TOL);
     gradcheck("add broadcast", 2, bc, b_add, NULL, 0, EPS, TOL);
     gradcheck("mul", 2, same, b_mul, NULL, 0, EPS, TOL);
     gradcheck("mul broadcast", 2, bc, b_mul, NULL, 0, EPS, TOL);
