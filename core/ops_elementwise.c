@@ -167,8 +167,13 @@ tema_tensor *dropout_forward(tema_graph *g, tema_tensor *x, float p)
 void dropout_backward(tema_graph *g, const node *n)
 {
     const struct op_dropout *op = &n->dropout;
-    float *dx = grad_of(g, op->x);
-    if (dx) g_be->dropout_bwd(g_bs, op->x->size, op->p, op->seed, n->out->grad, dx);
+    float beta;
+    float *dx = grad_to_write(g, op->x, &beta);
+    if (!dx) return;
+    /* dropout is linear: a gradient written first is the forward's mask applied to dout, one
+     * writing pass instead of zeroing and accumulating */
+    if (beta == 0.0f) g_be->dropout(g_bs, op->x->size, op->p, op->seed, n->out->grad, dx);
+    else g_be->dropout_bwd(g_bs, op->x->size, op->p, op->seed, n->out->grad, dx);
 }
 
 /* ---------------------------------------------------------------- logaddexp_n */

@@ -136,10 +136,21 @@ static tema_tensor *b_dropout(tema_graph *g, tema_tensor **in, void *ctx)
     return nn->dropout(g, nn->dropout(g, in[0], 0.3f), 0.5f);
 }
 
+/* The mul, recorded after the dropout, runs its backward first and writes x's gradient, so
+ * dropout's backward must add to it (two statements: argument order is unspecified). */
+static tema_tensor *b_dropout_accumulating(tema_graph *g, tema_tensor **in, void *ctx)
+{
+    (void)ctx;
+    tema_tensor *d = nn->dropout(g, in[0], 0.3f);
+    tema_tensor *sq = nn->mul(g, in[0], in[0]);
+    return nn->add(g, d, sq);
+}
+
 START_TEST(grad_dropout)
 {
     spec s[1] = {S2(6, 7)};
     gradcheck("dropout", 1, s, b_dropout, NULL, 0, EPS, TOL);
+    gradcheck("dropout into a written gradient", 1, s, b_dropout_accumulating, NULL, 0, EPS, TOL);
 }
 END_TEST
 
