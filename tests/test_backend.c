@@ -889,6 +889,31 @@ START_TEST(cpu_descriptor)
 }
 END_TEST
 
+/* The cpu backend at 1 and at 3 threads, for the tests that compare the two. */
+typedef struct cpu_pair {
+    const tema_backend_ops *ops;
+    tema_cfg *one, *three;
+    void *s1, *s3;
+} cpu_pair;
+
+static cpu_pair cpu_pair_open(void)
+{
+    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
+    cpu_pair p = {.ops = pl->ops, .one = tu_plugin_opts(pl, "threads: 1"), .three = tu_plugin_opts(pl, "threads: 3")};
+    tema_err err = {0};
+    ck_assert_msg(p.ops->init(tema_host_get(), p.one, &p.s1, &err) == TEMA_OK, "%s", err.msg);
+    ck_assert_msg(p.ops->init(tema_host_get(), p.three, &p.s3, &err) == TEMA_OK, "%s", err.msg);
+    return p;
+}
+
+static void cpu_pair_close(cpu_pair *p)
+{
+    p->ops->destroy(p->s1);
+    p->ops->destroy(p->s3);
+    tema_cfg_free(p->one);
+    tema_cfg_free(p->three);
+}
+
 /* The cpu backend's threads split large products among themselves (one pool, OpenBLAS
  * single-threaded inside each): whatever the split (rows or columns, one matrix or a
  * batch, a thread count that does not divide the size), C must be what one thread
@@ -896,13 +921,9 @@ END_TEST
  * bitwise: OpenBLAS takes another kernel path for a small band than for the whole. */
 START_TEST(cpu_sgemm_threads_agree_with_one)
 {
-    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
-    const tema_backend_ops *ops = pl->ops;
-    tema_cfg *one = tu_plugin_opts(pl, "threads: 1"), *three = tu_plugin_opts(pl, "threads: 3");
-    void *s1 = NULL, *s3 = NULL;
-    tema_err err = {0};
-    ck_assert_int_eq(ops->init(tema_host_get(), one, &s1, &err), TEMA_OK);
-    ck_assert_int_eq(ops->init(tema_host_get(), three, &s3, &err), TEMA_OK);
+    cpu_pair cp = cpu_pair_open();
+    const tema_backend_ops *ops = cp.ops;
+    void *s1 = cp.s1, *s3 = cp.s3;
     const int64_t shapes[][4] = {{301, 97, 150, 1}, {97, 301, 150, 1}, {64, 70, 90, 5}, {130, 131, 129, 2}};
     tema_rng_seed(&rng, 77);
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
@@ -924,23 +945,16 @@ START_TEST(cpu_sgemm_threads_agree_with_one)
                               tb, beta, (long long)i, C3[i], C1[i]);
             free(A), free(B), free(C1), free(C3);
         }
-    ops->destroy(s1);
-    ops->destroy(s3);
-    tema_cfg_free(one);
-    tema_cfg_free(three);
+    cpu_pair_close(&cp);
 }
 END_TEST
 
 /* spmm gives one writer per row and sums in entry order: 3 threads give the bits of 1. */
 START_TEST(cpu_spmm_threads_bitwise)
 {
-    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
-    const tema_backend_ops *ops = pl->ops;
-    tema_cfg *one = tu_plugin_opts(pl, "threads: 1"), *three = tu_plugin_opts(pl, "threads: 3");
-    void *s1 = NULL, *s3 = NULL;
-    tema_err err = {0};
-    ck_assert_int_eq(ops->init(tema_host_get(), one, &s1, &err), TEMA_OK);
-    ck_assert_int_eq(ops->init(tema_host_get(), three, &s3, &err), TEMA_OK);
+    cpu_pair cp = cpu_pair_open();
+    const tema_backend_ops *ops = cp.ops;
+    void *s1 = cp.s1, *s3 = cp.s3;
     tema_rng_seed(&rng, 5);
     int64_t *ptr, rows = 20000, cols = 9000, dim = 33;
     int32_t *col;
@@ -952,23 +966,16 @@ START_TEST(cpu_spmm_threads_bitwise)
     ops->spmm(s3, rows, dim, ptr, col, val, x, o3, true);
     ck_assert_mem_eq(o1, o3, sizeof(float) * (size_t)(rows * dim));
     free(ptr), free(col), free(val), free(x), free(o1), free(o3);
-    ops->destroy(s1);
-    ops->destroy(s3);
-    tema_cfg_free(one);
-    tema_cfg_free(three);
+    cpu_pair_close(&cp);
 }
 END_TEST
 
 /* attention_infer's threads split whole (sequence, head) pairs: 3 threads give the bits of 1. */
 START_TEST(cpu_attention_infer_threads_bitwise)
 {
-    const tema_plugin *pl = tema_plugin_entry_backend_cpu(tema_host_get());
-    const tema_backend_ops *ops = pl->ops;
-    tema_cfg *one = tu_plugin_opts(pl, "threads: 1"), *three = tu_plugin_opts(pl, "threads: 3");
-    void *s1 = NULL, *s3 = NULL;
-    tema_err err = {0};
-    ck_assert_int_eq(ops->init(tema_host_get(), one, &s1, &err), TEMA_OK);
-    ck_assert_int_eq(ops->init(tema_host_get(), three, &s3, &err), TEMA_OK);
+    cpu_pair cp = cpu_pair_open();
+    const tema_backend_ops *ops = cp.ops;
+    void *s1 = cp.s1, *s3 = cp.s3;
     tema_rng_seed(&rng, 6);
     const int64_t B = 37, T = 41, heads = 4, hd = 32, ld = 3 * heads * hd, rows = B * T;
     int32_t len[37];
@@ -979,10 +986,7 @@ START_TEST(cpu_attention_infer_threads_bitwise)
     ops->attention_infer(s3, B, T, heads, hd, 0.17f, x, x + heads * hd, x + 2 * heads * hd, ld, len, o3, heads * hd);
     ck_assert_mem_eq(o1, o3, sizeof(float) * (size_t)(rows * heads * hd));
     free(x), free(o1), free(o3);
-    ops->destroy(s1);
-    ops->destroy(s3);
-    tema_cfg_free(one);
-    tema_cfg_free(three);
+    cpu_pair_close(&cp);
 }
 END_TEST
 
