@@ -128,6 +128,7 @@ HOT static void attend(int64_t n, int64_t hd, float scale, const float *q, const
                 for (int64_t d = 0; d < hd; d++) dot += qt[d] * kj[d];
                 s[j] = scale * dot;
             }
+            for (int64_t j = n; j < np; j++) s[j] = 0.0f; /* the padding is masked, but never garbage */
         }
         const float inv = softmax_numerators(n, np, s);
         weighted_sum(n, hd, s, v, ld, inv, out + t * ldo);
