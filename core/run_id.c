@@ -280,16 +280,25 @@ static void strip_execution_tree(json_object *o)
         return;
     }
     if (!json_object_is_type(o, json_type_object)) return;
-    char *drop[64];
-    int n = 0;
-    json_object_object_foreach(o, key, val) {
-        bool out = strstr(key, "cache") != NULL;
-        for (size_t i = 0; !out && i < sizeof execution_only / sizeof execution_only[0]; i++)
-            out = strcmp(execution_only[i].kind, "backend") && !strcmp(execution_only[i].option, key);
-        if (out && n < 64) drop[n++] = key;
-        else strip_execution_tree(val);
+    /* json-c cannot delete during its foreach: drop one key per pass, then recurse */
+    for (const char *drop = ""; drop;) {
+        drop = NULL;
+        json_object_object_foreach(o, key, val) {
+            (void)val;
+            bool out = strstr(key, "cache") != NULL;
+            for (size_t i = 0; !out && i < sizeof execution_only / sizeof execution_only[0]; i++)
+                out = strcmp(execution_only[i].kind, "backend") && !strcmp(execution_only[i].option, key);
+            if (out) {
+                drop = key;
+                break;
+            }
+        }
+        if (drop) json_object_object_del(o, drop);
     }
-    for (int i = 0; i < n; i++) json_object_object_del(o, drop[i]);
+    json_object_object_foreach(o, key, val) {
+        (void)key;
+        strip_execution_tree(val);
+    }
 }
 
 void tema_run_config_strip_execution(json_object *config)
