@@ -24,7 +24,8 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run EXP.yaml [--set key.path=value]... [--results DIR] [--force] [-j N] [--index I]\n"
-    "                         validate and run an experiment (results in DIR, default results/);\n"
+    "                         validate and run an experiment (results in DIR; default: the\n"
+    "                         file's results_dir, else results/; the same for every command);\n"
     "                         a grid runs every unfinished entry, N at a time (threads split\n"
     "                         between them), or only entry I; exit status = failed runs\n"
     "  check EXP.yaml [--set key.path=value]... [--print] [--index I]\n"
@@ -163,7 +164,7 @@ static int parse_bench_arg(exp_args *a, const char *o, const char *v, int *i)
 static int parse_exp_args(int argc, char **argv, exp_args *a, exp_mode mode)
 {
     memset(a, 0, sizeof *a);
-    a->results = "results";
+    a->results = NULL; /* the experiment's results_dir, else results/ (tema_grid_expand) */
     a->jobs = 1;
     a->index = -1;
     a->steps = TEMA_BENCH_STEPS;
@@ -307,7 +308,7 @@ static int cmd_bench(int argc, char **argv)
         rc = fail(&err);
     } else {
         tema_bench_opts o = {.steps = (int)a.steps, .warmup = (int)a.warmup, .eval = a.eval, .threads = (int)a.threads,
-                             .results_dir = a.results, .experiment = g->name, .run = g->has_grid ? (long)k : -1};
+                             .results_dir = g->results_dir, .experiment = g->name, .run = g->has_grid ? (long)k : -1};
         if (tema_bench(g->runs[k].cfg, r, &o, stdout, &err) != TEMA_OK) rc = fail(&err);
     }
     tema_grid_free(g);

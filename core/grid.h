@@ -69,7 +69,8 @@ typedef struct tema_grid {
     tema_cfg *tree_;       /* private: values' storage */
 } tema_grid;
 
-/* Expand an experiment file into its runs. overrides are "key.path=value" as for --set
+/* Expand an experiment file into its runs under results_dir (NULL: the file's `results_dir`,
+ * else "results"; g->results_dir is the one used). overrides are "key.path=value" as for --set
  * (applied after the grid values; setting a grid key is an error). Problems are printed to
  * diag as "FILE:LINE:COL: message" (diag may be NULL) and the first goes into err. Two
  * entries that resolve to the same config are an error. A run folder under the old id

@@ -309,6 +309,7 @@ void tema_run_config_strip_execution(json_object *config)
             if (!strcmp(execution_only[i].kind, "backend")) json_object_object_del(backend, execution_only[i].option);
     if (json_object_object_get_ex(config, "train", &train) && json_object_is_type(train, json_type_object))
         json_object_object_del(train, "resume");
+    json_object_object_del(config, "results_dir");
     strip_execution_tree(config);
 }
 
@@ -487,8 +488,8 @@ static tema_status identity_tree(const tema_cfg *resolved, walk *w, tema_cfg **o
 {
     tema_cfg *t = tema_cfg_clone(resolved);
     if (!t) return tema_fail(err, TEMA_ENOMEM, "out of memory");
-    static const char *const dropped[][2] = {{"", "name"},   {"", "description"}, {"", "grid"},
-                                             {"", "report"}, {"train", "resume"}};
+    static const char *const dropped[][2] = {{"", "name"},   {"", "description"}, {"", "results_dir"},
+                                             {"", "grid"},   {"", "report"},      {"train", "resume"}};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++) drop_key(t, dropped[i][0], dropped[i][1]);
     tema_cfg *dp = (tema_cfg *)tema_cfg_get(t, "dataset.path");
     if (dp && dp->type == TEMA_CFG_SCALAR) {

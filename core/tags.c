@@ -690,7 +690,7 @@ static tema_status load_dataset(const tema_cfg *cfg, const char *results_dir, te
 
 int tema_tags_cli(int argc, char **argv)
 {
-    const char *exp = NULL, *results = "results", *overrides[128];
+    const char *exp = NULL, *results = NULL, *overrides[128]; /* NULL: the experiment's results_dir */
     int n_over = 0;
     bool force = false;
     for (int i = 0; i < argc; i++) {
@@ -729,6 +729,8 @@ int tema_tags_cli(int argc, char **argv)
     if (st == TEMA_OK && !tema_cfg_get(cfg, "model.tagger"))
         st = tema_fail(&err, TEMA_EINVAL, "%s has no model.tagger, so there is nothing to tag; hint: add `tagger: "
                                           "{plugin: lexical}` under model", exp);
+    if (st == TEMA_OK && !results) results = tema_cfg_str(cfg, "results_dir", NULL);
+    if (!results || !*results) results = "results";
     if (st == TEMA_OK) st = load_dataset(cfg, results, &ds, &err);
     if (st == TEMA_OK) st = tema_tag_table_get(cfg, reg, ds, results, force, &t, &err);
     if (st == TEMA_OK) st = tema_tags_select(cfg, reg, &t, &sel, &sname, &rname, &err);

@@ -55,6 +55,8 @@ typedef struct schema_key {
 static const schema_key schema[] = {
     {K("name", V_STRING, NULL), .required = true},
     {K("description", V_STRING, NULL)},
+    /* where this experiment's runs live when no --results is given (not part of a run id) */
+    {K("results_dir", V_STRING, NULL)},
     {K("dataset", V_MAP, NULL), .alias = "data"},
     {K("dataset.path", V_DATASET, NULL), .required = true},
     {K("dataset.max_len", V_INT, "15"), RANGE(1, 512), .alias = "maxlen"},

@@ -296,7 +296,7 @@ START_TEST(t_misspelt_key)
              "'heads'?",
              p);
     ck_assert_msg(strstr(o.diag, want), "%s", o.diag);
-    snprintf(want, sizeof want, "%s:6:1: unknown key 'zzz' at the top level; valid keys: name, description, dataset,", p);
+    snprintf(want, sizeof want, "%s:6:1: unknown key 'zzz' at the top level; valid keys: name, description, results_dir, dataset,", p);
     ck_assert_msg(strstr(o.diag, want), "%s", o.diag);
     done(&o);
 }

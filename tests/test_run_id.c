@@ -156,6 +156,57 @@ START_TEST(t_thread_count_is_not_part_of_the_id)
 }
 END_TEST
 
+/* results_dir: in the file, the runs' folder when no --results is given; never in the id. */
+START_TEST(t_results_dir_is_where_runs_live_and_not_part_of_the_id)
+{
+    const char *tmp = tu_tmpdir();
+    char data[512], plain[600], kept[600], extra[700], path[1200], args[2400], *out, *err;
+    snprintf(data, sizeof data, "%s/data", tmp);
+    snprintf(plain, sizeof plain, "%s/plain.yaml", tmp);
+    snprintf(kept, sizeof kept, "%s/kept.yaml", tmp);
+    snprintf(extra, sizeof extra, "results_dir: '%s/stored'\n", tmp);
+    make_data(data);
+    write_exp(plain, "kept", data, NULL, NULL);
+    write_exp(kept, "kept", data, NULL, extra);
+    tema_registry *r = registry();
+    char id1[17], id2[17], v1a[17], v1b[17];
+    ids_of(plain, NULL, 0, r, id1, v1a);
+    ids_of(kept, NULL, 0, r, id2, v1b);
+    ck_assert_str_eq(id1, id2);
+
+    tema_grid *g = NULL;
+    tema_err e = {0};
+    ck_assert_int_eq(tema_grid_expand(kept, NULL, 0, r, NULL, NULL, &g, &e), TEMA_OK);
+    snprintf(path, sizeof path, "%s/stored/kept/%s", tmp, id1);
+    ck_assert_str_eq(g->runs[0].dir, path);
+    tema_grid_free(g);
+    ck_assert_int_eq(tema_grid_expand(kept, NULL, 0, r, "elsewhere", NULL, &g, &e), TEMA_OK);
+    snprintf(path, sizeof path, "elsewhere/kept/%s", id1);
+    ck_assert_str_eq(g->runs[0].dir, path); /* --results wins */
+    tema_grid_free(g);
+    tema_registry_free(r);
+
+    /* run, status and report of the file all find the folder without --results */
+    snprintf(args, sizeof args, "run '%s'", kept);
+    ck_assert_msg(tu_tema(args, &out, &err) == 0, "run failed: %s", err);
+    free(out);
+    free(err);
+    snprintf(path, sizeof path, "%s/stored/kept/%s/DONE", tmp, id1);
+    ck_assert_msg(access(path, F_OK) == 0, "no %s", path);
+    snprintf(args, sizeof args, "status '%s'", kept);
+    ck_assert_int_eq(tu_tema(args, &out, &err), 0);
+    ck_assert_msg(strstr(out, "1 done"), "status: %s", out);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "report '%s' --format md --no-plots", kept);
+    ck_assert_msg(tu_tema(args, &out, &err) == 0, "report failed: %s", err);
+    free(out);
+    free(err);
+    snprintf(path, sizeof path, "%s/stored/kept/report", tmp);
+    ck_assert_msg(access(path, F_OK) == 0, "no %s", path);
+}
+END_TEST
+
 /* An encoder plugin "probe" (version `version`) with option width (default 4) and, when
  * `extra` is not empty, that option declaration too; built into dir/probe.so. */
 static void build_probe(const char *dir, const char *version, const char *extra)
@@ -378,6 +429,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_file_fingerprint_is_xxh64);
     tcase_add_test(tc, t_same_data_through_a_symlink_and_a_copy_is_one_run);
     tcase_add_test(tc, t_thread_count_is_not_part_of_the_id);
+    tcase_add_test(tc, t_results_dir_is_where_runs_live_and_not_part_of_the_id);
     tcase_add_test(tc, t_an_option_added_with_its_default_keeps_the_id);
     tcase_add_test(tc, t_a_run_of_the_old_scheme_is_moved_and_found_done);
     tcase_add_test(tc, t_a_resume_after_a_plugin_file_changed_is_refused);
