@@ -234,6 +234,13 @@ const char *tema_cfg_str(const tema_cfg *root, const char *path, const char *fal
     return n && n->type == TEMA_CFG_SCALAR ? n->value : fallback;
 }
 
+const char *tema_cfg_results_dir(const tema_cfg *experiment, const char *given)
+{
+    if (given && *given) return given;
+    const char *own = experiment ? tema_cfg_str(experiment, "results_dir", NULL) : NULL;
+    return own && *own ? own : "results";
+}
+
 int64_t tema_cfg_int(const tema_cfg *root, const char *path, int64_t fallback)
 {
     const tema_cfg *n = tema_cfg_get(root, path);

@@ -36,6 +36,9 @@ const tema_cfg *tema_cfg_get(const tema_cfg *root, const char *path);
 /* Typed getters: the fallback when absent or ill-typed. For hand-built trees (tests, store
  * metadata); a resolved experiment has every default filled, so read it with tema_cfg_need_*. */
 const char *tema_cfg_str(const tema_cfg *root, const char *path, const char *fallback);
+/* An experiment's results folder: `given` (--results) when not NULL or empty, else the file's
+ * `results_dir:`, else "results" (the one place that default lives). Points into its inputs. */
+const char *tema_cfg_results_dir(const tema_cfg *experiment, const char *given);
 int64_t tema_cfg_int(const tema_cfg *root, const char *path, int64_t fallback);
 double tema_cfg_float(const tema_cfg *root, const char *path, double fallback);
 bool tema_cfg_bool(const tema_cfg *root, const char *path, bool fallback);

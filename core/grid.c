@@ -415,8 +415,7 @@ tema_status tema_grid_expand(const char *path, const char *const *overrides, int
     tema_cfg_diag d = {.out = diag, .err = err};
     tema_cfg *file = NULL;
     if (!tema_cfg_load_experiment(path, &d, &file)) return tema_cfg_diag_flush(&d);
-    if (!results_dir) results_dir = tema_cfg_str(file, "results_dir", NULL);
-    if (!results_dir || !*results_dir) results_dir = "results";
+    results_dir = tema_cfg_results_dir(file, results_dir);
     tema_grid *g = calloc(1, sizeof *g);
     if (!g) {
         tema_cfg_free(file);

@@ -729,8 +729,7 @@ int tema_tags_cli(int argc, char **argv)
     if (st == TEMA_OK && !tema_cfg_get(cfg, "model.tagger"))
         st = tema_fail(&err, TEMA_EINVAL, "%s has no model.tagger, so there is nothing to tag; hint: add `tagger: "
                                           "{plugin: lexical}` under model", exp);
-    if (st == TEMA_OK && !results) results = tema_cfg_str(cfg, "results_dir", NULL);
-    if (!results || !*results) results = "results";
+    results = tema_cfg_results_dir(st == TEMA_OK ? cfg : NULL, results);
     if (st == TEMA_OK) st = load_dataset(cfg, results, &ds, &err);
     if (st == TEMA_OK) st = tema_tag_table_get(cfg, reg, ds, results, force, &t, &err);
     if (st == TEMA_OK) st = tema_tags_select(cfg, reg, &t, &sel, &sname, &rname, &err);

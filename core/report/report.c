@@ -65,8 +65,7 @@ static tema_status open_experiment(report_ctx *R, const char *exp_path, const te
         return rep_spec_fail(err, tema_cfg_get(R->yaml, "name") ? tema_cfg_get(R->yaml, "name") : R->yaml,
                              "%s: %s; the report reads RESULTS/<name>/", exp_path,
                              R->name ? "the name is not a folder name" : "no name: key");
-    const char *results_dir = o->results_dir && *o->results_dir ? o->results_dir : tema_cfg_str(R->yaml, "results_dir", NULL);
-    R->results_dir = rep_strdup(&R->ar, results_dir && *results_dir ? results_dir : "results");
+    R->results_dir = rep_strdup(&R->ar, tema_cfg_results_dir(R->yaml, o->results_dir));
     R->exp_dir = rep_path_join(&R->ar, R->results_dir, R->name);
     R->out_dir = o->out_dir && *o->out_dir ? rep_strdup(&R->ar, o->out_dir)
                                            : rep_path_join(&R->ar, R->exp_dir, "report");
