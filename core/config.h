@@ -86,6 +86,14 @@ typedef struct tema_cfg_plugin_slot {
 } tema_cfg_plugin_slot;
 size_t tema_cfg_plugin_slots(tema_cfg_plugin_slot *out, size_t cap);
 
+/* Keys of the core schema added after run-id scheme 2, with their defaults (YAML scalars): a
+ * run's identity holds one only when its value differs from the default, so stored runs keep
+ * their ids. Fills out[] (up to cap) and returns how many there are. */
+typedef struct tema_cfg_later_key {
+    const char *path, *def;
+} tema_cfg_later_key;
+size_t tema_cfg_later_keys(tema_cfg_later_key *out, size_t cap);
+
 /* Is a plugin's string option a file or folder path (named path/file/dir or *_path,
  * *_file, *_dir)? Such options are resolved against the current directory and stored
  * absolute. */

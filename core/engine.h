@@ -31,6 +31,11 @@ void tema_params_zero_grad(tema_params *p);
 typedef struct tema_adam {
     float lr, beta1, beta2, eps, weight_decay;  /* weight decay as L2 added to the gradient (torch Adam) */
     int64_t step;
+    /* Lazy (sparse) Adam, train.optimizer: lazy_adam: of a table the step read by rows
+     * (embedding, gather_rows, rowdot) only those rows are updated, and a tensor the gradient
+     * did not reach is not updated at all; their moments do not decay meanwhile. Plain Adam
+     * updates every tensor every step. */
+    bool lazy;
 } tema_adam;
 void tema_adam_step(tema_params *p, tema_adam *opt);
 

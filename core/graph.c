@@ -302,7 +302,7 @@ node *tape_push(tema_graph *g, op_kind kind, tema_tensor *out)
     return n;
 }
 
-float *grad_of(tema_graph *g, tema_tensor *t)
+static float *grad_buffer(tema_graph *g, tema_tensor *t)
 {
     if (!needs_grad(t)) return NULL;
     if (!t->grad) {
@@ -312,10 +312,34 @@ float *grad_of(tema_graph *g, tema_tensor *t)
     return t->grad;
 }
 
+float *grad_of(tema_graph *g, tema_tensor *t)
+{
+    float *d = grad_buffer(g, t);
+    if (d) param_touch_all(t);
+    return d;
+}
+
+float *grad_of_rows(tema_graph *g, tema_tensor *t, const int32_t *host_ids, int64_t n)
+{
+    float *d = grad_buffer(g, t);
+    if (d && host_ids) param_touch_rows(t, host_ids, n);
+    else if (d) param_touch_all(t);
+    return d;
+}
+
+const int32_t *host_ids_of_param(tema_graph *g, const tema_tensor *t, const int32_t *ids, int64_t n)
+{
+    if (!t || !(t->flags & TEMA_TENSOR_PARAM) || n <= 0) return NULL;
+    int32_t *copy = arena_alloc(&g->host, (size_t)n * sizeof *copy); /* NULL: all rows, not an error */
+    if (copy) memcpy(copy, ids, (size_t)n * sizeof *copy);
+    return copy;
+}
+
 float *grad_to_write(tema_graph *g, tema_tensor *t, float *beta)
 {
     *beta = 1.0f;
     if (!needs_grad(t)) return NULL;
+    param_touch_all(t);
     if (!t->grad) {
         t->grad = dev_floats(g, t->size);
         *beta = 0.0f;

@@ -54,7 +54,7 @@ struct tema_csr {
 /* reshape: x [...] -> out [...] with the same elements; out's gradient is a buffer of its own. */
 struct op_view { tema_tensor *x; };
 /* embedding / gather_rows: x [n_x, dim...], ids [n] (backend, -1 = zeros) -> out [n, dim...] */
-struct op_gather { tema_tensor *x; int32_t *ids; int64_t n, dim; };
+struct op_gather { tema_tensor *x; int32_t *ids; const int32_t *host_ids; int64_t n, dim; };
 /* xs[i] [rows, d_i] for i < count -> out [rows, dim = sum d_i] */
 struct op_concat { tema_tensor **xs; int count; int64_t rows, dim; };
 /* x [rows, dim] -> out [rows, len] = x[:, start:start+len] */
@@ -95,7 +95,7 @@ struct op_weighted_mean { tema_tensor *x; float *w; float scale; };
 /* logits [rows, classes], targets [rows] (backend, -1 = ignored) -> out [1]; lse [rows] saved */
 struct op_cross_entropy { tema_tensor *logits; int32_t *targets; float *lse; float scale; int64_t rows, classes; };
 /* h [rows, dim], items [n, dim], targets [rows] (backend) -> out [rows] */
-struct op_rowdot { tema_tensor *h, *items; int32_t *targets; float inv_temp; int64_t rows, dim; };
+struct op_rowdot { tema_tensor *h, *items; int32_t *targets; const int32_t *host_targets; float inv_temp; int64_t rows, dim; };
 /* h [rows, dim], items [n, dim] -> out [rows]; groups of rows sharing a range (ops_loss.c),
  * logits/dout the forward's scratch, reused in backward */
 struct op_lse_chunked {
@@ -157,6 +157,12 @@ tema_tensor *new_tensor(tema_graph *g, int ndim, const int64_t *shape);
 node *tape_push(tema_graph *g, op_kind kind, tema_tensor *out);
 /* Gradient buffer of t, created zeroed the first time backward needs it; NULL when t takes none. */
 float *grad_of(tema_graph *g, tema_tensor *t);
+/* grad_of for an op that writes only rows host_ids[0..n) of t's gradient (gather's and rowdot's
+ * scatters): a parameter's store then zeroes and, under lazy Adam, updates only those rows.
+ * host_ids NULL: any row. */
+float *grad_of_rows(tema_graph *g, tema_tensor *t, const int32_t *host_ids, int64_t n);
+/* A step-long host copy of ids [n] when t is a parameter (for grad_of_rows), else NULL. */
+const int32_t *host_ids_of_param(tema_graph *g, const tema_tensor *t, const int32_t *ids, int64_t n);
 /* t's gradient for an op that can overwrite it: on its first write (no buffer yet) the buffer
  * comes unzeroed and *beta = 0 (assign), else *beta = 1 (accumulate). Zeroing every gradient
  * before accumulating into it was 12% of a TEMA-LLM training step. NULL: no gradient. */

@@ -14,6 +14,12 @@ tema_tensor *tema_params_constant(tema_params *p, const char *name, int ndim, co
 tema_csr *tema_params_csr(tema_params *p, const char *name, int64_t rows, int64_t cols, const int64_t *row_ptr,
                           const int32_t *col_idx, const float *values, tema_err *err);
 
+/* The autograd reports which rows of a parameter's gradient a step writes (core/params.c keeps
+ * them for zero_grad and lazy Adam): ids [n] host, -1 skipped, for an op that scatters rows of
+ * t's gradient; _all for any other write. Not parameters: ignored. */
+void param_touch_rows(tema_tensor *t, const int32_t *ids, int64_t n);
+void param_touch_all(tema_tensor *t);
+
 /* The sparse matrix itself (core/ops_graph.c): validated, transposed and uploaded to the
  * active backend by csr_new; csr_free releases it on the backend that holds it. */
 tema_csr *csr_new(const char *name, int64_t rows, int64_t cols, const int64_t *row_ptr, const int32_t *col_idx,

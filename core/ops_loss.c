@@ -110,8 +110,13 @@ tema_tensor *rowdot_forward(tema_graph *g, tema_tensor *h, tema_tensor *items, c
     if (needs_grad(h) || needs_grad(items)) {
         node *n = tape_push(g, OP_ROWDOT, out);
         if (n)
-            n->rowdot = (struct op_rowdot){
-                .h = h, .items = items, .targets = t, .inv_temp = inv_temp, .rows = rows, .dim = d};
+            n->rowdot = (struct op_rowdot){.h = h,
+                                           .items = items,
+                                           .targets = t,
+                                           .host_targets = host_ids_of_param(g, items, targets, rows),
+                                           .inv_temp = inv_temp,
+                                           .rows = rows,
+                                           .dim = d};
     }
     return out;
 }
@@ -119,7 +124,7 @@ tema_tensor *rowdot_forward(tema_graph *g, tema_tensor *h, tema_tensor *items, c
 void rowdot_backward(tema_graph *g, const node *n)
 {
     const struct op_rowdot *op = &n->rowdot;
-    float *dh = grad_of(g, op->h), *di = grad_of(g, op->items);
+    float *dh = grad_of(g, op->h), *di = grad_of_rows(g, op->items, op->host_targets, op->rows);
     g_be->rowdot_bwd(g_bs, op->rows, op->dim, op->inv_temp, op->h->data, op->items->data, op->targets, n->out->grad,
                      dh, di);
 }

@@ -79,7 +79,9 @@ static tema_tensor *gather_forward(tema_graph *g, tema_tensor *x, const int32_t 
     g_be->gather(g_bs, count, dim, ids, x->data, out->data);
     if (needs_grad(x)) {
         node *n = tape_push(g, OP_GATHER, out);
-        if (n) n->gather = (struct op_gather){.x = x, .ids = ids, .n = count, .dim = dim};
+        if (n)
+            n->gather = (struct op_gather){
+                .x = x, .ids = ids, .host_ids = host_ids_of_param(g, x, idx, count), .n = count, .dim = dim};
     }
     return out;
 }
@@ -98,7 +100,7 @@ tema_tensor *gather_rows_forward(tema_graph *g, tema_tensor *x, const int32_t *i
 void gather_backward(tema_graph *g, const node *n)
 {
     const struct op_gather *op = &n->gather;
-    float *dx = grad_of(g, op->x);
+    float *dx = grad_of_rows(g, op->x, op->host_ids, op->n);
     if (dx) g_be->scatter_add(g_bs, op->n, op->dim, op->ids, n->out->grad, dx);
 }
 

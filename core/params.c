@@ -14,8 +14,27 @@
 #include "nn_internal.h"
 #include "util.h"
 
+/* The rows of a learnable tensor (viewed [rows, dim], dim = all but the first dimension) whose
+ * gradient the current step wrote, as the autograd reports them (param_touch_rows/_all):
+ * zero_grad then zeroes only those, and lazy Adam updates only those. */
+typedef struct row_touch {
+    int64_t rows, dim;
+    bool all;            /* a write that may reach any row (or rows not tracked) */
+    uint32_t *stamp;     /* host [rows]: == the store's epoch when touched this step; lazily allocated */
+    int32_t *list;       /* host: the touched rows, distinct, in the order first touched */
+    int64_t n, cap;
+} row_touch;
+
+/* A parameter tensor and its row bookkeeping in one block: the autograd holds only the tensor
+ * pointer, and param_of() gets back to the rest (the tensor is the first member). */
+typedef struct param_tensor {
+    tema_tensor t;
+    tema_params *owner;
+    row_touch touch;
+} param_tensor;
+
 typedef struct param_entry {
-    tema_tensor *t;      /* individually allocated so the pointer handed out stays valid */
+    tema_tensor *t;      /* &param_tensor.t, individually allocated so the pointer handed out stays valid */
     tema_init init;
     float scale;
     float *host;         /* constants: copy of the caller's data until finalize */
@@ -34,12 +53,16 @@ struct tema_params {
     int64_t n_values, n_learn;
     tema_csr **csrs;     /* sparse matrices (csr()), each its own backend block */
     size_t n_csrs, cap_csrs;
+    uint32_t epoch;      /* the step's stamp for row_touch.stamp (advanced by zero_grad) */
+    int32_t *dev_rows;   /* backend copy of one tensor's touched rows, for adam_rows / zero_rows */
+    int64_t dev_rows_cap;
+    bool touch_failed;   /* bookkeeping ran out of memory: treat every tensor as all-rows */
 };
 
 tema_params *tema_params_new(uint64_t seed)
 {
     tema_params *p = calloc(1, sizeof *p);
-    if (p) p->seed = seed;
+    if (p) p->seed = seed, p->epoch = 1;
     return p;
 }
 
@@ -51,12 +74,16 @@ void tema_params_free(tema_params *p)
         p->be->free(p->bs, p->grads);
         p->be->free(p->bs, p->m);
         p->be->free(p->bs, p->v);
+        p->be->free(p->bs, p->dev_rows);
     }
     for (size_t i = 0; i < p->n_csrs; i++) csr_free(p->csrs[i]);
     free(p->csrs);
     for (size_t i = 0; i < p->n; i++) {
-        free((char *)p->e[i].t->name);
-        free(p->e[i].t);
+        param_tensor *pt = (param_tensor *)p->e[i].t;
+        free((char *)pt->t.name);
+        free(pt->touch.stamp);
+        free(pt->touch.list);
+        free(pt);
         free(p->e[i].host);
     }
     free(p->e);
@@ -104,13 +131,16 @@ static tema_tensor *declare(tema_params *p, const char *name, int ndim, const in
         p->e = e;
         p->cap = cap;
     }
-    tema_tensor *t = calloc(1, sizeof *t);
+    param_tensor *pt = calloc(1, sizeof *pt);
     char *nm = strdup(name);
-    if (!t || !nm) {
-        free(t);
+    if (!pt || !nm) {
+        free(pt);
         free(nm);
         return NULL;
     }
+    tema_tensor *t = &pt->t;
+    pt->owner = p;
+    pt->touch = (row_touch){.rows = shape[0], .dim = size / shape[0]};
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
     t->size = size;
@@ -265,9 +295,122 @@ size_t tema_params_bytes(const tema_params *p)
 
 tema_tensor *tema_params_at(tema_params *p, size_t i) { return p && i < p->n ? p->e[i].t : NULL; }
 
+/* ---- which rows a step's gradient reached ---- */
+
+static param_tensor *param_of(tema_tensor *t) { return (param_tensor *)t; }
+
+void param_touch_all(tema_tensor *t)
+{
+    if (t && learnable(t)) param_of(t)->touch.all = true;
+}
+
+void param_touch_rows(tema_tensor *t, const int32_t *ids, int64_t n)
+{
+    if (!t || !learnable(t)) return;
+    param_tensor *pt = param_of(t);
+    row_touch *r = &pt->touch;
+    if (r->all) return;
+    if (!r->stamp && !(r->stamp = calloc((size_t)r->rows, sizeof *r->stamp))) {
+        r->all = true; /* no memory for the bookkeeping: the whole tensor, as before it existed */
+        return;
+    }
+    const uint32_t epoch = pt->owner->epoch;
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t id = ids[i]; /* in [-1, rows): the ops checked them in forward */
+        if (id < 0 || r->stamp[id] == epoch) continue;
+        if (r->n == r->cap) {
+            int64_t cap = r->cap ? 2 * r->cap : 256;
+            cap = cap < r->rows ? cap : r->rows;
+            int32_t *l = realloc(r->list, (size_t)cap * sizeof *l);
+            if (!l) {
+                r->all = true;
+                return;
+            }
+            r->list = l;
+            r->cap = cap;
+        }
+        r->stamp[id] = epoch;
+        r->list[r->n++] = id;
+    }
+}
+
+/* The touched rows of r on the backend (one buffer reused for every tensor); NULL when it
+ * cannot grow. */
+static const int32_t *rows_on_device(tema_params *p, const row_touch *r)
+{
+    if (r->n > p->dev_rows_cap) {
+        p->be->free(p->bs, p->dev_rows);
+        p->dev_rows = p->be->alloc(p->bs, (size_t)r->n * sizeof(int32_t));
+        p->dev_rows_cap = p->dev_rows ? r->n : 0;
+        if (!p->dev_rows) return NULL;
+    }
+    p->be->to_device(p->bs, p->dev_rows, r->list, (size_t)r->n * sizeof(int32_t));
+    return p->dev_rows;
+}
+
+static void zero_span(tema_params *p, int64_t off, int64_t n)
+{
+    if (n > 0) p->be->memset0(p->bs, p->grads + off, (size_t)n * sizeof(float));
+}
+
+/* Zeroes what the last step wrote: only the touched rows of a table that the autograd wrote
+ * by rows alone (and mostly not), whole tensors otherwise, also where the autograd reported
+ * nothing (a gradient may be written by hand). Adjacent whole tensors go as one sweep. */
 void tema_params_zero_grad(tema_params *p)
 {
-    if (p && p->finalized) p->be->memset0(p->bs, p->grads, (size_t)p->n_learn * sizeof(float));
+    if (!p || !p->finalized) return;
+    const bool by_rows = TEMA_BACKEND_HAS(p->be, zero_rows);
+    int64_t run_off = 0, run_len = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!learnable(p->e[i].t)) continue;
+        row_touch *r = &param_of(p->e[i].t)->touch;
+        const bool whole = r->all || r->n == 0 || !by_rows || 4 * r->n > r->rows;
+        if (whole && run_off + run_len == p->e[i].off) {
+            run_len += p->e[i].t->size;
+        } else if (whole) {
+            zero_span(p, run_off, run_len);
+            run_off = p->e[i].off;
+            run_len = p->e[i].t->size;
+        } else {
+            const int32_t *rows = rows_on_device(p, r);
+            if (rows) p->be->zero_rows(p->bs, r->n, r->dim, rows, p->grads + p->e[i].off);
+            else zero_span(p, p->e[i].off, p->e[i].t->size);
+        }
+        r->all = false;
+        r->n = 0;
+    }
+    zero_span(p, run_off, run_len);
+    if (++p->epoch == 0) { /* 2^32 steps: restart the stamps rather than mistake an old one for now */
+        for (size_t i = 0; i < p->n; i++) {
+            row_touch *r = &param_of(p->e[i].t)->touch;
+            if (r->stamp) memset(r->stamp, 0, (size_t)r->rows * sizeof *r->stamp);
+        }
+        p->epoch = 1;
+    }
+}
+
+/* The one Adam update of entries i..j-1 (adjacent in the buffers): one sweep. */
+static void adam_span(tema_params *p, const tema_adam *opt, size_t i, int64_t n, bool no_decay, float bc1, float bc2)
+{
+    const int64_t off = p->e[i].off;
+    p->be->adam(p->bs, n, opt->lr, opt->beta1, opt->beta2, opt->eps, no_decay ? 0.0f : opt->weight_decay, bc1, bc2,
+                p->values + off, p->grads + off, p->m + off, p->v + off);
+}
+
+/* Lazy Adam's update of one tensor: only its touched rows, or nothing when the step's gradient
+ * did not reach it (PyTorch skips a parameter whose grad is None the same way). */
+static void adam_lazy_rows(tema_params *p, const tema_adam *opt, size_t i, float bc1, float bc2)
+{
+    const row_touch *r = &param_of(p->e[i].t)->touch;
+    if (r->n == 0) return;
+    const int64_t off = p->e[i].off;
+    const float wd = (p->e[i].t->flags & TEMA_TENSOR_NO_DECAY) ? 0.0f : opt->weight_decay;
+    const int32_t *rows = rows_on_device(p, r);
+    if (rows)
+        p->be->adam_rows(p->bs, r->n, r->dim, rows, opt->lr, opt->beta1, opt->beta2, opt->eps, wd, bc1, bc2,
+                         p->values + off, p->grads + off, p->m + off, p->v + off);
+    else
+        adam_span(p, opt, i, p->e[i].t->size, wd == 0.0f, bc1, bc2);
 }
 
 void tema_adam_step(tema_params *p, tema_adam *opt)
@@ -276,23 +419,28 @@ void tema_adam_step(tema_params *p, tema_adam *opt)
     opt->step++;
     float bc1 = (float)(1.0 - pow(opt->beta1, (double)opt->step));
     float bc2 = (float)(1.0 - pow(opt->beta2, (double)opt->step));
-    /* Runs of tensors that share a weight decay go to the kernel as one sweep. */
+    const bool lazy = opt->lazy && TEMA_BACKEND_HAS(p->be, adam_rows);
+    /* Runs of tensors that share a weight decay go to the kernel as one sweep; under lazy Adam a
+     * tensor whose gradient did not reach every row is updated on its own. */
     size_t i = 0;
     while (i < p->n) {
         if (!learnable(p->e[i].t)) {
             i++;
             continue;
         }
+        if (lazy && !param_of(p->e[i].t)->touch.all) {
+            adam_lazy_rows(p, opt, i++, bc1, bc2);
+            continue;
+        }
         bool no_decay = (p->e[i].t->flags & TEMA_TENSOR_NO_DECAY) != 0;
         int64_t off = p->e[i].off, n = 0;
         size_t j = i;
         while (j < p->n && learnable(p->e[j].t) && ((p->e[j].t->flags & TEMA_TENSOR_NO_DECAY) != 0) == no_decay &&
-               p->e[j].off == off + n) {
+               p->e[j].off == off + n && !(lazy && !param_of(p->e[j].t)->touch.all)) {
             n += p->e[j].t->size;
             j++;
         }
-        p->be->adam(p->bs, n, opt->lr, opt->beta1, opt->beta2, opt->eps, no_decay ? 0.0f : opt->weight_decay, bc1,
-                    bc2, p->values + off, p->grads + off, p->m + off, p->v + off);
+        adam_span(p, opt, i, n, no_decay, bc1, bc2);
         i = j;
     }
 }

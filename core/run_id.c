@@ -483,6 +483,23 @@ static void canon_slots(tema_cfg *root, walk *w)
     }
 }
 
+/* Keys the schema gained after scheme 2 count only when set to something else than their
+ * default: a run from before the key existed ran with the default and keeps its id. */
+static void drop_later_defaults(tema_cfg *root)
+{
+    tema_cfg_later_key keys[16];
+    size_t n = tema_cfg_later_keys(keys, 16);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        const tema_cfg *v = tema_cfg_get(root, keys[i].path);
+        if (!v || v->type != TEMA_CFG_SCALAR || !keys[i].def || strcmp(v->value, keys[i].def)) continue;
+        char parent[128];
+        const char *dot = strrchr(keys[i].path, '.');
+        size_t len = dot ? (size_t)(dot - keys[i].path) : 0;
+        snprintf(parent, sizeof parent, "%.*s", (int)len, keys[i].path);
+        drop_key(root, parent, dot ? dot + 1 : keys[i].path);
+    }
+}
+
 /* The identity tree (see run_id.h), built from a copy of resolved. */
 static tema_status identity_tree(const tema_cfg *resolved, walk *w, tema_cfg **out, tema_err *err)
 {
@@ -491,6 +508,7 @@ static tema_status identity_tree(const tema_cfg *resolved, walk *w, tema_cfg **o
     static const char *const dropped[][2] = {{"", "name"},   {"", "description"}, {"", "results_dir"},
                                              {"", "grid"},   {"", "report"},      {"train", "resume"}};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++) drop_key(t, dropped[i][0], dropped[i][1]);
+    drop_later_defaults(t);
     tema_cfg *dp = (tema_cfg *)tema_cfg_get(t, "dataset.path");
     if (dp && dp->type == TEMA_CFG_SCALAR) {
         char fp[4200];

@@ -48,6 +48,7 @@ typedef struct settings {
     int patience, eval_every;
     uint64_t seed;
     bool resume;
+    bool lazy_adam;         /* train.optimizer: lazy_adam */
     int positions;
     bool full_protocol;
     int32_t n_neg;
@@ -73,7 +74,7 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
     if (!s->backend_name)
         return tema_fail(err, TEMA_EINTERNAL, "config backend: no plugin in the resolved config; a bug");
     int64_t max_len, epochs, batch, patience, eval_every, seed, n_neg, eval_batch;
-    const char *protocol;
+    const char *protocol, *optimizer;
     tema_status st;
     if ((st = tema_cfg_need_int(c, "dataset.max_len", &max_len, err)) ||
         (st = tema_cfg_need_int(c, "train.epochs", &epochs, err)) ||
@@ -86,6 +87,7 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
         (st = tema_cfg_need_int(c, "train.eval_every", &eval_every, err)) ||
         (st = tema_cfg_need_int(c, "train.seed", &seed, err)) ||
         (st = tema_cfg_need_bool(c, "train.resume", &s->resume, err)) ||
+        (st = tema_cfg_need_str(c, "train.optimizer", &optimizer, err)) ||
         (st = tema_cfg_need_str(c, "eval.protocol", &protocol, err)) ||
         (st = tema_cfg_need_int(c, "eval.negatives", &n_neg, err)) ||
         (st = tema_cfg_need_int(c, "eval.batch_size", &eval_batch, err)))
@@ -99,6 +101,7 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
     s->n_neg = (int32_t)n_neg;
     s->eval_batch = (int)eval_batch;
     s->full_protocol = !strcmp(protocol, "full");
+    s->lazy_adam = !strcmp(optimizer, "lazy_adam");
     /* Options of the backend and loss plugins that the trainer needs too; plugins that do not
      * declare them get these values. (Moving them to train.* changes every run id: see issue 11.) */
     s->threads = (int)tema_cfg_int(c, "backend.threads", 1);
@@ -732,7 +735,11 @@ static tema_status run_session(runner *r, const char *name, tema_run_state rs, c
 static tema_status prepare_training(runner *r, tema_err *err)
 {
     r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
-                         .weight_decay = (float)r->s.weight_decay};
+                         .weight_decay = (float)r->s.weight_decay, .lazy = r->s.lazy_adam};
+    if (r->s.lazy_adam && !TEMA_BACKEND_HAS(r->be, adam_rows))
+        return tema_fail(err, TEMA_EINVAL, "config train.optimizer: lazy_adam needs a backend with adam_rows (ops "
+                                           "version 6), and backend %s has none; hint: rebuild the backend plugin, "
+                                           "or use train.optimizer: adam", r->s.backend_name);
     tema_status st = tema_batch_buf_init(&r->train_bb, r->s.batch_size, r->s.max_len, r->s.positions, err);
     if (st == TEMA_OK) st = check_splits(r, err);
     if (st == TEMA_OK) st = draw_eval_negatives(r, err);

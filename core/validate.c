@@ -43,6 +43,8 @@ typedef struct schema_key {
     bool lo_open;        /* lo itself is not allowed (lr > 0) */
     const char *choices; /* ENUM / STRING_LIST: "a|b"; PLUGIN(_LIST): the kind */
     const char *alias;   /* a name people often write instead, for "did you mean" */
+    bool later;          /* added after run-id scheme 2: in a run's identity only when not def
+                          * (a scalar), so adding the key moved no stored run (core/run_id.c) */
 } schema_key;
 
 #define K(path_, type_, def_) .path = (path_), .type = (type_), .def = (def_)
@@ -85,6 +87,8 @@ static const schema_key schema[] = {
     {K("train.eval_every", V_INT, "5"), AT_LEAST(1)},
     {K("train.seed", V_INT, "2040"), AT_LEAST(0)},
     {K("train.grad_clip", V_FLOAT, "0"), AT_LEAST(0)},          /* 0 = no clipping */
+    /* lazy_adam: tables read by rows update only the rows a step read (core/engine.h tema_adam) */
+    {K("train.optimizer", V_ENUM, "adam"), .choices = "adam|lazy_adam", .later = true},
     {K("train.resume", V_BOOL, "true")},
     {K("eval", V_MAP, NULL), .alias = "evaluation"},
     {K("eval.protocol", V_ENUM, "sampled"), .choices = "sampled|full"},
@@ -471,6 +475,17 @@ size_t tema_cfg_plugin_slots(tema_cfg_plugin_slot *out, size_t cap)
     return n;
 }
 
+
+size_t tema_cfg_later_keys(tema_cfg_later_key *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_SCHEMA; i++) {
+        if (!schema[i].later) continue;
+        if (n < cap) out[n] = (tema_cfg_later_key){.path = schema[i].path, .def = schema[i].def};
+        n++;
+    }
+    return n;
+}
 
 bool tema_option_is_path(const char *name)
 {

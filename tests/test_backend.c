@@ -544,7 +544,23 @@ static void t_adam(const backend *b)
     expect_close(b, "adam m", om, wm, n, 1e-5);
     expect_close(b, "adam v", ov, wv, n, 1e-5);
     b->ops->free(b->self, d_g);
+    /* the row forms on rows {4, 1} of [5, 10]: those rows exactly as the full sweep left them
+     * (op, om, ov), the other rows untouched; zero_rows clears the same rows only */
+    const int32_t rows[2] = {4, 1};
+    int32_t *d_rows = dev(b, rows, sizeof rows);
+    d_p = devf(b, p, n), d_g = devf(b, g, n), d_m = devf(b, m, n), d_v = devf(b, v, n);
+    b->ops->adam_rows(b->self, 2, 10, d_rows, lr, b1, b2, eps, wd, bc1, bc2, d_p, d_g, d_m, d_v);
+    b->ops->zero_rows(b->self, 2, 10, d_rows, d_g);
+    float *rp = back(b, d_p, n), *rm = back(b, d_m, n), *rv = back(b, d_v, n), *rg = back(b, d_g, n);
+    for (int64_t i = 0; i < n; i++) {
+        const bool hit = i / 10 == 4 || i / 10 == 1;
+        ck_assert_msg(rp[i] == (hit ? op[i] : p[i]) && rm[i] == (hit ? om[i] : m[i]) && rv[i] == (hit ? ov[i] : v[i]),
+                      "%s: adam_rows element %lld: %g %g %g", b->label, (long long)i, rp[i], rm[i], rv[i]);
+        ck_assert_msg(rg[i] == (hit ? 0.0f : g[i]), "%s: zero_rows element %lld = %g", b->label, (long long)i, rg[i]);
+    }
+    b->ops->free(b->self, d_rows);
     free(p), free(g), free(m), free(v), free(wp), free(wm), free(wv), free(op), free(om), free(ov);
+    free(rp), free(rm), free(rv), free(rg);
 }
 
 /* Sizes where a device backend needs several blocks per launch, several loop trips per

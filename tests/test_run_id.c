@@ -156,6 +156,38 @@ START_TEST(t_thread_count_is_not_part_of_the_id)
 }
 END_TEST
 
+/* train.optimizer came after run-id scheme 2: at its default it is not in the identity (every run
+ * stored before it keeps its id), set to anything else it is. */
+START_TEST(t_a_core_key_added_later_counts_only_when_set)
+{
+    const char *tmp = tu_tmpdir();
+    char data[512], exp[600];
+    snprintf(data, sizeof data, "%s/data", tmp);
+    snprintf(exp, sizeof exp, "%s/exp.yaml", tmp);
+    make_data(data);
+    write_exp(exp, "later", data, NULL, NULL);
+    tema_registry *r = registry();
+    const char *adam[] = {"train.optimizer=adam"}, *lazy[] = {"train.optimizer=lazy_adam"};
+    char id0[17], id1[17], id2[17], v1[17];
+    ids_of(exp, NULL, 0, r, id0, v1);
+    ids_of(exp, adam, 1, r, id1, v1);
+    ids_of(exp, lazy, 1, r, id2, v1);
+    ck_assert_str_eq(id0, id1);
+    ck_assert_str_ne(id0, id2);
+    for (int k = 0; k < 2; k++) {
+        tema_cfg *cfg = NULL;
+        tema_err err = {0};
+        char *json = NULL;
+        ck_assert_int_eq(tema_cfg_resolve(exp, k ? lazy : adam, 1, r, stderr, &cfg, &err), TEMA_OK);
+        ck_assert_int_eq(tema_run_identity(cfg, r, &json, &err), TEMA_OK);
+        ck_assert_msg((strstr(json, "optimizer") != NULL) == (k == 1), "identity: %s", json);
+        free(json);
+        tema_cfg_free(cfg);
+    }
+    tema_registry_free(r);
+}
+END_TEST
+
 /* results_dir: in the file, the runs' folder when no --results is given; never in the id. */
 START_TEST(t_results_dir_is_where_runs_live_and_not_part_of_the_id)
 {
@@ -426,6 +458,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, t_same_data_through_a_symlink_and_a_copy_is_one_run);
     tcase_add_test(tc, t_thread_count_is_not_part_of_the_id);
     tcase_add_test(tc, t_results_dir_is_where_runs_live_and_not_part_of_the_id);
+    tcase_add_test(tc, t_a_core_key_added_later_counts_only_when_set);
     tcase_add_test(tc, t_an_option_added_with_its_default_keeps_the_id);
     tcase_add_test(tc, t_a_run_of_the_old_scheme_is_moved_and_found_done);
     tcase_add_test(tc, t_a_resume_after_a_plugin_file_changed_is_refused);

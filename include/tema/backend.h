@@ -63,7 +63,8 @@ static inline bool tema_dropout_keep(uint64_t seed, uint64_t i, float p)
     return (float)((z >> 40) * (1.0 / 16777216.0)) >= p;  /* 24 random bits in [0,1) */
 }
 
-#define TEMA_BACKEND_OPS_VERSION 5 /* 2: TEMA_UNARY_GELU_ERF; 3: spmm; 4: memory_peak; 5: attention_infer */
+#define TEMA_BACKEND_OPS_VERSION 6 /* 2: TEMA_UNARY_GELU_ERF; 3: spmm; 4: memory_peak; 5: attention_infer;
+                                      6: adam_rows, zero_rows */
 
 typedef struct tema_backend_ops {
     uint32_t struct_size;   /* sizeof(tema_backend_ops) as compiled into the plugin */
@@ -207,6 +208,17 @@ typedef struct tema_backend_ops {
     void (*attention_infer)(void *self, int64_t B, int64_t T, int64_t heads, int64_t hd, float scale,
                             const float *q, const float *k, const float *v, int64_t ld, const int32_t *len,
                             float *out, int64_t ldo);
+    /* Ops version >= 6, optional: the row-sparse forms of adam and of zeroing, for tables whose
+     * step touched a few rows (an item table under a sampled softmax). rows [n_rows] (int32,
+     * backend memory, distinct, in any order) index rows of [*, dim] matrices. adam_rows is
+     * adam (above) on those rows only: the other rows' values and moments stay as they are.
+     * zero_rows sets x[rows[i], :] = 0. Why: at a million items a sweep over the whole table
+     * (values, gradient, two moments: 4 GiB at q = 256) took longer than the step's products.
+     * Without them the core sweeps whole tensors (and train.optimizer: lazy_adam is refused). */
+    void (*adam_rows)(void *self, int64_t n_rows, int64_t dim, const int32_t *rows, float lr, float beta1,
+                      float beta2, float eps, float weight_decay, float bc1, float bc2, float *p, const float *g,
+                      float *m, float *v);
+    void (*zero_rows)(void *self, int64_t n_rows, int64_t dim, const int32_t *rows, float *x);
 } tema_backend_ops;
 
 /* The table's size before the first appended kernel: the smallest a backend may export

@@ -747,6 +747,23 @@ static void cuda_adam(void *self, int64_t n, float lr, float beta1, float beta2,
     LAUNCH_1D(b, n, k_adam, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, p, g, m, v);
 }
 
+static void cuda_adam_rows(void *self, int64_t n_rows, int64_t dim, const int32_t *rows, float lr, float beta1,
+                           float beta2, float eps, float weight_decay, float bc1, float bc2, float *p, const float *g,
+                           float *m, float *v)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_1D(b, n_rows * dim, k_adam_rows, n_rows, dim, rows, lr, beta1, beta2, eps, weight_decay, bc1, bc2, p, g, m,
+              v);
+}
+
+static void cuda_zero_rows(void *self, int64_t n_rows, int64_t dim, const int32_t *rows, float *x)
+{
+    cuda_backend *b = (cuda_backend *)self;
+    if (dim <= 0) return;
+    LAUNCH_1D(b, n_rows * dim, k_zero_rows, n_rows, dim, rows, x);
+}
+
 static void cuda_spmm(void *self, int64_t rows, int64_t dim, const int64_t *row_ptr, const int32_t *col_idx,
                       const float *values, const float *x, float *out, bool accumulate)
 {
@@ -821,6 +838,8 @@ static const tema_backend_ops cuda_ops = {
     .spmm = cuda_spmm,
     .memory_peak = cuda_memory_peak,
     .attention_infer = cuda_attention_infer,
+    .adam_rows = cuda_adam_rows,
+    .zero_rows = cuda_zero_rows,
 };
 
 static const tema_plugin cuda_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cuda", "1.0.0",

@@ -175,6 +175,28 @@ __global__ void k_adam(int64_t n, float lr, float beta1, float beta2, float eps,
     }
 }
 
+/* adam over rows[i] of [*, dim] matrices: element e of the launch is column e % dim of row rows[e / dim]. */
+__global__ void k_adam_rows(int64_t n_rows, int64_t dim, const int32_t *rows, float lr, float beta1, float beta2,
+                            float eps, float weight_decay, float bc1, float bc2, float *p, const float *g, float *m,
+                            float *v)
+{
+    GRID_STRIDE(e, n_rows * dim)
+    {
+        const int64_t i = (int64_t)rows[e / dim] * dim + e % dim;
+        const float gi = g[i] + weight_decay * p[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+    }
+}
+
+__global__ void k_zero_rows(int64_t n_rows, int64_t dim, const int32_t *rows, float *x)
+{
+    GRID_STRIDE(e, n_rows * dim) x[(int64_t)rows[e / dim] * dim + e % dim] = 0.0f;
+}
+
 /* ------------------------------------------------------------------ reductions */
 
 /* dot, pass 1: per-block partial sums in double. */

@@ -826,19 +826,6 @@ static void cpu_lse_grad(void *self, int64_t rows, int64_t cols, int64_t c0, flo
     }
 }
 
-static void cpu_adam(void *self, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                     float bc1, float bc2, float *p, const float *g, float *m, float *v)
-{
-    (void)self;
-#pragma omp parallel for simd if (n > PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float gi = g[i] + weight_decay * p[i];
-        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
-        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        p[i] -= lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
-    }
-}
-
 /* ---- sparse times dense ---- */
 
 /* Rows r0..r1 of out = A x: each row accumulates its entries in order (one writer, no
@@ -922,6 +909,8 @@ static const tema_backend_ops cpu_ops = {
     .adam = cpu_adam,
     .spmm = cpu_spmm,
     .attention_infer = cpu_attention_infer,
+    .adam_rows = cpu_adam_rows,
+    .zero_rows = cpu_zero_rows,
 };
 
 static const tema_plugin cpu_plugin = {TEMA_PLUGIN_HEADER(TEMA_KIND_BACKEND, "cpu", "1.0.0",

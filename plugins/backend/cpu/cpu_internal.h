@@ -26,10 +26,6 @@ typedef struct cpu_backend {
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "avx512f", "avx2", "default")))
 #else
 #define HOT
-/* attention.c: the backend op `attention_infer` (include/tema/backend.h) */
-void cpu_attention_infer(void *self, int64_t B, int64_t T, int64_t heads, int64_t hd, float scale, const float *q,
-                         const float *k, const float *v, int64_t ld, const int32_t *len, float *out, int64_t ldo);
-
 #endif
 
 static inline float poly_exp(float x)
@@ -60,5 +56,12 @@ void cpu_binary_bwd(void *self, tema_binary_op op, int64_t n, const float *a, co
 /* attention.c: the backend op `attention_infer` (include/tema/backend.h) */
 void cpu_attention_infer(void *self, int64_t B, int64_t T, int64_t heads, int64_t hd, float scale, const float *q,
                          const float *k, const float *v, int64_t ld, const int32_t *len, float *out, int64_t ldo);
+
+/* adam.c: the backend ops `adam`, `adam_rows` and `zero_rows` */
+void cpu_adam(void *self, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bc1,
+              float bc2, float *p, const float *g, float *m, float *v);
+void cpu_adam_rows(void *self, int64_t n_rows, int64_t dim, const int32_t *rows, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, float bc1, float bc2, float *p, const float *g, float *m, float *v);
+void cpu_zero_rows(void *self, int64_t n_rows, int64_t dim, const int32_t *rows, float *x);
 
 #endif
