@@ -201,8 +201,10 @@ static uint64_t mix_tree(uint64_t h, const char *path, int depth)
     h = tema_key_mix_str(h, "(folder)");
     for (size_t i = 0; i < n; i++) {
         char full[4200];
-        snprintf(full, sizeof full, "%s/%s", path, names[i]);
-        h = mix_tree(tema_key_mix_str(h, names[i]), full, depth + 1);
+        if (snprintf(full, sizeof full, "%s/%s", path, names[i]) >= (int)sizeof full)
+            h = tema_key_mix_str(tema_key_mix_str(h, names[i]), "(path too long)"); /* never another file's */
+        else
+            h = mix_tree(tema_key_mix_str(h, names[i]), full, depth + 1);
         free(names[i]);
     }
     free(names);

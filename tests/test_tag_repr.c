@@ -34,7 +34,7 @@ static tema_tag_selection make_sel(int64_t n_items, const int *counts, const int
     s.score = h->alloc((size_t)(total + 1) * sizeof *s.score);
     s.off[0] = 0;
     for (int64_t i = 0; i < n_items; i++) s.off[i + 1] = s.off[i] + counts[i];
-    if (total) {
+    if (total && tags && scores) {
         memcpy(s.tag, tags, (size_t)total * sizeof *s.tag);
         memcpy(s.score, scores, (size_t)total * sizeof *s.score);
     }
