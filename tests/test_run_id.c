@@ -52,6 +52,17 @@ static void write_exp(const char *path, const char *name, const char *data, cons
     tu_write(path, text);
 }
 
+/* A fresh folder with synthetic data and an experiment `name` on it; returns the folder. */
+static const char *data_and_exp(const char *name, char data[512], char exp[600])
+{
+    const char *tmp = tu_tmpdir();
+    snprintf(data, 512, "%s/data", tmp);
+    snprintf(exp, 600, "%s/exp.yaml", tmp);
+    make_data(data);
+    write_exp(exp, name, data, NULL, NULL);
+    return tmp;
+}
+
 static tema_registry *registry(void)
 {
     tema_registry *r = tema_registry_new(tema_host_get());
@@ -125,12 +136,8 @@ END_TEST
 
 START_TEST(t_thread_count_is_not_part_of_the_id)
 {
-    const char *tmp = tu_tmpdir();
     char data[512], exp[600];
-    snprintf(data, sizeof data, "%s/data", tmp);
-    snprintf(exp, sizeof exp, "%s/exp.yaml", tmp);
-    make_data(data);
-    write_exp(exp, "threads", data, NULL, NULL);
+    const char *tmp = data_and_exp("threads", data, exp);
     tema_registry *r = registry();
     const char *one[] = {"backend.threads=1"}, *two[] = {"backend.threads=2"};
     char id1[17], id2[17], v1a[17], v1b[17];
@@ -160,12 +167,8 @@ END_TEST
  * stored before it keeps its id), set to anything else it is. */
 START_TEST(t_a_core_key_added_later_counts_only_when_set)
 {
-    const char *tmp = tu_tmpdir();
     char data[512], exp[600];
-    snprintf(data, sizeof data, "%s/data", tmp);
-    snprintf(exp, sizeof exp, "%s/exp.yaml", tmp);
-    make_data(data);
-    write_exp(exp, "later", data, NULL, NULL);
+    data_and_exp("later", data, exp);
     tema_registry *r = registry();
     const char *adam[] = {"train.optimizer=adam"}, *lazy[] = {"train.optimizer=lazy_adam"};
     char id0[17], id1[17], id2[17], v1[17];
@@ -319,13 +322,9 @@ static char *slurp(const char *path)
 
 START_TEST(t_a_run_of_the_old_scheme_is_moved_and_found_done)
 {
-    const char *tmp = tu_tmpdir();
     char data[512], exp[600], res[600], args[2048];
-    snprintf(data, sizeof data, "%s/data", tmp);
-    snprintf(exp, sizeof exp, "%s/exp.yaml", tmp);
+    const char *tmp = data_and_exp("old", data, exp);
     snprintf(res, sizeof res, "%s/results", tmp);
-    make_data(data);
-    write_exp(exp, "old", data, NULL, NULL);
     char *out, *err;
     snprintf(args, sizeof args, "run '%s' --results '%s'", exp, res);
     ck_assert_int_eq(tu_tema(args, &out, &err), 0);

@@ -161,18 +161,21 @@ __global__ void k_logaddexp_bwd(int64_t n, const float *x, float lx, const float
     GRID_STRIDE(i, n) if (out[i] != -INFINITY) dx[i] += dout[i] * expf(x[i] + lx - out[i]);
 }
 
+__device__ __forceinline__ void adam_at(int64_t i, float lr, float beta1, float beta2, float eps, float weight_decay,
+                                        float bc1, float bc2, float *p, const float *g, float *m, float *v)
+{
+    const float gi = g[i] + weight_decay * p[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+}
+
 __global__ void k_adam(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bc1,
                        float bc2, float *p, const float *g, float *m, float *v)
 {
-    GRID_STRIDE(i, n)
-    {
-        const float gi = g[i] + weight_decay * p[i];
-        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-    }
+    GRID_STRIDE(i, n) adam_at(i, lr, beta1, beta2, eps, weight_decay, bc1, bc2, p, g, m, v);
 }
 
 /* adam over rows[i] of [*, dim] matrices: element e of the launch is column e % dim of row rows[e / dim]. */
@@ -181,15 +184,7 @@ __global__ void k_adam_rows(int64_t n_rows, int64_t dim, const int32_t *rows, fl
                             float *v)
 {
     GRID_STRIDE(e, n_rows * dim)
-    {
-        const int64_t i = (int64_t)rows[e / dim] * dim + e % dim;
-        const float gi = g[i] + weight_decay * p[i];
-        const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-    }
+    adam_at((int64_t)rows[e / dim] * dim + e % dim, lr, beta1, beta2, eps, weight_decay, bc1, bc2, p, g, m, v);
 }
 
 __global__ void k_zero_rows(int64_t n_rows, int64_t dim, const int32_t *rows, float *x)
