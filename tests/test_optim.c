@@ -3,6 +3,7 @@
  * lazy Adam (train.optimizer: lazy_adam) updates only those rows while plain Adam moves every
  * row. CPU backend, 1 thread. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +120,29 @@ START_TEST(lazy_adam_moves_only_the_rows_a_step_read)
 }
 END_TEST
 
+/* A backend built before ops version 6 (no adam_rows / zero_rows): zero_grad clears whole
+ * tensors as it did, and Adam, asked to be lazy, updates every row (the trainer refuses
+ * train.optimizer: lazy_adam on such a backend before training starts). */
+START_TEST(a_backend_without_the_row_kernels_gets_whole_sweeps)
+{
+    const tema_backend_ops *cur = tema_engine_backend();
+    tema_backend_ops old = *cur;
+    old.struct_size = (uint32_t)offsetof(tema_backend_ops, adam_rows);
+    old.version = 5;
+    tema_engine_set_backend(&old, cpu_self);
+    model m = model_new(4);
+    tema_adam opt = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .weight_decay = 0.01f, .lazy = true};
+    const float before = m.table->data[700 * DIM];
+    const int32_t ids[2] = {5, 17}, tg[2] = {17, 5};
+    step(&m, ids, 2, tg, &opt);
+    ck_assert(m.table->data[700 * DIM] != before); /* not lazy: weight decay moved an unread row */
+    tema_params_zero_grad(m.p);
+    for (int64_t i = 0; i < ROWS * DIM; i++) ck_assert(m.table->grad[i] == 0.0f);
+    tema_params_free(m.p);
+    tema_engine_set_backend(cur, cpu_self);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -126,6 +150,7 @@ static Suite *make_suite(void)
     tcase_add_checked_fixture(tc, gradcheck_setup, gradcheck_teardown);
     tcase_add_test(tc, zero_grad_clears_what_a_step_wrote_by_rows);
     tcase_add_test(tc, lazy_adam_moves_only_the_rows_a_step_read);
+    tcase_add_test(tc, a_backend_without_the_row_kernels_gets_whole_sweeps);
     suite_add_tcase(s, tc);
     return s;
 }
