@@ -56,7 +56,6 @@ struct tema_params {
     uint32_t epoch;      /* the step's stamp for row_touch.stamp (advanced by zero_grad) */
     int32_t *dev_rows;   /* backend copy of one tensor's touched rows, for adam_rows / zero_rows */
     int64_t dev_rows_cap;
-    bool touch_failed;   /* bookkeeping ran out of memory: treat every tensor as all-rows */
 };
 
 tema_params *tema_params_new(uint64_t seed)
