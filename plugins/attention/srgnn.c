@@ -87,6 +87,22 @@ static tema_status srgnn_declare(srgnn_attn *a, const tema_model_info *info, tem
     return ok ? TEMA_OK : tema_fail(err, TEMA_ENOMEM, "attention srgnn: cannot declare parameters");
 }
 
+static tema_status srgnn_check_encoders(int n_enc, tema_err *err)
+{
+    if (n_enc == 1) return TEMA_OK;
+    return tema_fail(err, TEMA_EINVAL, "attention srgnn: needs exactly one encoder, got %d; hint: SR-GNN embeds "
+                                       "and scores items with one table, e.g. model.encoders: [{plugin: id}]",
+                     n_enc);
+}
+
+/* ABI 1.7: what `tema check` can see before any data is read (max_len comes with the data). */
+static tema_status srgnn_check(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
+                               tema_err *err)
+{
+    (void)host, (void)opts, (void)enc_dims;
+    return srgnn_check_encoders(n_enc, err);
+}
+
 static tema_status srgnn_create(const tema_model_info *info, const tema_cfg *opts, const int64_t *enc_dims,
                                 const char *const *enc_modalities, int n_enc, void **self, tema_err *err)
 {
@@ -98,10 +114,7 @@ static tema_status srgnn_create(const tema_model_info *info, const tema_cfg *opt
     if ((st = plugin_opt_int(host, opts, "attention srgnn", "step", &step, err)) != TEMA_OK ||
         (st = plugin_opt_bool(host, opts, "attention srgnn", "nonhybrid", &nonhybrid, err)) != TEMA_OK)
         return st;
-    if (n_enc != 1)
-        return tema_fail(err, TEMA_EINVAL, "attention srgnn: needs exactly one encoder, got %d; hint: SR-GNN embeds "
-                                           "and scores items with one table, e.g. model.encoders: [{plugin: id}]",
-                         n_enc);
+    if ((st = srgnn_check_encoders(n_enc, err)) != TEMA_OK) return st;
     if (info->max_len < 1 || info->max_len > SRGNN_MAX_LEN)
         return tema_fail(err, TEMA_EINVAL, "attention srgnn: dataset.max_len %d outside [1, %d]; hint: SR-GNN builds "
                                            "one session graph per prefix, memory grows as max_len^3 (the paper "
@@ -252,7 +265,7 @@ static void srgnn_destroy(void *self)
 }
 
 static const tema_attention_ops srgnn_ops = {.create = srgnn_create, .forward = srgnn_forward,
-                                             .destroy = srgnn_destroy};
+                                             .destroy = srgnn_destroy, .check = srgnn_check};
 
 static const tema_plugin srgnn_plugin = {
     TEMA_PLUGIN_HEADER(TEMA_KIND_ATTENTION, "srgnn", "1.0.0",
