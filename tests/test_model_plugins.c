@@ -555,8 +555,8 @@ START_TEST(missing_options_are_a_bug)
 }
 END_TEST
 
-/* heads that do not divide a stack's width, and SR-GNN given two encoders, are found by `tema
- * check` (the attention plugin's check, ABI 1.7), located at model.attention, before any data is
+/* heads that do not divide a stack's width, and SR-GNN, C2DSR or MAN given two encoders, are
+ * found by `tema check` (the attention plugin's check, ABI 1.7), located at model.attention, before any data is
  * read; a grid names the entry. */
 START_TEST(check_finds_heads_that_do_not_divide_the_width)
 {
@@ -571,10 +571,14 @@ START_TEST(check_finds_heads_that_do_not_divide_the_width)
         "  encoders: [{plugin: id, dim: 64}]\n  attention: {plugin: fused, dim: 100, heads: 8}\n",
         "  encoders: [{plugin: id, dim: 64}, {plugin: text, dim: 64, extractor: hashed}]\n"
         "  attention: {plugin: srgnn}\n",
+        "  encoders: [{plugin: id, dim: 64}, {plugin: text, dim: 64, extractor: hashed}]\n"
+        "  attention: {plugin: c2dsr}\n",
+        "  encoders: [{plugin: id, dim: 64}, {plugin: tag, dim: 64}]\n  attention: {plugin: man}\n",
     };
     const char *want[] = {"heads (3) must divide the width (64)", "heads (4) must divide the width (30)",
-                          "heads (8) must divide the width (100)", "srgnn: needs exactly one encoder, got 2"};
-    for (int k = 0; k < 4; k++) {
+                          "heads (8) must divide the width (100)", "srgnn: needs exactly one encoder, got 2",
+                          "c2dsr: takes exactly one encoder of modality id", "man: takes exactly one encoder of modality id"};
+    for (int k = 0; k < 6; k++) {
         char text[1000];
         snprintf(text, sizeof text, "name: h\ndataset: {path: synthetic}\nmodel:\n%s", bad[k]);
         tu_write(path, text);

@@ -277,7 +277,8 @@ static tema_status c2_read_config(const tema_host *host, const tema_cfg *opts, c
     return TEMA_OK;
 }
 
-/* What C2DSR cannot be built on: reported at create(), before any step. */
+/* What C2DSR cannot be built on: reported at create(), before any step (the encoder count also
+ * by c2_check, with info and enc_mods NULL). */
 static tema_status c2_check_setup(const tema_model_info *info, const int64_t *enc_dims, const char *const *enc_mods,
                                   int n_enc, tema_err *err)
 {
@@ -661,7 +662,9 @@ static tema_status c2_aux_loss(void *self, tema_graph *g, const tema_batch *b, c
 static tema_status c2_check(const tema_host *host, const tema_cfg *opts, const int64_t *enc_dims, int n_enc,
                             tema_err *err)
 {
-    return tb_check_heads(host, opts, "c2dsr", n_enc > 0 ? enc_dims[0] : 0, err);
+    /* the encoder count is known here (its modality only at create): the same message */
+    if (n_enc != 1) return c2_check_setup(NULL, enc_dims, NULL, n_enc, err);
+    return tb_check_heads(host, opts, "c2dsr", enc_dims[0], err);
 }
 
 static const tema_attention_ops c2_ops = {.create = c2_create, .forward = c2_forward, .destroy = c2_destroy,

@@ -159,7 +159,8 @@ static tema_status man_read_config(const tema_host *host, const tema_cfg *opts, 
     return st;
 }
 
-/* What MAN cannot be built on: reported at create(), before any step. */
+/* What MAN cannot be built on: reported at create(), before any step (the encoder count also by
+ * man_check, with info, c and enc_mods NULL). */
 static tema_status man_check_setup(const tema_model_info *info, const man_config *c, const int64_t *enc_dims,
                                    const char *const *enc_mods, int n_enc, tema_err *err)
 {
@@ -661,7 +662,9 @@ static tema_status man_check(const tema_host *host, const tema_cfg *opts, const 
 {
     int64_t widths[MAN_MAX_LAYERS];
     int n;
-    tema_status st = tb_check_heads(host, opts, "man", n_enc > 0 ? enc_dims[0] : 0, err);
+    /* the encoder count is known here (its modality only at create): the same message */
+    if (n_enc != 1) return man_check_setup(NULL, NULL, enc_dims, NULL, n_enc, err);
+    tema_status st = tb_check_heads(host, opts, "man", enc_dims[0], err);
     if (st == TEMA_OK) st = man_read_widths(host, opts, "mlp_layers", widths, &n, err);
     if (st == TEMA_OK) st = man_read_widths(host, opts, "att_layers", widths, &n, err);
     return st;
