@@ -328,8 +328,9 @@ static void grid_progress(const runner *rn)
     if (o->ok > 0) {
         const double mean = rn->ok_seconds / (double)o->ok;
         const double left = mean * ((double)pending + 0.5 * (double)rn->n_active) / (double)rn->jobs;
-        long t = (long)(left + 0.5);
-        snprintf(eta, sizeof eta, "ETA %ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+        char d[32];
+        tema_fmt_duration(left, d, sizeof d);
+        snprintf(eta, sizeof eta, "ETA %s", d);
     }
     fprintf(rn->log, "tema: grid: %zu of %zu ended (%zu ok, %zu failed), %zu running, %zu pending; %s\n", ended,
             rn->n_todo, o->ok, o->failed, rn->n_active, pending, eta);

@@ -167,17 +167,6 @@ static double mrr_mean(const tema_metric_acc *a)
     return k ? s / k : NAN;
 }
 
-static void fmt_hms(double sec, char *buf, size_t cap)
-{
-    if (!(sec >= 0) || sec > 1e7) {
-        snprintf(buf, cap, "?");
-        return;
-    }
-    long s = (long)(sec + 0.5);
-    if (s >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-    else snprintf(buf, cap, "%ld:%02ld", s / 60, s % 60);
-}
-
 static bool file_exists(const char *path)
 {
     struct stat sb;
@@ -381,9 +370,9 @@ static void progress(runner *r, int epoch, int64_t step, int64_t steps, double l
     if (!force && now - last < 0.1) return;
     last = now;
     char eta[32], run_eta[32];
-    fmt_hms(rate > 0 ? (double)(steps - step) / rate : -1, eta, sizeof eta);
+    tema_fmt_duration(rate > 0 ? (double)(steps - step) / rate : -1, eta, sizeof eta);
     /* the whole run at this pace if it trains every epoch (early stopping ends it sooner) */
-    fmt_hms(rate > 0 ? (double)(steps - step + (int64_t)(r->s.epochs - epoch) * steps) / rate : -1, run_eta,
+    tema_fmt_duration(rate > 0 ? (double)(steps - step + (int64_t)(r->s.epochs - epoch) * steps) / rate : -1, run_eta,
             sizeof run_eta);
     fprintf(stderr, "\r\033[Kepoch %d/%d  step %" PRId64 "/%" PRId64 "  loss %.4f  %.2f steps/s  ETA %s (run <= %s)",
             epoch, r->s.epochs, step, steps, loss, rate, eta, run_eta);
@@ -502,7 +491,7 @@ static tema_status log_epoch(runner *r, const train_state *ts, int epoch, int64_
     char left[64] = "";
     if (epoch < s->epochs) {
         char hms[32];
-        fmt_hms(secs * (double)(s->epochs - epoch), hms, sizeof hms);
+        tema_fmt_duration(secs * (double)(s->epochs - epoch), hms, sizeof hms);
         snprintf(left, sizeof left, "; at most %s more (%d epoch%s)", hms, s->epochs - epoch,
                  s->epochs - epoch == 1 ? "" : "s");
     }

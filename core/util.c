@@ -194,6 +194,17 @@ bool tema_is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+void tema_fmt_duration(double sec, char *buf, size_t cap)
+{
+    if (!(sec >= 0) || sec > 1e7) {
+        snprintf(buf, cap, "?");
+        return;
+    }
+    long s = (long)(sec + 0.5);
+    if (s >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else snprintf(buf, cap, "%ld:%02ld", s / 60, s % 60);
+}
+
 uint64_t tema_hash64(const void *data, size_t len)
 {
     const unsigned char *p = data;

@@ -24,6 +24,9 @@ tema_status tema_mkdirs(const char *path, tema_err *err);
 /* Does dir/name exist (any kind of file)? Is path a folder? */
 bool tema_file_exists(const char *dir, const char *name);
 bool tema_is_dir(const char *path);
+/* A duration for people: "m:ss", or "h:mm:ss" from an hour on; "?" when unknown (< 0, NaN,
+ * more than ~115 days). */
+void tema_fmt_duration(double sec, char *buf, size_t cap);
 /* 64-bit FNV-1a */
 uint64_t tema_hash64(const void *data, size_t len);
 /* splitmix64-seeded xoshiro256** generator: same seed, same stream, on every machine. */

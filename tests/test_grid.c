@@ -495,7 +495,7 @@ START_TEST(t_failed_run_is_recorded_and_the_others_finish)
     ck_assert_msg(strstr(err, "2 ran ok, 2 failed"), "%s", err);
     /* a progress line after each run, the last with everything ended */
     ck_assert_msg(strstr(err, "tema: grid: 1 of 4 ended") && strstr(err, "tema: grid: 4 of 4 ended (2 ok, 2 failed), "
-                                                                          "0 running, 0 pending; ETA 0:00:00"), "%s", err);
+                                                                          "0 running, 0 pending; ETA 0:00"), "%s", err);
     free(out);
     free(err);
 
