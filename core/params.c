@@ -412,6 +412,12 @@ static void adam_lazy_rows(tema_params *p, const tema_adam *opt, size_t i, float
         adam_span(p, opt, i, p->e[i].t->size, wd == 0.0f, bc1, bc2);
 }
 
+/* Is entry i updated by its rows under this Adam (lazy, and its gradient not reaching every row)? */
+static bool adam_by_rows(const tema_params *p, size_t i, bool lazy)
+{
+    return lazy && !((const param_tensor *)p->e[i].t)->touch.all;
+}
+
 void tema_adam_step(tema_params *p, tema_adam *opt)
 {
     if (!p || !p->finalized || !opt) return;
@@ -427,7 +433,7 @@ void tema_adam_step(tema_params *p, tema_adam *opt)
             i++;
             continue;
         }
-        if (lazy && !param_of(p->e[i].t)->touch.all) {
+        if (adam_by_rows(p, i, lazy)) {
             adam_lazy_rows(p, opt, i++, bc1, bc2);
             continue;
         }
@@ -435,7 +441,7 @@ void tema_adam_step(tema_params *p, tema_adam *opt)
         int64_t off = p->e[i].off, n = 0;
         size_t j = i;
         while (j < p->n && learnable(p->e[j].t) && ((p->e[j].t->flags & TEMA_TENSOR_NO_DECAY) != 0) == no_decay &&
-               p->e[j].off == off + n && !(lazy && !param_of(p->e[j].t)->touch.all)) {
+               p->e[j].off == off + n && !adam_by_rows(p, j, lazy)) {
             n += p->e[j].t->size;
             j++;
         }
