@@ -29,13 +29,19 @@ tema_tensor *tema_params_at(tema_params *p, size_t i);
 void tema_params_zero_grad(tema_params *p);
 
 typedef struct tema_adam {
-    float lr, beta1, beta2, eps, weight_decay;  /* weight decay as L2 added to the gradient (torch Adam) */
+    float lr, beta1, beta2, eps, weight_decay;  /* as L2 added to the gradient (torch Adam), or decoupled */
     int64_t step;
     /* Lazy (sparse) Adam, train.optimizer: lazy_adam: of a table the step read by rows
      * (embedding, gather_rows, rowdot) only those rows are updated, and a tensor the gradient
      * did not reach is not updated at all; their moments do not decay meanwhile. Plain Adam
      * updates every tensor every step. */
     bool lazy;
+    /* AdamW (train.optimizer: adamw, Loshchilov & Hutter): p *= 1 - lr * weight_decay, then the
+     * Adam update of the gradient alone. Under the L2 form Adam divides the decay by the
+     * gradient's scale, so a row no batch reads moves lr a step towards 0 whatever weight_decay
+     * is; here it shrinks by the factor. Plain (not lazy) updates only: the trainer never sets
+     * both, and lazy Adam keeps the L2 form. */
+    bool decoupled;
 } tema_adam;
 void tema_adam_step(tema_params *p, tema_adam *opt);
 

@@ -392,8 +392,13 @@ void tema_params_zero_grad(tema_params *p)
 static void adam_span(tema_params *p, const tema_adam *opt, size_t i, int64_t n, bool no_decay, float bc1, float bc2)
 {
     const int64_t off = p->e[i].off;
-    p->be->adam(p->bs, n, opt->lr, opt->beta1, opt->beta2, opt->eps, no_decay ? 0.0f : opt->weight_decay, bc1, bc2,
-                p->values + off, p->grads + off, p->m + off, p->v + off);
+    float l2 = no_decay ? 0.0f : opt->weight_decay;
+    if (opt->decoupled && l2 != 0.0f) {
+        p->be->axpy(p->bs, n, -opt->lr * l2, p->values + off, p->values + off);
+        l2 = 0.0f;
+    }
+    p->be->adam(p->bs, n, opt->lr, opt->beta1, opt->beta2, opt->eps, l2, bc1, bc2, p->values + off, p->grads + off,
+                p->m + off, p->v + off);
 }
 
 /* Lazy Adam's update of one tensor: only its touched rows, or nothing when the step's gradient

@@ -48,7 +48,7 @@ typedef struct settings {
     int patience, eval_every;
     uint64_t seed;
     bool resume;
-    bool lazy_adam;         /* train.optimizer: lazy_adam */
+    bool lazy_adam, adamw;  /* train.optimizer: lazy_adam, adamw */
     int positions;
     bool full_protocol;
     int32_t n_neg;
@@ -102,6 +102,7 @@ static tema_status read_settings(const tema_cfg *c, settings *s, tema_err *err)
     s->eval_batch = (int)eval_batch;
     s->full_protocol = !strcmp(protocol, "full");
     s->lazy_adam = !strcmp(optimizer, "lazy_adam");
+    s->adamw = !strcmp(optimizer, "adamw");
     /* Options of the backend and loss plugins that the trainer needs too; plugins that do not
      * declare them get these values. (Moving them to train.* changes every run id: see issue 11.) */
     s->threads = (int)tema_cfg_int(c, "backend.threads", 1);
@@ -724,7 +725,8 @@ static tema_status run_session(runner *r, const char *name, tema_run_state rs, c
 static tema_status prepare_training(runner *r, tema_err *err)
 {
     r->opt = (tema_adam){.lr = (float)r->s.lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f,
-                         .weight_decay = (float)r->s.weight_decay, .lazy = r->s.lazy_adam};
+                         .weight_decay = (float)r->s.weight_decay, .lazy = r->s.lazy_adam,
+                         .decoupled = r->s.adamw};
     if (r->s.lazy_adam && !TEMA_BACKEND_HAS(r->be, adam_rows))
         return tema_fail(err, TEMA_EINVAL, "config train.optimizer: lazy_adam needs a backend with adam_rows (ops "
                                            "version 6), and backend %s has none; hint: rebuild the backend plugin, "

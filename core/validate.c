@@ -88,7 +88,7 @@ static const schema_key schema[] = {
     {K("train.seed", V_INT, "2040"), AT_LEAST(0)},
     {K("train.grad_clip", V_FLOAT, "0"), AT_LEAST(0)},          /* 0 = no clipping */
     /* lazy_adam: tables read by rows update only the rows a step read (core/engine.h tema_adam) */
-    {K("train.optimizer", V_ENUM, "adam"), .choices = "adam|lazy_adam", .later = true},
+    {K("train.optimizer", V_ENUM, "adam"), .choices = "adam|lazy_adam|adamw", .later = true},
     {K("train.resume", V_BOOL, "true")},
     {K("eval", V_MAP, NULL), .alias = "evaluation"},
     {K("eval.protocol", V_ENUM, "sampled"), .choices = "sampled|full"},

@@ -1,7 +1,7 @@
 /* tests/test_optim.c - what the optimizer does with the rows a step's gradient reached: zero_grad
  * clears exactly what the autograd wrote (also when it wrote only some rows of a table), and
  * lazy Adam (train.optimizer: lazy_adam) updates only those rows while plain Adam moves every
- * row. CPU backend, 1 thread. */
+ * row; AdamW (train.optimizer: adamw) decays apart from the gradient. CPU backend, 1 thread. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -120,6 +120,38 @@ START_TEST(lazy_adam_moves_only_the_rows_a_step_read)
 }
 END_TEST
 
+/* AdamW against the L2 form on a row no step reads: its gradient is 0, so under torch's Adam the
+ * whole update is the decay term, which Adam normalises to a step of about lr; AdamW scales the
+ * row by 1 - lr * wd and leaves its moments at 0. Rows that were read get the same Adam step of
+ * their gradient under AdamW as under Adam without decay, after the scaling. */
+START_TEST(adamw_decays_by_the_factor_not_by_lr)
+{
+    model l2 = model_new(11), dec = model_new(11), none = model_new(11);
+    const float lr = 0.01f, wd = 0.01f;
+    tema_adam o_l2 = {.lr = lr, .beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .weight_decay = wd};
+    tema_adam o_dec = o_l2, o_none = o_l2;
+    o_dec.decoupled = true;
+    o_none.weight_decay = 0.0f;
+    float before[ROWS * DIM];
+    memcpy(before, dec.table->data, sizeof before);
+    const int32_t ids[3] = {5, 17, 5}, tg[3] = {17, 40, 5};
+    step(&l2, ids, 3, tg, &o_l2);
+    step(&dec, ids, 3, tg, &o_dec);
+    step(&none, ids, 3, tg, &o_none);
+    for (int64_t j = 0; j < DIM; j++) {
+        const int64_t i = 700 * DIM + j; /* never read */
+        if (before[i] == 0.0f) continue;
+        ck_assert_float_eq_tol(dec.table->data[i], before[i] * (1.0f - lr * wd), 1e-7f);
+        ck_assert_float_eq_tol(fabsf(l2.table->data[i] - before[i]), lr, 1e-5f);
+        const int64_t r = 5 * DIM + j; /* read: decay, then the same Adam step as without decay */
+        ck_assert_float_eq_tol(dec.table->data[r], none.table->data[r] - lr * wd * before[r], 1e-6f);
+    }
+    tema_params_free(l2.p);
+    tema_params_free(dec.p);
+    tema_params_free(none.p);
+}
+END_TEST
+
 /* A backend built before ops version 6 (no adam_rows / zero_rows): zero_grad clears whole
  * tensors as it did, and Adam, asked to be lazy, updates every row (the trainer refuses
  * train.optimizer: lazy_adam on such a backend before training starts). */
@@ -151,6 +183,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, zero_grad_clears_what_a_step_wrote_by_rows);
     tcase_add_test(tc, lazy_adam_moves_only_the_rows_a_step_read);
     tcase_add_test(tc, a_backend_without_the_row_kernels_gets_whole_sweeps);
+    tcase_add_test(tc, adamw_decays_by_the_factor_not_by_lr);
     suite_add_tcase(s, tc);
     return s;
 }

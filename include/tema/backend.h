@@ -92,7 +92,7 @@ typedef struct tema_backend_ops {
     void (*sgemm)(void *self, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                   const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb, int64_t stride_b,
                   float beta, float *C, int64_t ldc, int64_t stride_c, int64_t batch);
-    /* dst[i] += alpha * src[i] */
+    /* dst[i] += alpha * src[i]; src may be dst (AdamW's decay scales the parameters in place) */
     void (*axpy)(void *self, int64_t n, float alpha, const float *src, float *dst);
     /* dst[i] += scale * (*dscalar) * (w ? w[i] : 1); dscalar is one float in backend memory
      * (backward of sum / mean / weighted mean). */
